@@ -1,0 +1,31 @@
+"""npconv: the convolutions of deep learning in NumPy, by interchangeable algorithms.
+
+Results match ``torch.nn.functional.conv{1,2,3}d`` and the ONNX ``Conv`` operator.  The
+algorithms live in :mod:`npconv.algorithms`, one module each; ``algorithm="auto"``
+picks one.
+"""
+
+from ._api import (
+    algorithms,
+    conv,
+    conv1d,
+    conv2d,
+    conv3d,
+    conv_matrix,
+    conv_output_shape,
+)
+from ._spec import ConvSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvSpec",
+    "__version__",
+    "algorithms",
+    "conv",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_matrix",
+    "conv_output_shape",
+]

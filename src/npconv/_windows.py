@@ -1,0 +1,89 @@
+"""Steps shared by the algorithms: canonical layout, padding, sliding windows, chunks.
+
+Canonical forms (what every algorithm receives):
+
+* input ``xp``: channels-last and already padded, ``(N, *padded_size, C)``;
+* weight ``wc``: ``(*kernel, C/G, O)`` (TensorFlow's HWIO), output channels grouped as
+  ``O = G * (O/G)`` with group ``g`` owning channels ``g*O/G .. (g+1)*O/G - 1``;
+* result: channels-last ``(N, *out_size, O)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ._spec import ConvSpec
+
+__all__ = ["WORKSPACE_BYTES", "canonical_input", "canonical_weight", "chunks", "windows"]
+
+#: Bytes of temporary workspace (patch matrices) an algorithm may hold at once.  A chunk
+#: is never smaller than one row of the first output axis, so the true bound is
+#: ``max(WORKSPACE_BYTES, bytes of one output row's patches)``.
+WORKSPACE_BYTES = 32 * 2**20
+
+_NP_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def canonical_input(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """Move channels last and apply the spec's padding: ``(N, *padded_size, C)``.
+
+    Returns ``x`` itself (never written to) when nothing needs to change, otherwise a
+    fresh array.
+    """
+    if spec.layout == "NCHW":
+        x = np.moveaxis(x, 1, -1)  # (N, *in_size, C)
+    if any(lo or hi for lo, hi in spec.pads):
+        pad_width = [(0, 0), *spec.pads, (0, 0)]
+        x = np.pad(x, pad_width, mode=_NP_PAD_MODE[spec.padding_mode])  # type: ignore[call-overload]
+    return x
+
+
+def canonical_weight(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """The weight as ``(*kernel, C/G, O)`` (a view of ``w``)."""
+    if spec.layout == "NCHW":
+        return np.moveaxis(w, (0, 1), (-1, -2))  # (O, C/G, *k) -> (*k, C/G, O)
+    return w
+
+
+def windows(xp: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """Read-only strided view of every receptive field: ``(N, *out_size, *kernel, C)``.
+
+    Element ``[n, *p, *k, c]`` is ``xp[n, *(p * stride + k * dilation), c]``; no data is
+    copied.
+    """
+    n_stride, *axis_strides, c_stride = xp.strides
+    shape = (spec.batch, *spec.out_size, *spec.kernel, xp.shape[-1])
+    strides = (
+        n_stride,
+        *(st * s for st, s in zip(axis_strides, spec.stride)),
+        *(st * d for st, d in zip(axis_strides, spec.dilation)),
+        c_stride,
+    )
+    return as_strided(xp, shape=shape, strides=strides, writeable=False)
+
+
+def chunks(
+    spec: ConvSpec, bytes_per_output: int, budget: int = WORKSPACE_BYTES
+) -> Iterator[tuple[slice, slice]]:
+    """Split the output into blocks whose workspace stays within ``budget`` bytes.
+
+    ``bytes_per_output`` is what one output position (all channels) costs in workspace.
+    Yields ``(batch_slice, rows_slice)``: whole samples while a sample fits, otherwise
+    blocks of rows of the first output axis within one sample (at least one row).
+    """
+    rows = spec.out_size[0]
+    row_bytes = max(bytes_per_output * math.prod(spec.out_size[1:]), 1)
+    sample_bytes = row_bytes * rows
+    if sample_bytes <= budget:
+        step = max(budget // max(sample_bytes, 1), 1)
+        for n0 in range(0, spec.batch, step):
+            yield slice(n0, min(n0 + step, spec.batch)), slice(None)
+        return
+    step = max(budget // row_bytes, 1)
+    for n in range(spec.batch):
+        for r0 in range(0, rows, step):
+            yield slice(n, n + 1), slice(r0, min(r0 + step, rows))

@@ -1,0 +1,87 @@
+"""The registry of convolution algorithms: one module each, one row each here.
+
+Every algorithm is a plain function ``conv(xp, wc, spec) -> y`` over canonical,
+validated arguments (see :mod:`npconv._windows`): a padded channels-last input
+``(N, *padded, C)``, a weight ``(*kernel, C/G, O)`` and a :class:`~npconv._spec.ConvSpec`;
+it returns ``(N, *out, O)``.  ``"auto"``, the list in :func:`npconv.algorithms` and the
+error for an unknown name all read :data:`REGISTRY`.
+
+At the top level, ``npconv.algorithms`` is the function that lists the names; import
+from this package as ``from npconv.algorithms import REGISTRY``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._spec import ConvSpec
+from . import einsum, im2col, matrix, naive, shifted
+
+__all__ = ["REGISTRY", "Algorithm", "choose", "get_algorithm"]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One entry of the registry: the function and what it supports."""
+
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray, ConvSpec], np.ndarray]
+    summary: str
+    dims: tuple[int, ...] = (1, 2, 3)
+    exact_integers: bool = True  # integer inputs give exact integer results
+    max_macs: int | None = None  # largest problem accepted, in multiply-accumulates
+
+    def unsupported(self, spec: ConvSpec) -> str | None:
+        """Why this algorithm cannot run ``spec``, or None if it can."""
+        if spec.nd not in self.dims:
+            return f"it supports {self.dims}-d convolutions, not {spec.nd}-d"
+        if self.max_macs is not None and spec.macs > self.max_macs:
+            return (
+                f"the problem has {spec.macs:,} multiply-accumulates, more than its "
+                f"limit of {self.max_macs:,}"
+            )
+        return None
+
+
+REGISTRY: dict[str, Algorithm] = {
+    a.name: a
+    for a in (
+        Algorithm(
+            "naive",
+            naive.conv,
+            "Python loops over every product (the oracle)",
+            max_macs=naive.MAX_MACS,
+        ),
+        Algorithm("shifted", shifted.conv, "one matmul per kernel offset over shifted views"),
+        Algorithm("im2col", im2col.conv, "patch matrix (strided view) times weights, chunked"),
+        Algorithm("einsum", einsum.conv, "sliding windows contracted by np.einsum, chunked"),
+        Algorithm("matrix", matrix.conv, "one product with the sparse convolution matrix"),
+    )
+}
+
+
+def get_algorithm(name: str, spec: ConvSpec, fn: str = "conv") -> Algorithm:
+    """The algorithm called ``name`` ("auto" chooses), checked against ``spec``."""
+    if name == "auto":
+        return REGISTRY[choose(spec)]
+    if not isinstance(name, str) or name not in REGISTRY:
+        raise ValueError(
+            f"{fn}: unknown algorithm {name!r}; choose 'auto' or one of {sorted(REGISTRY)}"
+        )
+    algorithm = REGISTRY[name]
+    reason = algorithm.unsupported(spec)
+    if reason is not None:
+        raise ValueError(f"{fn}: algorithm {name!r} cannot run this convolution: {reason}")
+    return algorithm
+
+
+def choose(spec: ConvSpec) -> str:
+    """The algorithm "auto" uses for ``spec``.
+
+    ``im2col`` is the best all-rounder of the registered algorithms: one large GEMM per
+    chunk, bounded workspace, exact for integers.
+    """
+    return "im2col"

@@ -1,0 +1,41 @@
+"""``shifted``: one matrix product per kernel offset.
+
+A 1x1 convolution is a matrix product over channels: ``(N*H*W, C) @ (C, O)``.  A
+``KH x KW`` convolution is the sum of ``KH*KW`` such products, each over the input
+shifted by one kernel offset ``k`` (a strided view, no copy)::
+
+    y = sum_k  xp[:, k*dilation : ... : stride, :] @ w[k]      # (N, *out, C) @ (C, O)
+
+With groups, each offset does one product per group on that group's channel slice.
+
+Cost: the direct ``2 * N * O * C/G * prod(kernel) * prod(out)`` flops in
+``prod(kernel) * G`` BLAS calls; memory: the output plus one product's result.  It wins
+when there are many channels and a small kernel (each product is a large GEMM), and
+loses to ``im2col`` when ``C`` is small (many thin GEMMs, each re-reading the output).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .._spec import ConvSpec
+
+
+def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """Sum over kernel offsets of shifted-view matrix products (canonical arguments)."""
+    cg, og = spec.group_in, spec.group_out
+    y = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=np.result_type(xp, wc))
+    for k in itertools.product(*map(range, spec.kernel)):
+        offset = tuple(
+            slice(ki * d, ki * d + (n - 1) * s + 1, s)
+            for ki, d, n, s in zip(k, spec.dilation, spec.out_size, spec.stride)
+        )
+        window = (slice(None), *offset)
+        shifted = xp[window]  # (N, *out_size, C)
+        for g in range(spec.groups):
+            y[..., g * og : (g + 1) * og] += (
+                shifted[..., g * cg : (g + 1) * cg] @ wc[k][:, g * og : (g + 1) * og]
+            )  # (N, *out, C/G) @ (C/G, O/G) -> (N, *out, O/G)
+    return y
