@@ -1,0 +1,76 @@
+"""Shared test helpers: tolerances per dtype (stated once) and the PyTorch referee."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import settings
+
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
+settings.register_profile("dev", max_examples=25, deadline=None)
+settings.load_profile("ci")
+
+torch.set_num_threads(2)
+
+#: Relative tolerance (to the largest |reference|) per result dtype.
+RTOL = {
+    np.dtype(np.float16): 2e-3,
+    np.dtype(np.float32): 1e-5,
+    np.dtype(np.float64): 1e-10,
+    np.dtype(np.complex64): 1e-5,
+    np.dtype(np.complex128): 1e-10,
+}
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, dtype: np.dtype | None = None) -> None:
+    """Equal shapes, and values within the dtype's tolerance (exact for integers)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    dtype = np.dtype(dtype or actual.dtype)
+    if dtype.kind in "biu":
+        np.testing.assert_array_equal(actual, expected)
+        return
+    scale = max(float(np.abs(expected).max(initial=0.0)), 1.0)
+    err = float(np.abs(actual.astype(np.complex128) - expected).max(initial=0.0))
+    assert err <= RTOL[dtype] * scale, f"max error {err:.3g} > {RTOL[dtype]:g} x {scale:.3g}"
+
+
+_PAD_MODE = {"reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
+def torch_conv(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    stride=1,
+    pads=None,
+    dilation=1,
+    groups=1,
+    padding_mode="zeros",
+) -> np.ndarray:
+    """torch.nn.functional.conv{1,2,3}d on NCHW arrays, in float64 (or complex128).
+
+    ``pads`` is one (before, after) pair per spatial dim; asymmetric pads are applied
+    with ``torch.nn.functional.pad`` first, as PyTorch's own modules do.
+    """
+    nd = w.ndim - 2
+    dtype = torch.complex128 if np.iscomplexobj(x) or np.iscomplexobj(w) else torch.float64
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
+    wt = torch.from_numpy(np.ascontiguousarray(w)).to(dtype)
+    bt = None if bias is None else torch.from_numpy(np.asarray(bias)).to(dtype)
+    pads = pads or [(0, 0)] * nd
+    flat = [p for pair in reversed(pads) for p in pair]  # torch pads the last dim first
+    mode = "constant" if padding_mode == "zeros" else _PAD_MODE[padding_mode]
+    if any(flat):
+        xt = torch.nn.functional.pad(xt, flat, mode=mode)
+    fn = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)
+    with torch.no_grad():
+        y = fn[nd - 1](xt, wt, bt, stride=stride, dilation=dilation, groups=groups)
+    return y.numpy()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261121)
