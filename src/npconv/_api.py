@@ -205,8 +205,8 @@ def _conv(
                 f"channel, got shape {b.shape}"
             )
         operands.append(b)
-    algo = get_algorithm(algorithm, spec, fn)
     compute, result = compute_dtypes(fn, *operands)
+    algo = get_algorithm(algorithm, spec, compute, fn)
     if compute.kind == "i":
         _check_int_range(fn, x, w, spec)
 

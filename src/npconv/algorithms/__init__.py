@@ -33,9 +33,12 @@ class Algorithm:
     dims: tuple[int, ...] = (1, 2, 3)
     exact_integers: bool = True  # integer inputs give exact integer results
     max_macs: int | None = None  # largest problem accepted, in multiply-accumulates
+    error_scale: float = 1.0  # float error relative to a direct (GEMM) algorithm's
 
-    def unsupported(self, spec: ConvSpec) -> str | None:
-        """Why this algorithm cannot run ``spec``, or None if it can."""
+    def unsupported(self, spec: ConvSpec, dtype: np.dtype) -> str | None:
+        """Why this algorithm cannot run ``spec`` computing in ``dtype``, or None."""
+        if dtype.kind in "iu" and not self.exact_integers:
+            return "it is not exact for integer inputs"
         if spec.nd not in self.dims:
             return f"it supports {self.dims}-d convolutions, not {spec.nd}-d"
         if self.max_macs is not None and spec.macs > self.max_macs:
@@ -63,23 +66,26 @@ REGISTRY: dict[str, Algorithm] = {
 }
 
 
-def get_algorithm(name: str, spec: ConvSpec, fn: str = "conv") -> Algorithm:
-    """The algorithm called ``name`` ("auto" chooses), checked against ``spec``."""
+def get_algorithm(name: str, spec: ConvSpec, dtype: np.dtype, fn: str = "conv") -> Algorithm:
+    """The algorithm called ``name`` ("auto" chooses), checked against ``spec`` and ``dtype``.
+
+    ``dtype`` is the dtype the convolution is computed in.
+    """
     if name == "auto":
-        return REGISTRY[choose(spec)]
+        return REGISTRY[choose(spec, dtype)]
     if not isinstance(name, str) or name not in REGISTRY:
         raise ValueError(
             f"{fn}: unknown algorithm {name!r}; choose 'auto' or one of {sorted(REGISTRY)}"
         )
     algorithm = REGISTRY[name]
-    reason = algorithm.unsupported(spec)
+    reason = algorithm.unsupported(spec, dtype)
     if reason is not None:
         raise ValueError(f"{fn}: algorithm {name!r} cannot run this convolution: {reason}")
     return algorithm
 
 
-def choose(spec: ConvSpec) -> str:
-    """The algorithm "auto" uses for ``spec``.
+def choose(spec: ConvSpec, dtype: np.dtype) -> str:
+    """The algorithm "auto" uses for ``spec`` computed in ``dtype``.
 
     ``im2col`` is the best all-rounder of the registered algorithms: one large GEMM per
     chunk, bounded workspace, exact for integers.
