@@ -90,5 +90,5 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
         spec, layout="NHWC", in_size=spec.padded_size, pads=((0, 0),) * spec.nd
     )  # the already padded, channels-last input
     m = build(valid, wc)  # (prod(padded)*C, prod(out)*O)
-    y = xp.reshape(spec.batch, -1) @ m  # (N, prod(out)*O)
+    y = xp.reshape(spec.batch, m.shape[0]) @ m  # (N, prod(out)*O)
     return np.asarray(y).reshape(spec.batch, *spec.out_size, spec.out_channels)

@@ -1,0 +1,126 @@
+"""Every registered algorithm against PyTorch on random problems (every option)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import RTOL, assert_close, torch_conv
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import Case, as_view, cases
+
+import npconv
+from npconv import ConvSpec
+from npconv.algorithms import REGISTRY
+
+ALGORITHMS = [*REGISTRY, "auto"]
+
+
+def to_nhwc(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    """The case's arrays in channels-last layout: x (N, *spatial, C), w (*kernel, C/G, O)."""
+    return np.moveaxis(case.x, 1, -1), np.moveaxis(case.w, (0, 1), (-1, -2))
+
+
+def run(case: Case, algorithm: str, layout: str = "NCHW", view: str = "contiguous"):
+    """npconv's result in NCHW, or None when the algorithm declines the problem."""
+    x, w = (case.x, case.w) if layout == "NCHW" else to_nhwc(case)
+    spec = ConvSpec.build(x.shape, w.shape, layout=layout, **case.kwargs)
+    compute = np.result_type(x, w)
+    compute = np.dtype(np.int64) if compute.kind in "biu" else compute
+    if algorithm != "auto" and REGISTRY[algorithm].unsupported(spec, compute):
+        return None
+    x, w = as_view(x, view), as_view(w, view)
+    x_before, w_before = x.copy(), w.copy()
+    y = npconv.conv(x, w, case.bias, layout=layout, algorithm=algorithm, **case.kwargs)
+    np.testing.assert_array_equal(x, x_before)  # inputs are never modified
+    np.testing.assert_array_equal(w, w_before)
+    return y if layout == "NCHW" else np.moveaxis(y, -1, 1)
+
+
+def tolerance_dtype(algorithm: str):
+    return REGISTRY[algorithm].error_scale if algorithm in REGISTRY else 1.0
+
+
+def check(case: Case, algorithm: str, layout: str = "NCHW", view: str = "contiguous") -> None:
+    y = run(case, algorithm, layout, view)
+    if y is None:
+        return
+    ref = torch_conv(
+        case.x, case.w, case.bias, stride=case.kwargs["stride"], pads=case.pads,
+        dilation=case.kwargs["dilation"], groups=case.kwargs["groups"],
+        padding_mode=case.kwargs["padding_mode"],
+    )
+    expected_dtype = np.result_type(*(a for a in (case.x, case.w, case.bias) if a is not None))
+    if expected_dtype.kind in "biu":
+        assert y.dtype == np.int64
+        np.testing.assert_array_equal(y, ref.astype(np.int64))
+        return
+    assert y.dtype == expected_dtype
+    scale = max(float(np.abs(ref).max(initial=0.0)), 1.0)
+    err = float(np.abs(y.astype(np.complex128) - ref).max(initial=0.0))
+    bound = RTOL[y.dtype] * tolerance_dtype(algorithm) * scale
+    assert err <= bound, f"{algorithm}: max error {err:.3g} > {bound:.3g}"
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@given(case=cases(), layout=st.sampled_from(["NCHW", "NHWC"]),
+       view=st.sampled_from(["contiguous", "fortran", "strided", "reversed"]))
+def test_float64_matches_torch(algorithm, case, layout, view):
+    check(case, algorithm, layout, view)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@given(case=cases(dtypes=(np.float32, np.float16, np.complex64, np.complex128), nds=(1, 2)))
+def test_other_float_dtypes_match_torch(algorithm, case):
+    check(case, algorithm)
+
+
+@pytest.mark.parametrize("algorithm", [a for a in ALGORITHMS if a == "auto" or REGISTRY[a].exact_integers])
+@given(case=cases(dtypes=(np.int8, np.int16, np.int32, np.int64, np.uint8, np.bool_), nds=(1, 2)))
+def test_integers_are_exact(algorithm, case):
+    check(case, algorithm)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_empty_batch(algorithm):
+    x = np.zeros((0, 4, 5, 5), np.float32)
+    w = np.ones((6, 2, 3, 3), np.float32)
+    y = npconv.conv(x, w, padding=1, groups=2, algorithm=algorithm)
+    assert y.shape == (0, 6, 5, 5) and y.dtype == np.float32
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_unbatched_input(algorithm, rng):
+    x = rng.standard_normal((3, 7, 6))
+    w = rng.standard_normal((4, 3, 3, 2))
+    y = npconv.conv(x, w, stride=2, padding=1, algorithm=algorithm)
+    assert_close(y, torch_conv(x[None], w, stride=2, pads=[(1, 1), (1, 1)])[0])
+
+
+def test_mixed_dtypes_follow_result_type(rng):
+    x = rng.standard_normal((1, 2, 5)).astype(np.float32)
+    w = rng.integers(-3, 3, (3, 2, 2)).astype(np.int8)
+    y = npconv.conv(x, w)
+    assert y.dtype == np.float32
+    assert_close(y, torch_conv(x, w).astype(np.float32))
+    assert npconv.conv(x.astype(np.float16), w.astype(np.float64)).dtype == np.float64
+
+
+def test_large_integers_beyond_float64_are_exact():
+    # 3 * (2**51) needs more than float64's 53-bit mantissa once summed with small terms
+    x = np.array([[[2**51 + 1, 2**51 + 3, 5]]], dtype=np.int64)
+    w = np.array([[[3, 1]]], dtype=np.int64)
+    y = npconv.conv(x, w)
+    expected = [3 * (2**51 + 1) + (2**51 + 3), 3 * (2**51 + 3) + 5]  # Python ints
+    assert y.tolist() == [[expected]]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_wrappers_match_conv(layout, rng):
+    for nd, fn in enumerate((npconv.conv1d, npconv.conv2d, npconv.conv3d), start=1):
+        x = rng.standard_normal((2, 3, *[5] * nd))
+        w = rng.standard_normal((4, 3, *[2] * nd))
+        if layout == "NHWC":
+            x, w = np.moveaxis(x, 1, -1), np.moveaxis(w, (0, 1), (-1, -2))
+        assert_close(fn(x, w, layout=layout, padding="same"),
+                     npconv.conv(x, w, layout=layout, padding="same"))
