@@ -102,9 +102,7 @@ def cases(
     elif kind == "ints":
         padding = tuple(draw(st.integers(0, n - 1)) for n in size)
     elif kind == "pairs":
-        padding = tuple(
-            (draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))) for n in size
-        )
+        padding = tuple((draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))) for n in size)
     else:
         padding = kind
     seed = draw(st.integers(0, 2**32 - 1))

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import RTOL, assert_close, torch_conv
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import Case, as_view, cases
 
 import npconv
 from npconv import ConvSpec
 from npconv.algorithms import REGISTRY
+
+from conftest import RTOL, assert_close, torch_conv
+from strategies import Case, as_view, cases
 
 ALGORITHMS = [*REGISTRY, "auto"]
 
@@ -46,8 +47,13 @@ def check(case: Case, algorithm: str, layout: str = "NCHW", view: str = "contigu
     if y is None:
         return
     ref = torch_conv(
-        case.x, case.w, case.bias, stride=case.kwargs["stride"], pads=case.pads,
-        dilation=case.kwargs["dilation"], groups=case.kwargs["groups"],
+        case.x,
+        case.w,
+        case.bias,
+        stride=case.kwargs["stride"],
+        pads=case.pads,
+        dilation=case.kwargs["dilation"],
+        groups=case.kwargs["groups"],
         padding_mode=case.kwargs["padding_mode"],
     )
     expected_dtype = np.result_type(*(a for a in (case.x, case.w, case.bias) if a is not None))
@@ -63,8 +69,11 @@ def check(case: Case, algorithm: str, layout: str = "NCHW", view: str = "contigu
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-@given(case=cases(), layout=st.sampled_from(["NCHW", "NHWC"]),
-       view=st.sampled_from(["contiguous", "fortran", "strided", "reversed"]))
+@given(
+    case=cases(),
+    layout=st.sampled_from(["NCHW", "NHWC"]),
+    view=st.sampled_from(["contiguous", "fortran", "strided", "reversed"]),
+)
 def test_float64_matches_torch(algorithm, case, layout, view):
     check(case, algorithm, layout, view)
 
@@ -75,7 +84,9 @@ def test_other_float_dtypes_match_torch(algorithm, case):
     check(case, algorithm)
 
 
-@pytest.mark.parametrize("algorithm", [a for a in ALGORITHMS if a == "auto" or REGISTRY[a].exact_integers])
+@pytest.mark.parametrize(
+    "algorithm", [a for a in ALGORITHMS if a == "auto" or REGISTRY[a].exact_integers]
+)
 @given(case=cases(dtypes=(np.int8, np.int16, np.int32, np.int64, np.uint8, np.bool_), nds=(1, 2)))
 def test_integers_are_exact(algorithm, case):
     check(case, algorithm)
@@ -122,5 +133,7 @@ def test_wrappers_match_conv(layout, rng):
         w = rng.standard_normal((4, 3, *[2] * nd))
         if layout == "NHWC":
             x, w = np.moveaxis(x, 1, -1), np.moveaxis(w, (0, 1), (-1, -2))
-        assert_close(fn(x, w, layout=layout, padding="same"),
-                     npconv.conv(x, w, layout=layout, padding="same"))
+        assert_close(
+            fn(x, w, layout=layout, padding="same"),
+            npconv.conv(x, w, layout=layout, padding="same"),
+        )

@@ -15,20 +15,33 @@ W = np.zeros((6, 4, 3, 3))
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        (dict(w=np.zeros((6, 3, 3, 3))), ValueError,
-         r"x has 4 channels but w expects 3 = 3 \(w.shape\[1\]\) x groups\(1\)"),
+        (
+            dict(w=np.zeros((6, 3, 3, 3))),
+            ValueError,
+            r"x has 4 channels but w expects 3 = 3 \(w.shape\[1\]\) x groups\(1\)",
+        ),
         (dict(groups=3), ValueError, r"groups=3 must divide the input channels, but x has 4"),
-        (dict(w=np.zeros((5, 2, 3, 3)), groups=2), ValueError,
-         r"groups=2 must divide the output channels, but w has 5"),
+        (
+            dict(w=np.zeros((5, 2, 3, 3)), groups=2),
+            ValueError,
+            r"groups=2 must divide the output channels, but w has 5",
+        ),
         (dict(groups=0), ValueError, r"groups must be >= 1, got 0"),
         (dict(groups=2.0), TypeError, r"groups must be an int"),
-        (dict(w=np.zeros((6, 4, 9, 3))), ValueError,
-         r"kernel is larger than the padded input in spatial dim 0: dilated kernel extent 9 "
-         r"> padded size 8"),
+        (
+            dict(w=np.zeros((6, 4, 9, 3))),
+            ValueError,
+            r"kernel is larger than the padded input in spatial dim 0: dilated kernel extent 9 "
+            r"> padded size 8",
+        ),
         (dict(dilation=(4, 1)), ValueError, r"extent 9 > padded size 8"),
         (dict(x=np.zeros((8, 8))), ValueError, r"x must have 4 dims .* got x.ndim=2"),
-        (dict(x=np.zeros((1, 2, 4, 8, 8))), ValueError,
-         r"x must have 4 dims \(N, C, H, W\) for a 2-d convolution in layout 'NCHW', got x.ndim=5"),
+        (
+            dict(x=np.zeros((1, 2, 4, 8, 8))),
+            ValueError,
+            r"x must have 4 dims \(N, C, H, W\) for a 2-d convolution in layout 'NCHW', "
+            r"got x.ndim=5",
+        ),
         (dict(w=np.zeros((6, 4))), ValueError, r"w must have 3, 4 or 5 dims.*got w.ndim=2"),
         (dict(stride=0), ValueError, r"stride must be >= 1 in every dim, got 0"),
         (dict(stride=(1, -2)), ValueError, r"stride must be >= 1 in every dim, got \(1, -2\)"),
@@ -36,34 +49,69 @@ W = np.zeros((6, 4, 3, 3))
         (dict(stride=1.5), TypeError, r"stride must be an int or a tuple of ints, got 1.5"),
         (dict(dilation=0), ValueError, r"dilation must be >= 1 in every dim, got 0"),
         (dict(padding=-1), ValueError, r"padding must be >= 0 in every dim, got -1"),
-        (dict(padding="full"), ValueError,
-         r"padding string must be one of \('valid', 'same', 'same_upper', 'same_lower'\), "
-         r"got 'full'"),
-        (dict(padding=((1, 1),)), ValueError, r"needs 2 \(before, after\) pairs, got \(\(1, 1\),\)"),
+        (
+            dict(padding="full"),
+            ValueError,
+            r"padding string must be one of \('valid', 'same', 'same_upper', 'same_lower'\), "
+            r"got 'full'",
+        ),
+        (
+            dict(padding=((1, 1),)),
+            ValueError,
+            r"needs 2 \(before, after\) pairs, got \(\(1, 1\),\)",
+        ),
         (dict(padding=((1, 1), (1, 2, 3))), ValueError, r"needs 2 \(before, after\) pairs"),
-        (dict(padding_mode="mirror"), ValueError,
-         r"padding_mode must be one of \('zeros', 'reflect', 'replicate', 'circular'\), "
-         r"got 'mirror'"),
-        (dict(padding="same", stride=2, padding_mode="reflect"), ValueError,
-         r"padding='same' with padding_mode='reflect' is ambiguous for stride=\(2, 2\)"),
-        (dict(padding="same_lower", padding_mode="circular"), ValueError,
-         r"padding='same_lower' with padding_mode='circular' is ambiguous"),
-        (dict(padding=8, padding_mode="reflect"), ValueError,
-         r"padding_mode='reflect' needs pads smaller than the input, but spatial dim 0 has "
-         r"size 8 and pads \(8, 8\)"),
-        (dict(padding=9, padding_mode="circular"), ValueError,
-         r"padding_mode='circular' needs pads no larger than the input.*size 8 and pads \(9, 9\)"),
+        (
+            dict(padding_mode="mirror"),
+            ValueError,
+            r"padding_mode must be one of \('zeros', 'reflect', 'replicate', 'circular'\), "
+            r"got 'mirror'",
+        ),
+        (
+            dict(padding="same", stride=2, padding_mode="reflect"),
+            ValueError,
+            r"padding='same' with padding_mode='reflect' is ambiguous for stride=\(2, 2\)",
+        ),
+        (
+            dict(padding="same_lower", padding_mode="circular"),
+            ValueError,
+            r"padding='same_lower' with padding_mode='circular' is ambiguous",
+        ),
+        (
+            dict(padding=8, padding_mode="reflect"),
+            ValueError,
+            r"padding_mode='reflect' needs pads smaller than the input, but spatial dim 0 has "
+            r"size 8 and pads \(8, 8\)",
+        ),
+        (
+            dict(padding=9, padding_mode="circular"),
+            ValueError,
+            r"padding_mode='circular' needs pads no larger than the input"
+            r".*size 8 and pads \(9, 9\)",
+        ),
         (dict(layout="NWHC"), ValueError, r"layout must be one of \('NCHW', 'NHWC'\), got 'NWHC'"),
-        (dict(algorithm="fastest"), ValueError,
-         r"unknown algorithm 'fastest'; choose 'auto' or one of \['einsum', 'im2col', "),
-        (dict(bias=np.zeros(5)), ValueError,
-         r"bias must have shape \(6,\), one value per output channel, got shape \(5,\)"),
+        (
+            dict(algorithm="fastest"),
+            ValueError,
+            r"unknown algorithm 'fastest'; choose 'auto' or one of \['einsum', 'im2col', ",
+        ),
+        (
+            dict(bias=np.zeros(5)),
+            ValueError,
+            r"bias must have shape \(6,\), one value per output channel, got shape \(5,\)",
+        ),
         (dict(x=np.array([["a"]])), TypeError, r"x must hold numbers .* got dtype <U1"),
         (dict(w=np.zeros((6, 4, 3, 3), dtype=object)), TypeError, r"w must hold numbers"),
-        (dict(x=np.zeros((2, 4, 8, 8), np.uint64), w=np.zeros((6, 4, 3, 3), np.uint8)),
-         TypeError, r"uint64 operands cannot"),
-        (dict(x=np.full((1, 4, 8, 8), 2**40, np.int64), w=np.full((6, 4, 3, 3), 2**30)),
-         ValueError, r"integer partial sums could reach .* beyond the int64 accumulator"),
+        (
+            dict(x=np.zeros((2, 4, 8, 8), np.uint64), w=np.zeros((6, 4, 3, 3), np.uint8)),
+            TypeError,
+            r"uint64 operands cannot",
+        ),
+        (
+            dict(x=np.full((1, 4, 8, 8), 2**40, np.int64), w=np.full((6, 4, 3, 3), 2**30)),
+            ValueError,
+            r"integer partial sums could reach .* beyond the int64 accumulator",
+        ),
     ],
 )
 def test_conv_errors(kwargs, error, match):
@@ -95,5 +143,7 @@ def test_nhwc_channel_mismatch_names_the_weight_axis():
 def test_naive_refuses_large_problems():
     x = np.zeros((100, 32, 32, 32))
     w = np.zeros((32, 32, 3, 3))
-    with pytest.raises(ValueError, match=rf"algorithm 'naive' cannot run .* limit of {naive.MAX_MACS:,}"):
+    with pytest.raises(
+        ValueError, match=rf"algorithm 'naive' cannot run .* limit of {naive.MAX_MACS:,}"
+    ):
         npconv.conv(x, w, algorithm="naive")

@@ -1,0 +1,123 @@
+"""Algebraic properties of convolution, checked on every algorithm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import npconv
+from npconv.algorithms import REGISTRY
+
+from conftest import assert_close
+from strategies import cases
+
+ALGORITHMS = list(REGISTRY)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@given(case=cases(modes=("zeros", "reflect")), a=st.floats(-3, 3), b=st.floats(-3, 3))
+def test_linear_in_x_and_in_w(algorithm, case, a, b):
+    rng = np.random.default_rng(1)
+    x2 = rng.standard_normal(case.x.shape)
+    w2 = rng.standard_normal(case.w.shape)
+
+    def f(x, w):
+        return npconv.conv(x, w, algorithm=algorithm, **case.kwargs)
+
+    assert_close(f(a * case.x + b * x2, case.w), a * f(case.x, case.w) + b * f(x2, case.w))
+    assert_close(f(case.x, a * case.w + b * w2), a * f(case.x, case.w) + b * f(case.x, w2))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_1x1_conv_is_a_matmul_over_channels(algorithm, rng):
+    x = rng.standard_normal((3, 7, 5, 4))  # NHWC
+    w = rng.standard_normal((1, 1, 4, 6))  # HWIO
+    assert_close(npconv.conv(x, w, layout="NHWC", algorithm=algorithm), x @ w[0, 0])
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_shifted_input_gives_shifted_output(algorithm, rng):
+    x = rng.standard_normal((1, 2, 12, 11))
+    w = rng.standard_normal((3, 2, 3, 2))
+    y = npconv.conv(x, w, padding="valid", algorithm=algorithm)
+    y_shifted = npconv.conv(x[..., 2:, 1:], w, algorithm=algorithm)
+    assert_close(y_shifted, y[..., 2:, 1:])
+    # circular padding makes the convolution exactly equivariant to circular shifts
+    yc = npconv.conv(x, w, padding=((1, 1), (0, 1)), padding_mode="circular", algorithm=algorithm)
+    yc_rolled = npconv.conv(
+        np.roll(x, (3, -2), axis=(2, 3)),
+        w,
+        padding=((1, 1), (0, 1)),
+        padding_mode="circular",
+        algorithm=algorithm,
+    )
+    assert_close(yc_rolled, np.roll(yc, (3, -2), axis=(2, 3)))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_groups_are_independent_convolutions(algorithm, rng):
+    x = rng.standard_normal((2, 6, 7, 7))
+    w = rng.standard_normal((9, 2, 3, 3))
+    y = npconv.conv(x, w, groups=3, padding=1, algorithm=algorithm)
+    parts = [
+        npconv.conv(x[:, 2 * g : 2 * g + 2], w[3 * g : 3 * g + 3], padding=1) for g in range(3)
+    ]
+    assert_close(y, np.concatenate(parts, axis=1))
+
+
+@given(case=cases(max_batch=1), layout=st.sampled_from(["NCHW", "NHWC"]))
+def test_output_shape_matches_torch_and_conv(case, layout):
+    x, w = case.x, case.w
+    if layout == "NHWC":
+        x, w = np.moveaxis(x, 1, -1), np.moveaxis(w, (0, 1), (-1, -2))
+    kw = {k: v for k, v in case.kwargs.items() if k != "padding_mode"}
+    shape = npconv.conv_output_shape(x.shape, w.shape, layout=layout, **kw)
+    assert shape == npconv.conv(x, w, layout=layout, **case.kwargs).shape
+    flat = [p for pair in reversed(case.pads) for p in pair]
+    xt = torch.nn.functional.pad(torch.from_numpy(case.x), flat)
+    fn = [torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d]
+    ref = fn[case.nd - 1](
+        xt,
+        torch.from_numpy(case.w),
+        stride=case.kwargs["stride"],
+        dilation=case.kwargs["dilation"],
+        groups=case.kwargs["groups"],
+    )
+    expected = tuple(ref.shape)
+    if layout == "NHWC":
+        expected = (expected[0], *expected[2:], expected[1])
+    assert shape == expected
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("size", [5, 6, 7, 8])
+def test_same_padding_gives_ceil_of_input_over_stride(size, stride):
+    for padding in ("same", "same_upper", "same_lower"):
+        shape = npconv.conv_output_shape((1, 1, size), (1, 1, 4), stride=stride, padding=padding)
+        assert shape == (1, 1, -(-size // stride))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
+def test_same_matches_torch_same_at_stride_1(rng):
+    x = rng.standard_normal((2, 3, 9, 8))
+    w = rng.standard_normal((4, 3, 4, 3))  # even kernel: the odd pad goes at the end
+    for mode in ("zeros", "reflect", "replicate", "circular"):
+        ref = torch.nn.Conv2d(
+            3,
+            4,
+            (4, 3),
+            padding="same",
+            padding_mode=mode,
+            bias=False,
+            dilation=(1, 2),
+            dtype=torch.float64,
+        )
+        ref.weight.data = torch.from_numpy(w)
+        with torch.no_grad():
+            expected = ref(torch.from_numpy(x)).numpy()
+        assert_close(
+            npconv.conv(x, w, padding="same", padding_mode=mode, dilation=(1, 2)), expected
+        )
