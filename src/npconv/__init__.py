@@ -5,6 +5,7 @@ algorithms live in :mod:`npconv.algorithms`, one module each; ``algorithm="auto"
 picks one.
 """
 
+from . import grad, nn
 from ._api import (
     algorithms,
     conv,
@@ -15,6 +16,7 @@ from ._api import (
     conv_output_shape,
 )
 from ._spec import ConvSpec
+from ._transpose import conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d
 
 __version__ = "0.1.0"
 
@@ -28,4 +30,10 @@ __all__ = [
     "conv3d",
     "conv_matrix",
     "conv_output_shape",
+    "conv_transpose",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "grad",
+    "nn",
 ]

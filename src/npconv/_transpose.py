@@ -1,0 +1,420 @@
+"""Transposed convolution: the adjoint of :func:`npconv.conv`, computed by a convolution.
+
+A convolution is linear in its input, ``y = A x``.  Its transpose ``x_bar = A^T y_bar``
+(PyTorch's ``conv_transpose``, ONNX's ``ConvTranspose``, and the gradient of a
+convolution with respect to its input) is again a convolution, as in JAX's transpose
+rules: spread ``y_bar`` apart by the stride (``stride - 1`` zeros between neighbours),
+pad it by ``dilation * (kernel - 1)`` minus the forward padding, flip the kernel, swap
+its input and output channels within each group, and run a stride-1 convolution with the
+forward dilation through the algorithm registry.  One code path serves every rank,
+layout, group count, stride and dilation.
+
+The forward convolution is described by a :class:`~npconv._spec.ConvSpec` whose
+``in_size`` is the transposed output and whose ``out_size`` is the transposed input; the
+weight of ``conv_transpose`` *is* the weight of that forward convolution (``I, O/G,
+*kernel`` in "NCHW" reads as the forward ``O, C/G, *kernel``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._api import _check_int_range, as_array, compute_dtypes
+from ._spec import LAYOUTS, SPATIAL_NAMES, ConvSpec, IntOrTuple, _explicit_pads, _int_tuple, _is_int
+from ._windows import canonical_weight
+from .algorithms import get_algorithm
+
+__all__ = [
+    "adjoint",
+    "conv_transpose",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "inner_spec",
+    "transpose_spec",
+]
+
+#: Where each padded position reads from, for ``t`` = position - pad_before in an axis of
+#: ``n`` elements (numpy.pad's "reflect", "edge" and "wrap"; pads are smaller than ``n``).
+_PAD_SOURCE = {
+    "reflect": lambda t, n: (n - 1) - np.abs((n - 1) - np.abs(t)),
+    "replicate": lambda t, n: np.clip(t, 0, n - 1),
+    "circular": lambda t, n: t % n,
+}
+
+
+def _spread(y: np.ndarray, stride: Sequence[int], before: Sequence[int], size: Sequence[int]):
+    """Zeros of shape ``(N, *size, C)`` holding ``y[:, p]`` at ``p * stride + before``.
+
+    ``y`` is channels-last ``(N, *out, C)``; positions that fall outside ``[0, size)``
+    (a negative ``before`` crops) are dropped.
+    """
+    z = np.zeros((y.shape[0], *size, y.shape[-1]), dtype=y.dtype)
+    dst, src = [slice(None)], [slice(None)]
+    for n_out, s, b, n in zip(y.shape[1:-1], stride, before, size):
+        first = max(0, -(b // s))  # first p with p * s + b >= 0
+        last = min(n_out, (n - 1 - b) // s + 1)  # one past the last p with p * s + b < n
+        if last <= first:
+            return z
+        dst.append(slice(first * s + b, (last - 1) * s + b + 1, s))
+        src.append(slice(first, last))
+    z[tuple(dst)] = y[tuple(src)]
+    return z
+
+
+def _fold_padding(xp_bar: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """Adjoint of the spec's (non-zero) padding: ``(N, *padded, C) -> (N, *in_size, C)``.
+
+    Every padded position copied an input element; its gradient is added back there.
+    """
+    source = _PAD_SOURCE[spec.padding_mode]
+    for axis, (n, (lo, hi)) in enumerate(zip(spec.in_size, spec.pads), start=1):
+        if not (lo or hi):
+            continue
+        index: list[Any] = [slice(None)] * xp_bar.ndim
+        index[axis] = slice(lo, lo + n)
+        folded = xp_bar[tuple(index)].copy()  # (N, ..., n, ..., C): the input's own share
+        pads = np.r_[0:lo, lo + n : lo + n + hi]  # positions in the pads
+        index[axis] = source(pads - lo, n)
+        np.add.at(folded, tuple(index), np.take(xp_bar, pads, axis=axis))
+        xp_bar = folded
+    return xp_bar
+
+
+def _region(spec: ConvSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Start and size, per axis, of the part of the padded input the adjoint computes.
+
+    With zero padding only the input's own positions; otherwise all of the padded input,
+    to be folded back onto the input by :func:`_fold_padding`.
+    """
+    if spec.padding_mode == "zeros":
+        return tuple(lo for lo, _ in spec.pads), spec.in_size
+    return (0,) * spec.nd, spec.padded_size
+
+
+def inner_spec(spec: ConvSpec, fn: str = "conv_transpose") -> ConvSpec:
+    """The stride-1 convolution (channels-last) that computes the adjoint of ``spec``'s.
+
+    Its input is the gradient spread by the stride, ``(N, *spread, O)`` with ``spread =
+    region + dilation * (kernel - 1)``, its weight ``(*kernel, O/G, C)``.
+    """
+    _, size = _region(spec)
+    spread = tuple(n + e - 1 for n, e in zip(size, spec.extent))
+    return ConvSpec.build(
+        (spec.batch, *spread, spec.out_channels),
+        (*spec.kernel, spec.group_out, spec.in_channels),
+        dilation=spec.dilation,
+        groups=spec.groups,
+        layout="NHWC",
+        fn=fn,
+    )
+
+
+def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec, algorithm: str, fn: str) -> np.ndarray:
+    """``A^T gy`` for the convolution ``A`` of ``spec``: ``(N, *out, O) -> (N, *in_size, C)``.
+
+    ``gy`` is channels-last and ``wc`` canonical ``(*kernel, C/G, O)``, both in the dtype
+    to compute in; the padding mode's adjoint is applied, so this is the exact gradient of
+    ``conv`` with respect to its input.
+    """
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    inner = inner_spec(spec, fn)
+    start, _ = _region(spec)
+    before = tuple(e - 1 - a for e, a in zip(spec.extent, start))
+    z = _spread(gy, spec.stride, before, inner.in_size)  # (N, *spread, O)
+    flipped = wc[(slice(None, None, -1),) * spec.nd]  # (*kernel, C/G, O), kernel reversed
+    swapped = flipped.reshape(*spec.kernel, cg, g, og)  # (*kernel, C/G, G, O/G)
+    swapped = np.moveaxis(swapped, (-3, -1), (-1, -3))  # (*kernel, O/G, G, C/G)
+    w_t = swapped.reshape(*spec.kernel, og, spec.in_channels)  # (*kernel, O/G, C)
+    algo = get_algorithm(algorithm, inner, np.dtype(z.dtype), fn)
+    if z.dtype.kind == "i":
+        _check_int_range(fn, gy, w_t, inner)
+    xp_bar = algo.fn(z, w_t, inner)  # (N, *region, C)
+    return xp_bar if spec.padding_mode == "zeros" else _fold_padding(xp_bar, spec)
+
+
+def transpose_spec(
+    fn: str,
+    x_shape: Sequence[int],
+    w_shape: Sequence[int],
+    *,
+    stride: IntOrTuple = 1,
+    padding: int | Sequence[int] | Sequence[Sequence[int]] = 0,
+    output_padding: IntOrTuple = 0,
+    output_size: Sequence[int] | None = None,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    layout: str = "NCHW",
+) -> ConvSpec:
+    """The forward convolution whose adjoint is ``conv_transpose(x, w, ...)``.
+
+    ``x_shape`` is batched.  The spec's ``in_size`` is the transposed output size,
+    ``(in - 1) * stride - pad_before - pad_after + dilation * (kernel - 1) + 1 +
+    output_padding``, and its ``out_size`` is the spatial size of ``x``.
+    """
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        raise ValueError(f"{fn}: layout must be one of {LAYOUTS}, got {layout!r}")
+    nd = len(w_shape) - 2
+    if nd not in (1, 2, 3):
+        raise ValueError(
+            f"{fn}: w must have 3, 4 or 5 dims (1-, 2- or 3-d convolution), "
+            f"got w.ndim={len(w_shape)} with shape {tuple(w_shape)}"
+        )
+    if len(x_shape) != nd + 2:
+        raise ValueError(
+            f"{fn}: x must have {nd + 2} dims (N, C and {SPATIAL_NAMES[nd - 1]}) for a "
+            f"{nd}-d transposed convolution, got x.ndim={len(x_shape)} with shape "
+            f"{tuple(x_shape)}"
+        )
+    if not _is_int(groups):
+        raise TypeError(f"{fn}: groups must be an int, got {groups!r}")
+    if layout == "NCHW":
+        batch, channels, *in_size = x_shape
+        w_in, w_out, *kernel = w_shape
+    else:
+        batch, *in_size, channels = x_shape
+        *kernel, w_out, w_in = w_shape
+    if channels != w_in:
+        w_axis = "w.shape[0]" if layout == "NCHW" else f"w.shape[{nd + 1}]"
+        raise ValueError(f"{fn}: x has {channels} channels but w expects {w_in} ({w_axis})")
+    if isinstance(padding, str):
+        raise ValueError(
+            f"{fn}: padding must be ints or (before, after) pairs, got {padding!r}; "
+            "pass output_size= for a given output shape"
+        )
+    pads = _explicit_pads(fn, padding, nd)
+    stride_t = _int_tuple(fn, "stride", stride, nd, 1)
+    dilation_t = _int_tuple(fn, "dilation", dilation, nd, 1)
+    extra = _int_tuple(fn, "output_padding", output_padding, nd, 0)
+    if any(p >= max(s, d) for p, s, d in zip(extra, stride_t, dilation_t)):
+        raise ValueError(
+            f"{fn}: output_padding must be smaller than stride or dilation in every dim, "
+            f"got output_padding={extra} with stride={stride_t} and dilation={dilation_t}"
+        )
+    smallest = tuple(
+        (n - 1) * s - lo - hi + (k - 1) * d + 1
+        for n, s, (lo, hi), k, d in zip(in_size, stride_t, pads, kernel, dilation_t)
+    )
+    if output_size is not None:
+        if any(extra):
+            raise ValueError(
+                f"{fn}: pass output_size or output_padding, not both "
+                f"(output_size fixes output_padding), got output_padding={extra}"
+            )
+        size = tuple(output_size)
+        size = size[2:] if len(size) == nd + 2 else size
+        size = _int_tuple(fn, "output_size", size, nd, 1)
+        largest = tuple(m + s - 1 for m, s in zip(smallest, stride_t))
+        if any(not lo <= n <= hi for n, lo, hi in zip(size, smallest, largest)):
+            raise ValueError(
+                f"{fn}: output_size={size} is impossible for this input: each dim must lie "
+                f"between {smallest} and {largest} (in - 1) * stride - pads + "
+                "dilation * (kernel - 1) + 1 (+ stride - 1)"
+            )
+        extra = tuple(n - m for n, m in zip(size, smallest))
+    out_size = tuple(m + p for m, p in zip(smallest, extra))
+    if min(out_size) < 1:
+        raise ValueError(
+            f"{fn}: the output would be empty: output size {out_size} from input {tuple(in_size)}"
+            f", stride {stride_t}, pads {pads}, kernel {tuple(kernel)}, dilation {dilation_t}"
+        )
+    out_shape = (batch, w_out * groups, *out_size)
+    if layout == "NHWC":
+        out_shape = (batch, *out_size, w_out * groups)
+    spec = ConvSpec.build(
+        out_shape,
+        w_shape,
+        stride=stride_t,
+        padding=pads,
+        dilation=dilation_t,
+        groups=groups,
+        layout=layout,
+        fn=fn,
+    )
+    # An output_padding >= stride (allowed below the dilation) lets the forward conv reach
+    # past x; its adjoint only reads x's positions.
+    return replace(spec, out_size=tuple(int(n) for n in in_size))
+
+
+def conv_transpose(
+    x: npt.ArrayLike,
+    w: npt.ArrayLike,
+    bias: npt.ArrayLike | None = None,
+    *,
+    stride: IntOrTuple = 1,
+    padding: int | Sequence[int] | Sequence[Sequence[int]] = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    output_size: Sequence[int] | None = None,
+    layout: str = "NCHW",
+    algorithm: str = "auto",
+) -> np.ndarray:
+    """N-d transposed convolution, as ``torch.nn.functional.conv_transpose{1,2,3}d``.
+
+    The adjoint of :func:`npconv.conv` with the same weight, stride, padding, dilation
+    and groups (also called "deconvolution" or fractionally strided convolution).
+
+    Parameters
+    ----------
+    x : array_like
+        Input, ``(N, I, *spatial)`` for ``layout="NCHW"`` or ``(N, *spatial, I)`` for
+        ``"NHWC"``; the batch axis may be left out.  Never modified.
+    w : array_like
+        Filters, ``(I, O/groups, *kernel)`` for ``"NCHW"`` (PyTorch) or
+        ``(*kernel, O/groups, I)`` for ``"NHWC"``: the weight of the forward convolution
+        from ``O`` to ``I`` channels that this one transposes.
+    bias : array_like, optional
+        One value per output channel, shape ``(O,)``.
+    stride, dilation : int or tuple of int
+        Of the forward convolution; each >= 1.
+    padding : int, tuple or tuple of pairs
+        The forward convolution's zero padding, which the transposed one removes from its
+        output: an int, one int per dim, or one ``(before, after)`` pair per dim (ONNX
+        ``pads``).
+    output_padding : int or tuple of int
+        Extra size added at the end of each output dim (to pick one of the input sizes a
+        strided forward convolution maps to the same output size); each must be smaller
+        than the stride or the dilation.
+    groups : int
+        Must divide ``I``; the output has ``O = w.shape[1] * groups`` channels in "NCHW".
+    output_size : tuple of int, optional
+        The output's spatial size (or full shape), as ``torch.nn.ConvTranspose2d``'s
+        ``output_size`` and ONNX ``output_shape``: sets ``output_padding`` (then leave
+        that at 0).
+    layout : {"NCHW", "NHWC"}
+        Memory layout of ``x``, ``w`` and the result.
+    algorithm : str
+        ``"auto"`` or one of :func:`npconv.algorithms`, for the inner convolution.
+
+    Returns
+    -------
+    ndarray
+        ``(N, O, *out)`` or ``(N, *out, O)`` with, per spatial dim,
+        ``out = (in - 1) * stride - pad_before - pad_after + dilation * (kernel - 1) + 1 +
+        output_padding``; dtype as for :func:`npconv.conv`.
+
+    Raises
+    ------
+    ValueError
+        Mismatched channels or bias, groups not dividing the channels, an
+        ``output_padding`` not smaller than stride or dilation, an impossible
+        ``output_size``, an empty output, a padding string, and every error of
+        :func:`npconv.conv`.
+    TypeError
+        Non-numeric arrays, non-integer sizes.
+
+    Notes
+    -----
+    Computed as a stride-1 convolution (with the forward dilation) of ``x`` spread by the
+    stride and padded by ``dilation * (kernel - 1) - padding``, with the flipped kernel
+    and input/output channels swapped per group.  The spread input has ``stride**nd``
+    times the positions of ``x``, so a strided transposed convolution costs that factor
+    more multiply-adds than the direct scatter formulation.
+
+    Examples
+    --------
+    >>> import numpy as np, npconv
+    >>> x = np.array([[[1.0, 2.0]]])  # (N, I, L)
+    >>> w = np.array([[[1.0, 10.0, 100.0]]])  # (I, O, K)
+    >>> npconv.conv_transpose(x, w, stride=2)
+    array([[[  1.,  10., 102.,  20., 200.]]])
+    >>> npconv.conv_transpose(x, w, stride=2, padding=1, output_size=(4,)).shape
+    (1, 1, 4)
+    """
+    return _conv_transpose(
+        "conv_transpose",
+        x,
+        w,
+        bias,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        groups=groups,
+        dilation=dilation,
+        output_size=output_size,
+        layout=layout,
+        algorithm=algorithm,
+    )
+
+
+def _conv_transpose(
+    fn: str,
+    x: npt.ArrayLike,
+    w: npt.ArrayLike,
+    bias: npt.ArrayLike | None,
+    *,
+    algorithm: str = "auto",
+    layout: str = "NCHW",
+    **kwargs: Any,
+) -> np.ndarray:
+    """:func:`conv_transpose` with ``fn`` prefixed to every error message."""
+    x = as_array(fn, "x", x)
+    w = as_array(fn, "w", w)
+    unbatched = x.ndim == w.ndim - 1
+    if unbatched:
+        x = x[None]
+    spec = transpose_spec(fn, x.shape, w.shape, layout=layout, **kwargs)
+    operands = [x, w]
+    if bias is not None:
+        b = as_array(fn, "bias", bias)
+        if b.shape != (spec.in_channels,):
+            raise ValueError(
+                f"{fn}: bias must have shape ({spec.in_channels},), one value per output "
+                f"channel, got shape {b.shape}"
+            )
+        operands.append(b)
+    compute, result = compute_dtypes(fn, *operands)
+    gy = x.astype(compute, copy=False)
+    if layout == "NCHW":
+        gy = np.moveaxis(gy, 1, -1)  # (N, *in, I)
+    wc = canonical_weight(w.astype(compute, copy=False), spec)  # (*kernel, O/G, I)
+    y = adjoint(gy, wc, spec, algorithm, fn)  # (N, *out, O), a fresh array
+    if bias is not None:
+        y += b.astype(compute)
+    if layout == "NCHW":
+        y = np.moveaxis(y, -1, 1)  # (N, O, *out)
+    y = np.ascontiguousarray(y, dtype=result)
+    return y[0] if unbatched else y
+
+
+def _conv_transpose_nd(nd: int) -> Any:
+    def conv_transpose_nd(
+        x: npt.ArrayLike, w: npt.ArrayLike, bias: npt.ArrayLike | None = None, **kwargs: Any
+    ) -> np.ndarray:
+        name = f"conv_transpose{nd}d"
+        w_arr = as_array(name, "w", w)
+        if w_arr.ndim != nd + 2:
+            raise ValueError(
+                f"{name}: w must have {nd + 2} dims for a {nd}-d transposed convolution, "
+                f"got w.ndim={w_arr.ndim} with shape {w_arr.shape}"
+            )
+        return _conv_transpose(name, x, w_arr, bias, **kwargs)
+
+    conv_transpose_nd.__name__ = conv_transpose_nd.__qualname__ = f"conv_transpose{nd}d"
+    conv_transpose_nd.__signature__ = inspect.signature(conv_transpose)  # type: ignore[attr-defined]
+    conv_transpose_nd.__doc__ = f"""{nd}-d transposed convolution: :func:`conv_transpose`
+    with ``w.ndim == {nd + 2}`` checked.
+
+    Takes the same arguments as :func:`conv_transpose` and returns the same result.
+
+    Examples
+    --------
+    >>> import numpy as np, npconv
+    >>> x = np.ones((2, 4{", 5" * nd}))
+    >>> w = np.ones((4, 3{", 3" * nd}))
+    >>> npconv.conv_transpose{nd}d(x, w, stride=2, padding=1, output_padding=1).shape
+    (2, 3{", 10" * nd})
+    """
+    return conv_transpose_nd
+
+
+conv_transpose1d = _conv_transpose_nd(1)
+conv_transpose2d = _conv_transpose_nd(2)
+conv_transpose3d = _conv_transpose_nd(3)
