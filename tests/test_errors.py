@@ -93,7 +93,7 @@ W = np.zeros((6, 4, 3, 3))
         (
             dict(algorithm="fastest"),
             ValueError,
-            r"unknown algorithm 'fastest'; choose 'auto' or one of \['einsum', 'im2col', ",
+            r"unknown algorithm 'fastest'; choose 'auto' or one of \['depthwise', 'einsum', ",
         ),
         (
             dict(bias=np.zeros(5)),

@@ -5,7 +5,7 @@ algorithms live in :mod:`npconv.algorithms`, one module each; ``algorithm="auto"
 picks one.
 """
 
-from . import grad, nn
+from . import grad, nn, quant
 from ._api import (
     algorithms,
     conv,
@@ -15,13 +15,16 @@ from ._api import (
     conv_matrix,
     conv_output_shape,
 )
+from ._autotune import Explanation, explain, tune
 from ._spec import ConvSpec
+from ._threads import get_threads, set_threads
 from ._transpose import conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvSpec",
+    "Explanation",
     "__version__",
     "algorithms",
     "conv",
@@ -34,6 +37,11 @@ __all__ = [
     "conv_transpose1d",
     "conv_transpose2d",
     "conv_transpose3d",
+    "explain",
+    "get_threads",
     "grad",
     "nn",
+    "quant",
+    "set_threads",
+    "tune",
 ]

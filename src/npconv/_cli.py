@@ -20,8 +20,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run every algorithm on the reference examples and compare with PyTorch",
     )
     check.add_argument("--repeats", type=int, default=3, help="timed runs per algorithm (median)")
+    bench = commands.add_parser(
+        "bench", help="time npconv against PyTorch (and SciPy) on a suite of layers"
+    )
+    bench.add_argument("--suite", default="all", help="notes, resnet, mobilenet, vgg, tiny or all")
+    bench.add_argument("--dtype", default="float32", help="dtype of the arrays (default float32)")
+    bench.add_argument("--against", default="torch", help="comma-separated peers: torch,scipy")
+    bench.add_argument(
+        "--algorithms", default="auto", help="comma-separated npconv algorithms (default auto)"
+    )
+    bench.add_argument("--repeats", type=int, default=5, help="timed runs per contender (median)")
+    bench.add_argument("--threads", type=int, help="threads for npconv, BLAS and the peers")
+    bench.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    bench.add_argument("--plot", metavar="FILE", help="draw a PNG bar chart (needs matplotlib)")
     args = parser.parse_args(argv)
 
-    from ._check import run_check  # the only command so far
+    if args.command == "bench":
+        from ._bench import run_bench
+        from ._threads import set_threads
+
+        if args.threads is not None:
+            set_threads(args.threads)
+        run_bench(
+            args.suite,
+            dtype=args.dtype,
+            against=[p for p in args.against.split(",") if p],
+            algorithms=[a for a in args.algorithms.split(",") if a],
+            repeats=args.repeats,
+            json_path=args.json,
+            plot_path=args.plot,
+        )
+        return 0
+
+    from ._check import run_check
 
     return 0 if run_check(repeats=args.repeats) else 1

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from .._spec import ConvSpec
-from . import einsum, im2col, matrix, naive, shifted
+from . import depthwise, einsum, fft, im2col, matrix, naive, shifted, winograd
 
 __all__ = ["REGISTRY", "Algorithm", "choose", "get_algorithm"]
 
@@ -34,6 +35,7 @@ class Algorithm:
     exact_integers: bool = True  # integer inputs give exact integer results
     max_macs: int | None = None  # largest problem accepted, in multiply-accumulates
     error_scale: float = 1.0  # float error relative to a direct (GEMM) algorithm's
+    limits: Callable[[ConvSpec], str | None] | None = None  # other restrictions, or None
 
     def unsupported(self, spec: ConvSpec, dtype: np.dtype) -> str | None:
         """Why this algorithm cannot run ``spec`` computing in ``dtype``, or None."""
@@ -46,7 +48,7 @@ class Algorithm:
                 f"the problem has {spec.macs:,} multiply-accumulates, more than its "
                 f"limit of {self.max_macs:,}"
             )
-        return None
+        return None if self.limits is None else self.limits(spec)
 
 
 REGISTRY: dict[str, Algorithm] = {
@@ -62,6 +64,34 @@ REGISTRY: dict[str, Algorithm] = {
         Algorithm("im2col", im2col.conv, "patch matrix (strided view) times weights, chunked"),
         Algorithm("einsum", einsum.conv, "sliding windows contracted by np.einsum, chunked"),
         Algorithm("matrix", matrix.conv, "one product with the sparse convolution matrix"),
+        Algorithm(
+            "winograd",
+            winograd.conv,
+            "Winograd F(4x4, 3x3) tiles: 2.25 instead of 9 products per output",
+            exact_integers=False,
+            error_scale=10.0,  # float32: within 1e-4 of max |y| on unit-scale data
+            limits=winograd.unsupported,
+        ),
+        Algorithm(
+            "winograd_f2",
+            partial(winograd.conv, tile=2),
+            "Winograd F(2x2, 3x3) tiles: 4 instead of 9 products, half the rounding error",
+            exact_integers=False,
+            error_scale=2.0,
+            limits=winograd.unsupported,
+        ),
+        Algorithm(
+            "fft",
+            fft.conv,
+            "products of spectra (scipy.fft), for large kernels and images",
+            exact_integers=False,
+            error_scale=10.0,
+        ),
+        Algorithm(
+            "depthwise",
+            depthwise.conv,
+            "per-channel multiply-accumulate over kernel offsets, for groups == channels",
+        ),
     )
 }
 
@@ -87,7 +117,9 @@ def get_algorithm(name: str, spec: ConvSpec, dtype: np.dtype, fn: str = "conv") 
 def choose(spec: ConvSpec, dtype: np.dtype) -> str:
     """The algorithm "auto" uses for ``spec`` computed in ``dtype``.
 
-    ``im2col`` is the best all-rounder of the registered algorithms: one large GEMM per
-    chunk, bounded workspace, exact for integers.
+    The one remembered by :func:`npconv.tune` for this configuration, otherwise the
+    supported algorithm with the lowest estimated time (:mod:`npconv._autotune`).
     """
-    return "im2col"
+    from .._autotune import choose as choose_by_cost  # the cost model reads REGISTRY
+
+    return choose_by_cost(spec, dtype)

@@ -1,0 +1,110 @@
+"""The threads setting: how many cores npconv's own copies and FFTs use, and BLAS.
+
+NumPy releases the GIL while it copies large arrays, so the gathering stages of the
+algorithms (patch matrices, Winograd tiles) run on several Python threads, each copying
+a slab of the destination.  Matrix products run in the BLAS library's own threads.
+:func:`set_threads` sets both; the default is every core (``os.cpu_count()``), or the
+``NPCONV_THREADS`` environment variable when set.  This count is the only setting that
+changes how npconv runs; it never changes which algorithm runs or the result.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+
+__all__ = ["get_threads", "parallel_copy", "parallel_map", "set_threads"]
+
+T = TypeVar("T")
+_MIN_PARALLEL_BYTES = 1 << 20  # smaller copies are not worth a thread hand-off
+_state: dict[str, object] = {"threads": os.cpu_count() or 1, "pool": None}
+
+
+def get_threads() -> int:
+    """The number of threads npconv uses.
+
+    Examples
+    --------
+    >>> import npconv
+    >>> npconv.get_threads() >= 1
+    True
+    """
+    return int(_state["threads"])  # type: ignore[call-overload]
+
+
+def set_threads(threads: int) -> int:
+    """Use ``threads`` threads for npconv's copies and FFTs and for BLAS; returns the old count.
+
+    Parameters
+    ----------
+    threads : int
+        Number of threads, >= 1.  BLAS is limited to the same count through
+        ``threadpoolctl`` (for the BLAS libraries loaded in the process).
+
+    Returns
+    -------
+    int
+        The previous setting, so that a caller can restore it.
+
+    Raises
+    ------
+    TypeError
+        ``threads`` is not an int.
+    ValueError
+        ``threads`` is smaller than 1.
+
+    Examples
+    --------
+    >>> import npconv
+    >>> old = npconv.set_threads(1)
+    >>> npconv.get_threads()
+    1
+    >>> _ = npconv.set_threads(old)
+    """
+    if not isinstance(threads, int) or isinstance(threads, bool):
+        raise TypeError(f"set_threads: threads must be an int, got {threads!r}")
+    if threads < 1:
+        raise ValueError(f"set_threads: threads must be >= 1, got {threads}")
+    from threadpoolctl import threadpool_limits
+
+    old = get_threads()
+    threadpool_limits(limits=threads, user_api="blas")
+    pool = _state["pool"]
+    if isinstance(pool, ThreadPoolExecutor):
+        pool.shutdown()
+    _state.update(threads=threads, pool=None)
+    return old
+
+
+def parallel_map(fn: Callable[[T], object], items: Sequence[T]) -> None:
+    """Call ``fn`` on every item, on up to :func:`get_threads` threads; re-raise errors."""
+    if get_threads() <= 1 or len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    if _state["pool"] is None:
+        _state["pool"] = ThreadPoolExecutor(get_threads(), thread_name_prefix="npconv")
+    pool: ThreadPoolExecutor = _state["pool"]  # type: ignore[assignment]
+    for job in [pool.submit(fn, item) for item in items]:
+        job.result()
+
+
+def parallel_copy(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """``dst[...] = src``, split along the first axis over :func:`get_threads` threads."""
+    parts = min(get_threads(), dst.shape[0]) if dst.ndim else 1
+    if parts <= 1 or dst.nbytes < _MIN_PARALLEL_BYTES:
+        np.copyto(dst, src)
+        return dst
+    bounds = np.linspace(0, dst.shape[0], parts + 1).astype(int)
+    slabs = [slice(a, b) for a, b in itertools.pairwise(bounds)]
+    parallel_map(lambda s: np.copyto(dst[s], src[s]), slabs)
+    return dst
+
+
+if os.environ.get("NPCONV_THREADS"):
+    set_threads(int(os.environ["NPCONV_THREADS"]))

@@ -1,0 +1,167 @@
+"""``winograd``: minimal filtering F(m, r) on tiles, the products as GEMMs over channels.
+
+Winograd's minimal filtering computes ``m`` outputs of an ``r``-tap correlation from an
+input tile of ``alpha = m + r - 1`` values with only ``alpha`` multiplications::
+
+    y = AT @ ((G @ g) * (BT @ d))           # d: (alpha,) tile, g: (r,) taps, y: (m,)
+
+Here the matrices come from Toom-Cook interpolation at the points 0, 1, -1, 2, -2, ...
+and infinity (``V_k[j, i] = point_j ** i``): ``AT = V_m.T``, ``G = V_r`` and
+``BT = inv(V_alpha).T`` (the transpose of Toom-Cook linear convolution is correlation).
+In ``nd`` dims the matrices are Kronecker products, so one tile of ``prod(alpha)`` values
+gives ``prod(m)`` outputs.  Over channels the elementwise product becomes, for each of
+the ``prod(alpha)`` transform points, one matrix product::
+
+    U = kron(BT) @ tiles          # (A, n*T*C): every input tile transformed, one GEMM
+    M[a] = U[a] @ (kron(G) @ w)[a]  # (n*T, C/G) @ (C/G, O/G) per point and group
+    Y = kron(AT) @ M              # (prod(m), n*T*O): back to output tiles, one GEMM
+
+Cost: ``prod(alpha) / prod(m)`` multiplications per output instead of ``prod(r)``: F(4x4,
+3x3) needs 36/16 = 2.25 instead of 9 (4x fewer), F(2x2, 3x3) 16/4 = 4; the two transforms
+add work proportional to ``C + O`` (not ``C * O``), so it wins for 3x3 layers with many
+channels.  Stride ``s`` is split into ``s`` kernel phases per axis (each a stride-1
+convolution of every ``s``-th input with every ``s``-th tap) and dilation ``d`` into
+``d`` output phases; kernels must be at most 3 taps per axis after that split.  Memory:
+tiles are processed in chunks within :data:`npconv._windows.WORKSPACE_BYTES`.
+
+Error: the transforms amplify rounding.  On unit-scale random float32 data the largest
+error relative to ``max |y|`` is a few 1e-6 for F(2, 3) and about 1e-5 for F(4, 3)
+(compared with ~1e-6 for a direct GEMM); both stay below 1e-4, which the registry records
+in ``error_scale``.  Integers are not exact (the transforms have fractions).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import replace
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .._spec import ConvSpec
+from .._windows import WORKSPACE_BYTES, chunks
+
+#: The finite interpolation points, in the order they are used (infinity is added last).
+POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
+#: Largest kernel size per axis (after splitting strides into phases).
+MAX_TAPS = 3
+
+
+@functools.cache
+def transforms(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(AT, G, BT)`` of F(m, r) in float64: ``(m, alpha)``, ``(alpha, r)``, ``(alpha, alpha)``.
+
+    ``AT @ ((G @ g) * (BT @ d))`` is the correlation ``y[i] = sum_k d[i + k] g[k]``.
+    """
+    alpha = m + r - 1
+    points = np.array(POINTS[: alpha - 1])
+
+    def vandermonde(k: int) -> np.ndarray:  # (alpha, k): finite points, then infinity
+        finite = points[:, None] ** np.arange(k)[None, :]
+        infinity = np.eye(1, k, k - 1)
+        return np.vstack([finite, infinity])
+
+    bt = np.linalg.inv(vandermonde(alpha)).T
+    # Move each row's scale from BT into G, so that BT holds small integers (as in
+    # Lavin & Gray's matrices); the product is unchanged.
+    scale = np.array([np.abs(row[np.abs(row) > 1e-12]).min() for row in bt])
+    return vandermonde(m).T, vandermonde(r) * scale[:, None], bt / scale[:, None]
+
+
+def _kron(matrices: list[np.ndarray]) -> np.ndarray:
+    return functools.reduce(np.kron, matrices)
+
+
+def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec, tile: int):
+    """Stride-1, dilation-1 correlation of ``x`` (N, >= out + r - 1, C) with ``w`` (*r, C/G, O).
+
+    Returns ``(N, *out, O)``.
+    """
+    nd, g, cg, og = spec.nd, spec.groups, spec.group_in, spec.group_out
+    taps = w.shape[:nd]
+    ms = tuple(1 if r == 1 else tile for r in taps)  # output tile per axis
+    alphas = tuple(m + r - 1 for m, r in zip(ms, taps))  # input tile per axis
+    tiles = tuple(-(-o // m) for o, m in zip(out, ms))  # tiles per axis (ceil)
+    mats = [transforms(m, r) for m, r in zip(ms, taps)]
+    at, gw, bt = (_kron([mat[i] for mat in mats]) for i in range(3))
+    a, mm = len(bt), len(at)  # prod(alpha), prod(m)
+    dtype = np.result_type(x, w)
+    exact = np.complex128 if dtype.kind == "c" else np.float64
+    wt = gw @ w.reshape(-1, cg * spec.out_channels).astype(exact)  # (A, C/G * O), exact
+    wt = wt.astype(dtype).reshape(a, cg, g, og).transpose(0, 2, 1, 3)  # (A, G, C/G, O/G)
+    at, bt = at.astype(dtype), bt.astype(dtype)
+
+    n_all = x.shape[0]
+    y = np.empty((n_all, *out, spec.out_channels), dtype=dtype)
+    tile_spec = replace(spec, batch=n_all, out_size=tiles)
+    per_tile = dtype.itemsize * (a * (3 * spec.in_channels + spec.out_channels) + 2 * mm * og * g)
+    for batch, rows in chunks(tile_spec, per_tile, WORKSPACE_BYTES):
+        t0, t1, _ = rows.indices(tiles[0])
+        t_chunk = (t1 - t0, *tiles[1:])
+        starts = (t0 * ms[0],) + (0,) * (nd - 1)
+        need = tuple(t * m + r - 1 for t, m, r in zip(t_chunk, ms, taps))
+        region = tuple(slice(s, s + n) for s, n in zip(starts, need))
+        xs = x[tuple([batch, *region])]  # (n, <= need..., C)
+        if xs.shape[1:-1] != need:  # the last tiles overhang the input: zero-fill
+            padded = np.zeros((xs.shape[0], *need, xs.shape[-1]), dtype=dtype)
+            padded[tuple(slice(0, k) for k in xs.shape)] = xs
+            xs = padded
+        n = xs.shape[0]
+        st_n, *st_ax, st_c = xs.strides
+        view = as_strided(
+            xs,
+            shape=(n, *t_chunk, *alphas, xs.shape[-1]),
+            strides=(st_n, *(s * m for s, m in zip(st_ax, ms)), *st_ax, st_c),
+            writeable=False,
+        )  # (n, *tiles, *alpha, C): overlapping input tiles
+        order = (*range(1 + nd, 1 + 2 * nd), 0, *range(1, 1 + nd), 1 + 2 * nd)
+        d = np.ascontiguousarray(view.transpose(order)).reshape(a, -1)  # (A, n*T*C)
+        u = (bt @ d).reshape(a, -1, g, cg).transpose(0, 2, 1, 3)  # (A, G, n*T, C/G)
+        prod = (u @ wt).transpose(0, 2, 1, 3).reshape(a, -1)  # (A, n*T*O)
+        yt = (at @ prod).reshape(*ms, n, *t_chunk, spec.out_channels)  # (*m, n, *T, O)
+        inter = [ax for i in range(nd) for ax in (nd + 1 + i, i)]  # T_0, m_0, T_1, m_1, ...
+        yt = yt.transpose(nd, *inter, 2 * nd + 1)  # (n, T_0, m_0, T_1, m_1, ..., O)
+        yt = yt.reshape(n, *(t * m for t, m in zip(t_chunk, ms)), spec.out_channels)
+        # yt: (n, T_0*m_0, ..., O), cropped to the outputs of this chunk
+        r0 = t0 * ms[0]
+        r1 = min(t1 * ms[0], out[0])
+        crop = tuple([slice(None), slice(0, r1 - r0), *(slice(0, o) for o in out[1:])])
+        y[batch, r0:r1] = yt[crop]
+    return y
+
+
+def _phases(spec: ConvSpec, axis: int) -> list[tuple[slice, slice, slice]]:
+    """(input, kernel, output) slices that split one axis into stride-1, dilation-1 parts."""
+    s, d, r, o = spec.stride[axis], spec.dilation[axis], spec.kernel[axis], spec.out_size[axis]
+    if s > 1:  # taps q*s + rho read inputs (p + q)*s + rho: a stride-1 conv per phase rho
+        return [(slice(rho, None, s), slice(rho, None, s), slice(None)) for rho in range(min(s, r))]
+    # outputs q*d + ph read inputs (q + k)*d + ph: a dilation-1 conv per phase ph
+    return [(slice(ph, None, d), slice(None), slice(ph, None, d)) for ph in range(min(d, o))]
+
+
+def unsupported(spec: ConvSpec) -> str | None:
+    """Why :func:`conv` cannot run ``spec``, or None."""
+    for axis, (s, d, r) in enumerate(zip(spec.stride, spec.dilation, spec.kernel)):
+        if s > 1 and d > 1:
+            return f"it needs stride 1 or dilation 1 on every axis, axis {axis} has both > 1"
+        if -(-r // s) > MAX_TAPS:
+            return (
+                f"it supports at most {MAX_TAPS} taps per axis (after splitting the stride "
+                f"into phases), axis {axis} has kernel {r} at stride {s}"
+            )
+    return None
+
+
+def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, tile: int = 4) -> np.ndarray:
+    """Winograd F(tile, r) convolution of canonical arguments (see :mod:`npconv._windows`)."""
+    y = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=np.result_type(xp, wc))
+    if y.size == 0:
+        return y
+    for parts in itertools.product(*(_phases(spec, axis) for axis in range(spec.nd))):
+        x_in, w_in, y_out = zip(*parts)
+        target = y[tuple([slice(None), *y_out])]  # (N, *phase_out, O): a view of y
+        target += _stride1(
+            xp[tuple([slice(None), *x_in])], wc[w_in], target.shape[1:-1], spec, tile
+        )
+    return y
