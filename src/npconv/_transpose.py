@@ -183,6 +183,11 @@ def transpose_spec(
     if channels != w_in:
         w_axis = "w.shape[0]" if layout == "NCHW" else f"w.shape[{nd + 1}]"
         raise ValueError(f"{fn}: x has {channels} channels but w expects {w_in} ({w_axis})")
+    if groups < 1 or channels % groups:
+        raise ValueError(
+            f"{fn}: groups={groups} must be >= 1 and divide the input channels, but x has "
+            f"{channels} channels"
+        )
     if isinstance(padding, str):
         raise ValueError(
             f"{fn}: padding must be ints or (before, after) pairs, got {padding!r}; "
