@@ -66,7 +66,9 @@ def transforms(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # Move each row's scale from BT into G, so that BT holds small integers (as in
     # Lavin & Gray's matrices); the product is unchanged.
     scale = np.array([np.abs(row[np.abs(row) > 1e-12]).min() for row in bt])
-    return vandermonde(m).T, vandermonde(r) * scale[:, None], bt / scale[:, None]
+    bt = bt / scale[:, None]
+    bt = np.where(np.abs(bt - bt.round()) < 1e-9, bt.round(), bt)  # exact small integers
+    return vandermonde(m).T, vandermonde(r) * scale[:, None], bt
 
 
 def _kron(matrices: list[np.ndarray]) -> np.ndarray:

@@ -1,0 +1,157 @@
+"""algorithm="auto": the cost model's choices, tune / explain, the threads setting, memory."""
+
+from __future__ import annotations
+
+import itertools
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import npconv
+from npconv import ConvSpec
+from npconv import _autotune as autotune
+from npconv.algorithms import REGISTRY, choose
+
+from conftest import assert_close, torch_conv
+
+
+@pytest.fixture(autouse=True)
+def forget_tuning():
+    autotune._tuned.clear()
+    yield
+    autotune._tuned.clear()
+
+
+SHAPES = [  # (x shape, w shape, kwargs), NCHW
+    ((1, 3, 32, 32), (8, 3, 7, 7), dict(stride=2, padding=3)),
+    ((2, 16, 12, 12), (16, 16, 3, 3), dict(padding=1)),
+    ((1, 12, 10, 10), (12, 1, 3, 3), dict(padding=1, groups=12)),
+    ((2, 8, 9), (4, 8, 1), {}),
+    ((1, 2, 5, 5, 5), (2, 2, 3, 3, 3), dict(dilation=2, padding=2)),
+]
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), SHAPES)
+@pytest.mark.parametrize("dtype", [np.int64, np.float32, np.float64])
+def test_auto_picks_a_supported_algorithm_and_only_exact_ones_for_integers(
+    x_shape, w_shape, kwargs, dtype
+):
+    spec = ConvSpec.build(x_shape, w_shape, **kwargs)
+    name = choose(spec, np.dtype(dtype))
+    assert REGISTRY[name].unsupported(spec, np.dtype(dtype)) is None
+    if np.dtype(dtype).kind == "i":
+        assert REGISTRY[name].exact_integers
+
+
+def test_auto_on_integers_is_exact_where_winograd_would_be_cheapest(rng):
+    x = rng.integers(-50, 50, (2, 64, 28, 28))
+    w = rng.integers(-50, 50, (64, 64, 3, 3))
+    assert npconv.explain(x.astype(np.float32), w.astype(np.float32), padding=1).algorithm in {
+        "winograd",
+        "winograd_f2",
+        "fft",
+        "im2col",
+        "shifted",
+    }
+    y = npconv.conv(x, w, padding=1)
+    np.testing.assert_array_equal(
+        y, torch_conv(x, w, pads=[(1, 1), (1, 1)]).round().astype(np.int64)
+    )
+
+
+def test_explain_lists_estimates_and_reasons():
+    x, w = np.zeros((1, 4, 8, 8), np.float32), np.zeros((4, 4, 3, 3), np.float32)
+    choice = npconv.explain(x, w, stride=2, dilation=2)
+    assert choice.source == "cost model" and not choice.measured
+    assert set(choice.estimated) | set(choice.unsupported) == set(REGISTRY)
+    assert "winograd" in choice.unsupported
+    assert choice.estimated[choice.algorithm] == min(choice.estimated.values())
+    assert f"auto -> {choice.algorithm} (cost model)" in str(choice)
+
+
+def test_tune_remembers_the_measured_winner(rng):
+    x = rng.standard_normal((1, 3, 10, 10)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    best = npconv.tune(x, w, padding=1, algorithms=["einsum"], repeats=1)
+    assert best == "einsum"
+    choice = npconv.explain(x, w, padding=1)
+    assert (choice.algorithm, choice.source, list(choice.measured)) == (
+        "einsum",
+        "tuned",
+        ["einsum"],
+    )
+    assert "measured" in str(choice)
+    assert_close(
+        npconv.conv(x, w, padding=1), torch_conv(x, w, pads=[(1, 1)] * 2).astype(np.float32)
+    )
+    # another configuration (here: another dtype) is not affected
+    assert npconv.explain(x.astype(np.float64), w, padding=1).source == "cost model"
+
+
+def test_tune_by_default_times_the_plausible_candidates(rng):
+    x = rng.standard_normal((1, 4, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+    best = npconv.tune(x, w, padding=1, repeats=1)
+    measured = npconv.explain(x, w, padding=1).measured
+    assert best in measured and "matrix" in REGISTRY and len(measured) >= 2
+
+
+def test_tune_errors():
+    x, w = np.zeros((1, 1, 8)), np.zeros((1, 1, 3))
+    with pytest.raises(ValueError, match="tune: repeats must be an int >= 1, got 0"):
+        npconv.tune(x, w, repeats=0)
+    with pytest.raises(ValueError, match="tune: unknown algorithm 'fast'"):
+        npconv.tune(x, w, algorithms=["fast"])
+    with pytest.raises(ValueError, match="tune: algorithm 'winograd' cannot run"):
+        npconv.tune(x, w, stride=2, dilation=2, algorithms=["winograd"])
+
+
+def test_threads_setting_round_trips_and_gives_the_same_result(rng):
+    x = rng.standard_normal((4, 8, 40, 40)).astype(np.float32)
+    w = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+    expected = npconv.conv(x, w, groups=8, algorithm="depthwise")
+    old = npconv.set_threads(1)
+    try:
+        assert npconv.get_threads() == 1
+        np.testing.assert_array_equal(npconv.conv(x, w, groups=8, algorithm="depthwise"), expected)
+    finally:
+        npconv.set_threads(old)
+    assert npconv.get_threads() == old
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (0, ValueError, "set_threads: threads must be >= 1, got 0"),
+        (1.5, TypeError, "set_threads: threads must be an int, got 1.5"),
+    ],
+)
+def test_set_threads_errors(value, error, match):
+    with pytest.raises(error, match=match):
+        npconv.set_threads(value)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "kwargs"),
+    [
+        ((2, 64, 112, 112), (64, 64, 3, 3), dict(padding=1)),
+        ((1, 144, 112, 112), (144, 1, 3, 3), dict(padding=1, groups=144)),
+    ],
+)
+def test_auto_temporary_memory_is_bounded(x_shape, w_shape, kwargs):
+    x = np.ones(x_shape, np.float32)
+    w = np.ones(w_shape, np.float32)
+    tracemalloc.start()
+    try:
+        y = npconv.conv(x, w, **kwargs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - y.nbytes <= max(64 * 2**20, y.nbytes)
+
+
+def test_every_estimate_is_positive_and_finite():
+    for (x_shape, w_shape, kwargs), name in itertools.product(SHAPES, REGISTRY):
+        spec = ConvSpec.build(x_shape, w_shape, **kwargs)
+        assert 0 < autotune.estimate(name, spec, np.dtype(np.float32)) < np.inf

@@ -1,0 +1,45 @@
+"""The fft algorithm: random configurations against PyTorch, the float32 bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import npconv
+from npconv.algorithms import REGISTRY
+
+from conftest import torch_conv
+
+
+@given(
+    nd=st.integers(1, 3),
+    kernel=st.integers(1, 5),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 3),
+    groups=st.integers(1, 2),
+    complex_=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_configurations_match_torch(nd, kernel, stride, dilation, groups, complex_, seed):
+    rng = np.random.default_rng(seed)
+    size = (kernel - 1) * dilation + 1 + int(rng.integers(0, 6))
+    x = rng.standard_normal((2, 2 * groups, *[size] * nd))
+    w = rng.standard_normal((2 * groups, 2, *[kernel] * nd))
+    if complex_:
+        x = x + 1j * rng.standard_normal(x.shape)
+    kwargs = dict(stride=stride, dilation=dilation, groups=groups)
+    y = npconv.conv(x, w, algorithm="fft", **kwargs)
+    ref = torch_conv(x, w, **kwargs)
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("kernel", [3, 7])
+def test_float32_error_bound_on_unit_scale_data(kernel, rng):
+    x = rng.standard_normal((2, 32, 40, 40))
+    w = rng.standard_normal((32, 32, kernel, kernel))
+    y = npconv.conv(x.astype(np.float32), w.astype(np.float32), algorithm="fft")
+    ref = torch_conv(x, w)
+    error = np.abs(y - ref).max() / np.abs(ref).max()
+    assert error <= 1e-4 <= REGISTRY["fft"].error_scale * 1e-5

@@ -1,0 +1,83 @@
+"""Winograd F(m, r): the transform matrices, random configurations, the float32 bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import npconv
+from npconv.algorithms import REGISTRY, winograd
+
+from conftest import torch_conv
+
+
+@pytest.mark.parametrize(("m", "r"), [(1, 1), (2, 3), (4, 3), (4, 2), (2, 2)])
+def test_transforms_compute_correlation(m, r, rng):
+    at, g, bt = winograd.transforms(m, r)
+    d, taps = rng.standard_normal(m + r - 1), rng.standard_normal(r)
+    expected = [d[i : i + r] @ taps for i in range(m)]  # y[i] = sum_k d[i + k] g[k]
+    np.testing.assert_allclose(at @ ((g @ taps) * (bt @ d)), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_input_transform_of_f43_has_small_integers():
+    _, _, bt = winograd.transforms(4, 3)
+    np.testing.assert_array_equal(bt, np.round(bt))
+    assert np.abs(bt).max() <= 5
+
+
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd_f2"])
+@given(
+    nd=st.integers(1, 3),
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 2),
+    dilation=st.integers(1, 2),
+    groups=st.integers(1, 2),
+    size=st.integers(7, 11),
+    seed=st.integers(0, 2**16),
+)
+def test_random_configurations_match_torch(
+    algorithm, nd, kernel, stride, dilation, groups, size, seed
+):
+    if stride > 1 and dilation > 1:
+        dilation = 1  # one of the two per axis (the other case is refused, tested below)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 2 * groups, *[size] * nd))
+    w = rng.standard_normal((3 * groups, 2, *[kernel] * nd))
+    kwargs = dict(stride=stride, dilation=dilation, groups=groups, padding=1)
+    y = npconv.conv(x, w, algorithm=algorithm, **kwargs)
+    ref = torch_conv(x, w, stride=stride, dilation=dilation, groups=groups, pads=[(1, 1)] * nd)
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize(("algorithm", "bound"), [("winograd", 1e-4), ("winograd_f2", 2e-5)])
+@pytest.mark.parametrize("nd", [1, 2])
+def test_float32_error_bound_on_unit_scale_data(algorithm, bound, nd, rng):
+    """float32 error relative to max |y|, against a float64 reference: F(4,3) <= 1e-4."""
+    size = 64 if nd == 1 else 30
+    x = rng.standard_normal((2, 64, *[size] * nd))
+    w = rng.standard_normal((64, 64, *[3] * nd))
+    y = npconv.conv(x.astype(np.float32), w.astype(np.float32), padding=1, algorithm=algorithm)
+    ref = torch_conv(x, w, pads=[(1, 1)] * nd)
+    error = np.abs(y - ref).max() / np.abs(ref).max()
+    assert error <= bound
+    assert bound <= REGISTRY[algorithm].error_scale * 1e-5  # what the registry promises
+
+
+def test_refuses_stride_and_dilation_on_one_axis():
+    x, w = np.zeros((1, 1, 9, 9)), np.zeros((1, 1, 3, 3))
+    with pytest.raises(ValueError, match=r"algorithm 'winograd' cannot run .* axis 0 has both > 1"):
+        npconv.conv(x, w, stride=2, dilation=2, algorithm="winograd")
+
+
+def test_refuses_large_kernels():
+    x, w = np.zeros((1, 1, 9)), np.zeros((1, 1, 5))
+    with pytest.raises(ValueError, match=r"at most 3 taps per axis .* kernel 5 at stride 1"):
+        npconv.conv(x, w, algorithm="winograd")
+
+
+def test_refuses_integers():
+    x, w = np.ones((1, 1, 9), np.int32), np.ones((1, 1, 3), np.int32)
+    with pytest.raises(ValueError, match="not exact for integer inputs"):
+        npconv.conv(x, w, algorithm="winograd")
