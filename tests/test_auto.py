@@ -155,3 +155,17 @@ def test_every_estimate_is_positive_and_finite():
     for (x_shape, w_shape, kwargs), name in itertools.product(SHAPES, REGISTRY):
         spec = ConvSpec.build(x_shape, w_shape, **kwargs)
         assert 0 < autotune.estimate(name, spec, np.dtype(np.float32)) < np.inf
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd", "depthwise", "fft"])
+def test_large_problems_use_threads_and_match_torch(algorithm, rng):
+    """Arrays of several MiB: the copies are split over two threads."""
+    x = rng.standard_normal((2, 32, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    old = npconv.set_threads(2)
+    try:
+        y = npconv.conv(x, w, padding=1, algorithm=algorithm)
+    finally:
+        npconv.set_threads(old)
+    ref = torch_conv(x, w, pads=[(1, 1), (1, 1)])
+    assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max()

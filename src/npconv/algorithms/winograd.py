@@ -40,6 +40,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .._spec import ConvSpec
+from .._threads import parallel_copy
 from .._windows import WORKSPACE_BYTES, chunks
 
 #: The finite interpolation points, in the order they are used (infinity is added last).
@@ -118,7 +119,9 @@ def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec,
             writeable=False,
         )  # (n, *tiles, *alpha, C): overlapping input tiles
         order = (*range(1 + nd, 1 + 2 * nd), 0, *range(1, 1 + nd), 1 + 2 * nd)
-        d = np.ascontiguousarray(view.transpose(order)).reshape(a, -1)  # (A, n*T*C)
+        tiles_first = view.transpose(order)  # (*alpha, n, *tiles, C)
+        d = parallel_copy(np.empty(tiles_first.shape, dtype), tiles_first).reshape(a, -1)
+        # d: (A, n*T*C), every tile's values at one tile offset in a row
         u = (bt @ d).reshape(a, -1, g, cg).transpose(0, 2, 1, 3)  # (A, G, n*T, C/G)
         prod = (u @ wt).transpose(0, 2, 1, 3).reshape(a, -1)  # (A, n*T*O)
         yt = (at @ prod).reshape(*ms, n, *t_chunk, spec.out_channels)  # (*m, n, *T, O)
@@ -129,7 +132,7 @@ def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec,
         r0 = t0 * ms[0]
         r1 = min(t1 * ms[0], out[0])
         crop = tuple([slice(None), slice(0, r1 - r0), *(slice(0, o) for o in out[1:])])
-        y[batch, r0:r1] = yt[crop]
+        parallel_copy(y[batch, r0:r1], yt[crop])
     return y
 
 
