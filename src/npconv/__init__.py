@@ -45,3 +45,12 @@ __all__ = [
     "set_threads",
     "tune",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``npconv.onnx`` and ``npconv.dask`` (optional extras) are imported on first use."""
+    if name in ("onnx", "dask"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'npconv' has no attribute {name!r}")

@@ -20,6 +20,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run every algorithm on the reference examples and compare with PyTorch",
     )
     check.add_argument("--repeats", type=int, default=3, help="timed runs per algorithm (median)")
+    onnx_run = commands.add_parser(
+        "onnx", help="run an ONNX model with npconv's evaluator and time each node type"
+    )
+    onnx_run.add_argument("model", help="the .onnx file")
+    onnx_run.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.npy",
+        help="a graph input (repeatable); inputs left out get random data of their shape",
+    )
+    onnx_run.add_argument("--output", metavar="FILE.npz", help="save the outputs")
+    onnx_run.add_argument("--repeats", type=int, default=3, help="timed runs (mean)")
     bench = commands.add_parser(
         "bench", help="time npconv against PyTorch (and SciPy) on a suite of layers"
     )
@@ -34,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--json", metavar="FILE", help="write the results as JSON")
     bench.add_argument("--plot", metavar="FILE", help="draw a PNG bar chart (needs matplotlib)")
     args = parser.parse_args(argv)
+
+    if args.command == "onnx":
+        from .onnx._command import run_command  # needs the onnx extra
+
+        return run_command(args.model, args.input, args.output, args.repeats)
 
     if args.command == "bench":
         from ._bench import run_bench

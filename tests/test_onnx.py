@@ -1,0 +1,483 @@
+"""npconv.onnx: every attribute combination of the ONNX convolution operators.
+
+Each graph is built with onnx.helper and run three ways: npconv's evaluator, onnxruntime
+and onnx's plain ReferenceEvaluator.  npconv's result is also compared with PyTorch given
+the pads that the operator spec's text prescribes (strategies.reference_pads), so where
+onnxruntime and the reference disagree, the spec decides (the tests say where).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from onnx import helper
+from onnx.reference import ReferenceEvaluator
+
+import npconv.onnx
+from npconv._cli import main
+
+from conftest import assert_close, torch_conv
+from strategies import Case, cases
+
+IR_VERSION = 10  # onnx stamps newer models than onnxruntime 1.17+ reads
+AUTO_PAD = {"same": "SAME_UPPER", "same_lower": "SAME_LOWER", "valid": "VALID"}
+
+
+def tensor_type(dtype: Any) -> int:
+    return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+
+def make_model(
+    op_type: str, inputs: dict[str, np.ndarray | None], out_dtype: Any, opset: int, **attrs: Any
+) -> onnx.ModelProto:
+    """A one-node model: every array in ``inputs`` is a graph input (None: omitted)."""
+    names = [name if value is not None else "" for name, value in inputs.items()]
+    while names and not names[-1]:
+        names.pop()  # trailing optional inputs are left out
+    node = helper.make_node(op_type, names, ["y"], **attrs)
+    graph = helper.make_graph(
+        [node],
+        op_type,
+        [
+            helper.make_tensor_value_info(name, tensor_type(v.dtype), v.shape)
+            for name, v in inputs.items()
+            if v is not None
+        ],
+        [helper.make_tensor_value_info("y", tensor_type(out_dtype), None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = IR_VERSION
+    return model
+
+
+def run_all(model: onnx.ModelProto, inputs: dict, onnxruntime=True, reference=True):
+    """(npconv, onnxruntime, reference) outputs of a one-output model (None: not run)."""
+    feeds = {name: v for name, v in inputs.items() if v is not None}
+    ours = npconv.onnx.run(model, feeds)["y"]
+    theirs = None
+    if onnxruntime:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3  # errors only
+        sess = ort.InferenceSession(model.SerializeToString(), options, ["CPUExecutionProvider"])
+        (theirs,) = sess.run(None, feeds)
+    plain = ReferenceEvaluator(model).run(None, feeds)[0] if reference else None
+    return ours, theirs, plain
+
+
+def onnxruntime_runs(attrs: dict[str, Any]) -> bool:
+    """onnxruntime refuses SAME_UPPER / SAME_LOWER with a dilation > 1 (the spec allows it)."""
+    same = attrs.get("auto_pad", "").startswith("SAME")
+    return not (same and max(attrs.get("dilations", [1])) > 1)
+
+
+def conv_attributes(case: Case, draw: st.DrawFn) -> dict[str, Any]:
+    """ONNX attributes for a case; defaults are left out at random."""
+    nd, kw = case.nd, case.kwargs
+    padding = kw["padding"]
+    attrs: dict[str, Any] = {}
+    if isinstance(padding, str):
+        attrs["auto_pad"] = AUTO_PAD[padding]
+    elif any(case.pads) or draw(st.booleans()):
+        attrs["pads"] = [lo for lo, _ in case.pads] + [hi for _, hi in case.pads]
+    for name, key in (("strides", "stride"), ("dilations", "dilation")):
+        if kw[key] != (1,) * nd or draw(st.booleans()):
+            attrs[name] = list(kw[key])
+    if kw["groups"] != 1 or draw(st.booleans()):
+        attrs["group"] = kw["groups"]
+    if draw(st.booleans()):
+        attrs["kernel_shape"] = list(case.w.shape[2:])
+    return attrs
+
+
+@st.composite
+def onnx_cases(draw: st.DrawFn, dtype: Any = np.float32) -> tuple[Case, dict[str, Any]]:
+    case = draw(cases(dtypes=(dtype,), modes=("zeros",), max_batch=1))
+    return case, conv_attributes(case, draw)
+
+
+def referee(case: Case, arrays: tuple | None = None) -> np.ndarray:
+    """PyTorch in float64, with the pads the spec's text gives, on (x, w, bias) or the case's."""
+    kw = case.kwargs
+    x, w, bias = (case.x, case.w, case.bias) if arrays is None else arrays
+    return torch_conv(
+        x,
+        w,
+        bias,
+        stride=kw["stride"],
+        pads=case.pads,
+        dilation=kw["dilation"],
+        groups=kw["groups"],
+    )
+
+
+# ------------------------------------------------------------------------------ Conv
+@given(drawn=onnx_cases(), opset=st.sampled_from([7, 11, 22]))  # Conv-1, Conv-11, Conv-22
+def test_conv_matches_spec_onnxruntime_and_reference(drawn, opset):
+    case, attrs = drawn
+    inputs = {"X": case.x, "W": case.w, "B": case.bias}
+    model = make_model("Conv", inputs, np.float32, opset, **attrs)
+    ours, theirs, reference = run_all(model, inputs, onnxruntime_runs(attrs))
+    assert ours.dtype == np.float32
+    assert_close(ours, referee(case).astype(np.float32))
+    if theirs is not None:
+        assert_close(ours, theirs)
+    assert_close(ours, reference)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_conv_keeps_the_input_dtype(dtype, rng):
+    x = rng.standard_normal((2, 4, 7, 6)).astype(dtype)
+    w = rng.standard_normal((6, 2, 3, 2)).astype(dtype)
+    inputs = {"X": x, "W": w}
+    attrs = {"group": 2, "strides": [2, 1], "auto_pad": "SAME_LOWER"}
+    model = make_model("Conv", inputs, dtype, 22, **attrs)
+    ours = npconv.onnx.run(model, inputs)["y"]
+    (reference,) = ReferenceEvaluator(model).run(None, inputs)
+    assert ours.dtype == dtype
+    expected = torch_conv(x, w, stride=(2, 1), pads=[(1, 1), (1, 0)], groups=2)
+    assert_close(ours, expected.astype(dtype))
+    assert_close(ours, reference)
+
+
+def test_conv_beyond_three_spatial_dims_falls_back_to_the_reference(rng):
+    x = rng.standard_normal((1, 2, 3, 3, 3, 3)).astype(np.float32)
+    w = rng.standard_normal((2, 2, 2, 2, 2, 2)).astype(np.float32)
+    inputs = {"X": x, "W": w}
+    model = make_model("Conv", inputs, np.float32, 22)
+    (reference,) = ReferenceEvaluator(model).run(None, inputs)
+    # 4-d: a sum over the kernel of shifted 3-d windows, written out
+    expected = np.zeros((1, 2, 2, 2, 2, 2))
+    for k in np.ndindex(2, 2, 2, 2):
+        window = x[(0, slice(None), *(slice(i, i + 2) for i in k))]  # (C, 2, 2, 2, 2)
+        expected[0] += np.einsum("oc,c...->o...", w[(slice(None), slice(None), *k)], window)
+    assert_close(npconv.onnx.run(model, inputs)["y"], expected.astype(np.float32))
+    assert_close(reference, expected.astype(np.float32))
+
+
+# ---------------------------------------------------------------------- ConvTranspose
+def spec_window(natural: int, out: int, mode: str) -> tuple[int, int]:
+    """(begin, size) from the spec's total_padding equations.
+
+    A negative total (an output larger than the unpadded one) leaves zeros at the end: the
+    adjoint of a SAME Conv whose input is ``in * stride`` long, which never reads its last
+    positions (TensorFlow's reading too).
+    """
+    total = max(natural - out, 0)
+    begin = total // 2 if mode == "SAME_UPPER" else total - total // 2
+    return begin, out
+
+
+@st.composite
+def transpose_cases(draw: st.DrawFn):
+    """x, w, bias, attributes and the (begin, size) windows the spec's text gives."""
+    nd = draw(st.sampled_from([1, 2, 3]))
+    small = nd == 3
+    groups, cg, og = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    kernel = draw(st.tuples(*[st.integers(1, 3)] * nd))
+    stride = draw(st.tuples(*[st.integers(1, 3)] * nd))
+    dilation = draw(st.tuples(*[st.integers(1, 2)] * nd))
+    size = draw(st.tuples(*[st.integers(1, 2 if small else 4)] * nd))
+    extra = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    natural = [
+        s * (n - 1) + (k - 1) * d + 1 + p
+        for n, k, s, d, p in zip(size, kernel, stride, dilation, extra)
+    ]
+    attrs: dict[str, Any] = {"strides": list(stride), "dilations": list(dilation)}
+    if groups > 1 or draw(st.booleans()):
+        attrs["group"] = groups
+    if any(extra) or draw(st.booleans()):
+        attrs["output_padding"] = list(extra)
+    kind = draw(st.sampled_from(["pads", "output_shape", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    if kind == "pads":
+        crops = [
+            (draw(st.integers(0, (m - 1) // 2)), draw(st.integers(0, (m - 1) // 2)))
+            for m in natural
+        ]
+        attrs["pads"] = [lo for lo, _ in crops] + [hi for _, hi in crops]
+        windows = [(lo, m - lo - hi) for m, (lo, hi) in zip(natural, crops)]
+    elif kind == "output_shape":
+        mode = draw(st.sampled_from(["NOTSET", "SAME_UPPER", "SAME_LOWER"]))
+        out = [draw(st.integers(max(1, m - 3), m + 1)) for m in natural]
+        attrs["output_shape"] = out
+        if mode != "NOTSET":
+            attrs["auto_pad"] = mode
+        windows = [spec_window(m, n, mode) for m, n in zip(natural, out)]
+    else:
+        attrs["auto_pad"] = kind
+        out = natural if kind == "VALID" else [n * s for n, s in zip(size, stride)]
+        windows = [spec_window(m, n, kind) for m, n in zip(natural, out)]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((1, groups * cg, *size)).astype(np.float32)
+    w = rng.standard_normal((groups * cg, og, *kernel)).astype(np.float32)
+    bias = rng.standard_normal(groups * og).astype(np.float32) if draw(st.booleans()) else None
+    beyond = any(b + n > m for (b, n), m in zip(windows, natural))
+    return x, w, bias, attrs, windows, beyond
+
+
+def transpose_referee(x, w, bias, attrs, windows, beyond) -> np.ndarray:
+    """PyTorch's unpadded transposed convolution, cut to the windows, zeros past its end."""
+    nd = w.ndim - 2
+    fn = (
+        torch.nn.functional.conv_transpose1d,
+        torch.nn.functional.conv_transpose2d,
+        torch.nn.functional.conv_transpose3d,
+    )[nd - 1]
+    with torch.no_grad():
+        full = fn(
+            torch.from_numpy(x).double(),
+            torch.from_numpy(w).double(),
+            stride=attrs["strides"],
+            dilation=attrs["dilations"],
+            groups=attrs.get("group", 1),
+        ).numpy()
+    padded = np.pad(full, [(0, 0), (0, 0), *[(0, b + n) for b, n in windows]])
+    y = padded[(slice(None), slice(None), *(slice(b, b + n) for b, n in windows))]
+    return y if bias is None else y + bias.reshape(-1, *[1] * nd)
+
+
+@given(case=transpose_cases(), opset=st.sampled_from([7, 11, 22]))  # ConvTranspose-1, -11, -22
+def test_conv_transpose_matches_spec_onnxruntime_and_reference(case, opset):
+    x, w, bias, attrs, _, beyond = case
+    inputs = {"X": x, "W": w, "B": bias}
+    model = make_model("ConvTranspose", inputs, np.float32, opset, **attrs)
+    extra = attrs.get("output_padding", [0])
+    # Where they part from the spec: onnxruntime refuses an output_padding >= stride (the
+    # spec says "less than stride/dilation", PyTorch allows it below the dilation) and an
+    # output_shape larger than the unpadded output, and for SAME returns the unpadded size
+    # when that is less than in * stride.  The reference slices grouped weights by output
+    # channel, cannot apply output_padding, and shifts the window when the pads go negative.
+    use_ort = all(p < s for p, s in zip(extra, attrs["strides"])) and not beyond
+    use_reference = attrs.get("group", 1) == 1 and not any(extra) and not beyond
+    ours, theirs, reference = run_all(model, inputs, use_ort, use_reference)
+    assert_close(ours, transpose_referee(*case).astype(np.float32))
+    if theirs is not None:
+        assert_close(ours, theirs)
+    if reference is not None:
+        assert_close(ours, reference)
+
+
+# ---------------------------------------------------------- ConvInteger / QLinearConv
+def integer_arrays(case: Case, x_dtype, w_dtype, seed: int):
+    """Full-range integer x and w of the case's shapes, and zero points inside the ranges."""
+    rng = np.random.default_rng(seed)
+    xi, wi = np.iinfo(x_dtype), np.iinfo(w_dtype)
+    x = rng.integers(xi.min, xi.max, case.x.shape, endpoint=True).astype(x_dtype)
+    w = rng.integers(wi.min, wi.max, case.w.shape, endpoint=True).astype(w_dtype)
+    x_zp = np.array(rng.integers(xi.min, xi.max, endpoint=True), dtype=x_dtype)
+    return x, w, x_zp, rng
+
+
+@given(
+    drawn=onnx_cases(),
+    w_dtype=st.sampled_from([np.uint8, np.int8]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_conv_integer_is_exact(drawn, w_dtype, seed):
+    case, attrs = drawn
+    x, w, x_zp, _ = integer_arrays(case, np.uint8, w_dtype, seed)
+    w_zp = np.array(3, dtype=w_dtype)
+    inputs = {"x": x, "w": w, "x_zero_point": x_zp, "w_zero_point": w_zp}
+    model = make_model("ConvInteger", inputs, np.int32, 10, **attrs)
+    ours, theirs, reference = run_all(model, inputs, onnxruntime_runs(attrs))
+    expected = referee(case, (x.astype(np.int64) - x_zp, w.astype(np.int64) - w_zp, None))
+    assert ours.dtype == np.int32
+    np.testing.assert_array_equal(ours, expected)  # float64 is exact at these magnitudes
+    if theirs is not None:
+        np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(ours, reference)
+
+
+def test_conv_integer_per_channel_zero_points_and_no_zero_point(rng):
+    x = rng.integers(0, 255, (1, 4, 5, 5), endpoint=True).astype(np.uint8)
+    w = rng.integers(0, 255, (3, 4, 2, 3), endpoint=True).astype(np.uint8)
+    w_zp = np.array([0, 100, 255], dtype=np.uint8)
+    inputs = {"x": x, "w": w, "x_zero_point": None, "w_zero_point": w_zp}
+    model = make_model("ConvInteger", inputs, np.int32, 10, pads=[1, 0, 0, 2])
+    # onnxruntime refuses a per-channel w_zero_point ("not supported now"); the spec allows it
+    ours, _, reference = run_all(model, inputs, onnxruntime=False)
+    w_shifted = w.astype(np.int64) - w_zp[:, None, None, None]
+    expected = torch_conv(x, w_shifted, pads=[(1, 0), (0, 2)])
+    np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_array_equal(ours, reference)
+
+
+def requantize(acc: np.ndarray, multiplier: np.ndarray, y_zp: np.ndarray) -> np.ndarray:
+    """The spec's output rule, written out: round half to even, add y_zp, saturate."""
+    info = np.iinfo(y_zp.dtype)
+    scaled = np.rint(acc * multiplier.astype(np.float64).reshape(1, -1, *[1] * (acc.ndim - 2)))
+    return np.clip(scaled + int(y_zp), info.min, info.max).astype(y_zp.dtype)
+
+
+@given(
+    drawn=onnx_cases(),
+    dtypes=st.sampled_from([(np.uint8, np.uint8), (np.int8, np.int8), (np.uint8, np.int8)]),
+    per_channel=st.booleans(),
+    with_bias=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_qlinear_conv(drawn, dtypes, per_channel, with_bias, seed):
+    case, attrs = drawn
+    x_dtype, w_dtype = dtypes
+    x, w, x_zp, rng = integer_arrays(case, x_dtype, w_dtype, seed)
+    m, shape = case.w.shape[0], (case.w.shape[0],) if per_channel else ()
+    x_scale = np.array(rng.uniform(0.01, 0.05), np.float32)
+    w_scale = rng.uniform(0.01, 0.05, shape).astype(np.float32)
+    y_scale = np.array(rng.uniform(0.5, 5.0), np.float32)
+    y_zp = np.array(rng.integers(-20, 20) if x_dtype == np.int8 else 128, x_dtype)
+    w_zp = rng.integers(0, 10, shape).astype(w_dtype)
+    bias = rng.integers(-5000, 5000, m).astype(np.int32) if with_bias else None
+    inputs = {
+        "x": x, "x_scale": x_scale, "x_zero_point": x_zp, "w": w, "w_scale": w_scale,
+        "w_zero_point": w_zp, "y_scale": y_scale, "y_zero_point": y_zp, "B": bias,
+    }  # fmt: skip
+    model = make_model("QLinearConv", inputs, x_dtype, 10, **attrs)
+    # onnxruntime's uint8 x int8 kernel saturates pairs of products in int16 on x86 without
+    # VNNI (documented), so it is compared on uint8 x uint8 and int8 x int8 only
+    use_ort = onnxruntime_runs(attrs) and x_dtype == w_dtype
+    # the reference broadcasts per-channel scales as for 2-d convolutions only
+    use_reference = not per_channel or case.nd == 2
+    ours, theirs, reference = run_all(model, inputs, use_ort, use_reference)
+    w_shifted = w.astype(np.int64) - w_zp.reshape(w_zp.shape + (1,) * (w.ndim - w_zp.ndim))
+    acc = referee(case, (x.astype(np.int64) - x_zp, w_shifted, bias))
+    multiplier = np.asarray(x_scale * w_scale / y_scale, np.float32)
+    assert ours.dtype == x_dtype
+    np.testing.assert_array_equal(ours, requantize(acc, multiplier, y_zp))
+    if theirs is not None:  # it scales the accumulator in float32: may round one step apart
+        assert np.abs(ours.astype(np.int64) - theirs).max(initial=0) <= 1
+    if reference is not None:
+        np.testing.assert_array_equal(ours, reference)
+
+
+# ----------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("attrs", "message"),
+    [
+        ({"pads": [1, 1]}, r"onnx Conv: pads must hold 2 x 2 values .* got \[1, 1\]"),
+        ({"kernel_shape": [3, 2]}, r"onnx Conv: kernel_shape=\[3, 2\] does not match .* \[3, 3\]"),
+        ({"auto_pad": "SAME"}, r"onnx Conv: auto_pad must be one of NOTSET, VALID, .* 'SAME'"),
+        ({"group": 2}, r"onnx Conv: groups=2 must divide the input channels, but x has 3"),
+    ],
+)
+def test_conv_attribute_errors(attrs, message):
+    inputs = {"X": np.ones((1, 3, 5, 5), np.float32), "W": np.ones((2, 3, 3, 3), np.float32)}
+    model = make_model("Conv", inputs, np.float32, 22, **attrs)
+    with pytest.raises(ValueError, match=message):
+        npconv.onnx.run(model, inputs)
+
+
+def test_profile_rejects_zero_repeats():
+    inputs = {"X": np.ones((1, 1, 3, 3), np.float32), "W": np.ones((1, 1, 3, 3), np.float32)}
+    with pytest.raises(ValueError, match=r"npconv\.onnx\.profile: repeats must be >= 1, got 0"):
+        npconv.onnx.profile(make_model("Conv", inputs, np.float32, 22), inputs, repeats=0)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "message"),
+    [
+        ({"pads": [1]}, r"onnx ConvTranspose: pads must hold 2 x 1 values .* got \[1\]"),
+        ({"pads": [-1, 0]}, r"onnx ConvTranspose: pads=\[-1, 0\] must be >= 0 and leave an output"),
+        ({"pads": [3, 3]}, r"pads=\[3, 3\] .* the unpadded output has size \[6\]"),
+        ({"kernel_shape": [2]}, r"onnx ConvTranspose: kernel_shape=\[2\] does not match .* \[3\]"),
+        ({"auto_pad": "FULL"}, r"onnx ConvTranspose: auto_pad must be one of .* 'FULL'"),
+    ],
+)
+def test_conv_transpose_attribute_errors(attrs, message):
+    inputs = {"X": np.ones((1, 2, 4), np.float32), "W": np.ones((2, 1, 3), np.float32)}
+    model = make_model("ConvTranspose", inputs, np.float32, 22, **attrs)
+    with pytest.raises(ValueError, match=message):
+        npconv.onnx.run(model, inputs)
+
+
+# ----------------------------------------------------------- run, profile, evaluator, CLI
+def small_network(rng) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """Conv -> Relu -> ConvTranspose with weights as initializers; input "x" (1, 3, 8, 8)."""
+    w1 = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((4, 2, 2, 2)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("ConvTranspose", ["r", "w2"], ["y"], strides=[2, 2]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "small",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(w1, "w1"), onnx.numpy_helper.from_array(w2, "w2")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    model.ir_version = IR_VERSION
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    return model, {"x": x}
+
+
+def test_run_from_a_path_and_the_profile_agree_with_onnxruntime(tmp_path, rng):
+    model, feeds = small_network(rng)
+    path = tmp_path / "small.onnx"
+    onnx.save(model, path)
+    (expected,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, feeds
+    )
+    assert_close(npconv.onnx.run(path, feeds)["y"], expected)
+    result = npconv.onnx.profile(model, feeds, repeats=2)
+    assert result.counts == {"Conv": 1, "Relu": 1, "ConvTranspose": 1}
+    assert_close(result.outputs["y"], expected)
+    assert set(result.seconds) == set(result.counts)
+    assert "| ConvTranspose | 1 |" in result.table()
+
+
+def test_evaluator_keeps_a_users_operator():
+    class Relu(onnx.reference.op_run.OpRun):
+        def _run(self, x):
+            return (np.full_like(x, 7.0),)
+
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+    )
+    sess = npconv.onnx.evaluator(helper.make_model(graph), new_ops=[Relu])
+    assert isinstance(sess, ReferenceEvaluator)
+    np.testing.assert_array_equal(sess.run(None, {"x": np.zeros(2, np.float32)})[0], [7.0, 7.0])
+
+
+def test_cli_runs_a_model_and_reports_node_types(tmp_path, rng, capsys):
+    model, feeds = small_network(rng)
+    onnx.save(model, tmp_path / "small.onnx")
+    np.save(tmp_path / "x.npy", feeds["x"])
+    out = tmp_path / "out.npz"
+    argv = ["onnx", str(tmp_path / "small.onnx"), "--input", f"x={tmp_path / 'x.npy'}"]
+    assert main([*argv, "--output", str(out), "--repeats", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "| Conv | 1 |" in printed and "| Relu | 1 |" in printed
+    assert_close(np.load(out)["y"], npconv.onnx.run(model, feeds)["y"])
+    assert main(["onnx", str(tmp_path / "small.onnx"), "--repeats", "1"]) == 0  # random x
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--input", "x.npy"], r"npconv onnx: --input must be NAME=FILE.npy, got 'x.npy'"),
+        ([], r"npconv onnx: input 'x' has a symbolic shape \[None, 3\]; pass it with --input"),
+    ],
+)
+def test_cli_input_errors(tmp_path, argv, message):
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+    )
+    onnx.save(helper.make_model(graph), tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match=message):
+        main(["onnx", str(tmp_path / "m.onnx"), *argv])
