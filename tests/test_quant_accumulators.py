@@ -390,3 +390,36 @@ def test_overflow_error_names_the_output() -> None:
 def test_error_messages(call, error, match) -> None:
     with pytest.raises(error, match=match):
         call()
+
+
+# ------------------------------------------------------------------ exact integer conv
+
+
+@given(layers(), st.integers(0, 26), st.integers(0, 22), st.sampled_from(npconv.algorithms()))
+def test_integer_conv_is_exact_at_every_magnitude(layer, x_shift, w_shift, algorithm) -> None:
+    """Below a 2**53 bound npconv computes in float64, above it in int64: exact either way."""
+    x, w, options, mode, _, taps = layer
+    x, w = x * 2**x_shift + 1, w * 2**w_shift  # partial sums from tiny to about 2**60
+    try:
+        y = npconv.conv(x, w, padding_mode=mode, algorithm=algorithm, **options)
+    except ValueError as err:  # algorithms that are not exact for integers, or too big
+        assert "cannot run this convolution" in str(err) or "beyond the int64" in str(err)
+        return
+    assert y.dtype == np.int64
+    for (n, o, *p), prefix in partial_sums(taps, x, [0] * w.shape[0]).items():
+        assert y[(n, o, *p)] == prefix[-1] * 2**w_shift  # the taps hold the unscaled w
+
+
+@pytest.mark.parametrize("algorithm", npconv.algorithms())
+def test_integer_conv_just_past_float64(algorithm) -> None:
+    x = np.array([[[2**50 + 1, 2**50 + 4, 2**50 + 2]]])
+    w = np.array([[[7, 1]]])  # 2**53 + 11 is odd: float64 would round it
+    expected = [2**53 + 11, 2**53 + 30]
+    small = [7 * 1 + 4, 7 * 4 + 2]  # x % 16: the same layer far below 2**53
+    try:
+        y = npconv.conv(x, w, algorithm=algorithm)
+    except ValueError as err:
+        assert "not exact for integer inputs" in str(err)
+        return
+    assert y.tolist() == [[expected]]
+    assert npconv.conv(x % 16, w, algorithm=algorithm).tolist() == [[small]]

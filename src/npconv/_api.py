@@ -85,6 +85,24 @@ def _check_int_range(fn: str, x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> N
         )
 
 
+def _integer_compute_dtype(
+    x: np.ndarray, w: np.ndarray, *bias: np.ndarray, spec: ConvSpec
+) -> np.dtype:
+    """float64 (BLAS) when every partial sum is certified below 2**53, else int64.
+
+    Every partial sum of an output is at most max|x| x sum|w| over one filter (plus
+    max|bias|); below 2**53 every product and sum is an integer that float64 holds
+    exactly, so the float result converts back to the exact integer.  The factor
+    1 + 1e-6 covers the rounding of this float estimate.
+    """
+    x_max = max(-float(x.min(initial=0)), float(x.max(initial=0)))
+    w_abs = np.abs(canonical_weight(w, spec).astype(np.float64))  # (*kernel, C/G, O)
+    w_sum = float(w_abs.reshape(-1, spec.out_channels).sum(axis=0).max(initial=0))
+    b_max = max((float(np.abs(b.astype(np.float64)).max(initial=0)) for b in bias), default=0.0)
+    bound = x_max * w_sum + b_max
+    return np.dtype(np.float64 if bound * (1 + 1e-6) < 2**53 else np.int64)
+
+
 def conv(
     x: npt.ArrayLike,
     w: npt.ArrayLike,
@@ -209,6 +227,7 @@ def _conv(
     algo = get_algorithm(algorithm, spec, compute, fn)
     if compute.kind == "i":
         _check_int_range(fn, x, w, spec)
+        compute = _integer_compute_dtype(*operands, spec=spec)
 
     xp = canonical_input(x.astype(compute, copy=False), spec)  # (N, *padded, C)
     wc = canonical_weight(w.astype(compute, copy=False), spec)  # (*kernel, C/G, O)
