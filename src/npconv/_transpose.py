@@ -1,13 +1,17 @@
-"""Transposed convolution: the adjoint of :func:`npconv.conv`, computed by a convolution.
+"""Transposed convolution: the adjoint of :func:`npconv.conv`, computed by convolutions.
 
 A convolution is linear in its input, ``y = A x``.  Its transpose ``x_bar = A^T y_bar``
 (PyTorch's ``conv_transpose``, ONNX's ``ConvTranspose``, and the gradient of a
 convolution with respect to its input) is again a convolution, as in JAX's transpose
-rules: spread ``y_bar`` apart by the stride (``stride - 1`` zeros between neighbours),
-pad it by ``dilation * (kernel - 1)`` minus the forward padding, flip the kernel, swap
-its input and output channels within each group, and run a stride-1 convolution with the
-forward dilation through the algorithm registry.  One code path serves every rank,
-layout, group count, stride and dilation.
+rules: flip the kernel, swap its input and output channels within each group, and slide
+it over ``y_bar`` spread apart by the stride.  Spreading would multiply ``stride - 1``
+zeros for every value, so the work is split by sub-pixel phase instead (the polyphase
+decomposition): along an axis, the results at positions ``i = rho, rho + s, ...`` receive
+only the taps ``k`` with ``k * dilation`` in one residue class modulo the stride ``s``,
+which form a smaller kernel with dilation ``dilation / gcd(dilation, s)``.  Each phase is
+a stride-1 convolution of ``y_bar`` itself, run by the algorithm registry; there are
+``prod(stride)`` of them and together they do exactly the forward's multiply-adds.  One
+code path serves every rank, layout, group count, stride and dilation.
 
 The forward convolution is described by a :class:`~npconv._spec.ConvSpec` whose
 ``in_size`` is the transposed output and whose ``out_size`` is the transposed input; the
@@ -18,8 +22,10 @@ weight of ``conv_transpose`` *is* the weight of that forward convolution (``I, O
 from __future__ import annotations
 
 import inspect
+import itertools
+import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,12 +37,13 @@ from ._windows import canonical_weight
 from .algorithms import get_algorithm
 
 __all__ = [
+    "Phase",
     "adjoint",
     "conv_transpose",
     "conv_transpose1d",
     "conv_transpose2d",
     "conv_transpose3d",
-    "inner_spec",
+    "phases",
     "transpose_spec",
 ]
 
@@ -49,20 +56,37 @@ _PAD_SOURCE = {
 }
 
 
-def _spread(y: np.ndarray, stride: Sequence[int], before: Sequence[int], size: Sequence[int]):
-    """Zeros of shape ``(N, *size, C)`` holding ``y[:, p]`` at ``p * stride + before``.
+@dataclass(frozen=True)
+class Phase:
+    """One sub-pixel phase of the adjoint: a stride-1 convolution of the gradient.
 
-    ``y`` is channels-last ``(N, *out, C)``; positions that fall outside ``[0, size)``
-    (a negative ``before`` crops) are dropped.
+    ``target`` selects (per spatial axis) the positions of the region it computes,
+    ``shift`` places the gradient in its input (``z[j] = gy[j - shift]``, zero outside),
+    ``taps`` selects its kernel from the forward kernel, reversed, and ``spec`` is the
+    channels-last convolution ``(N, *z, O) -> (N, *target, C)``.
     """
+
+    target: tuple[slice, ...]
+    shift: tuple[int, ...]
+    taps: tuple[slice, ...]
+    spec: ConvSpec
+
+
+def _shifted(y: np.ndarray, shift: Sequence[int], size: Sequence[int]) -> np.ndarray:
+    """``(N, *size, C)`` holding ``y[:, p]`` at ``p + shift``, zeros elsewhere.
+
+    ``y`` is channels-last ``(N, *out, C)``; positions outside ``[0, size)`` are dropped
+    (a negative shift crops).  ``y`` itself (never written to) when nothing moves.
+    """
+    if not any(shift) and tuple(size) == y.shape[1:-1]:
+        return y
     z = np.zeros((y.shape[0], *size, y.shape[-1]), dtype=y.dtype)
     dst, src = [slice(None)], [slice(None)]
-    for n_out, s, b, n in zip(y.shape[1:-1], stride, before, size):
-        first = max(0, -(b // s))  # first p with p * s + b >= 0
-        last = min(n_out, (n - 1 - b) // s + 1)  # one past the last p with p * s + b < n
+    for n_out, b, n in zip(y.shape[1:-1], shift, size):
+        first, last = max(0, -b), min(n_out, n - b)  # the p with 0 <= p + b < n
         if last <= first:
             return z
-        dst.append(slice(first * s + b, (last - 1) * s + b + 1, s))
+        dst.append(slice(first + b, last + b))
         src.append(slice(first, last))
     z[tuple(dst)] = y[tuple(src)]
     return z
@@ -98,22 +122,62 @@ def _region(spec: ConvSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return (0,) * spec.nd, spec.padded_size
 
 
-def inner_spec(spec: ConvSpec, fn: str = "conv_transpose") -> ConvSpec:
-    """The stride-1 convolution (channels-last) that computes the adjoint of ``spec``'s.
+def _axis_phases(start: int, size: int, kernel: int, stride: int, dilation: int) -> list[Any]:
+    """Per phase ``rho`` of one axis: (target, shift, taps, positions, tap count, dilation).
 
-    Its input is the gradient spread by the stride, ``(N, *spread, O)`` with ``spread =
-    region + dilation * (kernel - 1)``, its weight ``(*kernel, O/G, C)``.
+    Region position ``i = rho + t * stride`` is padded position ``u = start + i``; it
+    receives ``gy[p] * w[k]`` for ``p * stride + k * dilation == u``, i.e. the taps with
+    ``k * dilation = u (mod stride)``, spaced ``stride / gcd`` apart, and
+    ``p = q - (k * dilation - r) / stride`` with ``u = q * stride + r``.
     """
-    _, size = _region(spec)
-    spread = tuple(n + e - 1 for n, e in zip(size, spec.extent))
-    return ConvSpec.build(
-        (spec.batch, *spread, spec.out_channels),
-        (*spec.kernel, spec.group_out, spec.in_channels),
-        dilation=spec.dilation,
-        groups=spec.groups,
-        layout="NHWC",
-        fn=fn,
-    )
+    step = stride // math.gcd(dilation, stride)
+    found = []
+    for rho in range(min(stride, size)):
+        q, r = divmod(start + rho, stride)
+        taps = [k for k in range(kernel) if (k * dilation - r) % stride == 0]
+        if not taps:
+            continue  # nothing reaches these positions: they stay zero
+        last = taps[-1]
+        shift = (last * dilation - r) // stride - q  # gy[p] feeds phase input p + shift
+        reversed_taps = slice(last, taps[0] - 1 if taps[0] else None, -step)
+        count = len(range(rho, size, stride))
+        found.append(
+            (
+                slice(rho, size, stride),
+                shift,
+                reversed_taps,
+                count,
+                len(taps),
+                dilation * step // stride,
+            )
+        )
+    return found
+
+
+def phases(spec: ConvSpec, fn: str = "conv_transpose") -> list[Phase]:
+    """The stride-1 convolutions that together compute the adjoint of ``spec``'s.
+
+    One per combination of per-axis phases (``prod(stride)`` at most; none for positions
+    no tap reaches).  At stride 1 there is one, with the whole kernel reversed.
+    """
+    start, size = _region(spec)
+    per_axis = [
+        _axis_phases(*args) for args in zip(start, size, spec.kernel, spec.stride, spec.dilation)
+    ]
+    found = []
+    for combination in itertools.product(*per_axis):
+        target, shift, taps, counts, kernel, dilation = zip(*combination)
+        extent = [n + (k - 1) * d for n, k, d in zip(counts, kernel, dilation)]
+        inner = ConvSpec.build(
+            (spec.batch, *extent, spec.out_channels),
+            (*kernel, spec.group_out, spec.in_channels),
+            dilation=dilation,
+            groups=spec.groups,
+            layout="NHWC",
+            fn=fn,
+        )
+        found.append(Phase(target, shift, taps, inner))
+    return found
 
 
 def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec, algorithm: str, fn: str) -> np.ndarray:
@@ -124,18 +188,27 @@ def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec, algorithm: str, fn: 
     ``conv`` with respect to its input.
     """
     g, cg, og = spec.groups, spec.group_in, spec.group_out
-    inner = inner_spec(spec, fn)
-    start, _ = _region(spec)
-    before = tuple(e - 1 - a for e, a in zip(spec.extent, start))
-    z = _spread(gy, spec.stride, before, inner.in_size)  # (N, *spread, O)
-    flipped = wc[(slice(None, None, -1),) * spec.nd]  # (*kernel, C/G, O), kernel reversed
-    swapped = flipped.reshape(*spec.kernel, cg, g, og)  # (*kernel, C/G, G, O/G)
+    swapped = wc.reshape(*spec.kernel, cg, g, og)  # (*kernel, C/G, G, O/G)
     swapped = np.moveaxis(swapped, (-3, -1), (-1, -3))  # (*kernel, O/G, G, C/G)
     w_t = swapped.reshape(*spec.kernel, og, spec.in_channels)  # (*kernel, O/G, C)
-    algo = get_algorithm(algorithm, inner, np.dtype(z.dtype), fn)
-    if z.dtype.kind == "i":
-        _check_int_range(fn, gy, w_t, inner)
-    xp_bar = algo.fn(z, w_t, inner)  # (N, *region, C)
+    parts = phases(spec, fn)
+    dtype = np.dtype(gy.dtype)
+    algos = [get_algorithm(algorithm, part.spec, dtype, fn) for part in parts]
+    if dtype.kind == "i" and parts:  # every phase sums a subset of the full kernel's taps
+        _check_int_range(fn, gy, w_t, parts[0].spec)
+    _, size = _region(spec)
+
+    def run(part: Phase, algo: Any) -> np.ndarray:
+        z = _shifted(gy, part.shift, part.spec.in_size)  # (N, *z, O)
+        return algo.fn(z, w_t[part.taps], part.spec)  # (N, *target, C)
+
+    if len(parts) == 1 and parts[0].spec.out_size == size:  # stride 1: one phase, all of it
+        xp_bar = run(parts[0], algos[0])
+    else:
+        xp_bar = np.zeros((spec.batch, *size, spec.in_channels), dtype=dtype)
+        for part, algo in zip(parts, algos):
+            target = (slice(None), *part.target)  # every sample, this phase's positions
+            xp_bar[target] = run(part, algo)
     return xp_bar if spec.padding_mode == "zeros" else _fold_padding(xp_bar, spec)
 
 
@@ -317,11 +390,10 @@ def conv_transpose(
 
     Notes
     -----
-    Computed as a stride-1 convolution (with the forward dilation) of ``x`` spread by the
-    stride and padded by ``dilation * (kernel - 1) - padding``, with the flipped kernel
-    and input/output channels swapped per group.  The spread input has ``stride**nd``
-    times the positions of ``x``, so a strided transposed convolution costs that factor
-    more multiply-adds than the direct scatter formulation.
+    Computed as ``prod(stride)`` stride-1 convolutions of ``x`` (one per sub-pixel phase
+    of the output, each with the taps of the flipped kernel that reach it, input and
+    output channels swapped per group), by the registry's algorithms: the multiply-adds
+    of the forward convolution it transposes, with no zeros inserted and no scatter.
 
     Examples
     --------

@@ -74,6 +74,7 @@ def _weight_grad(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
         cols = patches[batch, rows].reshape(-1, g, taps * cg)  # copy: (rows, G, K*C/G)
         grad = gy[batch, rows].reshape(-1, g, og)  # (rows, G, O/G)
         gw += cols.transpose(1, 2, 0) @ grad.transpose(1, 0, 2)  # (G, K*C/G, O/G)
+        del cols  # before the next chunk's copy: one chunk of workspace at a time
     gw = gw.reshape(g, *spec.kernel, cg, og)  # (G, *kernel, C/G, O/G)
     gw = np.moveaxis(gw, 0, -2)  # (*kernel, C/G, G, O/G)
     return gw.reshape(*spec.kernel, cg, spec.out_channels)  # (*kernel, C/G, O)
@@ -238,11 +239,10 @@ def conv_backward(
 
     Notes
     -----
-    ``dL/dx`` costs one forward convolution (two without padding at stride 1; more by the
-    factor ``stride**nd`` of the spread gradient when strided); ``dL/dw`` one patch-matrix
-    product with the forward's flops, built chunk by chunk within
-    :data:`npconv._windows.WORKSPACE_BYTES`.  The padded input and the channels-last
-    gradient are built once and shared.
+    ``dL/dx`` is a transposed convolution with the forward's multiply-adds (split into
+    ``prod(stride)`` stride-1 convolutions); ``dL/dw`` one patch-matrix product with the
+    forward's flops, built chunk by chunk within :data:`npconv._windows.WORKSPACE_BYTES`
+    like the forward ``im2col``.  The channels-last gradient is built once and shared.
 
     Examples
     --------
