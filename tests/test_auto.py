@@ -11,6 +11,7 @@ import pytest
 import npconv
 from npconv import ConvSpec
 from npconv import _autotune as autotune
+from npconv import _costmodel as costmodel
 from npconv.algorithms import REGISTRY, choose
 
 from conftest import assert_close, torch_conv
@@ -154,7 +155,7 @@ def test_auto_temporary_memory_is_bounded(x_shape, w_shape, kwargs):
 def test_every_estimate_is_positive_and_finite():
     for (x_shape, w_shape, kwargs), name in itertools.product(SHAPES, REGISTRY):
         spec = ConvSpec.build(x_shape, w_shape, **kwargs)
-        assert 0 < autotune.estimate(name, spec, np.dtype(np.float32)) < np.inf
+        assert 0 < costmodel.estimate(name, spec, np.dtype(np.float32)) < np.inf
 
 
 @pytest.mark.parametrize("algorithm", ["im2col", "winograd", "depthwise", "fft"])

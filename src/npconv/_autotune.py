@@ -1,16 +1,14 @@
-"""How ``algorithm="auto"`` chooses: a cost model, plus measurements from :func:`tune`.
+"""How ``algorithm="auto"`` chooses: measurements from :func:`tune`, else the cost model.
 
-The model estimates each algorithm's seconds from the work it does, in four kinds of
-step whose rates were measured on a 2-core x86-64 machine with OpenBLAS (the rates
-below): matrix products (BLAS, with an efficiency that falls for thin matrices),
-copies (gathering patches or tiles), elementwise passes, and FFTs.  Only the ranking
-matters, so the absolute rates need not match another machine; :func:`tune` replaces
-the estimate by measured times when the ranking is wrong for a configuration.
+:func:`tune` times candidates on real arrays and remembers the winner per configuration
+(the :class:`~npconv.ConvSpec` and the compute dtype) for the life of the process.
+Without a measurement, "auto" takes the supported algorithm with the lowest estimate of
+:mod:`npconv._costmodel`.  :func:`explain` shows both.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 import statistics
 import time
 from collections.abc import Iterable
@@ -19,101 +17,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import scipy.fft
 
+from ._costmodel import estimate
 from ._spec import ConvSpec
 from ._threads import get_threads
-from .algorithms import REGISTRY, naive, winograd
+from .algorithms import REGISTRY, naive
 
-__all__ = ["Explanation", "choose", "estimate", "explain", "tune"]
-
-# Rates per core, measured with float32 on the reference machine (see BENCHMARKS.md).
-GEMM_FLOPS = 40e9  # large SGEMM, flop/s per core
-COPY_BYTES = 2.5e9  # strided gather into a contiguous buffer, bytes/s per core
-PASS_BYTES = 3.0e9  # elementwise multiply / add traffic, bytes/s per core
-FFT_FLOPS = 2.0e9  # 5 n log2 n "flops" per transform, per core
-CALL_SECONDS = 4e-6  # fixed cost of one NumPy / BLAS call
-GEMM_HALF = 24  # a GEMM dimension of this size runs at half speed
+__all__ = ["Explanation", "choose", "explain", "tune"]
 
 _tuned: dict[tuple[ConvSpec, np.dtype], dict[str, float]] = {}
-
-
-def _gemm(m: float, k: float, n: float, count: float, itemsize: int) -> float:
-    """Seconds for ``count`` products (m, k) @ (k, n)."""
-    if m * k * n == 0:
-        return count * CALL_SECONDS
-    efficiency = (m / (m + GEMM_HALF)) * (k / (k + GEMM_HALF)) * (n / (n + GEMM_HALF))
-    flops = 2 * m * k * n * (itemsize / 4 if itemsize > 4 else 1)
-    memory = (m * k + k * n + m * n) * itemsize / COPY_BYTES
-    return count * (flops / (GEMM_FLOPS * get_threads() * efficiency) + memory + CALL_SECONDS)
-
-
-def _copy(nbytes: float, threads: int = 1) -> float:
-    return 2 * nbytes / (COPY_BYTES * threads)
-
-
-def _winograd(spec: ConvSpec, item: int, tile: int) -> float:
-    g, cg, og = spec.groups, spec.group_in, spec.group_out
-    total = 0.0
-    phases = [len(winograd._phases(spec, axis)) for axis in range(spec.nd)]
-    taps = [-(-r // s) for r, s in zip(spec.kernel, spec.stride)]
-    outs = [-(-o // d) for o, d in zip(spec.out_size, spec.dilation)]
-    ms = [1 if r == 1 else tile for r in taps]
-    a = math.prod(m + r - 1 for m, r in zip(ms, taps))
-    mm = math.prod(ms)
-    t = spec.batch * math.prod(-(-o // m) for o, m in zip(outs, ms))  # tiles
-    weight = _gemm(a, math.prod(taps), cg * spec.out_channels, 1, 8)
-    weight += _copy(a * cg * spec.out_channels * 12)
-    total += _copy(a * t * spec.in_channels * item, get_threads())  # gather tiles
-    total += _gemm(a, a, t * spec.in_channels, 1, item)  # input transform
-    total += _gemm(t, cg, og, a * g, item)  # elementwise products
-    if g > 1:
-        total += _copy(a * t * (spec.in_channels + spec.out_channels) * item)
-    total += _gemm(mm, a, t * spec.out_channels, 1, item)  # output transform
-    total += _copy(mm * t * spec.out_channels * item)  # scatter
-    return math.prod(phases) * (total + weight)
-
-
-def _fft(spec: ConvSpec, item: int) -> float:
-    g, cg, og = spec.groups, spec.group_in, spec.group_out
-    sizes = [scipy.fft.next_fast_len(n, real=True) for n in spec.padded_size]
-    points = math.prod(sizes)
-    freq = points // sizes[-1] * (sizes[-1] // 2 + 1)
-    transform = 5 * points * math.log2(max(points, 2)) / 2 / (FFT_FLOPS * get_threads())
-    total = transform * (spec.batch * (spec.in_channels + spec.out_channels) + cg * og * g)
-    total += _gemm(spec.batch, cg, og, freq * g, 2 * item) * 4  # complex products
-    total += _copy(freq * spec.batch * (spec.in_channels + spec.out_channels) * 2 * item)
-    return total
-
-
-def estimate(name: str, spec: ConvSpec, dtype: np.dtype) -> float:
-    """Estimated seconds of algorithm ``name`` on ``spec`` computed in ``dtype``."""
-    item = max(np.dtype(dtype).itemsize, 4)
-    g, cg, og = spec.groups, spec.group_in, spec.group_out
-    taps = math.prod(spec.kernel)
-    rows = spec.batch * math.prod(spec.out_size)
-    if name == "naive":
-        return spec.macs * 1e-6
-    if name == "matrix":
-        return spec.macs * 2e-8 + rows * spec.out_channels * item / COPY_BYTES
-    if name in ("im2col", "einsum"):
-        gather = _copy(rows * taps * spec.in_channels * item, 1)
-        cost = gather + _gemm(rows, taps * cg, og, g, item)
-        cost += _copy(rows * spec.out_channels * item)
-        return cost * (1.5 if name == "einsum" else 1.0)
-    if name == "shifted":
-        per_offset = (
-            _copy(rows * spec.in_channels * item) + 3 * rows * spec.out_channels * item / PASS_BYTES
-        )
-        return taps * (per_offset + _gemm(rows, cg, og, g, item))
-    if name.startswith("winograd"):
-        return _winograd(spec, item, 2 if name == "winograd_f2" else 4)
-    if name == "fft":
-        return _fft(spec, item)
-    if name == "depthwise":
-        passes = taps * cg * og * (6 * rows * g * item / (PASS_BYTES * get_threads()))
-        return passes + taps * cg * og * CALL_SECONDS * max(rows * g * item // 2**20, 1)
-    return math.inf
 
 
 def _candidates(spec: ConvSpec, dtype: np.dtype) -> dict[str, str | None]:
@@ -126,8 +38,14 @@ def choose(spec: ConvSpec, dtype: np.dtype) -> str:
     measured = _tuned.get((spec, np.dtype(dtype)))
     if measured:
         return min(measured, key=measured.__getitem__)
+    return _cheapest(spec, np.dtype(dtype), get_threads())
+
+
+@functools.lru_cache(maxsize=1024)
+def _cheapest(spec: ConvSpec, dtype: np.dtype, threads: int) -> str:
+    """The supported algorithm with the lowest estimate (cached: auto pays it once)."""
     supported = [name for name, why in _candidates(spec, dtype).items() if why is None]
-    return min(supported, key=lambda name: estimate(name, spec, dtype))
+    return min(supported, key=lambda name: estimate(name, spec, dtype, threads))
 
 
 @dataclass(frozen=True)
