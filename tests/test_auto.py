@@ -62,8 +62,8 @@ def test_auto_on_integers_is_exact_where_winograd_would_be_cheapest(rng):
 
 
 def test_explain_lists_estimates_and_reasons():
-    x, w = np.zeros((1, 4, 8, 8), np.float32), np.zeros((4, 4, 3, 3), np.float32)
-    choice = npconv.explain(x, w, stride=2, dilation=2)
+    x, w = np.zeros((1, 4, 8), np.float32), np.zeros((4, 4, 5), np.float32)
+    choice = npconv.explain(x, w)
     assert choice.source == "cost model" and not choice.measured
     assert set(choice.estimated) | set(choice.unsupported) == set(REGISTRY)
     assert "winograd" in choice.unsupported
@@ -105,7 +105,7 @@ def test_tune_errors():
     with pytest.raises(ValueError, match="tune: unknown algorithm 'fast'"):
         npconv.tune(x, w, algorithms=["fast"])
     with pytest.raises(ValueError, match="tune: algorithm 'winograd' cannot run"):
-        npconv.tune(x, w, stride=2, dilation=2, algorithms=["winograd"])
+        npconv.tune(np.zeros((1, 1, 9)), np.zeros((1, 1, 5)), algorithms=["winograd"])
 
 
 def test_threads_setting_round_trips_and_gives_the_same_result(rng):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy.typing as npt
 import scipy.sparse
 
 from ._spec import ConvSpec, IntOrTuple, PaddingArg
-from ._windows import canonical_input, canonical_weight
+from ._windows import canonical_input, canonical_weight, sample_blocks
 from .algorithms import REGISTRY, get_algorithm, matrix
 
 __all__ = [
@@ -229,14 +230,16 @@ def _conv(
         _check_int_range(fn, x, w, spec)
         compute = _integer_compute_dtype(*operands, spec=spec)
 
-    xp = canonical_input(x.astype(compute, copy=False), spec)  # (N, *padded, C)
     wc = canonical_weight(w.astype(compute, copy=False), spec)  # (*kernel, C/G, O)
-    y = algo.fn(xp, wc, spec)  # (N, *out, O)
-    if bias is not None:
-        y += b.astype(compute)  # y is a fresh array of the algorithm's
-    if spec.layout == "NCHW":
-        y = np.moveaxis(y, -1, 1)  # (N, O, *out)
-    y = np.ascontiguousarray(y, dtype=result)
+    y = np.empty(spec.output_shape, dtype=result)
+    # blocks of samples, so that the padded copy of the input stays bounded
+    for block in sample_blocks(spec, compute.itemsize):
+        part = replace(spec, batch=len(range(spec.batch)[block]))
+        xp = canonical_input(x[block].astype(compute, copy=False), part)  # (n, *padded, C)
+        y_part = algo.fn(xp, wc, part)  # (n, *out, O)
+        if bias is not None:
+            y_part += b.astype(compute)  # y_part is a fresh array of the algorithm's
+        y[block] = np.moveaxis(y_part, -1, 1) if spec.layout == "NCHW" else y_part
     return y[0] if unbatched else y
 
 

@@ -18,7 +18,14 @@ from numpy.lib.stride_tricks import as_strided
 
 from ._spec import ConvSpec
 
-__all__ = ["WORKSPACE_BYTES", "canonical_input", "canonical_weight", "chunks", "windows"]
+__all__ = [
+    "WORKSPACE_BYTES",
+    "canonical_input",
+    "canonical_weight",
+    "chunks",
+    "sample_blocks",
+    "windows",
+]
 
 #: Bytes of temporary workspace (patch matrices) an algorithm may hold at once.  A chunk
 #: is never smaller than one row of the first output axis, so the true bound is
@@ -64,6 +71,16 @@ def windows(xp: np.ndarray, spec: ConvSpec) -> np.ndarray:
         c_stride,
     )
     return as_strided(xp, shape=shape, strides=strides, writeable=False)
+
+
+def sample_blocks(spec: ConvSpec, itemsize: int, budget: int = WORKSPACE_BYTES) -> list[slice]:
+    """Split the batch into blocks of samples whose padded input stays within ``budget``.
+
+    Every block has at least one sample; an empty batch gives one empty block.
+    """
+    sample = max(math.prod(spec.padded_size) * spec.in_channels * itemsize, 1)
+    step = max(budget // sample, 1)
+    return [slice(n, min(n + step, spec.batch)) for n in range(0, max(spec.batch, 1), step)]
 
 
 def chunks(

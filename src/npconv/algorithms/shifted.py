@@ -17,6 +17,7 @@ loses to ``im2col`` when ``C`` is small (many thin GEMMs, each re-reading the ou
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -26,8 +27,18 @@ from .._spec import ConvSpec
 def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """Sum over kernel offsets of shifted-view matrix products (canonical arguments)."""
     cg, og = spec.group_in, spec.group_out
-    y = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=np.result_type(xp, wc))
-    for k in itertools.product(*map(range, spec.kernel)):
+    dtype = np.result_type(xp, wc)
+    offsets = list(itertools.product(*map(range, spec.kernel)))
+    if len(offsets) == 1 and spec.groups == 1 and spec.stride == (1,) * spec.nd:
+        # a 1x1 convolution: one product per sample, straight from the input (even a
+        # channels-first one, which BLAS reads transposed without a copy)
+        rows = xp.reshape(spec.batch, math.prod(spec.out_size), spec.in_channels)  # (N, P, C)
+        y = np.matmul(
+            rows, wc.reshape(spec.in_channels, spec.out_channels), dtype=dtype
+        )  # (N, P, O)
+        return y.reshape(spec.batch, *spec.out_size, spec.out_channels)
+    y = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=dtype)
+    for k in offsets:
         offset = tuple(
             slice(ki * d, ki * d + (n - 1) * s + 1, s)
             for ki, d, n, s in zip(k, spec.dilation, spec.out_size, spec.stride)

@@ -21,7 +21,8 @@ Cost: ``prod(alpha) / prod(m)`` multiplications per output instead of ``prod(r)`
 add work proportional to ``C + O`` (not ``C * O``), so it wins for 3x3 layers with many
 channels.  Stride ``s`` is split into ``s`` kernel phases per axis (each a stride-1
 convolution of every ``s``-th input with every ``s``-th tap) and dilation ``d`` into
-``d`` output phases; kernels must be at most 3 taps per axis after that split.  Memory:
+``d`` output phases; kernels must be at most 3 taps per axis after that split.  An axis
+with both is computed at stride 1 and subsampled.  Memory:
 tiles are processed in chunks within :data:`npconv._windows.WORKSPACE_BYTES`.
 
 Error: the transforms amplify rounding.  On unit-scale random float32 data the largest
@@ -148,9 +149,7 @@ def _phases(spec: ConvSpec, axis: int) -> list[tuple[slice, slice, slice]]:
 def unsupported(spec: ConvSpec) -> str | None:
     """Why :func:`conv` cannot run ``spec``, or None."""
     for axis, (s, d, r) in enumerate(zip(spec.stride, spec.dilation, spec.kernel)):
-        if s > 1 and d > 1:
-            return f"it needs stride 1 or dilation 1 on every axis, axis {axis} has both > 1"
-        if -(-r // s) > MAX_TAPS:
+        if -(-r // s) > MAX_TAPS or (d > 1 and r > MAX_TAPS):
             return (
                 f"it supports at most {MAX_TAPS} taps per axis (after splitting the stride "
                 f"into phases), axis {axis} has kernel {r} at stride {s}"
@@ -160,6 +159,13 @@ def unsupported(spec: ConvSpec) -> str | None:
 
 def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, tile: int = 4) -> np.ndarray:
     """Winograd F(tile, r) convolution of canonical arguments (see :mod:`npconv._windows`)."""
+    both = [s > 1 and d > 1 for s, d in zip(spec.stride, spec.dilation)]
+    if any(both):  # stride and dilation on one axis: compute at stride 1, then subsample
+        stride = tuple(1 if b else s for b, s in zip(both, spec.stride))
+        sizes = zip(spec.padded_size, spec.extent, stride)
+        dense = replace(spec, stride=stride, out_size=tuple((p - e) // s + 1 for p, e, s in sizes))
+        keep = [slice(None, None, s if b else 1) for b, s in zip(both, spec.stride)]
+        return np.ascontiguousarray(conv(xp, wc, dense, tile)[tuple([slice(None), *keep])])
     y = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=np.result_type(xp, wc))
     if y.size == 0:
         return y
