@@ -26,7 +26,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -122,13 +122,27 @@ def _region(spec: ConvSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return (0,) * spec.nd, spec.padded_size
 
 
-def _axis_phases(start: int, size: int, kernel: int, stride: int, dilation: int) -> list[Any]:
-    """Per phase ``rho`` of one axis: (target, shift, taps, positions, tap count, dilation).
+class _AxisPhase(NamedTuple):
+    """One phase of one spatial axis (see :func:`_axis_phases`)."""
+
+    target: slice  # region positions rho, rho + stride, ...
+    shift: int  # gy[p] goes to the phase's input position p + shift
+    taps: slice  # its taps of the forward kernel, last first
+    positions: int  # number of target positions
+    n_taps: int  # kernel size of the phase
+    dilation: int  # spacing of its taps in the phase input: dilation / gcd(dilation, stride)
+
+
+def _axis_phases(
+    start: int, size: int, kernel: int, stride: int, dilation: int
+) -> list[_AxisPhase]:
+    """The phases ``rho = 0 .. stride - 1`` of one axis that some tap reaches.
 
     Region position ``i = rho + t * stride`` is padded position ``u = start + i``; it
-    receives ``gy[p] * w[k]`` for ``p * stride + k * dilation == u``, i.e. the taps with
-    ``k * dilation = u (mod stride)``, spaced ``stride / gcd`` apart, and
-    ``p = q - (k * dilation - r) / stride`` with ``u = q * stride + r``.
+    receives ``gy[p] * w[k]`` for ``p * stride + k * dilation == u``, i.e. from the taps
+    with ``k * dilation = r (mod stride)``, spaced ``stride / gcd(dilation, stride)``
+    apart, at ``p = q + t - (k * dilation - r) / stride`` where ``start + rho = q * stride
+    + r``.
     """
     step = stride // math.gcd(dilation, stride)
     found = []
@@ -137,18 +151,15 @@ def _axis_phases(start: int, size: int, kernel: int, stride: int, dilation: int)
         taps = [k for k in range(kernel) if (k * dilation - r) % stride == 0]
         if not taps:
             continue  # nothing reaches these positions: they stay zero
-        last = taps[-1]
-        shift = (last * dilation - r) // stride - q  # gy[p] feeds phase input p + shift
-        reversed_taps = slice(last, taps[0] - 1 if taps[0] else None, -step)
-        count = len(range(rho, size, stride))
+        first, last = taps[0], taps[-1]
         found.append(
-            (
-                slice(rho, size, stride),
-                shift,
-                reversed_taps,
-                count,
-                len(taps),
-                dilation * step // stride,
+            _AxisPhase(
+                target=slice(rho, size, stride),
+                shift=(last * dilation - r) // stride - q,
+                taps=slice(last, first - 1 if first else None, -step),
+                positions=len(range(rho, size, stride)),
+                n_taps=len(taps),
+                dilation=dilation * step // stride,
             )
         )
     return found
@@ -165,18 +176,25 @@ def phases(spec: ConvSpec, fn: str = "conv_transpose") -> list[Phase]:
         _axis_phases(*args) for args in zip(start, size, spec.kernel, spec.stride, spec.dilation)
     ]
     found = []
-    for combination in itertools.product(*per_axis):
-        target, shift, taps, counts, kernel, dilation = zip(*combination)
-        extent = [n + (k - 1) * d for n, k, d in zip(counts, kernel, dilation)]
+    for axes in itertools.product(*per_axis):
+        kernel = tuple(a.n_taps for a in axes)
+        extent = [a.positions + (a.n_taps - 1) * a.dilation for a in axes]  # the phase's input
         inner = ConvSpec.build(
             (spec.batch, *extent, spec.out_channels),
             (*kernel, spec.group_out, spec.in_channels),
-            dilation=dilation,
+            dilation=tuple(a.dilation for a in axes),
             groups=spec.groups,
             layout="NHWC",
             fn=fn,
         )
-        found.append(Phase(target, shift, taps, inner))
+        found.append(
+            Phase(
+                target=tuple(a.target for a in axes),
+                shift=tuple(a.shift for a in axes),
+                taps=tuple(a.taps for a in axes),
+                spec=inner,
+            )
+        )
     return found
 
 
