@@ -240,6 +240,7 @@ def _conv(
         if bias is not None:
             y_part += b.astype(compute)  # y_part is a fresh array of the algorithm's
         y[block] = np.moveaxis(y_part, -1, 1) if spec.layout == "NCHW" else y_part
+        del xp, y_part  # free this block's temporaries before the next block's
     return y[0] if unbatched else y
 
 

@@ -73,7 +73,7 @@ def windows(xp: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return as_strided(xp, shape=shape, strides=strides, writeable=False)
 
 
-def sample_blocks(spec: ConvSpec, itemsize: int, budget: int = WORKSPACE_BYTES) -> list[slice]:
+def sample_blocks(spec: ConvSpec, itemsize: int, budget: int = WORKSPACE_BYTES // 2) -> list[slice]:
     """Split the batch into blocks of samples whose padded input stays within ``budget``.
 
     Every block has at least one sample; an empty batch gives one empty block.

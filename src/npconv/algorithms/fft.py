@@ -56,7 +56,8 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     complex_item = 2 * np.dtype(dtype).itemsize if real else np.dtype(dtype).itemsize
     per_sample = complex_item * v.shape[0] * 2 * (spec.in_channels + spec.out_channels)
     step = max(WORKSPACE_BYTES // max(per_sample, 1), 1)
-    for n0 in range(0, spec.batch, step):
+
+    def samples(n0: int) -> None:  # its temporaries are freed on return
         x = xp[n0 : n0 + step]
         n = x.shape[0]
         spectrum = forward(x, s=sizes, axes=tuple(range(1, nd + 1)), workers=workers)
@@ -67,4 +68,7 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
         full = inverse(prod, s=sizes, axes=tuple(range(1, nd + 1)), workers=workers)
         # full: (n, *L, O), the stride-1 correlation; keep the strided valid outputs
         y[n0 : n0 + n] = full[tuple([slice(None), *keep])]
+
+    for n0 in range(0, spec.batch, step):
+        samples(n0)
     return y

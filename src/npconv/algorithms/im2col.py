@@ -37,14 +37,18 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     patches = np.moveaxis(patches, -2, 1 + spec.nd)  # (N, *out, G, *kernel, C/G)
     w_mat = wc.reshape(taps, cg, g, og).transpose(2, 0, 1, 3).reshape(g, taps * cg, og)
     # w_mat: (G, prod(kernel)*C/G, O/G)
-    for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
+
+    def product(batch: slice, rows: slice) -> None:  # its temporaries are freed on return
         block = patches[batch, rows]  # (n, r, *out[1:], G, *kernel, C/G)
         out_block = y[batch, rows]  # (n, r, *out[1:], O): contiguous
         gathered = parallel_copy(np.empty(block.shape, dtype), block)  # the patch matrix
         cols = gathered.reshape(-1, g, taps * cg)  # (rows, G, K*C/G)
         if g == 1:  # one GEMM straight into the result
             np.matmul(cols[:, 0], w_mat[0], out=out_block.reshape(-1, og))
-            continue
+            return
         prod = cols.transpose(1, 0, 2) @ w_mat  # (G, rows, O/G)
         out_block[...] = prod.transpose(1, 0, 2).reshape(out_block.shape)
+
+    for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
+        product(batch, rows)
     return y

@@ -100,7 +100,8 @@ def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec,
     y = np.empty((n_all, *out, spec.out_channels), dtype=dtype)
     tile_spec = replace(spec, batch=n_all, out_size=tiles)
     per_tile = dtype.itemsize * (a * (3 * spec.in_channels + spec.out_channels) + 2 * mm * og * g)
-    for batch, rows in chunks(tile_spec, per_tile, WORKSPACE_BYTES):
+
+    def block(batch: slice, rows: slice) -> None:  # its temporaries are freed on return
         t0, t1, _ = rows.indices(tiles[0])
         t_chunk = (t1 - t0, *tiles[1:])
         starts = (t0 * ms[0],) + (0,) * (nd - 1)
@@ -134,6 +135,9 @@ def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec,
         r1 = min(t1 * ms[0], out[0])
         crop = tuple([slice(None), slice(0, r1 - r0), *(slice(0, o) for o in out[1:])])
         parallel_copy(y[batch, r0:r1], yt[crop])
+
+    for batch, rows in chunks(tile_spec, per_tile, WORKSPACE_BYTES):
+        block(batch, rows)
     return y
 
 
@@ -169,7 +173,11 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, tile: int = 4) -> np.nd
     y = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=np.result_type(xp, wc))
     if y.size == 0:
         return y
-    for parts in itertools.product(*(_phases(spec, axis) for axis in range(spec.nd))):
+    phases = list(itertools.product(*(_phases(spec, axis) for axis in range(spec.nd))))
+    if len(phases) == 1:  # one phase covers every output: no accumulation needed
+        x_in, w_in, _ = zip(*phases[0])
+        return _stride1(xp[tuple([slice(None), *x_in])], wc[w_in], spec.out_size, spec, tile)
+    for parts in phases:
         x_in, w_in, y_out = zip(*parts)
         target = y[tuple([slice(None), *y_out])]  # (N, *phase_out, O): a view of y
         target += _stride1(
