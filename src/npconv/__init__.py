@@ -5,7 +5,7 @@ algorithms live in :mod:`npconv.algorithms`, one module each; ``algorithm="auto"
 picks one.
 """
 
-from . import grad, nn, quant
+from . import compat, grad, nn, quant
 from ._api import (
     algorithms,
     conv,
@@ -27,6 +27,7 @@ __all__ = [
     "Explanation",
     "__version__",
     "algorithms",
+    "compat",
     "conv",
     "conv1d",
     "conv2d",

@@ -20,70 +20,15 @@ from onnx.reference.ops import op_conv, op_conv_integer, op_conv_transpose, op_q
 
 from .._api import _conv
 from .._transpose import _conv_transpose
+from ..compat import _onnx_conv_arguments, _onnx_transpose_window
 from ..quant import quantized_conv
 
 __all__ = ["OPS", "Conv", "ConvInteger", "ConvTranspose", "QLinearConv"]
-
-_AUTO_PAD = {"VALID": "valid", "SAME_UPPER": "same_upper", "SAME_LOWER": "same_lower"}
-
-
-def _text(value: Any) -> str:
-    """A string attribute as ``str`` (the reference hands over bytes or str)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _npconv_can_run(*arrays: np.ndarray, nd: int) -> bool:
     """Whether npconv covers this rank and these dtypes (else the reference runs)."""
     return nd in (1, 2, 3) and all(a.dtype.kind in "biuf" for a in arrays)
-
-
-def _explicit_pads(op: str, pads: Any, nd: int) -> tuple[tuple[int, int], ...]:
-    """ONNX ``pads`` (all begins, then all ends) as one (begin, end) pair per axis."""
-    pads = [0] * (2 * nd) if pads is None else [int(p) for p in pads]
-    if len(pads) != 2 * nd:
-        raise ValueError(
-            f"{op}: pads must hold 2 x {nd} values [x1_begin, ..., x1_end, ...] for a "
-            f"{nd}-d convolution, got {pads}"
-        )
-    return tuple(zip(pads[:nd], pads[nd:]))
-
-
-def conv_arguments(
-    op: str,
-    kernel: tuple[int, ...],
-    *,
-    auto_pad: Any = None,
-    dilations: Any = None,
-    group: Any = None,
-    kernel_shape: Any = None,
-    pads: Any = None,
-    strides: Any = None,
-) -> dict[str, Any]:
-    """The keyword arguments of :func:`npconv.conv` for a Conv node's attributes.
-
-    ``kernel`` is the weight's spatial shape; a ``kernel_shape`` attribute must match it.
-    """
-    nd = len(kernel)
-    if kernel_shape is not None and tuple(kernel_shape) != kernel:
-        raise ValueError(
-            f"{op}: kernel_shape={list(kernel_shape)} does not match the weight's spatial "
-            f"shape {list(kernel)}"
-        )
-    mode = _text(auto_pad or "NOTSET")
-    if mode == "NOTSET":
-        padding: Any = _explicit_pads(op, pads, nd)
-    elif mode in _AUTO_PAD:
-        padding = _AUTO_PAD[mode]
-    else:
-        raise ValueError(
-            f"{op}: auto_pad must be one of NOTSET, {', '.join(_AUTO_PAD)}, got {mode!r}"
-        )
-    return {
-        "stride": tuple(strides) if strides else 1,
-        "dilation": tuple(dilations) if dilations else 1,
-        "groups": 1 if group is None else group,
-        "padding": padding,
-    }
 
 
 class Conv(op_conv.Conv):
@@ -92,7 +37,7 @@ class Conv(op_conv.Conv):
     def _run(self, X, W, B=None, **attributes):  # type: ignore[no-untyped-def]
         if not _npconv_can_run(X, W, nd=W.ndim - 2):
             return super()._run(X, W, B, **attributes)
-        kwargs = conv_arguments("onnx Conv", W.shape[2:], **attributes)
+        kwargs = _onnx_conv_arguments("onnx Conv", W.shape[2:], **attributes)
         y = _conv("onnx Conv", X, W, B, **kwargs)
         return (y.astype(X.dtype, copy=False),)
 
@@ -109,7 +54,7 @@ class ConvInteger(op_conv_integer.ConvInteger):
         if w.ndim - 2 not in (1, 2, 3):
             return super()._run(x, w, x_zero_point, w_zero_point, **attributes)
         zero_points = _zero_points(x_zero_point, w_zero_point)
-        kwargs = conv_arguments("onnx ConvInteger", w.shape[2:], **attributes)
+        kwargs = _onnx_conv_arguments("onnx ConvInteger", w.shape[2:], **attributes)
         return (quantized_conv(x, w, **zero_points, **kwargs).astype(np.int32),)
 
 
@@ -157,66 +102,9 @@ class QLinearConv(op_qlinear_conv.QLinearConv):
             w_scale=w_scale,
             y_scale=y_scale,
             y_zero_point=y_zero_point,
-            **conv_arguments("onnx QLinearConv", w.shape[2:], **attributes),
+            **_onnx_conv_arguments("onnx QLinearConv", w.shape[2:], **attributes),
         )
         return (y,)
-
-
-def transpose_window(
-    op: str,
-    in_size: tuple[int, ...],
-    kernel: tuple[int, ...],
-    *,
-    auto_pad: Any = None,
-    dilations: Any = None,
-    kernel_shape: Any = None,
-    output_padding: Any = None,
-    output_shape: Any = None,
-    pads: Any = None,
-    strides: Any = None,
-) -> list[tuple[int, int]]:
-    """Where ConvTranspose's output lies in its unpadded output: (begin, size) per axis.
-
-    The unpadded output of an axis has ``stride * (in - 1) + (kernel - 1) * dilation + 1``
-    elements; the result holds ``size`` elements from ``begin`` on, zeros past its end
-    (``output_padding``, or an ``output_shape`` / SAME output larger than it).
-    """
-    nd = len(kernel)
-    if kernel_shape is not None and tuple(kernel_shape) != kernel:
-        raise ValueError(
-            f"{op}: kernel_shape={list(kernel_shape)} does not match the weight's spatial "
-            f"shape {list(kernel)}"
-        )
-    stride = tuple(strides) if strides else (1,) * nd
-    extra = tuple(output_padding) if output_padding else (0,) * nd
-    natural = [  # the spec's output size before pads
-        s * (n - 1) + (k - 1) * d + 1 + p
-        for n, k, s, d, p in zip(in_size, kernel, stride, dilations or (1,) * nd, extra)
-    ]
-    mode = _text(auto_pad or "NOTSET")
-    if mode not in ("NOTSET", *_AUTO_PAD):
-        raise ValueError(
-            f"{op}: auto_pad must be one of NOTSET, {', '.join(_AUTO_PAD)}, got {mode!r}"
-        )
-    if output_shape is None and mode in ("NOTSET", "VALID"):
-        crops = _explicit_pads(op, pads if mode == "NOTSET" else None, nd)
-        window = [(lo, m - lo - hi) for m, (lo, hi) in zip(natural, crops)]
-        if min(min(lo, hi) for lo, hi in crops) < 0 or min(n for _, n in window) < 1:
-            raise ValueError(
-                f"{op}: pads={list(pads)} must be >= 0 and leave an output: the unpadded "
-                f"output has size {natural}"
-            )
-        return window
-    if output_shape is not None:
-        out = [int(n) for n in output_shape][-nd:]  # spatial sizes (N, C may lead)
-    else:  # SAME_UPPER / SAME_LOWER
-        out = [n * s for n, s in zip(in_size, stride)]
-    window = []
-    for m, n in zip(natural, out):
-        total = max(m - n, 0)  # a larger output gets zeros at the end, as output_padding
-        begin = total // 2 if mode == "SAME_UPPER" else total - total // 2  # the spec's rule
-        window.append((begin, n))
-    return window
 
 
 class ConvTranspose(op_conv_transpose.ConvTranspose):
@@ -231,9 +119,10 @@ class ConvTranspose(op_conv_transpose.ConvTranspose):
         nd = W.ndim - 2
         if not _npconv_can_run(X, W, nd=nd):
             return super()._run(X, W, B, group=group, **attributes)
-        window = transpose_window("onnx ConvTranspose", X.shape[2:], W.shape[2:], **attributes)
+        op = "onnx ConvTranspose"
+        window = _onnx_transpose_window(op, X.shape[2:], W.shape[2:], **attributes)
         y = _conv_transpose(
-            "onnx ConvTranspose",
+            op,
             X,
             W,
             B,
