@@ -7,6 +7,9 @@ import pytest
 import torch
 from hypothesis import settings
 
+from npconv import ConvSpec
+from npconv.algorithms import REGISTRY
+
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.load_profile("ci")
@@ -34,6 +37,16 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, dtype: np.dtype | Non
     scale = max(float(np.abs(expected).max(initial=0.0)), 1.0)
     err = float(np.abs(actual.astype(np.complex128) - expected).max(initial=0.0))
     assert err <= RTOL[dtype] * scale, f"max error {err:.3g} > {RTOL[dtype]:g} x {scale:.3g}"
+
+
+def declines(algorithm: str, x: np.ndarray, w: np.ndarray, layout: str = "NCHW", **kwargs) -> bool:
+    """Whether a registered algorithm refuses this problem (its declared limits)."""
+    if algorithm == "auto":
+        return False
+    spec = ConvSpec.build(x.shape, w.shape, layout=layout, **kwargs)
+    compute = np.result_type(x, w)
+    compute = np.dtype(np.int64) if compute.kind in "biu" else compute
+    return REGISTRY[algorithm].unsupported(spec, compute) is not None
 
 
 _PAD_MODE = {"reflect": "reflect", "replicate": "replicate", "circular": "circular"}

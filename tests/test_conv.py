@@ -8,10 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import npconv
-from npconv import ConvSpec
 from npconv.algorithms import REGISTRY
 
-from conftest import RTOL, assert_close, torch_conv
+from conftest import RTOL, assert_close, declines, torch_conv
 from strategies import Case, as_view, cases
 
 ALGORITHMS = [*REGISTRY, "auto"]
@@ -25,10 +24,7 @@ def to_nhwc(case: Case) -> tuple[np.ndarray, np.ndarray]:
 def run(case: Case, algorithm: str, layout: str = "NCHW", view: str = "contiguous"):
     """npconv's result in NCHW, or None when the algorithm declines the problem."""
     x, w = (case.x, case.w) if layout == "NCHW" else to_nhwc(case)
-    spec = ConvSpec.build(x.shape, w.shape, layout=layout, **case.kwargs)
-    compute = np.result_type(x, w)
-    compute = np.dtype(np.int64) if compute.kind in "biu" else compute
-    if algorithm != "auto" and REGISTRY[algorithm].unsupported(spec, compute):
+    if declines(algorithm, x, w, layout, **case.kwargs):
         return None
     x, w = as_view(x, view), as_view(w, view)
     x_before, w_before = x.copy(), w.copy()

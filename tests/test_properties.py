@@ -11,15 +11,23 @@ from hypothesis import strategies as st
 import npconv
 from npconv.algorithms import REGISTRY
 
-from conftest import assert_close
+from conftest import assert_close, declines
 from strategies import cases
 
 ALGORITHMS = list(REGISTRY)
 
 
+def accepting(x_shape, w_shape, **kwargs) -> list[str]:
+    """The registered algorithms that run this problem (float64)."""
+    x, w = np.zeros(x_shape), np.zeros(w_shape)
+    return [a for a in ALGORITHMS if not declines(a, x, w, **kwargs)]
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @given(case=cases(modes=("zeros", "reflect")), a=st.floats(-3, 3), b=st.floats(-3, 3))
 def test_linear_in_x_and_in_w(algorithm, case, a, b):
+    if declines(algorithm, case.x, case.w, **case.kwargs):
+        return
     rng = np.random.default_rng(1)
     x2 = rng.standard_normal(case.x.shape)
     w2 = rng.standard_normal(case.w.shape)
@@ -31,14 +39,14 @@ def test_linear_in_x_and_in_w(algorithm, case, a, b):
     assert_close(f(case.x, a * case.w + b * w2), a * f(case.x, case.w) + b * f(case.x, w2))
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", accepting((3, 7, 5, 4), (1, 1, 4, 6), layout="NHWC"))
 def test_1x1_conv_is_a_matmul_over_channels(algorithm, rng):
     x = rng.standard_normal((3, 7, 5, 4))  # NHWC
     w = rng.standard_normal((1, 1, 4, 6))  # HWIO
     assert_close(npconv.conv(x, w, layout="NHWC", algorithm=algorithm), x @ w[0, 0])
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", accepting((1, 2, 12, 11), (3, 2, 3, 2)))
 def test_shifted_input_gives_shifted_output(algorithm, rng):
     x = rng.standard_normal((1, 2, 12, 11))
     w = rng.standard_normal((3, 2, 3, 2))
@@ -57,7 +65,7 @@ def test_shifted_input_gives_shifted_output(algorithm, rng):
     assert_close(yc_rolled, np.roll(yc, (3, -2), axis=(2, 3)))
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("algorithm", accepting((2, 6, 7, 7), (9, 2, 3, 3), groups=3, padding=1))
 def test_groups_are_independent_convolutions(algorithm, rng):
     x = rng.standard_normal((2, 6, 7, 7))
     w = rng.standard_normal((9, 2, 3, 3))
