@@ -231,15 +231,20 @@ def _conv(
         compute = _integer_compute_dtype(*operands, spec=spec)
 
     wc = canonical_weight(w.astype(compute, copy=False), spec)  # (*kernel, C/G, O)
-    y = np.empty(spec.output_shape, dtype=result)
-    # blocks of samples, so that the padded copy of the input stays bounded
-    for block in sample_blocks(spec, compute.itemsize):
+    blocks = sample_blocks(spec, compute.itemsize)  # bounds the padded copy of the input
+    y = np.empty(spec.output_shape if len(blocks) > 1 else 0, dtype=result)
+    for block in blocks:
         part = replace(spec, batch=len(range(spec.batch)[block]))
         xp = canonical_input(x[block].astype(compute, copy=False), part)  # (n, *padded, C)
         y_part = algo.fn(xp, wc, part)  # (n, *out, O)
         if bias is not None:
             y_part += b.astype(compute)  # y_part is a fresh array of the algorithm's
-        y[block] = np.moveaxis(y_part, -1, 1) if spec.layout == "NCHW" else y_part
+        if spec.layout == "NCHW":
+            y_part = np.moveaxis(y_part, -1, 1)  # (n, O, *out)
+        if len(blocks) == 1:  # no copy when the algorithm wrote the result's layout
+            y = np.ascontiguousarray(y_part, dtype=result)
+        else:
+            y[block] = y_part
         del xp, y_part  # free this block's temporaries before the next block's
     return y[0] if unbatched else y
 

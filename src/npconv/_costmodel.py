@@ -108,8 +108,9 @@ def work(name: str, spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
         return total
     if name == "shifted":
         total = _gemm(rows, cg, og, g * taps, item)
-        if taps > 1 or max(spec.stride) > 1:  # a 1x1 stride-1 operand is the input itself
-            total["copy"] += taps * rows * spec.in_channels * item  # strided operands
+        if taps == 1 and g == 1 and max(spec.stride) == 1:  # one product from the input
+            return total
+        total["copy"] += taps * rows * spec.in_channels * item  # strided operands
         total["passes"] += 3 * taps * output  # y += product
         return total
     if name.startswith("winograd"):

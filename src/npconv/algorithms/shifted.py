@@ -30,13 +30,7 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     dtype = np.result_type(xp, wc)
     offsets = list(itertools.product(*map(range, spec.kernel)))
     if len(offsets) == 1 and spec.groups == 1 and spec.stride == (1,) * spec.nd:
-        # a 1x1 convolution: one product per sample, straight from the input (even a
-        # channels-first one, which BLAS reads transposed without a copy)
-        rows = xp.reshape(spec.batch, math.prod(spec.out_size), spec.in_channels)  # (N, P, C)
-        y = np.matmul(
-            rows, wc.reshape(spec.in_channels, spec.out_channels), dtype=dtype
-        )  # (N, P, O)
-        return y.reshape(spec.batch, *spec.out_size, spec.out_channels)
+        return _pointwise(xp, wc.reshape(spec.in_channels, spec.out_channels), spec, dtype)
     y = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=dtype)
     for k in offsets:
         offset = tuple(
@@ -50,3 +44,20 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
                 shifted[..., g * cg : (g + 1) * cg] @ wc[k][:, g * og : (g + 1) * og]
             )  # (N, *out, C/G) @ (C/G, O/G) -> (N, *out, O/G)
     return y
+
+
+def _pointwise(xp: np.ndarray, w: np.ndarray, spec: ConvSpec, dtype: np.dtype) -> np.ndarray:
+    """A 1x1 convolution as one product per sample, computed in the spec's layout.
+
+    For "NCHW" the product is ``w.T (O, C) @ x[n] (C, P)``, which reads a channels-first
+    input as it is stored and writes a channels-first result, returned as a
+    ``(N, *out, O)`` view; for "NHWC" it is ``x[n] (P, C) @ w (C, O)``.
+    """
+    p = math.prod(spec.out_size)
+    rows = xp.reshape(spec.batch, p, spec.in_channels)  # (N, P, C), a view when possible
+    if spec.layout == "NCHW":
+        y = np.matmul(w.T, rows.transpose(0, 2, 1), dtype=dtype)  # (N, O, P)
+        y = y.transpose(0, 2, 1)  # (N, P, O) view of the channels-first result
+    else:
+        y = np.matmul(rows, w, dtype=dtype)  # (N, P, O)
+    return y.reshape(spec.batch, *spec.out_size, spec.out_channels)
