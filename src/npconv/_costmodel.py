@@ -30,11 +30,11 @@ __all__ = ["KINDS", "SECONDS_PER", "estimate", "work"]
 KINDS = ("gemm", "copy", "passes", "fft", "calls")
 #: Seconds per unit of work on one thread (fitted by benchmarks/calibrate.py).
 SECONDS_PER = {
-    "gemm": 1.81e-11,
-    "copy": 6.45e-11,
-    "passes": 4.88e-11,
-    "fft": 1.26e-10,
-    "calls": 4.4e-07,
+    "gemm": 1.37e-11,
+    "copy": 6.03e-11,
+    "passes": 3.05e-11,
+    "fft": 1.03e-10,
+    "calls": 1.61e-07,
 }
 #: A matrix dimension of this size runs a GEMM at half its peak speed.
 GEMM_HALF = 8
