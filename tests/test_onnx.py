@@ -15,7 +15,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
@@ -481,3 +481,60 @@ def test_cli_input_errors(tmp_path, argv, message):
     onnx.save(helper.make_model(graph), tmp_path / "m.onnx")
     with pytest.raises(ValueError, match=message):
         main(["onnx", str(tmp_path / "m.onnx"), *argv])
+
+
+# ---------------------------------------------------------------------------- MaxPool
+@given(
+    drawn=onnx_cases(),
+    dtype=st.sampled_from([np.float32, np.int8]),
+    opset=st.sampled_from([12, 22]),  # MaxPool-12 (dilations, int8), MaxPool-22
+)
+def test_max_pool_matches_onnxruntime_and_reference(drawn, dtype, opset):
+    case, attrs = drawn
+    attrs.pop("group", None)
+    attrs["kernel_shape"] = list(case.w.shape[2:])
+    x = (case.x * 40).astype(dtype)
+    # the definition: the maximum over the padded windows, pads at -inf (torch's max_pool)
+    pool = (torch.nn.functional.max_pool1d, torch.nn.functional.max_pool2d,
+            torch.nn.functional.max_pool3d)[case.nd - 1]  # fmt: skip
+    flat = [p for pair in reversed(case.pads) for p in pair]
+    padded = torch.nn.functional.pad(torch.from_numpy(x.astype(np.float64)), flat,
+                                     value=-np.inf)  # fmt: skip
+    expected = pool(padded, case.w.shape[2:], stride=attrs.get("strides", 1),
+                    dilation=attrs.get("dilations", 1)).numpy()  # fmt: skip
+    assume(np.isfinite(expected).all())  # a window wholly in the pads has no maximum
+    # onnxruntime refuses pads as large as the kernel, and SAME where a stride exceeds the
+    # kernel (the spec's pooling pad formula goes negative there; npconv pads 0, as for
+    # Conv); the reference breaks on SAME (undilated pads, 3-d shapes), on such pads, on
+    # any pads in 1-d, and pads integers with NaN
+    small_pads = all(max(p) < k for p, k in zip(case.pads, case.w.shape[2:]))
+    same = "auto_pad" in attrs and attrs["auto_pad"] != "VALID"
+    extents = [(k - 1) * d + 1 for k, d in zip(case.w.shape[2:], case.kwargs["dilation"])]
+    negative_same = same and any(s > e for s, e in zip(case.kwargs["stride"], extents))
+    padded_1d = case.nd == 1 and any(map(any, case.pads))
+    model = make_model("MaxPool", {"X": x}, dtype, opset, **attrs)
+    use_ort = onnxruntime_runs(attrs) and small_pads and not negative_same
+    use_reference = small_pads and not same and not padded_1d and dtype != np.int8
+    ours, theirs, reference = run_all(model, {"X": x}, use_ort, use_reference)
+    assert ours.dtype == dtype
+    np.testing.assert_array_equal(ours, expected.astype(dtype))
+    if theirs is not None:
+        np.testing.assert_array_equal(ours, theirs)
+    if reference is not None:
+        np.testing.assert_array_equal(ours, reference)
+
+
+def test_max_pool_with_indices_or_ceil_mode_is_the_references(rng):
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    for outputs, attrs in ((["y", "i"], {}), (["y"], {"ceil_mode": 1})):
+        node = helper.make_node("MaxPool", ["x"], outputs, kernel_shape=[2, 2], strides=[2, 2],
+                                **attrs)  # fmt: skip
+        graph = helper.make_graph(
+            [node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape)],
+            [helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in outputs],
+        )  # fmt: skip
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+        ours = npconv.onnx.evaluator(model).run(None, {"x": x})
+        theirs = ReferenceEvaluator(model).run(None, {"x": x})
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b)

@@ -2,9 +2,11 @@
 
 :func:`evaluator` is onnx's own ``ReferenceEvaluator`` with its convolution operators
 (``Conv``, ``ConvTranspose``, ``ConvInteger``, ``QLinearConv``) replaced by npconv's,
-which follow the ONNX operator spec to the letter and run at BLAS speed; every other
-operator is onnx's reference.  :func:`run` is the one-call form and :func:`profile`
-times each node type (the ``npconv onnx`` command prints it).
+which follow the ONNX operator spec to the letter and run at BLAS speed, and ``MaxPool``
+by a max over npconv's strided windows (the reference's loops would otherwise cost as
+much as all of a ResNet's convolutions); every other operator is onnx's reference.
+:func:`run` is the one-call form and :func:`profile` times each node type (the
+``npconv onnx`` command prints it).
 """
 
 from __future__ import annotations
@@ -65,9 +67,11 @@ def evaluator(model: ModelLike, **kwargs: Any) -> Evaluator:
     Notes
     -----
     ``Conv``, ``ConvInteger`` and ``QLinearConv`` of every opset version run through
-    :func:`npconv.conv`: integers exactly (int64 accumulation), float16 computed in float32
-    and rounded once.  More than 3 spatial dims or dtypes NumPy cannot compute in
-    (bfloat16) fall back to onnx's reference code.
+    :func:`npconv.conv` (the integer ones through :func:`npconv.quant.quantized_conv`,
+    exactly), ``ConvTranspose`` through :func:`npconv.conv_transpose`; float16 is
+    computed in float32 and rounded once.  More than 3 spatial dims, dtypes NumPy cannot
+    compute in (bfloat16), and MaxPool's ``ceil_mode`` and ``Indices`` output fall back
+    to onnx's reference code.
 
     Examples
     --------

@@ -16,14 +16,22 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from onnx.reference.ops import op_conv, op_conv_integer, op_conv_transpose, op_qlinear_conv
+from onnx.reference.ops import (
+    op_conv,
+    op_conv_integer,
+    op_conv_transpose,
+    op_max_pool,
+    op_qlinear_conv,
+)
 
 from .._api import _conv
+from .._spec import ConvSpec
 from .._transpose import _conv_transpose
+from .._windows import windows
 from ..compat import _onnx_conv_arguments, _onnx_transpose_window
 from ..quant import quantized_conv
 
-__all__ = ["OPS", "Conv", "ConvInteger", "ConvTranspose", "QLinearConv"]
+__all__ = ["OPS", "Conv", "ConvInteger", "ConvTranspose", "MaxPool", "QLinearConv"]
 
 
 def _npconv_can_run(*arrays: np.ndarray, nd: int) -> bool:
@@ -141,4 +149,32 @@ class ConvTranspose(op_conv_transpose.ConvTranspose):
         return (result,)
 
 
-OPS: tuple[type, ...] = (Conv, ConvTranspose, ConvInteger, QLinearConv)
+class MaxPool(op_max_pool.MaxPool):
+    """ONNX ``MaxPool``: the maximum over npconv's strided windows of the padded input.
+
+    Pads hold ``-inf`` (the dtype's minimum for integers), so they never win.  The spec's
+    geometry (pads, SAME, strides, dilations) is that of a depthwise convolution, whose
+    :class:`~npconv.ConvSpec` gives it.  ``ceil_mode=1``, a requested ``Indices`` output,
+    more than 3 spatial dims or non-numeric dtypes fall back to the reference.
+    """
+
+    def _run(self, x, kernel_shape=None, ceil_mode=None, storage_order=None, **attributes):  # type: ignore[no-untyped-def]
+        nd = x.ndim - 2
+        wants_indices = len(self.onnx_node.output) > 1 and self.onnx_node.output[1]
+        if ceil_mode or wants_indices or not _npconv_can_run(x, nd=nd) or x.dtype.kind == "b":
+            return super()._run(
+                x, kernel_shape=kernel_shape, ceil_mode=ceil_mode, storage_order=storage_order,
+                **attributes,
+            )  # fmt: skip
+        channels = x.shape[1]
+        kwargs = _onnx_conv_arguments("onnx MaxPool", tuple(kernel_shape), **attributes)
+        kwargs["groups"] = channels  # one window per channel: a depthwise geometry
+        spec = ConvSpec.build(x.shape, (channels, 1, *kernel_shape), fn="onnx MaxPool", **kwargs)
+        lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        xp = np.pad(np.moveaxis(x, 1, -1), [(0, 0), *spec.pads, (0, 0)], constant_values=lowest)
+        patches = windows(xp, spec)  # (N, *out, *kernel, C)
+        y = patches.max(axis=tuple(range(1 + nd, 1 + 2 * nd)))  # (N, *out, C)
+        return (np.ascontiguousarray(np.moveaxis(y, -1, 1)),)  # (N, C, *out)
+
+
+OPS: tuple[type, ...] = (Conv, ConvTranspose, ConvInteger, QLinearConv, MaxPool)
