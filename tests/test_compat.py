@@ -228,12 +228,17 @@ def test_tensorflow_itself(rng):
         w, kwargs = from_tensorflow(hwio, strides=2, padding=padding)
         assert_close(npconv.conv(x, w, **kwargs), expected)
         out_shape = (2, 17, 16, 3) if padding == "SAME" else (2, 19, 17, 3)
-        y = rng.standard_normal((2, *expected.shape[1:3], 3)).astype(np.float32)
+        y = rng.standard_normal((2, 9, 8, 3)).astype(np.float32)  # a conv of out_shape gives 9x8
         hwoi = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
         expected_t = tf.nn.conv2d_transpose(y, hwoi, out_shape, strides=2, padding=padding)
         w, kwargs = from_tensorflow_transpose(hwoi, input_shape=y.shape, output_shape=out_shape,
                                               strides=2, padding=padding)  # fmt: skip
         assert_close(npconv.conv_transpose(y, w, **kwargs), expected_t.numpy())
+    layer = tf.keras.layers.Conv1D(4, 3, padding="causal", dilation_rate=2, use_bias=False)
+    seq = rng.standard_normal((2, 9, 3)).astype(np.float32)
+    expected = layer(seq).numpy()
+    w, kwargs = from_keras(layer.get_weights()[0], padding="causal", dilation_rate=2)
+    assert_close(npconv.conv(seq, w, **kwargs), expected)
 
 
 # ----------------------------------------------------------------------------------- ONNX
