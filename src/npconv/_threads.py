@@ -1,27 +1,26 @@
-"""The threads setting: how many cores npconv's own copies and FFTs use, and BLAS.
+"""The threads setting: how many cores npconv's elementwise stages, FFTs and BLAS use.
 
-NumPy releases the GIL while it copies large arrays, so the gathering stages of the
-algorithms (patch matrices, Winograd tiles) run on several Python threads, each copying
-a slab of the destination.  Matrix products run in the BLAS library's own threads.
-:func:`set_threads` sets both; the default is every core (``os.cpu_count()``), or the
-``NPCONV_THREADS`` environment variable when set.  This count is the only setting that
-changes how npconv runs; it never changes which algorithm runs or the result.
+Matrix products run in the BLAS library's own threads; FFTs in ``scipy.fft``'s workers;
+the elementwise stages without a matrix product (the ``depthwise`` algorithm) on several
+Python threads, each on its own block of the output (NumPy releases the GIL in its
+loops).  Copies that sit between two BLAS calls stay on one thread: BLAS's worker
+threads spin for a while after each call, and extra copying threads would compete with
+them for the cores.  :func:`set_threads` sets every count; the default is every core
+(``os.cpu_count()``), or the ``NPCONV_THREADS`` environment variable when set.  This
+count is the only setting that changes how npconv runs; it never changes which
+algorithm runs or the result.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-import numpy as np
-
-__all__ = ["get_threads", "parallel_copy", "parallel_map", "set_threads"]
+__all__ = ["get_threads", "parallel_map", "set_threads"]
 
 T = TypeVar("T")
-_MIN_PARALLEL_BYTES = 1 << 20  # smaller copies are not worth a thread hand-off
 _state: dict[str, object] = {"threads": os.cpu_count() or 1, "pool": None}
 
 
@@ -38,7 +37,7 @@ def get_threads() -> int:
 
 
 def set_threads(threads: int) -> int:
-    """Use ``threads`` threads for npconv's copies and FFTs and for BLAS; returns the old count.
+    """Use ``threads`` threads for npconv's own stages, FFTs and BLAS; return the old count.
 
     Parameters
     ----------
@@ -92,18 +91,6 @@ def parallel_map(fn: Callable[[T], object], items: Sequence[T]) -> None:
     pool: ThreadPoolExecutor = _state["pool"]  # type: ignore[assignment]
     for job in [pool.submit(fn, item) for item in items]:
         job.result()
-
-
-def parallel_copy(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
-    """``dst[...] = src``, split along the first axis over :func:`get_threads` threads."""
-    parts = min(get_threads(), dst.shape[0]) if dst.ndim else 1
-    if parts <= 1 or dst.nbytes < _MIN_PARALLEL_BYTES:
-        np.copyto(dst, src)
-        return dst
-    bounds = np.linspace(0, dst.shape[0], parts + 1).astype(int)
-    slabs = [slice(a, b) for a, b in itertools.pairwise(bounds)]
-    parallel_map(lambda s: np.copyto(dst[s], src[s]), slabs)
-    return dst
 
 
 if os.environ.get("NPCONV_THREADS"):

@@ -8,7 +8,7 @@ patch matrix) turns the whole convolution into one matrix product per group::
     y[rows, O/G] = patches[rows, prod(kernel)*C/G] @ w[prod(kernel)*C/G, O/G]
 
 Cost: the direct flops in one large BLAS call per group and chunk, plus copying
-``prod(kernel)`` times the input (on :func:`npconv.get_threads` threads).  Memory: the
+``prod(kernel)`` times the input.  Memory: the
 patch matrix is ``prod(kernel)`` times the input, so it is built in chunks of samples (or
 of output rows) whose patches stay within :data:`npconv._windows.WORKSPACE_BYTES` (32 MiB;
 at least one output row).  It wins on most layers with a small kernel and few to moderate
@@ -22,7 +22,6 @@ import math
 import numpy as np
 
 from .._spec import ConvSpec
-from .._threads import parallel_copy
 from .._windows import chunks, windows
 
 
@@ -41,8 +40,7 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     def product(batch: slice, rows: slice) -> None:  # its temporaries are freed on return
         block = patches[batch, rows]  # (n, r, *out[1:], G, *kernel, C/G)
         out_block = y[batch, rows]  # (n, r, *out[1:], O): contiguous
-        gathered = parallel_copy(np.empty(block.shape, dtype), block)  # the patch matrix
-        cols = gathered.reshape(-1, g, taps * cg)  # (rows, G, K*C/G)
+        cols = block.reshape(-1, g, taps * cg)  # copy, the patch matrix: (rows, G, K*C/G)
         if g == 1:  # one GEMM straight into the result
             np.matmul(cols[:, 0], w_mat[0], out=out_block.reshape(-1, og))
             return

@@ -41,7 +41,6 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .._spec import ConvSpec
-from .._threads import parallel_copy
 from .._windows import WORKSPACE_BYTES, chunks
 
 #: The finite interpolation points, in the order they are used (infinity is added last).
@@ -122,7 +121,7 @@ def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec,
         )  # (n, *tiles, *alpha, C): overlapping input tiles
         order = (*range(1 + nd, 1 + 2 * nd), 0, *range(1, 1 + nd), 1 + 2 * nd)
         tiles_first = view.transpose(order)  # (*alpha, n, *tiles, C)
-        d = parallel_copy(np.empty(tiles_first.shape, dtype), tiles_first).reshape(a, -1)
+        d = np.ascontiguousarray(tiles_first).reshape(a, -1)
         # d: (A, n*T*C), every tile's values at one tile offset in a row
         u = (bt @ d).reshape(a, -1, g, cg).transpose(0, 2, 1, 3)  # (A, G, n*T, C/G)
         prod = (u @ wt).transpose(0, 2, 1, 3).reshape(a, -1)  # (A, n*T*O)
@@ -134,7 +133,7 @@ def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec,
         r0 = t0 * ms[0]
         r1 = min(t1 * ms[0], out[0])
         crop = tuple([slice(None), slice(0, r1 - r0), *(slice(0, o) for o in out[1:])])
-        parallel_copy(y[batch, r0:r1], yt[crop])
+        y[batch, r0:r1] = yt[crop]
 
     for batch, rows in chunks(tile_spec, per_tile, WORKSPACE_BYTES):
         block(batch, rows)
