@@ -108,14 +108,17 @@ def resnet50(batch: int = 1, size: int = 224, classes: int = 1000, seed: int = 0
     return model
 
 
-def _median(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    result = run()  # warm-up, and the value compared
-    times = []
+def _interleaved_medians(runs: dict[str, Callable[[], Any]], repeats: int):
+    """Median seconds of each run, timed in turn round after round (after one warm-up each),
+    so that a change in the machine's load hits every contender alike; and the results."""
+    results = {name: run() for name, run in runs.items()}
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, results
 
 
 def main() -> None:
@@ -138,15 +141,14 @@ def main() -> None:
         "onnx ReferenceEvaluator": ReferenceEvaluator(model),
         "npconv.onnx.evaluator": npconv.onnx.evaluator(model),
     }
-    times, outputs = {}, {}
-    for name, sess in sessions.items():
-        times[name], (outputs[name],) = _median(lambda s=sess: s.run(None, feeds), args.repeats)
+    runs = {name: (lambda s=sess: s.run(None, feeds)[0]) for name, sess in sessions.items()}
+    times, outputs = _interleaved_medians(runs, args.repeats)
     expected = outputs["onnxruntime"]
     scale = float(np.abs(expected).max())
     gflop = _conv_gflop(model)
 
     print(f"ResNet-50, random weights, batch {args.batch}, {args.size}x{args.size}, float32, ")
-    print(f"{gflop:.1f} GFLOP in Conv; median of {args.repeats} runs after a warm-up\n")
+    print(f"{gflop:.1f} GFLOP in Conv; median of {args.repeats} interleaved runs after a warm-up\n")
     print("| evaluator | time (s) | vs onnxruntime | max abs diff / max abs |")
     print("| --- | ---: | ---: | ---: |")
     for name, seconds in times.items():
@@ -155,7 +157,9 @@ def main() -> None:
         print(f"| {name} | {seconds:.3f} | {ratio:.1f}x | {rel:.1e} |")
     speedup = times["onnx ReferenceEvaluator"] / times["npconv.onnx.evaluator"]
     print(f"\nnpconv.onnx.evaluator is {speedup:.1f}x faster than the plain ReferenceEvaluator.\n")
-    print(npconv.onnx.profile(model, feeds, repeats=args.repeats).table())
+    for title, plain in (("npconv.onnx.evaluator", False), ("onnx ReferenceEvaluator", True)):
+        print(f"Time per node type, {title} (mean of {args.repeats} runs):\n")
+        print(npconv.onnx.profile(model, feeds, repeats=args.repeats, plain=plain).table(), "\n")
 
 
 def _conv_gflop(model: onnx.ModelProto) -> float:

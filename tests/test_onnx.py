@@ -432,6 +432,9 @@ def test_run_from_a_path_and_the_profile_agree_with_onnxruntime(tmp_path, rng):
     assert_close(result.outputs["y"], expected)
     assert set(result.seconds) == set(result.counts)
     assert "| ConvTranspose | 1 |" in result.table()
+    plain = npconv.onnx.profile(model, feeds, plain=True)  # onnx's own operators
+    assert plain.counts == result.counts
+    assert_close(plain.outputs["y"], expected)
 
 
 def test_evaluator_keeps_a_users_operator():

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
+from onnx.reference import ReferenceEvaluator
 
 __all__ = ["Profile", "profile"]
 
@@ -49,7 +50,9 @@ def _timed(run: Callable[..., Any], op_type: str, seconds: dict[str, float]):
     return timed_run
 
 
-def profile(model: Any, feeds: dict[str, np.ndarray], repeats: int = 1) -> Profile:
+def profile(
+    model: Any, feeds: dict[str, np.ndarray], repeats: int = 1, *, plain: bool = False
+) -> Profile:
     """Run ``model`` ``repeats`` times with :func:`npconv.onnx.evaluator`, timing each node.
 
     Parameters
@@ -60,6 +63,8 @@ def profile(model: Any, feeds: dict[str, np.ndarray], repeats: int = 1) -> Profi
         One array per graph input.
     repeats : int
         Timed runs (>= 1), after one untimed warm-up run; times are averaged.
+    plain : bool
+        Time onnx's plain ``ReferenceEvaluator`` instead, for comparison.
 
     Returns
     -------
@@ -97,7 +102,7 @@ def profile(model: Any, feeds: dict[str, np.ndarray], repeats: int = 1) -> Profi
 
     if repeats < 1:
         raise ValueError(f"npconv.onnx.profile: repeats must be >= 1, got {repeats}")
-    sess = evaluator(model)
+    sess = ReferenceEvaluator(model) if plain else evaluator(model)
     sess.run(None, feeds)  # warm-up, outside the timings
     seconds: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
