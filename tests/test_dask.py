@@ -106,6 +106,8 @@ def test_errors():
         npconv.dask.conv(x, np.ones((2, 3, 3, 3)), np.ones(3))
     with pytest.raises(ValueError, match=r"npconv\.dask\.conv: x has 3 channels but w expects 4"):
         npconv.dask.conv(x, np.ones((2, 4, 3, 3)))
+    with pytest.raises(ValueError, match=r"npconv\.dask\.conv: unknown algorithm 'fast'; choose"):
+        npconv.dask.conv(x, np.ones((2, 3, 3, 3)), algorithm="fast")
 
 
 def test_giant_image_example_runs_small(capsys, monkeypatch):

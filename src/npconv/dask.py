@@ -18,6 +18,7 @@ import numpy.typing as npt
 from ._api import _conv, as_array, compute_dtypes
 from ._spec import ConvSpec, IntOrTuple, PaddingArg
 from ._windows import _NP_PAD_MODE
+from .algorithms import REGISTRY
 
 __all__ = ["conv"]
 
@@ -58,7 +59,8 @@ def conv(
     TypeError
         ``x`` is not a dask array, and the errors of :func:`npconv.conv`.
     ValueError
-        The errors of :func:`npconv.conv`, raised here rather than at compute time.
+        The errors of :func:`npconv.conv`, raised here rather than at compute time (an
+        algorithm that declines a chunk raises when that chunk is computed).
 
     Notes
     -----
@@ -112,6 +114,10 @@ def conv(
             )
         operands.append(bias)
     _, result_dtype = compute_dtypes(fn, *operands)
+    if algorithm != "auto" and algorithm not in REGISTRY:  # the chunks check the rest
+        raise ValueError(
+            f"{fn}: unknown algorithm {algorithm!r}; choose 'auto' or one of {sorted(REGISTRY)}"
+        )
 
     first = 1 if spec.layout == "NHWC" else 2  # index of the first spatial axis
     pad_width = [(0, 0)] * x.ndim
