@@ -541,3 +541,29 @@ def test_max_pool_with_indices_or_ceil_mode_is_the_references(rng):
         theirs = ReferenceEvaluator(model).run(None, {"x": x})
         for a, b in zip(ours, theirs):
             np.testing.assert_array_equal(a, b)
+
+
+def test_subgraphs_use_npconvs_operators(rng):
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+
+    def branch(name: str, pads: list[int]) -> onnx.GraphProto:
+        conv = helper.make_node("Conv", ["x", "w"], [f"{name}_y"], pads=pads)
+        out = helper.make_tensor_value_info(f"{name}_y", onnx.TensorProto.FLOAT, None)
+        return helper.make_graph([conv], name, [], [out])
+
+    node = helper.make_node(
+        "If", ["c"], ["y"], then_branch=branch("then", [1] * 4), else_branch=branch("else", [0] * 4)
+    )
+    inputs = [
+        helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, []),
+        helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x.shape),
+        helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT, w.shape),
+    ]
+    output = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    model = helper.make_model(helper.make_graph([node], "g", inputs, [output]))
+    sess = npconv.onnx.evaluator(model)
+    assert isinstance(sess.rt_nodes_[0].then_branch.rt_nodes_[0], npconv.onnx._ops.Conv)
+    for flag, pads in ((True, [(1, 1)] * 2), (False, None)):
+        (y,) = sess.run(None, {"c": np.array(flag), "x": x, "w": w})
+        assert_close(y, torch_conv(x, w, pads=pads).astype(np.float32))
