@@ -166,6 +166,22 @@ def from_torch_transpose(
     translation is the identity (``output_size`` of the module's forward is npconv's
     ``output_size``).
 
+    Parameters
+    ----------
+    w : array_like
+        ``(C, O/groups, *kernel)``.
+    stride, padding, output_padding, groups, dilation
+        As PyTorch takes them.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The weight and the keyword arguments of :func:`npconv.conv_transpose`.
+
+    Raises
+    ------
+    Nothing itself: :func:`npconv.conv_transpose` checks the arguments when it runs.
+
     Examples
     --------
     >>> import numpy as np, npconv
@@ -277,6 +293,26 @@ def from_keras(
 
     ``padding="causal"`` (Conv1D) pads ``dilation * (kernel - 1)`` at the start only, so
     output ``t`` sees inputs up to ``t``.
+
+    Parameters
+    ----------
+    w : array_like
+        The layer's kernel, ``(*kernel, C/groups, O)`` (``layer.get_weights()[0]``).
+    strides, dilation_rate, groups, data_format
+        As the layer takes them.
+    padding : {"valid", "same", "causal"}
+        "same" is TensorFlow's SAME.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The weight and the keyword arguments of :func:`npconv.conv`, as
+        :func:`from_tensorflow` gives them, with ``groups``.
+
+    Raises
+    ------
+    ValueError
+        "causal" for a 2-d or 3-d kernel, and the errors of :func:`from_tensorflow`.
 
     Examples
     --------
@@ -525,6 +561,26 @@ def _onnx_transpose_window(
 def from_onnx(w: npt.ArrayLike, attributes: Mapping[str, Any]) -> Translation:
     """ONNX ``Conv`` attributes (a dict, as ``onnx.helper.make_node`` takes them).
 
+    Parameters
+    ----------
+    w : array_like
+        ``(M, C/group, *kernel)``.
+    attributes : mapping
+        Any of ``auto_pad``, ``dilations``, ``group``, ``kernel_shape``, ``pads``,
+        ``strides``; the ones left out take the spec's defaults.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The weight and the keyword arguments of :func:`npconv.conv` (SAME_UPPER becomes
+        ``padding="same_upper"``, SAME_LOWER ``"same_lower"``).
+
+    Raises
+    ------
+    ValueError
+        ``pads`` of the wrong length, a ``kernel_shape`` that differs from the weight,
+        an unknown ``auto_pad``.
+
     Examples
     --------
     >>> import numpy as np, npconv
@@ -545,6 +601,21 @@ def from_onnx_transpose(
     Pads from ``output_shape`` or SAME are split by the spec's rule (which differs from
     PyTorch's and TensorFlow's) and expressed as npconv's ``padding`` pairs plus
     ``output_padding``.
+
+    Parameters
+    ----------
+    w : array_like
+        ``(C, M/group, *kernel)``.
+    attributes : mapping
+        Any of ``auto_pad``, ``dilations``, ``group``, ``kernel_shape``,
+        ``output_padding``, ``output_shape``, ``pads``, ``strides``.
+    input_shape : sequence of int
+        The shape of ``X``, which SAME and ``output_shape`` depend on.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The weight and the keyword arguments of :func:`npconv.conv_transpose`.
 
     Raises
     ------
@@ -625,6 +696,12 @@ def from_jax(
         As JAX takes them; ``dimension_numbers`` as strings, e.g.
         ``("NHWC", "HWIO", "NHWC")`` (default ``("NCHW", "OIHW", "NCHW")``).
 
+    Returns
+    -------
+    (ndarray, dict)
+        The weight converted to npconv's layout for the input's (OIHW channels-first,
+        HWIO channels-last) and the keyword arguments of :func:`npconv.conv`.
+
     Raises
     ------
     ValueError
@@ -679,6 +756,14 @@ def from_jax_transpose(
         conv_transpose is TensorFlow's: NHWC / HWIO / NHWC).
     input_shape : sequence of int
         The shape of ``lhs``.
+    strides, padding, rhs_dilation, dimension_numbers, transpose_kernel
+        As JAX takes them.
+
+    Returns
+    -------
+    (ndarray, dict)
+        The weight of the forward convolution that this one transposes, in npconv's
+        layout, and the keyword arguments of :func:`npconv.conv_transpose`.
 
     Raises
     ------
