@@ -355,7 +355,7 @@ def _plot(records: list[dict[str, Any]], algorithms: Sequence[str], path: str) -
             "bench: --plot needs matplotlib (pip install 'npconv[bench]')"
         ) from error
     names = [a for a in algorithms if any(_ratio(r, a) is not None for r in records)]
-    fig, ax = plt.subplots(figsize=(10, 0.35 * len(records) * max(len(names), 1) + 1.5))
+    fig, ax = plt.subplots(figsize=(10, 0.15 * len(records) * max(len(names), 1) + 1.5))
     height = 0.8 / max(len(names), 1)
     positions = np.arange(len(records))
     for i, name in enumerate(names):
@@ -363,9 +363,9 @@ def _plot(records: list[dict[str, Any]], algorithms: Sequence[str], path: str) -
         ax.barh(positions + i * height, values, height, label=name)
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_yticks(positions + height * (len(names) - 1) / 2, [r["case"] for r in records])
-    ax.invert_yaxis()
     ax.set_xlabel("speed relative to PyTorch (> 1: faster)")
-    ax.set_title(f"npconv vs PyTorch, {get_threads()} threads")
+    ax.set_title(f"npconv vs PyTorch, threads: {get_threads()}")
+    ax.set_ylim(len(records), -1)
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

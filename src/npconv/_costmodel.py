@@ -64,8 +64,7 @@ def _winograd(spec: ConvSpec, item: int, tile: int) -> Counter[str]:
     mm = math.prod(ms)  # outputs per tile
     t = spec.batch * math.prod(-(-o // m) for o, m in zip(outs, ms))  # tiles
     c, o = spec.in_channels, spec.out_channels
-    total = _gemm(a, math.prod(taps), cg * o, 1, 8)  # weight transform, in float64
-    total["copy"] += a * cg * o * 12  # casting it to the compute dtype
+    total = _gemm(a, math.prod(taps), cg * o, 1, item)  # weight transform
     total["copy"] += a * t * c * item + mm * t * o * item  # gather tiles, scatter outputs
     total += _gemm(a, a, t * c, 1, item)  # input transform
     total += _gemm(t, cg, og, a * g, item)  # the products over channels

@@ -1,0 +1,53 @@
+"""Print an ``npconv bench --json`` file as the Markdown table of BENCHMARKS.md.
+
+python benchmarks/table.py benchmarks/forward.json
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+
+
+def main(path: str) -> None:
+    with open(path) as f:
+        data = json.load(f)
+    machine = data["machine"]
+    print(
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads; "
+        f"NumPy {machine['numpy']} ({', '.join(machine.get('blas', []))}), "
+        f"PyTorch {machine.get('torch', '-')}; {data['dtype']}, median of {data['repeats']}."
+    )
+    print()
+    names = sorted({n for r in data["results"] for n in r["seconds"]} - {"torch", "scipy"})
+    names.remove("auto")
+    header = ["layer", "GFLOP", "torch ms", "auto ms", "auto uses", "auto x torch"]
+    header += [f"{n} x torch" for n in names] + ["auto peak temp MiB", "output MiB"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    ratios = []
+    for r in data["results"]:
+        t = r["seconds"]
+        ratio = t["torch"] / t["auto"]
+        ratios.append(ratio)
+        cells = [
+            r["case"],
+            f"{r['gflop']:.3f}",
+            f"{t['torch'] * 1e3:.2f}",
+            f"{t['auto'] * 1e3:.2f}",
+            r["auto_choice"],
+            f"**{ratio:.2f}**",
+        ]
+        cells += [f"{t['torch'] / t[n]:.2f}" if n in t else "-" for n in names]
+        cells += [f"{r['auto_peak_temp_bytes'] / 2**20:.1f}", f"{r['output_bytes'] / 2**20:.1f}"]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    print(
+        f"auto vs torch: median {statistics.median(ratios):.2f}x, min {min(ratios):.2f}x, "
+        f"max {max(ratios):.2f}x over {len(ratios)} layers."
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
