@@ -379,6 +379,8 @@ def test_jax_errors():
                  dimension_numbers=("NCHW", "OIHW", "NHWC"))  # fmt: skip
     with pytest.raises(ValueError, match=r"from_jax: padding must be SAME, SAME_LOWER, VALID"):
         from_jax(np.ones((1, 1, 3)), window_strides=(1,), padding="FULL")
+    with pytest.raises(ValueError, match=r"from_jax: lhs_dilation=\(2,\) makes a transposed conv"):
+        from_jax(np.ones((1, 1, 3)), window_strides=(1,), padding=((2, 2),), lhs_dilation=(2,))
     with pytest.raises(ValueError, match=r"from_jax_transpose: the output starts 2 elements"):
         from_jax_transpose(np.ones((3, 1, 1)), input_shape=(1, 4, 1), strides=(1,),
                            padding=((4, 0),))  # fmt: skip
@@ -399,6 +401,14 @@ def test_jax_itself(rng):
         w, kwargs = from_jax(hwio, window_strides=(2, 1), padding=padding, rhs_dilation=(1, 2),
                              dimension_numbers=dn, feature_group_count=2)  # fmt: skip
         assert_close(npconv.conv(x, w, **kwargs), np.asarray(expected))
+    dn_t = ("NHWC", "HWIO", "NHWC")
+    rhs = rng.standard_normal((3, 2, 4, 5))
+    xt = rng.standard_normal((1, 5, 4, 4))
+    pairs = ((2, 1), (0, 3))
+    expected = lax.conv_general_dilated(xt, rhs, (1, 1), pairs, lhs_dilation=(2, 3),
+                                        dimension_numbers=dn_t)  # fmt: skip
+    w, kwargs = from_jax_transpose(rhs, input_shape=xt.shape, strides=(2, 3), padding=pairs)
+    assert_close(npconv.conv_transpose(xt, w, **kwargs), np.asarray(expected))
     for padding in ("SAME", "VALID"):
         for transpose_kernel in (False, True):
             rhs = rng.standard_normal((3, 2, 4, 5))  # HWIO; x has I channels, or O if transposed

@@ -682,11 +682,12 @@ def from_jax(
     *,
     window_strides: Sequence[int],
     padding: Any,
+    lhs_dilation: Sequence[int] | None = None,
     rhs_dilation: Sequence[int] | None = None,
     dimension_numbers: Any = None,
     feature_group_count: int = 1,
 ) -> Translation:
-    """``jax.lax.conv_general_dilated`` (without ``lhs_dilation``; see from_jax_transpose).
+    """``jax.lax.conv_general_dilated``: a convolution (``lhs_dilation`` of 1).
 
     Parameters
     ----------
@@ -695,6 +696,10 @@ def from_jax(
     window_strides, padding, rhs_dilation, dimension_numbers, feature_group_count
         As JAX takes them; ``dimension_numbers`` as strings, e.g.
         ``("NHWC", "HWIO", "NHWC")`` (default ``("NCHW", "OIHW", "NCHW")``).
+    lhs_dilation : sequence of int, optional
+        Must be 1: an input dilated by ``s`` and convolved at stride 1 with explicit pads
+        is a transposed convolution, :func:`from_jax_transpose` with ``strides=s`` and
+        the same pads.
 
     Returns
     -------
@@ -705,7 +710,8 @@ def from_jax(
     Raises
     ------
     ValueError
-        Different lhs and out specs, or an unknown padding string.
+        Different lhs and out specs, an unknown padding string, an ``lhs_dilation``
+        other than 1.
 
     Examples
     --------
@@ -717,6 +723,11 @@ def from_jax(
     (1, 6, 6, 5)
     """
     w = np.asarray(w)
+    if lhs_dilation is not None and max(lhs_dilation) > 1:
+        raise ValueError(
+            f"from_jax: lhs_dilation={tuple(lhs_dilation)} makes a transposed convolution; "
+            "translate it with from_jax_transpose(w, strides=lhs_dilation, padding=pairs)"
+        )
     lhs, rhs, out = _jax_layouts(dimension_numbers, w.ndim - 2)
     w, layout = _jax_weight(w, lhs, rhs, out, "from_jax")
     kwargs = dict(
