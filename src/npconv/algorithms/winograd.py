@@ -28,7 +28,8 @@ tiles are processed in chunks within :data:`npconv._windows.WORKSPACE_BYTES`.
 Error: the transforms amplify rounding.  On unit-scale random float32 data the largest
 error relative to ``max |y|`` is ~4e-7 for F(2, 3) (as for a direct GEMM) and, for
 F(4, 3), ~1e-6 in 1-d, ~7e-6 in 2-d and ~2e-5 in 3-d: both stay below 1e-4, which the
-registry records in ``error_scale``, so ``auto`` may use either.  Integers are not exact (the transforms have fractions).
+registry records in ``error_scale``, so ``auto`` may use either.  Integers are not
+exact (the transforms have fractions).
 """
 
 from __future__ import annotations
