@@ -170,3 +170,9 @@ def test_large_problems_use_threads_and_match_torch(algorithm, rng):
         npconv.set_threads(old)
     ref = torch_conv(x, w, pads=[(1, 1), (1, 1)])
     assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_cost_model_refuses_an_unknown_algorithm():
+    spec = ConvSpec.build((1, 1, 8), (1, 1, 3))
+    with pytest.raises(ValueError, match="cost model: no model for algorithm 'magic'"):
+        costmodel.estimate("magic", spec, np.dtype(np.float32))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -63,3 +64,9 @@ def test_scipy_peer_computes_the_same_convolution(rng):
 def test_bench_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         run_bench(**kwargs, quiet=True)
+
+
+def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    with pytest.raises(RuntimeError, match=r"bench: --plot needs matplotlib"):
+        run_bench("tiny", repeats=1, against=[], plot_path=str(tmp_path / "x.png"), quiet=True)
