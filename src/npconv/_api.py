@@ -25,6 +25,7 @@ __all__ = [
     "conv3d",
     "conv_matrix",
     "conv_output_shape",
+    "integer_compute_dtype",
 ]
 
 _LARGEST_EXACT_INT = 2**62  # conservative int64 accumulator limit (float64 estimate below)
@@ -71,37 +72,30 @@ def compute_dtypes(fn: str, *arrays: np.ndarray) -> tuple[np.dtype, np.dtype]:
     return result, result
 
 
-def _check_int_range(fn: str, x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> None:
-    """Refuse integer problems whose partial sums could overflow the int64 accumulator."""
-    if x.size == 0 or w.size == 0:
-        return
-    x_max = max(abs(float(x.min())), abs(float(x.max())))
-    w_abs = np.abs(canonical_weight(w, spec).astype(np.float64))
-    w_sum = float(w_abs.reshape(-1, spec.out_channels).sum(axis=0).max())
-    if x_max * w_sum >= _LARGEST_EXACT_INT:
+def integer_compute_dtype(
+    fn: str, x: np.ndarray, filters: np.ndarray, offset: float = 0.0, what: str = "partial sums"
+) -> np.dtype:
+    """How to compute an integer convolution exactly: float64 BLAS, int64, or not at all.
+
+    ``filters`` is ``(taps, channels)``: the values each output channel sums against
+    ``x``.  Every partial sum is at most ``max|x| * max_channel sum|filter| + offset``
+    (``offset``: a bias).  Below 2**53 every product and sum is an integer that float64
+    holds exactly (the factor 1 + 1e-6 covers the rounding of this float estimate), so
+    the BLAS result converts back exactly; below 2**62 int64 holds it; beyond that the
+    problem is refused with a ValueError.
+    """
+    if x.size == 0 or filters.size == 0:
+        return np.dtype(np.float64)
+    x_max = max(-float(x.min()), float(x.max()))
+    f_sum = float(np.abs(filters.astype(np.float64)).sum(axis=0).max())
+    bound = (x_max * f_sum + offset) * (1 + 1e-6)
+    if bound >= _LARGEST_EXACT_INT:
         raise ValueError(
-            f"{fn}: integer partial sums could reach {x_max * w_sum:.3g} (max|x|={x_max:.3g} "
-            f"x largest per-filter sum|w|={w_sum:.3g}), beyond the int64 accumulator "
+            f"{fn}: integer {what} could reach {bound:.3g} (max|x|={x_max:.3g} x largest "
+            f"per-channel sum of |values|={f_sum:.3g}), beyond the int64 accumulator "
             "(2**62 kept as margin); cast to float64 for an approximate result"
         )
-
-
-def _integer_compute_dtype(
-    x: np.ndarray, w: np.ndarray, *bias: np.ndarray, spec: ConvSpec
-) -> np.dtype:
-    """float64 (BLAS) when every partial sum is certified below 2**53, else int64.
-
-    Every partial sum of an output is at most max|x| x sum|w| over one filter (plus
-    max|bias|); below 2**53 every product and sum is an integer that float64 holds
-    exactly, so the float result converts back to the exact integer.  The factor
-    1 + 1e-6 covers the rounding of this float estimate.
-    """
-    x_max = max(-float(x.min(initial=0)), float(x.max(initial=0)))
-    w_abs = np.abs(canonical_weight(w, spec).astype(np.float64))  # (*kernel, C/G, O)
-    w_sum = float(w_abs.reshape(-1, spec.out_channels).sum(axis=0).max(initial=0))
-    b_max = max((float(np.abs(b.astype(np.float64)).max(initial=0)) for b in bias), default=0.0)
-    bound = x_max * w_sum + b_max
-    return np.dtype(np.float64 if bound * (1 + 1e-6) < 2**53 else np.int64)
+    return np.dtype(np.float64 if bound < 2**53 else np.int64)
 
 
 def conv(
@@ -227,8 +221,9 @@ def _conv(
     compute, result = compute_dtypes(fn, *operands)
     algo = get_algorithm(algorithm, spec, compute, fn)
     if compute.kind == "i":
-        _check_int_range(fn, x, w, spec)
-        compute = _integer_compute_dtype(*operands, spec=spec)
+        b_max = float(np.abs(b.astype(np.float64)).max(initial=0)) if bias is not None else 0.0
+        filters = canonical_weight(w, spec).reshape(-1, spec.out_channels)  # (taps, O)
+        compute = integer_compute_dtype(fn, x, filters, b_max)
 
     wc = canonical_weight(w.astype(compute, copy=False), spec)  # (*kernel, C/G, O)
     blocks = sample_blocks(spec, compute.itemsize)  # bounds the padded copy of the input

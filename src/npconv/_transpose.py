@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._api import _check_int_range, as_array, compute_dtypes
+from ._api import as_array, compute_dtypes, integer_compute_dtype
 from ._spec import LAYOUTS, SPATIAL_NAMES, ConvSpec, IntOrTuple, _explicit_pads, _int_tuple, _is_int
 from ._windows import canonical_weight
 from .algorithms import get_algorithm
@@ -213,7 +213,7 @@ def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec, algorithm: str, fn: 
     dtype = np.dtype(gy.dtype)
     algos = [get_algorithm(algorithm, part.spec, dtype, fn) for part in parts]
     if dtype.kind == "i" and parts:  # every phase sums a subset of the full kernel's taps
-        _check_int_range(fn, gy, w_t, parts[0].spec)
+        integer_compute_dtype(fn, gy, w_t.reshape(-1, spec.in_channels))
     _, size = _region(spec)
 
     def run(part: Phase, algo: Any) -> np.ndarray:

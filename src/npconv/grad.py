@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._api import _LARGEST_EXACT_INT, _check_int_range, as_array, compute_dtypes
+from ._api import as_array, compute_dtypes, integer_compute_dtype
 from ._spec import ConvSpec, IntOrTuple, PaddingArg
 from ._transpose import adjoint, transpose_spec
 from ._windows import canonical_input, canonical_weight, chunks, windows
@@ -78,20 +78,6 @@ def _weight_grad(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
     gw = gw.reshape(g, *spec.kernel, cg, og)  # (G, *kernel, C/G, O/G)
     gw = np.moveaxis(gw, 0, -2)  # (*kernel, C/G, G, O/G)
     return gw.reshape(*spec.kernel, cg, spec.out_channels)  # (*kernel, C/G, O)
-
-
-def _check_weight_range(fn: str, x: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> None:
-    """Refuse integer weight gradients whose sums could overflow the int64 accumulator."""
-    if x.size == 0 or gy.size == 0:
-        return
-    x_max = float(np.abs(x.astype(np.float64)).max())
-    gy_sum = float(np.abs(gy.astype(np.float64)).reshape(-1, spec.out_channels).sum(0).max())
-    if x_max * gy_sum >= _LARGEST_EXACT_INT:
-        raise ValueError(
-            f"{fn}: integer weight-gradient sums could reach {x_max * gy_sum:.3g} "
-            f"(max|x|={x_max:.3g} x largest per-channel sum|grad_output|={gy_sum:.3g}), "
-            "beyond the int64 accumulator (2**62 kept as margin); cast to float64"
-        )
 
 
 def _checked_needs(fn: str, needs: Collection[str]) -> frozenset[str]:
@@ -185,7 +171,9 @@ def _grads(
         grad_x = adjoint(gy, wc, spec, algorithm, fn)  # (N, *in, C)
     if "weight" in names and x is not None:
         if compute.kind == "i":
-            _check_weight_range(fn, x, gy, spec)
+            integer_compute_dtype(
+                fn, x, gy.reshape(-1, spec.out_channels), what="weight-gradient sums"
+            )
         xp = canonical_input(x.astype(compute, copy=False), spec)  # (N, *padded, C)
         grad_w = _weight_grad(xp, gy, spec)  # (*kernel, C/G, O)
     bias_from = gy if "bias" in names else None
@@ -374,11 +362,13 @@ def conv_transpose_backward(
         wc = canonical_weight(w.astype(compute, copy=False), spec)  # (*kernel, O/G, I)
         algo = get_algorithm(algorithm, spec, compute, fn)
         if compute.kind == "i":
-            _check_int_range(fn, gy, w, spec)
+            integer_compute_dtype(fn, gy, wc.reshape(-1, spec.out_channels))
         grad_x = algo.fn(gyp, wc, spec)  # (N, *in, I): the convolution A
     if "weight" in names:
         if compute.kind == "i":
-            _check_weight_range(fn, gy, x_c, spec)
+            integer_compute_dtype(
+                fn, gy, x_c.reshape(-1, spec.out_channels), what="weight-gradient sums"
+            )
         grad_w = _weight_grad(gyp, x_c, spec)  # (*kernel, O/G, I)
     bias_from = _channels_last(gy, layout, compute) if "bias" in names else None
     return _in_layout(grad_x, grad_w, bias_from, layout, unbatched, result)
