@@ -46,7 +46,7 @@ LETTERS = {1: "W", 2: "HW", 3: "DHW"}
 
 
 def importorskip(name: str):
-    return pytest.importorskip(name, reason=f"{name} is optional (not in the test extra)")
+    return pytest.importorskip(name, reason=f"{name} is optional: pip install -e '.[frameworks]'")
 
 
 def channels_last(x: np.ndarray) -> np.ndarray:
