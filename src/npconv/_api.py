@@ -225,16 +225,21 @@ def _conv(
         filters = canonical_weight(w, spec).reshape(-1, spec.out_channels)  # (taps, O)
         compute = integer_compute_dtype(fn, x, filters, b_max)
 
-    wc = canonical_weight(w.astype(compute, copy=False), spec)  # (*kernel, C/G, O)
+    first = spec.layout == "NCHW" and algo.fn_channels_first is not None
+    run = algo.fn_channels_first if first else algo.fn
+    w = w.astype(compute, copy=False)
+    wc = w if first else canonical_weight(w, spec)  # (O, C/G, *kernel) or (*kernel, C/G, O)
+    if bias is not None:
+        b = b.astype(compute).reshape(-1, *(1,) * spec.nd) if first else b.astype(compute)
     blocks = sample_blocks(spec, compute.itemsize)  # bounds the padded copy of the input
     y = np.empty(spec.output_shape if len(blocks) > 1 else 0, dtype=result)
     for block in blocks:
         part = replace(spec, batch=len(range(spec.batch)[block]))
-        xp = canonical_input(x[block].astype(compute, copy=False), part)  # (n, *padded, C)
-        y_part = algo.fn(xp, wc, part)  # (n, *out, O)
+        xp = canonical_input(x[block].astype(compute, copy=False), part, channels_last=not first)
+        y_part = run(xp, wc, part)  # type: ignore[misc]  # (n, O, *out) or (n, *out, O)
         if bias is not None:
-            y_part += b.astype(compute)  # y_part is a fresh array of the algorithm's
-        if spec.layout == "NCHW":
+            y_part += b  # y_part is a fresh array of the algorithm's
+        if spec.layout == "NCHW" and not first:
             y_part = np.moveaxis(y_part, -1, 1)  # (n, O, *out)
         if len(blocks) == 1:  # no copy when the algorithm wrote the result's layout
             y = np.ascontiguousarray(y_part, dtype=result)

@@ -23,18 +23,18 @@ import scipy.fft
 from ._spec import ConvSpec
 from ._threads import get_threads
 from ._windows import WORKSPACE_BYTES
-from .algorithms import winograd
+from .algorithms import REGISTRY, winograd
 
 __all__ = ["KINDS", "SECONDS_PER", "estimate", "work"]
 
 KINDS = ("gemm", "copy", "passes", "fft", "calls")
 #: Seconds per unit of work on one thread (fitted by benchmarks/calibrate.py).
 SECONDS_PER = {
-    "gemm": 1.37e-11,
-    "copy": 6.03e-11,
-    "passes": 3.05e-11,
-    "fft": 1.03e-10,
-    "calls": 1.61e-07,
+    "gemm": 1.32e-11,
+    "copy": 4.33e-11,
+    "passes": 4.08e-11,
+    "fft": 1.09e-10,
+    "calls": 4.81e-08,
 }
 #: A matrix dimension of this size runs a GEMM at half its peak speed.
 GEMM_HALF = 8
@@ -88,7 +88,21 @@ def _fft(spec: ConvSpec, item: int) -> Counter[str]:
 
 
 def work(name: str, spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-    """Units of work of each kind in :data:`KINDS` for algorithm ``name`` on ``spec``."""
+    """Units of work of each kind in :data:`KINDS` for algorithm ``name`` on ``spec``.
+
+    Channels-first (``"NCHW"``) data costs a transposed copy of the input and of the
+    output for an algorithm that only runs channels-last.
+    """
+    total = _algorithm_work(name, spec, dtype)
+    if spec.layout == "NCHW" and REGISTRY[name].fn_channels_first is None:
+        item = max(np.dtype(dtype).itemsize, 4)
+        total["copy"] += (spec.in_channels * math.prod(spec.in_size)) * spec.batch * item
+        total["copy"] += (spec.out_channels * math.prod(spec.out_size)) * spec.batch * item
+    return total
+
+
+def _algorithm_work(name: str, spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """:func:`work` of the algorithm itself, on canonical arguments."""
     item = max(np.dtype(dtype).itemsize, 4)  # float16 computes in float32
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     taps = math.prod(spec.kernel)

@@ -25,6 +25,7 @@ __all__ = [
     "chunks",
     "sample_blocks",
     "windows",
+    "windows_channels_first",
 ]
 
 #: Bytes of temporary workspace (patch matrices) an algorithm may hold at once.  A chunk
@@ -35,16 +36,18 @@ WORKSPACE_BYTES = 32 * 2**20
 _NP_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
-def canonical_input(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
+def canonical_input(x: np.ndarray, spec: ConvSpec, channels_last: bool = True) -> np.ndarray:
     """Move channels last and apply the spec's padding: ``(N, *padded_size, C)``.
 
-    Returns ``x`` itself (never written to) when nothing needs to change, otherwise a
-    fresh array.
+    With ``channels_last=False`` the input must be in ``"NCHW"`` layout and stays
+    channels-first: ``(N, C, *padded_size)``.  Returns ``x`` itself (never written to)
+    when nothing needs to change, otherwise a fresh array.
     """
-    if spec.layout == "NCHW":
+    if spec.layout == "NCHW" and channels_last:
         x = np.moveaxis(x, 1, -1)  # (N, *in_size, C)
     if any(lo or hi for lo, hi in spec.pads):
-        pad_width = [(0, 0), *spec.pads, (0, 0)]
+        spatial = list(spec.pads)
+        pad_width = [(0, 0), *spatial, (0, 0)] if channels_last else [(0, 0), (0, 0), *spatial]
         x = np.pad(x, pad_width, mode=_NP_PAD_MODE[spec.padding_mode])  # type: ignore[call-overload]
     return x
 
@@ -69,6 +72,23 @@ def windows(xp: np.ndarray, spec: ConvSpec) -> np.ndarray:
         *(st * s for st, s in zip(axis_strides, spec.stride)),
         *(st * d for st, d in zip(axis_strides, spec.dilation)),
         c_stride,
+    )
+    return as_strided(xp, shape=shape, strides=strides, writeable=False)
+
+
+def windows_channels_first(xp: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """Read-only strided view ``(N, C, *kernel, *out_size)`` of a channels-first ``xp``.
+
+    Element ``[n, c, *k, *p]`` is ``xp[n, c, *(p * stride + k * dilation)]``: for each
+    channel and kernel offset, the output-shaped grid of input elements it multiplies.
+    """
+    n_stride, c_stride, *axis_strides = xp.strides
+    shape = (spec.batch, xp.shape[1], *spec.kernel, *spec.out_size)
+    strides = (
+        n_stride,
+        c_stride,
+        *(st * d for st, d in zip(axis_strides, spec.dilation)),
+        *(st * s for st, s in zip(axis_strides, spec.stride)),
     )
     return as_strided(xp, shape=shape, strides=strides, writeable=False)
 

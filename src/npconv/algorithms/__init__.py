@@ -36,6 +36,9 @@ class Algorithm:
     max_macs: int | None = None  # largest problem accepted, in multiply-accumulates
     error_scale: float = 1.0  # float error relative to a direct (GEMM) algorithm's
     limits: Callable[[ConvSpec], str | None] | None = None  # other restrictions, or None
+    #: The same algorithm on channels-first arguments: padded input (N, C, *padded),
+    #: weight (O, C/G, *kernel), result (N, O, *out).  ``conv`` uses it for "NCHW" data.
+    fn_channels_first: Callable[[np.ndarray, np.ndarray, ConvSpec], np.ndarray] | None = None
 
     def unsupported(self, spec: ConvSpec, dtype: np.dtype) -> str | None:
         """Why this algorithm cannot run ``spec`` computing in ``dtype``, or None."""
@@ -61,7 +64,12 @@ REGISTRY: dict[str, Algorithm] = {
             max_macs=naive.MAX_MACS,
         ),
         Algorithm("shifted", shifted.conv, "one matmul per kernel offset over shifted views"),
-        Algorithm("im2col", im2col.conv, "patch matrix (strided view) times weights, chunked"),
+        Algorithm(
+            "im2col",
+            im2col.conv,
+            "patch matrix (strided view) times weights, chunked",
+            fn_channels_first=im2col.conv_channels_first,
+        ),
         Algorithm("einsum", einsum.conv, "sliding windows contracted by np.einsum, chunked"),
         Algorithm("matrix", matrix.conv, "one product with the sparse convolution matrix"),
         Algorithm(

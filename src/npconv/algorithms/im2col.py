@@ -13,6 +13,13 @@ patch matrix is ``prod(kernel)`` times the input, so it is built in chunks of sa
 of output rows) whose patches stay within :data:`npconv._windows.WORKSPACE_BYTES` (32 MiB;
 at least one output row).  It wins on most layers with a small kernel and few to moderate
 channels.
+
+:func:`conv_channels_first` is the same algorithm for channels-first (``"NCHW"``) data,
+the arrangement of Caffe and PyTorch: the patch matrix is ``(prod(kernel)*C/G, out)``
+per sample and group, whose rows are runs along the last spatial axis, and
+``w[O/G, prod(kernel)*C/G] @ patches`` lands directly in the ``(O, *out)`` result, so
+neither the input nor the output is transposed.  :func:`npconv.conv` uses it for
+``layout="NCHW"``.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import math
 import numpy as np
 
 from .._spec import ConvSpec
-from .._windows import chunks, windows
+from .._windows import chunks, windows, windows_channels_first
 
 
 def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
@@ -50,3 +57,33 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
         product(batch, rows)
     return y
+
+
+def conv_channels_first(xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """:func:`conv` on channels-first arguments.
+
+    ``xp`` is the padded input ``(N, C, *padded)`` and ``w`` the weight
+    ``(O, C/G, *kernel)``; returns ``(N, O, *out)``.
+    """
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    taps = math.prod(spec.kernel)
+    dtype = np.result_type(xp, w)
+    y = np.empty((spec.batch, g, og, *spec.out_size), dtype=dtype)  # (N, G, O/G, *out)
+    patches = windows_channels_first(xp, spec)  # (N, C, *kernel, *out)
+    patches = patches.reshape(spec.batch, g, cg, *patches.shape[2:])  # (N, G, C/G, *k, *out)
+    w_mat = w.reshape(g, og, cg * taps)  # (G, O/G, C/G*K)
+    every = (slice(None),) * (2 + spec.nd)  # the G, C/G and kernel axes
+
+    def product(batch: slice, rows: slice) -> None:  # its temporaries are freed on return
+        index = (batch, *every, rows)
+        block = patches[index]  # (n, G, C/G, *kernel, r, *out[1:])
+        cols = block.reshape(*block.shape[:2], cg * taps, -1)  # copy: (n, G, C/G*K, P)
+        out_block = y[batch, :, :, rows]  # (n, G, O/G, r, *out[1:]): a view of y
+        if out_block.flags.c_contiguous:  # whole samples: the GEMMs write the result
+            np.matmul(w_mat, cols, out=out_block.reshape(*out_block.shape[:3], -1))
+        else:
+            out_block[...] = (w_mat @ cols).reshape(out_block.shape)  # (n, G, O/G, P)
+
+    for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
+        product(batch, rows)
+    return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
