@@ -1,6 +1,9 @@
-"""Print an ``npconv bench --json`` file as the Markdown table of BENCHMARKS.md.
+"""Print ``npconv bench --json`` files as the Markdown table of BENCHMARKS.md.
 
-python benchmarks/table.py benchmarks/forward.json
+python benchmarks/table.py benchmarks/forward.json [more runs of the same suite ...]
+
+With several runs, every time is the median over the runs of each run's median (a
+shared machine's slow spells then move no single figure).
 """
 
 from __future__ import annotations
@@ -10,14 +13,31 @@ import statistics
 import sys
 
 
-def main(path: str) -> None:
-    with open(path) as f:
-        data = json.load(f)
+def load(paths: list[str]) -> dict:
+    """The first run, with each time replaced by its median over all the runs."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    data = runs[0]
+    for i, result in enumerate(data["results"]):
+        for name in result["seconds"]:
+            result["seconds"][name] = statistics.median(
+                run["results"][i]["seconds"][name] for run in runs
+            )
+    data["runs"] = len(runs)
+    return data
+
+
+def main(paths: list[str]) -> None:
+    data = load(paths)
     machine = data["machine"]
+    runs = f", then of {data['runs']} runs" if data["runs"] > 1 else ""
     print(
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads; "
         f"NumPy {machine['numpy']} ({', '.join(machine.get('blas', []))}), "
-        f"PyTorch {machine.get('torch', '-')}; {data['dtype']}, median of {data['repeats']}."
+        f"PyTorch {machine.get('torch', '-')}; {data['dtype']}, median of {data['repeats']} "
+        f"repeats{runs}."
     )
     print()
     names = sorted({n for r in data["results"] for n in r["seconds"]} - {"torch", "scipy"})
@@ -50,4 +70,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])
