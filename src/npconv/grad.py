@@ -25,10 +25,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._api import as_array, compute_dtypes, integer_compute_dtype
+from ._api import _conv, as_array, compute_dtypes, integer_compute_dtype
 from ._spec import ConvSpec, IntOrTuple, PaddingArg
 from ._transpose import adjoint, transpose_spec
-from ._windows import canonical_input, canonical_weight, chunks, windows
+from ._windows import canonical_input, canonical_weight, chunks, windows, windows_channels_first
 from .algorithms import get_algorithm
 
 __all__ = [
@@ -132,6 +132,64 @@ def _in_layout(
     return ConvGrads(grad_x, grad_w, grad_b)
 
 
+def _weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """:func:`_weight_grad` on channels-first data: ``gy @ patches.T`` per group.
+
+    ``xp`` is the padded input ``(N, C, *padded)``, ``gy`` the gradient ``(N, O, *out)``;
+    returns ``(O, C/G, *kernel)``.  The patch blocks are those of the channels-first
+    ``im2col``, so the workspace bound is the forward's.
+    """
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    taps = math.prod(spec.kernel)
+    patches = windows_channels_first(xp, spec)  # (N, C, *kernel, *out)
+    patches = patches.reshape(spec.batch, g, cg, *patches.shape[2:])  # (N, G, C/G, *k, *out)
+    gy = gy.reshape(spec.batch, g, og, *spec.out_size)  # (N, G, O/G, *out)
+    every = (slice(None),) * (2 + spec.nd)  # the G, C/G and kernel axes
+    dtype = np.result_type(xp, gy)
+    gw = np.zeros((g, og, cg * taps), dtype=dtype)
+    for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
+        index = (batch, *every, rows)
+        block = patches[index]  # (n, G, C/G, *kernel, r, *out[1:])
+        cols = block.reshape(*block.shape[:2], cg * taps, -1)  # copy: (n, G, C/G*K, P)
+        grad = gy[batch, :, :, rows].reshape(*cols.shape[:2], og, -1)  # (n, G, O/G, P)
+        gw += (grad @ cols.swapaxes(-1, -2)).sum(axis=0)  # (G, O/G, C/G*K)
+        del cols  # before the next chunk's copy: one chunk of workspace at a time
+    return gw.reshape(spec.out_channels, cg, *spec.kernel)  # (O, C/G, *kernel)
+
+
+def _full_pads(spec: ConvSpec) -> tuple[tuple[int, int], ...] | None:
+    """Pads that make the input gradient one stride-1 convolution, or None.
+
+    With stride 1 and zero padding, ``dL/dx`` is ``grad_output`` convolved with the
+    flipped, in/out-swapped filters, padded by ``dilation * (k - 1)`` minus the forward's
+    pads on each side (when that is not negative).
+    """
+    if max(spec.stride) > 1 or spec.padding_mode != "zeros":
+        return None
+    pads = tuple(
+        ((k - 1) * d - lo, (k - 1) * d - hi)
+        for k, d, (lo, hi) in zip(spec.kernel, spec.dilation, spec.pads)
+    )
+    return None if min(min(p) for p in pads) < 0 else pads
+
+
+def _flipped_transpose(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """The filters of the input gradient: in/out channels swapped per group, kernel flipped.
+
+    ``(O, C/G, *kernel) -> (C, O/G, *kernel)`` in "NCHW", ``(*kernel, C/G, O) ->
+    (*kernel, O/G, C)`` in "NHWC".
+    """
+    g, cg, og, nd = spec.groups, spec.group_in, spec.group_out, spec.nd
+    if spec.layout == "NCHW":
+        w_t = w.reshape(g, og, cg, *spec.kernel).swapaxes(1, 2)  # (G, C/G, O/G, *kernel)
+        w_t = w_t.reshape(spec.in_channels, og, *spec.kernel)  # (C, O/G, *kernel)
+        return np.flip(w_t, axis=tuple(range(2, 2 + nd)))
+    w_t = w.reshape(*spec.kernel, cg, g, og)  # (*kernel, C/G, G, O/G)
+    w_t = np.moveaxis(w_t, (-3, -1), (-1, -3))  # (*kernel, O/G, G, C/G)
+    w_t = w_t.reshape(*spec.kernel, og, spec.in_channels)  # (*kernel, O/G, C)
+    return np.flip(w_t, axis=tuple(range(nd)))
+
+
 def _grads(
     fn: str,
     grad_output: npt.ArrayLike,
@@ -163,19 +221,42 @@ def _grads(
     spec = ConvSpec.build(shape, w_shape, fn=fn, **kwargs)
     _check_grad_shape(fn, gy, spec.output_shape, unbatched)
     compute, result = compute_dtypes(fn, *operands)
-    gy = _channels_last(gy, spec.layout, compute)  # (N, *out, O)
+    gy_in_layout = gy.astype(compute, copy=False)
+    first = spec.layout == "NCHW"  # channels-first data stay channels-first where they can
+    gy = np.moveaxis(gy_in_layout, 1, -1) if first else gy_in_layout  # (N, *out, O): a view
 
     grad_x = grad_w = None
     if "input" in names and w is not None:
-        wc = canonical_weight(w.astype(compute, copy=False), spec)  # (*kernel, C/G, O)
-        grad_x = adjoint(gy, wc, spec, algorithm, fn)  # (N, *in, C)
+        w = w.astype(compute, copy=False)
+        full_pads = _full_pads(spec)
+        if full_pads is not None:  # one convolution, in the caller's layout
+            grad_x = _conv(
+                fn,
+                gy_in_layout,
+                _flipped_transpose(w, spec),
+                None,
+                padding=full_pads,
+                dilation=spec.dilation,
+                groups=spec.groups,
+                layout=spec.layout,
+                algorithm=algorithm,
+            )
+            if first:
+                grad_x = np.moveaxis(grad_x, 1, -1)  # (N, *in, C): a view
+        else:
+            wc = canonical_weight(w, spec)  # (*kernel, C/G, O)
+            grad_x = adjoint(gy, wc, spec, algorithm, fn)  # (N, *in, C)
     if "weight" in names and x is not None:
         if compute.kind == "i":
             integer_compute_dtype(
                 fn, x, gy.reshape(-1, spec.out_channels), what="weight-gradient sums"
             )
-        xp = canonical_input(x.astype(compute, copy=False), spec)  # (N, *padded, C)
-        grad_w = _weight_grad(xp, gy, spec)  # (*kernel, C/G, O)
+        xp = canonical_input(x.astype(compute, copy=False), spec, channels_last=not first)
+        if first:  # (N, C, *padded) and (N, O, *out)
+            grad_w = _weight_grad_channels_first(xp, gy_in_layout, spec)  # (O, C/G, *kernel)
+            grad_w = np.moveaxis(grad_w, (0, 1), (-1, -2))  # (*kernel, C/G, O): a view
+        else:
+            grad_w = _weight_grad(xp, gy, spec)  # (*kernel, C/G, O)
     bias_from = gy if "bias" in names else None
     return _in_layout(grad_x, grad_w, bias_from, spec.layout, unbatched, result)
 
