@@ -198,6 +198,18 @@ def phases(spec: ConvSpec, fn: str = "conv_transpose") -> list[Phase]:
     return found
 
 
+def swapped_filters(wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """Canonical filters with input and output channels swapped within each group.
+
+    ``(*kernel, C/G, O) -> (*kernel, O/G, C)``: the filters of the adjoint convolution,
+    which maps ``O`` channels back to ``C``.
+    """
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    swapped = wc.reshape(*spec.kernel, cg, g, og)  # (*kernel, C/G, G, O/G)
+    swapped = np.moveaxis(swapped, (-3, -1), (-1, -3))  # (*kernel, O/G, G, C/G)
+    return swapped.reshape(*spec.kernel, og, spec.in_channels)  # (*kernel, O/G, C)
+
+
 def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec, algorithm: str, fn: str) -> np.ndarray:
     """``A^T gy`` for the convolution ``A`` of ``spec``: ``(N, *out, O) -> (N, *in_size, C)``.
 
@@ -205,10 +217,7 @@ def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec, algorithm: str, fn: 
     to compute in; the padding mode's adjoint is applied, so this is the exact gradient of
     ``conv`` with respect to its input.
     """
-    g, cg, og = spec.groups, spec.group_in, spec.group_out
-    swapped = wc.reshape(*spec.kernel, cg, g, og)  # (*kernel, C/G, G, O/G)
-    swapped = np.moveaxis(swapped, (-3, -1), (-1, -3))  # (*kernel, O/G, G, C/G)
-    w_t = swapped.reshape(*spec.kernel, og, spec.in_channels)  # (*kernel, O/G, C)
+    w_t = swapped_filters(wc, spec)  # (*kernel, O/G, C)
     parts = phases(spec, fn)
     dtype = np.dtype(gy.dtype)
     algos = [get_algorithm(algorithm, part.spec, dtype, fn) for part in parts]

@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from ._api import _conv, as_array, compute_dtypes, integer_compute_dtype
 from ._spec import ConvSpec, IntOrTuple, PaddingArg
-from ._transpose import adjoint, transpose_spec
+from ._transpose import adjoint, swapped_filters, transpose_spec
 from ._windows import canonical_input, canonical_weight, chunks, windows, windows_channels_first
 from .algorithms import get_algorithm
 
@@ -177,17 +177,11 @@ def _flipped_transpose(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """The filters of the input gradient: in/out channels swapped per group, kernel flipped.
 
     ``(O, C/G, *kernel) -> (C, O/G, *kernel)`` in "NCHW", ``(*kernel, C/G, O) ->
-    (*kernel, O/G, C)`` in "NHWC".
+    (*kernel, O/G, C)`` in "NHWC" (views of ``w``).
     """
-    g, cg, og, nd = spec.groups, spec.group_in, spec.group_out, spec.nd
-    if spec.layout == "NCHW":
-        w_t = w.reshape(g, og, cg, *spec.kernel).swapaxes(1, 2)  # (G, C/G, O/G, *kernel)
-        w_t = w_t.reshape(spec.in_channels, og, *spec.kernel)  # (C, O/G, *kernel)
-        return np.flip(w_t, axis=tuple(range(2, 2 + nd)))
-    w_t = w.reshape(*spec.kernel, cg, g, og)  # (*kernel, C/G, G, O/G)
-    w_t = np.moveaxis(w_t, (-3, -1), (-1, -3))  # (*kernel, O/G, G, C/G)
-    w_t = w_t.reshape(*spec.kernel, og, spec.in_channels)  # (*kernel, O/G, C)
-    return np.flip(w_t, axis=tuple(range(nd)))
+    w_t = swapped_filters(canonical_weight(w, spec), spec)  # (*kernel, O/G, C)
+    w_t = np.flip(w_t, axis=tuple(range(spec.nd)))
+    return np.moveaxis(w_t, (-1, -2), (0, 1)) if spec.layout == "NCHW" else w_t
 
 
 def _grads(
