@@ -13,6 +13,13 @@ a stride-1 convolution of ``y_bar`` itself, run by the algorithm registry; there
 ``prod(stride)`` of them and together they do exactly the forward's multiply-adds.  One
 code path serves every rank, layout, group count, stride and dilation.
 
+When the convolution widens the channels (``C < O``: a stem, whose adjoint narrows 64
+channels to 3), the phases' patch matrices would be many times the forward's; then the
+adjoint is computed as Caffe's ``col2im`` instead: one product ``y_bar @ W^T`` gives
+every output position's contribution to its receptive field, ``(rows, prod(kernel)*C)``,
+the forward's patch-matrix size, and each kernel offset's slice is added into the input
+at its strided positions.
+
 The forward convolution is described by a :class:`~npconv._spec.ConvSpec` whose
 ``in_size`` is the transposed output and whose ``out_size`` is the transposed input; the
 weight of ``conv_transpose`` *is* the weight of that forward convolution (``I, O/G,
@@ -33,7 +40,7 @@ import numpy.typing as npt
 
 from ._api import as_array, compute_dtypes, integer_compute_dtype
 from ._spec import LAYOUTS, SPATIAL_NAMES, ConvSpec, IntOrTuple, _explicit_pads, _int_tuple, _is_int
-from ._windows import canonical_weight
+from ._windows import canonical_weight, chunks
 from .algorithms import get_algorithm
 
 __all__ = [
@@ -210,6 +217,41 @@ def swapped_filters(wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return swapped.reshape(*spec.kernel, og, spec.in_channels)  # (*kernel, O/G, C)
 
 
+def _col2im(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """``A^T gy`` by scattering columns: ``(N, *out, O) -> (N, *padded, C)``.
+
+    Per chunk of output positions, ``W^T @ gy`` holds each position's contribution to its
+    receptive field, ``(C, *kernel, rows)``; the slice of one kernel offset goes to
+    distinct input positions, so it is added with one strided ``+=``.  The scatter runs
+    channels-first, where those slices are runs along the last spatial axis; the result
+    is a channels-last view.  The workspace is the forward ``im2col``'s patch matrix, in
+    the same chunks.
+    """
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    taps = math.prod(spec.kernel)
+    dtype = np.result_type(gy, wc)
+    w_t = wc.reshape(taps, cg, g, og).transpose(2, 1, 0, 3).reshape(g, cg * taps, og)
+    # w_t: (G, C/G*K, O/G)
+    xp_bar = np.zeros((spec.batch, spec.in_channels, *spec.padded_size), dtype=dtype)
+    for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
+        grad = gy[batch, rows]  # (n, r, *out[1:], O)
+        n, *out_block = grad.shape[: 1 + spec.nd]  # n, (r, *out[1:])
+        grad = grad.reshape(n, -1, g, og).transpose(0, 2, 3, 1)  # (n, G, O/G, P)
+        cols = w_t @ grad  # (n, G, C/G*K, P)
+        cols = cols.reshape(n, spec.in_channels, *spec.kernel, *out_block)  # (n, C, *k, ...)
+        first_row = rows.indices(spec.out_size[0])[0]
+        for k in itertools.product(*map(range, spec.kernel)):
+            starts = [ki * d for ki, d in zip(k, spec.dilation)]
+            starts[0] += first_row * spec.stride[0]
+            target = tuple(
+                slice(a, a + (m - 1) * s + 1, s) for a, m, s in zip(starts, out_block, spec.stride)
+            )
+            index, tap = (batch, slice(None), *target), (slice(None), slice(None), *k)
+            xp_bar[index] += cols[tap]  # (n, C, r, *out[1:])
+        del cols  # before the next chunk's product: one chunk of workspace at a time
+    return np.moveaxis(xp_bar, 1, -1)  # (N, *padded, C): a view
+
+
 def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec, algorithm: str, fn: str) -> np.ndarray:
     """``A^T gy`` for the convolution ``A`` of ``spec``: ``(N, *out, O) -> (N, *in_size, C)``.
 
@@ -229,7 +271,12 @@ def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec, algorithm: str, fn: 
         z = _shifted(gy, part.shift, part.spec.in_size)  # (N, *z, O)
         return algo.fn(z, w_t[part.taps], part.spec)  # (N, *target, C)
 
-    if len(parts) == 1 and parts[0].spec.out_size == size:  # stride 1: one phase, all of it
+    if spec.in_channels < spec.out_channels:  # the phases' patches would outgrow col2im's
+        start, _ = _region(spec)
+        xp_bar = _col2im(gy, wc, spec)  # (N, *padded, C)
+        region = (slice(None), *(slice(a, a + n) for a, n in zip(start, size)))
+        xp_bar = xp_bar[region]  # (N, *size, C)
+    elif len(parts) == 1 and parts[0].spec.out_size == size:  # stride 1: one phase, all of it
         xp_bar = run(parts[0], algos[0])
     else:
         xp_bar = np.zeros((spec.batch, *size, spec.in_channels), dtype=dtype)
