@@ -133,3 +133,26 @@ def test_wrappers_match_conv(layout, rng):
             fn(x, w, layout=layout, padding="same"),
             npconv.conv(x, w, layout=layout, padding="same"),
         )
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "naive", "shifted", "im2col", "einsum", "depthwise"])
+def test_integers_beyond_int64_are_exact_python_ints(algorithm):
+    rng = np.random.default_rng(5)
+    x = rng.integers(-(2**62), 2**62, (2, 3, 6), dtype=np.int64)
+    w = rng.integers(-(2**20), 2**20, (3, 1, 3), dtype=np.int64)
+    y = npconv.conv(x, w, padding=1, groups=3, algorithm=algorithm)
+    assert y.dtype == object
+    xs, ws = x.tolist(), w.tolist()  # Python ints: the referee
+    for n, c, i in np.ndindex(*y.shape):
+        taps = [(i + k - 1, ws[c][0][k]) for k in range(3) if 0 <= i + k - 1 < 6]
+        assert y[n, c, i] == sum(xs[n][c][j] * wk for j, wk in taps)
+
+
+def test_beyond_int64_the_matrix_algorithm_declines_and_quant_offers_an_error():
+    x = np.full((1, 1, 4), 2**60, np.int64)
+    w = np.full((1, 1, 2), 3, np.int64)  # each sum is 6 * 2**60 > 2**62
+    assert npconv.conv(x, w).tolist() == [[[6 * 2**60] * 3]]
+    with pytest.raises(ValueError, match=r"'matrix' cannot run .* Python ints"):
+        npconv.conv(x, w, algorithm="matrix")
+    with pytest.raises(ValueError, match="overflow"):
+        npconv.quant.conv(x, w, accumulator_bits=62, overflow="raise")

@@ -73,16 +73,21 @@ def compute_dtypes(fn: str, *arrays: np.ndarray) -> tuple[np.dtype, np.dtype]:
 
 
 def integer_compute_dtype(
-    fn: str, x: np.ndarray, filters: np.ndarray, offset: float = 0.0, what: str = "partial sums"
+    fn: str,
+    x: np.ndarray,
+    filters: np.ndarray,
+    offset: float = 0.0,
+    what: str = "partial sums",
+    python_ints: bool = False,
 ) -> np.dtype:
-    """How to compute an integer convolution exactly: float64 BLAS, int64, or not at all.
+    """How to compute an integer convolution exactly: float64 BLAS, int64, Python ints.
 
     ``filters`` is ``(taps, channels)``: the values each output channel sums against
     ``x``.  Every partial sum is at most ``max|x| * max_channel sum|filter| + offset``
     (``offset``: a bias).  Below 2**53 every product and sum is an integer that float64
     holds exactly (the factor 1 + 1e-6 covers the rounding of this float estimate), so
-    the BLAS result converts back exactly; below 2**62 int64 holds it; beyond that the
-    problem is refused with a ValueError.
+    the BLAS result converts back exactly; below 2**62 int64 holds it; beyond that,
+    Python ints (``object``) when ``python_ints``, otherwise a ValueError.
     """
     if x.size == 0 or filters.size == 0:
         return np.dtype(np.float64)
@@ -90,6 +95,8 @@ def integer_compute_dtype(
     f_sum = float(np.abs(filters.astype(np.float64)).sum(axis=0).max())
     bound = (x_max * f_sum + offset) * (1 + 1e-6)
     if bound >= _LARGEST_EXACT_INT:
+        if python_ints:
+            return np.dtype(object)
         raise ValueError(
             f"{fn}: integer {what} could reach {bound:.3g} (max|x|={x_max:.3g} x largest "
             f"per-channel sum of |values|={f_sum:.3g}), beyond the int64 accumulator "
@@ -150,15 +157,16 @@ def conv(
         ``(N, O, *out)`` or ``(N, *out, O)``, with, per spatial dim,
         ``out = floor((in + pad_before + pad_after - dilation * (k - 1) - 1) / stride) + 1``.
         The dtype is ``np.result_type(x, w, bias)``, except that integer inputs give an
-        exact ``int64`` result.
+        exact ``int64`` result, or an ``object`` array of exact Python ints where the
+        partial sums could exceed int64 (``npconv.quant.conv(...,
+        accumulator_bits=62, overflow="raise")`` raises there instead).
 
     Raises
     ------
     ValueError
         Mismatched channels or bias, groups not dividing channels, a kernel larger than
         the padded input, non-positive stride or dilation, an unknown padding string,
-        padding mode, layout or algorithm, a padding mode that is ambiguous with "same",
-        an integer problem that could overflow int64.
+        padding mode, layout or algorithm, a padding mode that is ambiguous with "same".
     TypeError
         Non-numeric arrays, non-integer sizes, uint64 operands.
 
@@ -219,11 +227,15 @@ def _conv(
             )
         operands.append(b)
     compute, result = compute_dtypes(fn, *operands)
-    algo = get_algorithm(algorithm, spec, compute, fn)
+    exact_for = compute  # the algorithm must be exact for this dtype (int64 for integers)
     if compute.kind == "i":
         b_max = float(np.abs(b.astype(np.float64)).max(initial=0)) if bias is not None else 0.0
         filters = canonical_weight(w, spec).reshape(-1, spec.out_channels)  # (taps, O)
-        compute = integer_compute_dtype(fn, x, filters, b_max)
+        compute = integer_compute_dtype(fn, x, filters, b_max, python_ints=True)
+        if compute.kind == "O":  # beyond int64: exact Python ints, returned as they are
+            exact_for = result = compute
+            algorithm = "im2col" if algorithm == "auto" else algorithm
+    algo = get_algorithm(algorithm, spec, exact_for, fn)
 
     first = spec.layout == "NCHW" and algo.fn_channels_first is not None
     run = algo.fn_channels_first if first else algo.fn

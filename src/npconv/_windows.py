@@ -48,7 +48,11 @@ def canonical_input(x: np.ndarray, spec: ConvSpec, channels_last: bool = True) -
     if any(lo or hi for lo, hi in spec.pads):
         spatial = list(spec.pads)
         pad_width = [(0, 0), *spatial, (0, 0)] if channels_last else [(0, 0), (0, 0), *spatial]
-        x = np.pad(x, pad_width, mode=_NP_PAD_MODE[spec.padding_mode])  # type: ignore[call-overload]
+        mode = _NP_PAD_MODE[spec.padding_mode]
+        if mode == "constant":  # zeros of x's own dtype (Python 0 for object arrays)
+            x = np.pad(x, pad_width, constant_values=np.zeros((), x.dtype))
+        else:
+            x = np.pad(x, pad_width, mode=mode)  # type: ignore[call-overload]
     return x
 
 

@@ -224,6 +224,9 @@ def _grads(
         w = w.astype(compute, copy=False)
         full_pads = _full_pads(spec)
         if full_pads is not None:  # one convolution, in the caller's layout
+            if compute.kind == "i":  # refused beyond int64, like every gradient
+                w_t = swapped_filters(canonical_weight(w, spec), spec)  # (*kernel, O/G, C)
+                integer_compute_dtype(fn, gy, w_t.reshape(-1, spec.in_channels))
             grad_x = _conv(
                 fn,
                 gy_in_layout,

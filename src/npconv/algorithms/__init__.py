@@ -33,6 +33,7 @@ class Algorithm:
     summary: str
     dims: tuple[int, ...] = (1, 2, 3)
     exact_integers: bool = True  # integer inputs give exact integer results
+    python_ints: bool = True  # runs on object arrays of Python ints (beyond int64)
     max_macs: int | None = None  # largest problem accepted, in multiply-accumulates
     error_scale: float = 1.0  # float error relative to a direct (GEMM) algorithm's
     limits: Callable[[ConvSpec], str | None] | None = None  # other restrictions, or None
@@ -42,8 +43,10 @@ class Algorithm:
 
     def unsupported(self, spec: ConvSpec, dtype: np.dtype) -> str | None:
         """Why this algorithm cannot run ``spec`` computing in ``dtype``, or None."""
-        if dtype.kind in "iu" and not self.exact_integers:
+        if dtype.kind in "iuO" and not self.exact_integers:
             return "it is not exact for integer inputs"
+        if dtype.kind == "O" and not self.python_ints:
+            return "it cannot compute with Python ints (partial sums beyond int64)"
         if spec.nd not in self.dims:
             return f"it supports {self.dims}-d convolutions, not {spec.nd}-d"
         if self.max_macs is not None and spec.macs > self.max_macs:
@@ -71,7 +74,12 @@ REGISTRY: dict[str, Algorithm] = {
             fn_channels_first=im2col.conv_channels_first,
         ),
         Algorithm("einsum", einsum.conv, "sliding windows contracted by np.einsum, chunked"),
-        Algorithm("matrix", matrix.conv, "one product with the sparse convolution matrix"),
+        Algorithm(
+            "matrix",
+            matrix.conv,
+            "one product with the sparse convolution matrix",
+            python_ints=False,  # scipy.sparse has no object dtype
+        ),
         Algorithm(
             "winograd",
             winograd.conv,
