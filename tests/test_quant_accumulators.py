@@ -383,7 +383,8 @@ def test_overflow_error_names_the_output() -> None:
                 accumulator_bits=8,
             ),
             ValueError,
-            r"quant.conv: bias must have shape \(1,\), got shape \(2,\)",
+            r"quant.conv: bias must have shape \(1,\), one value per output channel, "
+            r"got shape \(2,\)",
         ),
     ],
 )

@@ -18,6 +18,7 @@ from .algorithms import REGISTRY, get_algorithm, matrix
 __all__ = [
     "algorithms",
     "as_array",
+    "checked_bias",
     "compute_dtypes",
     "conv",
     "conv1d",
@@ -51,6 +52,19 @@ def as_array(fn: str, name: str, value: Any) -> np.ndarray:
             f"{fn}: {name} must hold numbers (bool, int, float or complex), got dtype {a.dtype}"
         )
     return a
+
+
+def checked_bias(fn: str, bias: npt.ArrayLike | None, channels: int) -> np.ndarray | None:
+    """``bias`` as an array of one value per output channel (None stays None)."""
+    if bias is None:
+        return None
+    b = as_array(fn, "bias", bias)
+    if b.shape != (channels,):
+        raise ValueError(
+            f"{fn}: bias must have shape ({channels},), one value per output channel, "
+            f"got shape {b.shape}"
+        )
+    return b
 
 
 def compute_dtypes(fn: str, *arrays: np.ndarray) -> tuple[np.dtype, np.dtype]:
@@ -217,19 +231,12 @@ def _conv(
     if unbatched:
         x = x[None]
     spec = ConvSpec.build(x.shape, w.shape, fn=fn, **kwargs)
-    operands = [x, w]
-    if bias is not None:
-        b = as_array(fn, "bias", bias)
-        if b.shape != (spec.out_channels,):
-            raise ValueError(
-                f"{fn}: bias must have shape ({spec.out_channels},), one value per output "
-                f"channel, got shape {b.shape}"
-            )
-        operands.append(b)
+    b = checked_bias(fn, bias, spec.out_channels)
+    operands = [x, w] if b is None else [x, w, b]
     compute, result = compute_dtypes(fn, *operands)
     exact_for = compute  # the algorithm must be exact for this dtype (int64 for integers)
     if compute.kind == "i":
-        b_max = float(np.abs(b.astype(np.float64)).max(initial=0)) if bias is not None else 0.0
+        b_max = float(np.abs(b.astype(np.float64)).max(initial=0)) if b is not None else 0.0
         filters = canonical_weight(w, spec).reshape(-1, spec.out_channels)  # (taps, O)
         compute = integer_compute_dtype(fn, x, filters, b_max, python_ints=True)
         if compute.kind == "O":  # beyond int64: exact Python ints, returned as they are
@@ -241,7 +248,7 @@ def _conv(
     run = algo.fn_channels_first if first else algo.fn
     w = w.astype(compute, copy=False)
     wc = w if first else canonical_weight(w, spec)  # (O, C/G, *kernel) or (*kernel, C/G, O)
-    if bias is not None:
+    if b is not None:
         b = b.astype(compute).reshape(-1, *(1,) * spec.nd) if first else b.astype(compute)
     blocks = sample_blocks(spec, compute.itemsize)  # bounds the padded copy of the input
     y = np.empty(spec.output_shape if len(blocks) > 1 else 0, dtype=result)
@@ -249,7 +256,7 @@ def _conv(
         part = replace(spec, batch=len(range(spec.batch)[block]))
         xp = canonical_input(x[block].astype(compute, copy=False), part, channels_last=not first)
         y_part = run(xp, wc, part)  # type: ignore[misc]  # (n, O, *out) or (n, *out, O)
-        if bias is not None:
+        if b is not None:
             y_part += b  # y_part is a fresh array of the algorithm's
         if spec.layout == "NCHW" and not first:
             y_part = np.moveaxis(y_part, -1, 1)  # (n, O, *out)

@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ._api import as_array, compute_dtypes, integer_compute_dtype
+from ._api import as_array, checked_bias, compute_dtypes, integer_compute_dtype
 from ._spec import LAYOUTS, SPATIAL_NAMES, ConvSpec, IntOrTuple, _explicit_pads, _int_tuple, _is_int
 from ._windows import canonical_weight, chunks
 from .algorithms import get_algorithm
@@ -513,13 +513,8 @@ def _conv_transpose(
         x = x[None]
     spec = transpose_spec(fn, x.shape, w.shape, layout=layout, **kwargs)
     operands = [x, w]
-    if bias is not None:
-        b = as_array(fn, "bias", bias)
-        if b.shape != (spec.in_channels,):
-            raise ValueError(
-                f"{fn}: bias must have shape ({spec.in_channels},), one value per output "
-                f"channel, got shape {b.shape}"
-            )
+    b = checked_bias(fn, bias, spec.in_channels)  # the transposed output's channels
+    if b is not None:
         operands.append(b)
     compute, result = compute_dtypes(fn, *operands)
     gy = x.astype(compute, copy=False)
@@ -527,7 +522,7 @@ def _conv_transpose(
         gy = np.moveaxis(gy, 1, -1)  # (N, *in, I)
     wc = canonical_weight(w.astype(compute, copy=False), spec)  # (*kernel, O/G, I)
     y = adjoint(gy, wc, spec, algorithm, fn)  # (N, *out, O), a fresh array
-    if bias is not None:
+    if b is not None:
         y += b.astype(compute)
     if layout == "NCHW":
         y = np.moveaxis(y, -1, 1)  # (N, O, *out)

@@ -15,7 +15,7 @@ import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
-from ._api import _conv, as_array, compute_dtypes
+from ._api import _conv, as_array, checked_bias, compute_dtypes
 from ._spec import ConvSpec, IntOrTuple, PaddingArg
 from ._windows import _NP_PAD_MODE
 from .algorithms import REGISTRY
@@ -105,13 +105,8 @@ def conv(
         fn=fn,
     )
     operands = [np.empty(0, x.dtype), w]
-    if bias is not None:  # checked now rather than in every chunk at compute time
-        bias = as_array(fn, "bias", bias)
-        if bias.shape != (spec.out_channels,):
-            raise ValueError(
-                f"{fn}: bias must have shape ({spec.out_channels},), one value per output "
-                f"channel, got shape {bias.shape}"
-            )
+    bias = checked_bias(fn, bias, spec.out_channels)  # now, not in every chunk
+    if bias is not None:
         operands.append(bias)
     _, result_dtype = compute_dtypes(fn, *operands)
     if algorithm != "auto" and algorithm not in REGISTRY:  # the chunks check the rest

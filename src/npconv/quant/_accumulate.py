@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._api import as_array
+from .._api import as_array, checked_bias
 from .._spec import ConvSpec
 from .._windows import canonical_input, canonical_weight, windows
 from ._bounds import integer_range
@@ -135,11 +135,7 @@ def conv(
     acc = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=np.int64)
     # acc: (N, *out, O)
     if bias is not None:
-        b = _as_integers(fn, "bias", bias)
-        if b.shape != (spec.out_channels,):
-            raise ValueError(
-                f"{fn}: bias must have shape ({spec.out_channels},), got shape {b.shape}"
-            )
+        b = _as_integers(fn, "bias", checked_bias(fn, bias, spec.out_channels))
         acc += b
         _settle(fn, acc, lo, hi, overflow, accumulator_bits, "the bias")
 
