@@ -567,3 +567,49 @@ def test_subgraphs_use_npconvs_operators(rng):
     for flag, pads in ((True, [(1, 1)] * 2), (False, None)):
         (y,) = sess.run(None, {"c": np.array(flag), "x": x, "w": w})
         assert_close(y, torch_conv(x, w, pads=pads).astype(np.float32))
+
+
+def test_relu_and_add_overwrite_only_values_no_one_else_reads(rng):
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
+    f32 = onnx.TensorProto.FLOAT
+    then_out = helper.make_tensor_value_info("g", f32, None)
+    then_branch = helper.make_graph([helper.make_node("Relu", ["f"], ["g"])], "t", [], [then_out])
+    else_branch = helper.make_graph([helper.make_node("Neg", ["f"], ["g"])], "e", [], [then_out])
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1] * 4),  # read twice: kept
+        helper.make_node("Relu", ["c"], ["a"]),  # a fresh array, read once
+        helper.make_node("Add", ["c", "c"], ["s"]),
+        helper.make_node("Conv", ["x", "w"], ["d"], pads=[1] * 4),  # a graph output: kept
+        helper.make_node("Relu", ["d"], ["e"]),  # a fresh array, read once
+        helper.make_node("Add", ["a", "e"], ["t"]),  # may overwrite a or e
+        helper.make_node("Relu", ["t"], ["u"]),  # may overwrite t
+        helper.make_node("Conv", ["x", "w"], ["f"], pads=[1] * 4),  # read in a subgraph
+        helper.make_node("Relu", ["f"], ["h"]),
+        helper.make_node("If", ["cond"], ["i"], then_branch=then_branch, else_branch=else_branch),
+        helper.make_node("Relu", ["x"], ["r"]),  # a graph input: kept
+    ]
+    inputs = [helper.make_tensor_value_info("cond", onnx.TensorProto.BOOL, [])] + [
+        helper.make_tensor_value_info(n, f32, v.shape) for n, v in (("x", x), ("w", w))
+    ]
+    outputs = [helper.make_tensor_value_info(n, f32, None) for n in "sduhir"]
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs))
+    sess = npconv.onnx.evaluator(model)
+    planned = {op.onnx_node.output[0]: op.overwrite for op in sess._overwriting}
+    assert planned == {"t": (0, 1), "u": True}
+    feeds = {"cond": np.array(True), "x": x, "w": w}
+    before = {name: v.copy() for name, v in feeds.items()}
+    reference = ReferenceEvaluator(model)
+    for flag in (True, False):
+        feeds["cond"] = np.array(flag)
+        for ours, theirs in zip(sess.run(None, feeds), reference.run(None, feeds)):
+            assert_close(ours, theirs)
+    for name, value in feeds.items():
+        np.testing.assert_array_equal(value, before[name] if name != "cond" else False)
+    ours = sess.run(None, feeds, intermediate=True)  # every value the node's own
+    theirs = reference.run(None, feeds, intermediate=True)
+    assert set(ours) == set(theirs)
+    for name in theirs:
+        if name:
+            assert_close(np.asarray(ours[name]), np.asarray(theirs[name]))
+    assert npconv.onnx.evaluator(model, reuse_buffers=False)._overwriting == []

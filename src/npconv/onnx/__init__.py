@@ -12,13 +12,15 @@ much as all of a ResNet's convolutions); every other operator is onnx's referenc
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx.reference import ReferenceEvaluator
 
-from ._ops import OPS
+from ._ops import FRESH, OPS, Add, Relu
 from ._profile import Profile, profile
 
 __all__ = ["OPS", "Evaluator", "Profile", "evaluator", "profile", "run"]
@@ -32,12 +34,70 @@ class Evaluator(ReferenceEvaluator):
     The class itself carries npconv's operators, so the evaluators onnx creates for
     functions and subgraphs (``If``, ``Loop``, ``Scan`` bodies) use them too.  Operators
     passed in ``new_ops`` take precedence over npconv's.
+
+    With ``reuse_buffers`` (the default), ``Relu`` and ``Add`` write their result over
+    an input that only they read, when that input is the fresh output of an operator
+    of npconv's (not a graph input, initializer, graph output, or a value a subgraph
+    reads); ``run(..., intermediate=True)`` turns this off for its call, so that every
+    intermediate value it returns is the node's own.
     """
 
-    def __init__(self, proto: Any, *, new_ops: list[type] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        proto: Any,
+        *,
+        new_ops: list[type] | None = None,
+        reuse_buffers: bool = True,
+        **kwargs: Any,
+    ):
         if isinstance(proto, os.PathLike):
             proto = os.fspath(proto)
         super().__init__(proto, new_ops=[*(new_ops or []), *OPS], **kwargs)
+        self._overwriting = (
+            _plan_overwrites(self.rt_nodes_, self.output_names) if reuse_buffers else []
+        )
+
+    def run(self, output_names, feed_inputs, attributes=None, intermediate=False, **kwargs):  # type: ignore[no-untyped-def,override]
+        """``ReferenceEvaluator.run``; with ``intermediate=True`` no input is overwritten."""
+        planned = [(op, op.overwrite) for op in self._overwriting] if intermediate else []
+        for op, _ in planned:
+            op.overwrite = type(op).overwrite  # the class default: nothing overwritten
+        try:
+            return super().run(output_names, feed_inputs, attributes, intermediate, **kwargs)
+        finally:
+            for op, overwrite in planned:
+                op.overwrite = overwrite
+
+
+def _names_read(node: onnx.NodeProto) -> Iterator[str]:
+    """Every value name ``node`` reads, including those read inside its subgraphs."""
+    yield from node.input
+    for attr in node.attribute:
+        for graph in (attr.g, *attr.graphs) if attr.HasField("g") else attr.graphs:
+            for inner in graph.node:
+                yield from _names_read(inner)
+
+
+def _plan_overwrites(ops: list[Any], outputs: list[str]) -> list[Any]:
+    """Mark the Relu and Add nodes that may overwrite an input; returns them.
+
+    An input may be overwritten when it is read once in the whole graph (subgraphs
+    included), is not a graph output, and an operator of :data:`FRESH` produced it.
+    """
+    reads = Counter(name for op in ops for name in _names_read(op.onnx_node))
+    fresh = {name for op in ops if isinstance(op, FRESH) for name in op.onnx_node.output}
+    private = {name for name in fresh if reads[name] == 1 and name not in outputs}
+    planned = []
+    for op in ops:
+        inputs = list(op.onnx_node.input)
+        if isinstance(op, Relu) and inputs[0] in private:
+            op.overwrite = True
+        elif isinstance(op, Add) and private.intersection(inputs):
+            op.overwrite = tuple(i for i, name in enumerate(inputs) if name in private)
+        else:
+            continue
+        planned.append(op)
+    return planned
 
 
 def evaluator(model: ModelLike, **kwargs: Any) -> Evaluator:

@@ -5,6 +5,10 @@ evaluator matches ``new_ops`` by class name), so it serves every opset version t
 reference knows; shapes npconv does not cover (more than 3 spatial dims, dtypes NumPy
 cannot compute in such as bfloat16) fall back to the reference implementation.
 
+``Relu`` and ``Add`` are the reference's operators with one change: the evaluator may
+let them write their result over an input that no other node reads (a memory plan like
+onnxruntime's, see :class:`npconv.onnx.Evaluator`), which saves a fresh array per node.
+
 Attributes follow the ONNX operator spec: ``pads`` is ``[x1_begin, x2_begin, ...,
 x1_end, x2_end, ...]``; ``auto_pad`` SAME_UPPER / SAME_LOWER make the output
 ``ceil(in / stride)`` (ConvTranspose: ``in * stride``), the odd pad going to the end /
@@ -16,12 +20,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from onnx.reference.op_run import OpRun
 from onnx.reference.ops import (
+    op_add,
     op_conv,
     op_conv_integer,
     op_conv_transpose,
     op_max_pool,
     op_qlinear_conv,
+    op_relu,
 )
 
 from .._api import _conv
@@ -31,7 +38,17 @@ from .._windows import windows
 from ..compat import _onnx_conv_arguments, _onnx_transpose_window
 from ..quant import quantized_conv
 
-__all__ = ["OPS", "Conv", "ConvInteger", "ConvTranspose", "MaxPool", "QLinearConv"]
+__all__ = [
+    "FRESH",
+    "OPS",
+    "Add",
+    "Conv",
+    "ConvInteger",
+    "ConvTranspose",
+    "MaxPool",
+    "QLinearConv",
+    "Relu",
+]
 
 
 def _npconv_can_run(*arrays: np.ndarray, nd: int) -> bool:
@@ -177,4 +194,37 @@ class MaxPool(op_max_pool.MaxPool):
         return (np.ascontiguousarray(np.moveaxis(y, -1, 1)),)  # (N, C, *out)
 
 
-OPS: tuple[type, ...] = (Conv, ConvTranspose, ConvInteger, QLinearConv, MaxPool)
+class Relu(op_relu.Relu):
+    """ONNX ``Relu``: ``max(x, 0)`` in x's dtype (NaN stays NaN).
+
+    ``overwrite`` (set by the evaluator) lets it write the result over ``x``.
+    """
+
+    overwrite = False
+
+    def _run(self, x):  # type: ignore[no-untyped-def]
+        out = x if self.overwrite and x.flags.writeable else None
+        return (np.maximum(x, x.dtype.type(0), out=out),)
+
+
+class Add(op_add.Add):
+    """ONNX ``Add`` with NumPy broadcasting.
+
+    ``overwrite`` (set by the evaluator) names the inputs it may write the sum over; one
+    is used when it already has the result's shape.
+    """
+
+    overwrite: tuple[int, ...] = ()
+
+    def _run(self, a, b):  # type: ignore[no-untyped-def]
+        for i in self.overwrite:
+            target = (a, b)[i]
+            if target.flags.writeable and target.shape == np.broadcast_shapes(a.shape, b.shape):
+                return (np.add(a, b, out=target),)
+        return super()._run(a, b)
+
+
+OPS: tuple[type, ...] = (Conv, ConvTranspose, ConvInteger, QLinearConv, MaxPool, Relu, Add)
+#: Operators whose output is an array of their own (never a view of an input that another
+#: node still reads), so a single consumer may overwrite it.
+FRESH: tuple[type[OpRun], ...] = (Conv, ConvTranspose, MaxPool, Relu, Add)
