@@ -253,7 +253,8 @@ def _conv(
     blocks = sample_blocks(spec, compute.itemsize)  # bounds the padded copy of the input
     y = np.empty(spec.output_shape if len(blocks) > 1 else 0, dtype=result)
     for block in blocks:
-        part = replace(spec, batch=len(range(spec.batch)[block]))
+        n = len(range(spec.batch)[block])
+        part = spec if n == spec.batch else replace(spec, batch=n)
         xp = canonical_input(x[block].astype(compute, copy=False), part, channels_last=not first)
         y_part = run(xp, wc, part)  # type: ignore[misc]  # (n, O, *out) or (n, *out, O)
         if b is not None:

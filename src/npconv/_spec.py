@@ -28,7 +28,9 @@ SPATIAL_NAMES = ("L", "HW", "DHW")  # used in messages: 1-d, 2-d and 3-d convolu
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return type(value) is int or (  # the common case first: this runs on every call
+        isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    )
 
 
 def _int_tuple(fn: str, name: str, value: object, nd: int, minimum: int) -> tuple[int, ...]:

@@ -50,7 +50,9 @@ def canonical_input(x: np.ndarray, spec: ConvSpec, channels_last: bool = True) -
         pad_width = [(0, 0), *spatial, (0, 0)] if channels_last else [(0, 0), (0, 0), *spatial]
         mode = _NP_PAD_MODE[spec.padding_mode]
         if mode == "constant":  # zeros of x's own dtype (Python 0 for object arrays)
-            x = np.pad(x, pad_width, constant_values=np.zeros((), x.dtype))
+            padded = np.zeros([n + lo + hi for n, (lo, hi) in zip(x.shape, pad_width)], x.dtype)
+            padded[tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, pad_width))] = x
+            x = padded
         else:
             x = np.pad(x, pad_width, mode=mode)  # type: ignore[call-overload]
     return x
