@@ -156,3 +156,16 @@ def test_beyond_int64_the_matrix_algorithm_declines_and_quant_offers_an_error():
         npconv.conv(x, w, algorithm="matrix")
     with pytest.raises(ValueError, match="overflow"):
         npconv.quant.conv(x, w, accumulator_bits=62, overflow="raise")
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_patches_beyond_the_workspace_are_built_in_row_chunks(layout, groups, rng):
+    # one sample's patch matrix (96 x 96 x 9 x 128 float64, 85 MiB) exceeds the 32 MiB
+    # workspace, so im2col builds it a few output rows at a time
+    x = rng.standard_normal((2, 128, 96, 96))
+    w = rng.standard_normal((24, 128 // groups, 3, 3))
+    bias = rng.standard_normal(24)
+    case = Case(x, w, bias, {"stride": 1, "padding": 1, "dilation": 1, "groups": groups,
+                             "padding_mode": "zeros"}, ((1, 1), (1, 1)))  # fmt: skip
+    check(case, "im2col", layout)

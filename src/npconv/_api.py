@@ -248,17 +248,20 @@ def _conv(
     run = algo.fn_channels_first if first else algo.fn
     w = w.astype(compute, copy=False)
     wc = w if first else canonical_weight(w, spec)  # (O, C/G, *kernel) or (*kernel, C/G, O)
-    if b is not None:
-        b = b.astype(compute).reshape(-1, *(1,) * spec.nd) if first else b.astype(compute)
+    b = None if b is None else b.astype(compute)
+    fused = b is not None and algo.adds_bias  # the algorithm adds it in its products
     blocks = sample_blocks(spec, compute.itemsize)  # bounds the padded copy of the input
     y = np.empty(spec.output_shape if len(blocks) > 1 else 0, dtype=result)
     for block in blocks:
         n = len(range(spec.batch)[block])
         part = spec if n == spec.batch else replace(spec, batch=n)
         xp = canonical_input(x[block].astype(compute, copy=False), part, channels_last=not first)
-        y_part = run(xp, wc, part)  # type: ignore[misc]  # (n, O, *out) or (n, *out, O)
-        if b is not None:
-            y_part += b  # y_part is a fresh array of the algorithm's
+        if fused:
+            y_part = run(xp, wc, part, bias=b)  # type: ignore[call-arg,misc]
+        else:
+            y_part = run(xp, wc, part)  # type: ignore[misc]  # (n, O, *out) or (n, *out, O)
+            if b is not None:  # y_part is a fresh array of the algorithm's
+                y_part += b.reshape(-1, *(1,) * spec.nd) if first else b
         if spec.layout == "NCHW" and not first:
             y_part = np.moveaxis(y_part, -1, 1)  # (n, O, *out)
         if len(blocks) == 1:  # no copy when the algorithm wrote the result's layout

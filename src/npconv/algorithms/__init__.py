@@ -40,6 +40,9 @@ class Algorithm:
     #: The same algorithm on channels-first arguments: padded input (N, C, *padded),
     #: weight (O, C/G, *kernel), result (N, O, *out).  ``conv`` uses it for "NCHW" data.
     fn_channels_first: Callable[[np.ndarray, np.ndarray, ConvSpec], np.ndarray] | None = None
+    #: Both functions take ``bias=`` (one value per output channel) and add it themselves,
+    #: folded into their matrix products; otherwise ``conv`` adds it to the result.
+    adds_bias: bool = False
 
     def unsupported(self, spec: ConvSpec, dtype: np.dtype) -> str | None:
         """Why this algorithm cannot run ``spec`` computing in ``dtype``, or None."""
@@ -72,6 +75,7 @@ REGISTRY: dict[str, Algorithm] = {
             im2col.conv,
             "patch matrix (strided view) times weights, chunked",
             fn_channels_first=im2col.conv_channels_first,
+            adds_bias=True,
         ),
         Algorithm("einsum", einsum.conv, "sliding windows contracted by np.einsum, chunked"),
         Algorithm(

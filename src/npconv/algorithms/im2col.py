@@ -8,7 +8,10 @@ patch matrix) turns the whole convolution into one matrix product per group::
     y[rows, O/G] = patches[rows, prod(kernel)*C/G] @ w[prod(kernel)*C/G, O/G]
 
 Cost: the direct flops in one large BLAS call per group and chunk, plus copying
-``prod(kernel)`` times the input.  Memory: the
+``prod(kernel)`` times the input.  A bias is added to the result, except for a 1x1
+stride-1 layer that widens the channels: its patch matrix would be the input itself (no
+copy), and a copy with one more column of ones (a row, channels-first), whose weight is
+the bias, costs less than a pass over the wider output.  Memory: the
 patch matrix is ``prod(kernel)`` times the input, so it is built in chunks of samples (or
 of output rows) whose patches stay within :data:`npconv._windows.WORKSPACE_BYTES` (32 MiB;
 at least one output row).  It wins on most layers with a small kernel and few to moderate
@@ -32,7 +35,30 @@ from .._spec import ConvSpec
 from .._windows import chunks, windows, windows_channels_first
 
 
-def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
+def _with_ones(block: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """``block`` copied into a fresh matrix of ``shape`` whose last index on ``axis`` is 1.
+
+    ``shape`` is ``block`` reshaped into matrices, one larger on ``axis`` (the patch
+    matrix, with the row or column of ones that multiplies the bias).
+    """
+    cols = np.empty(shape, dtype=block.dtype)
+    index: list[slice | int] = [slice(None)] * len(shape)
+    index[axis] = -1
+    cols[tuple(index)] = 1
+    index[axis] = slice(0, -1)
+    np.copyto(cols[tuple(index)].reshape(block.shape), block)  # a view: axes only split
+    return cols
+
+
+def _fold_bias(spec: ConvSpec, bias: np.ndarray | None) -> bool:
+    """Whether to add ``bias`` through a column of ones in the patch matrix (see above)."""
+    pointwise = math.prod(spec.kernel) == 1 and max(spec.stride) == 1
+    return bias is not None and pointwise and spec.group_in < spec.group_out
+
+
+def conv(
+    xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
+) -> np.ndarray:
     """Patch matrix times weight matrix, chunk by chunk (canonical arguments)."""
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     taps = math.prod(spec.kernel)
@@ -43,11 +69,18 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     patches = np.moveaxis(patches, -2, 1 + spec.nd)  # (N, *out, G, *kernel, C/G)
     w_mat = wc.reshape(taps, cg, g, og).transpose(2, 0, 1, 3).reshape(g, taps * cg, og)
     # w_mat: (G, prod(kernel)*C/G, O/G)
+    k = taps * cg
+    fold = _fold_bias(spec, bias)
+    if bias is not None and fold:  # the weights of a column of ones: (G, K + 1, O/G)
+        w_mat = np.concatenate([w_mat, bias.reshape(g, 1, og).astype(dtype)], axis=1)
 
     def product(batch: slice, rows: slice) -> None:  # its temporaries are freed on return
         block = patches[batch, rows]  # (n, r, *out[1:], G, *kernel, C/G)
         out_block = y[batch, rows]  # (n, r, *out[1:], O): contiguous
-        cols = block.reshape(-1, g, taps * cg)  # copy, the patch matrix: (rows, G, K*C/G)
+        if fold:
+            cols = _with_ones(block, (math.prod(block.shape[: 1 + spec.nd]), g, k + 1), 2)
+        else:
+            cols = block.reshape(-1, g, k)  # copy, the patch matrix: (rows, G, K*C/G)
         if g == 1:  # one GEMM straight into the result
             np.matmul(cols[:, 0], w_mat[0], out=out_block.reshape(-1, og))
             return
@@ -56,10 +89,14 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
 
     for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
         product(batch, rows)
+    if bias is not None and not fold:
+        y += bias.astype(dtype)
     return y
 
 
-def conv_channels_first(xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+def conv_channels_first(
+    xp: np.ndarray, w: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`conv` on channels-first arguments.
 
     ``xp`` is the padded input ``(N, C, *padded)`` and ``w`` the weight
@@ -72,12 +109,20 @@ def conv_channels_first(xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.nda
     patches = windows_channels_first(xp, spec)  # (N, C, *kernel, *out)
     patches = patches.reshape(spec.batch, g, cg, *patches.shape[2:])  # (N, G, C/G, *k, *out)
     w_mat = w.reshape(g, og, cg * taps)  # (G, O/G, C/G*K)
+    k = cg * taps
+    fold = _fold_bias(spec, bias)
+    if bias is not None and fold:  # the weights of a row of ones: (G, O/G, K + 1)
+        w_mat = np.concatenate([w_mat, bias.reshape(g, og, 1).astype(dtype)], axis=2)
     every = (slice(None),) * (2 + spec.nd)  # the G, C/G and kernel axes
 
     def product(batch: slice, rows: slice) -> None:  # its temporaries are freed on return
         index = (batch, *every, rows)
         block = patches[index]  # (n, G, C/G, *kernel, r, *out[1:])
-        cols = block.reshape(*block.shape[:2], cg * taps, -1)  # copy: (n, G, C/G*K, P)
+        if fold:
+            points = math.prod(block.shape[3 + spec.nd :])  # P
+            cols = _with_ones(block, (*block.shape[:2], k + 1, points), 2)
+        else:
+            cols = block.reshape(*block.shape[:2], k, -1)  # copy: (n, G, C/G*K, P)
         out_block = y[batch, :, :, rows]  # (n, G, O/G, r, *out[1:]): a view of y
         if out_block.flags.c_contiguous:  # whole samples: the GEMMs write the result
             np.matmul(w_mat, cols, out=out_block.reshape(*out_block.shape[:3], -1))
@@ -86,4 +131,6 @@ def conv_channels_first(xp: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.nda
 
     for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
         product(batch, rows)
+    if bias is not None and not fold:
+        y += bias.reshape(g, og, *(1,) * spec.nd).astype(dtype)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
