@@ -65,7 +65,8 @@ def _winograd(spec: ConvSpec, item: int, tile: int) -> Counter[str]:
     t = spec.batch * math.prod(-(-o // m) for o, m in zip(outs, ms))  # tiles
     c, o = spec.in_channels, spec.out_channels
     total = _gemm(a, math.prod(taps), cg * o, 1, item)  # weight transform
-    total["copy"] += a * t * c * item + mm * t * o * item  # gather tiles, scatter outputs
+    # gather the input tiles; reorder the output tiles, then crop them into the result
+    total["copy"] += a * t * c * item + 2 * mm * t * o * item
     total += _gemm(a, a, t * c, 1, item)  # input transform
     total += _gemm(t, cg, og, a * g, item)  # the products over channels
     if g > 1:

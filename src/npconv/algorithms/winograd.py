@@ -73,8 +73,11 @@ def transforms(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return vandermonde(m).T, vandermonde(r) * scale[:, None], bt
 
 
-def _kron(matrices: list[np.ndarray]) -> np.ndarray:
-    return functools.reduce(np.kron, matrices)
+@functools.cache
+def _nd_transforms(ms: tuple[int, ...], taps: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """``(AT, G, BT)`` of the ``nd``-d F(ms, taps): Kronecker products of the 1-d ones."""
+    mats = [transforms(m, r) for m, r in zip(ms, taps)]
+    return tuple(functools.reduce(np.kron, [mat[i] for mat in mats]) for i in range(3))
 
 
 def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec, tile: int):
@@ -87,13 +90,16 @@ def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec,
     ms = tuple(1 if r == 1 else tile for r in taps)  # output tile per axis
     alphas = tuple(m + r - 1 for m, r in zip(ms, taps))  # input tile per axis
     tiles = tuple(-(-o // m) for o, m in zip(out, ms))  # tiles per axis (ceil)
-    mats = [transforms(m, r) for m, r in zip(ms, taps)]
-    at, gw, bt = (_kron([mat[i] for mat in mats]) for i in range(3))
-    a, mm = len(bt), len(at)  # prod(alpha), prod(m)
     dtype = np.result_type(x, w)
-    at, gw, bt = at.astype(dtype), gw.astype(dtype), bt.astype(dtype)
-    wt = gw @ w.reshape(-1, cg * spec.out_channels)  # (A, C/G * O): transformed filters
-    wt = wt.reshape(a, cg, g, og).transpose(0, 2, 1, 3)  # (A, G, C/G, O/G)
+    at, gw, bt = (mat.astype(dtype) for mat in _nd_transforms(ms, taps))
+    a, mm = len(bt), len(at)  # prod(alpha), prod(m)
+    n_taps, o = len(gw[0]), spec.out_channels
+    if w.flags.c_contiguous:  # (*r, C/G, O), as given in "NHWC": one GEMM over the taps
+        wt = (gw @ w.reshape(n_taps, cg * o)).reshape(a, cg, g, og).transpose(0, 2, 1, 3)
+    else:  # a view of "NCHW" weights (O, C/G, *r): transform them where they lie
+        w_first = np.moveaxis(w, (-1, -2), (0, 1)).reshape(o * cg, n_taps)  # (O*C/G, R)
+        wt = (gw @ w_first.T).reshape(a, g, og, cg).transpose(0, 1, 3, 2)
+    # wt: (A, G, C/G, O/G), the transformed filters
 
     n_all = x.shape[0]
     y = np.empty((n_all, *out, spec.out_channels), dtype=dtype)
