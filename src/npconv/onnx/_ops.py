@@ -34,7 +34,7 @@ from onnx.reference.ops import (
 from .._api import _conv
 from .._spec import ConvSpec
 from .._transpose import _conv_transpose
-from .._windows import windows
+from .._windows import windows_channels_first
 from ..compat import _onnx_conv_arguments, _onnx_transpose_window
 from ..quant import quantized_conv
 
@@ -188,10 +188,14 @@ class MaxPool(op_max_pool.MaxPool):
         kwargs["groups"] = channels  # one window per channel: a depthwise geometry
         spec = ConvSpec.build(x.shape, (channels, 1, *kernel_shape), fn="onnx MaxPool", **kwargs)
         lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        xp = np.pad(np.moveaxis(x, 1, -1), [(0, 0), *spec.pads, (0, 0)], constant_values=lowest)
-        patches = windows(xp, spec)  # (N, *out, *kernel, C)
-        y = patches.max(axis=tuple(range(1 + nd, 1 + 2 * nd)))  # (N, *out, C)
-        return (np.ascontiguousarray(np.moveaxis(y, -1, 1)),)  # (N, C, *out)
+        xp = np.pad(x, [(0, 0), (0, 0), *spec.pads], constant_values=lowest)
+        patches = windows_channels_first(xp, spec)  # (N, C, *kernel, *out)
+        every = (slice(None), slice(None))  # the N and C axes
+        offsets = [every + offset for offset in np.ndindex(*kernel_shape)]
+        y = patches[offsets[0]].copy()  # (N, C, *out)
+        for offset in offsets[1:]:  # one pass over the output per kernel offset
+            np.maximum(y, patches[offset], out=y)
+        return (y,)
 
 
 class Relu(op_relu.Relu):
