@@ -4,7 +4,8 @@
 (``Conv``, ``ConvTranspose``, ``ConvInteger``, ``QLinearConv``) replaced by npconv's,
 which follow the ONNX operator spec to the letter and run at BLAS speed, and ``MaxPool``
 by a max over npconv's strided windows (the reference's loops would otherwise cost as
-much as all of a ResNet's convolutions); every other operator is onnx's reference.
+much as all of a ResNet's convolutions); ``Relu`` and ``Add`` may write over an input
+that no other node reads; every other operator is onnx's reference.
 :func:`run` is the one-call form and :func:`profile` times each node type (the
 ``npconv onnx`` command prints it).
 """
@@ -109,7 +110,9 @@ def evaluator(model: ModelLike, **kwargs: Any) -> Evaluator:
         The model (or a GraphProto/FunctionProto/NodeProto, as ``ReferenceEvaluator``
         takes them).
     **kwargs
-        Passed to ``onnx.reference.ReferenceEvaluator`` (``verbose``, ``new_ops``, ...).
+        ``reuse_buffers`` (default True: ``Relu`` and ``Add`` may overwrite an input
+        only they read, see :class:`Evaluator`), and what
+        ``onnx.reference.ReferenceEvaluator`` takes (``verbose``, ``new_ops``, ...).
 
     Returns
     -------
