@@ -613,3 +613,31 @@ def test_relu_and_add_overwrite_only_values_no_one_else_reads(rng):
         if name:
             assert_close(np.asarray(ours[name]), np.asarray(theirs[name]))
     assert npconv.onnx.evaluator(model, reuse_buffers=False)._overwriting == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int8, np.int32])
+@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 40, 41), (1, 2048, 7, 7)])
+def test_relu_matches_the_reference(rng, dtype, shape):
+    x = (rng.standard_normal(shape) * 50).astype(dtype)
+    if x.dtype.kind == "f":  # NaN stays NaN, -inf becomes 0, -0.0 stays a zero
+        x.flat[:4] = [np.nan, -np.inf, np.inf, -0.0]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["y"]),  # a graph input: never overwritten
+        helper.make_node("Transpose", ["x"], ["t"], perm=list(range(len(shape)))[::-1]),
+        helper.make_node("Relu", ["t"], ["z"]),  # a non-contiguous view
+        helper.make_node("Add", ["x", "x"], ["s"]),
+        helper.make_node("Relu", ["s"], ["r"]),  # written over s
+    ]
+    tt = tensor_type(dtype)
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", tt, shape)],
+        [helper.make_tensor_value_info(n, tt, None) for n in "yzr"],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    before = x.copy()
+    ours = npconv.onnx.evaluator(model).run(None, {"x": x})
+    theirs = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_array_equal(x, before)
+    for a, b in zip(ours, theirs):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)  # NaN where NaN

@@ -208,7 +208,19 @@ class Relu(op_relu.Relu):
 
     def _run(self, x):  # type: ignore[no-untyped-def]
         out = x if self.overwrite and x.flags.writeable else None
-        return (np.maximum(x, x.dtype.type(0), out=out),)
+        if not (x.flags.c_contiguous and x.size):
+            return (np.maximum(x, x.dtype.type(0), out=out),)
+        # NumPy vectorizes maximum(array, array) but not maximum(array, scalar): compare
+        # rows of at least 1024 values (trailing axes) with one row of zeros, 2-4x faster
+        length = 1
+        for n in reversed(x.shape):
+            length *= n
+            if length >= 1024:
+                break
+        rows = x.reshape(-1, length)
+        zeros = np.zeros(length, x.dtype)
+        y = np.maximum(rows, zeros, out=None if out is None else out.reshape(rows.shape))
+        return (y.reshape(x.shape),)
 
 
 class Add(op_add.Add):
