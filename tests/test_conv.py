@@ -169,3 +169,14 @@ def test_patches_beyond_the_workspace_are_built_in_row_chunks(layout, groups, rn
     case = Case(x, w, bias, {"stride": 1, "padding": 1, "dilation": 1, "groups": groups,
                              "padding_mode": "zeros"}, ((1, 1), (1, 1)))  # fmt: skip
     check(case, "im2col", layout)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize(("c", "o", "size"), [(4, 32, 24), (32, 64, 2)])
+def test_pointwise_bias_in_the_gemm_or_after_it(layout, c, o, size, rng):
+    # a 1x1 layer widening the channels on a large image adds the bias through a row of
+    # ones in the GEMM; on a small one, after it
+    case = Case(rng.standard_normal((2, c, size, size)), rng.standard_normal((o, c, 1, 1)),
+                rng.standard_normal(o), {"stride": 1, "padding": 0, "dilation": 1, "groups": 1,
+                                         "padding_mode": "zeros"}, [(0, 0), (0, 0)])  # fmt: skip
+    check(case, "im2col", layout)

@@ -9,9 +9,9 @@ patch matrix) turns the whole convolution into one matrix product per group::
 
 Cost: the direct flops in one large BLAS call per group and chunk, plus copying
 ``prod(kernel)`` times the input.  A bias is added to the result, except for a 1x1
-stride-1 layer that widens the channels: its patch matrix would be the input itself (no
-copy), and a copy with one more column of ones (a row, channels-first), whose weight is
-the bias, costs less than a pass over the wider output.  Memory: the
+stride-1 layer that widens the channels on a large image: its patch matrix would be the
+input itself (no copy), and a copy with one more column of ones (a row,
+channels-first), whose weight is the bias, costs less than a pass over the wider output.  Memory: the
 patch matrix is ``prod(kernel)`` times the input, so it is built in chunks of samples (or
 of output rows) whose patches stay within :data:`npconv._windows.WORKSPACE_BYTES` (32 MiB;
 at least one output row).  It wins on most layers with a small kernel and few to moderate
@@ -51,9 +51,16 @@ def _with_ones(block: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarr
 
 
 def _fold_bias(spec: ConvSpec, bias: np.ndarray | None) -> bool:
-    """Whether to add ``bias`` through a column of ones in the patch matrix (see above)."""
-    pointwise = math.prod(spec.kernel) == 1 and max(spec.stride) == 1
-    return bias is not None and pointwise and spec.group_in < spec.group_out
+    """Whether to add ``bias`` through a column of ones in the patch matrix (see above).
+
+    Only for a 1x1 stride-1 layer, whose patch matrix is otherwise the input itself, and
+    only when copying it and the weights (with the bias) costs less than a pass over the
+    output.
+    """
+    if bias is None or math.prod(spec.kernel) != 1 or max(spec.stride) != 1:
+        return False
+    cg, og, points = spec.group_in, spec.group_out, spec.batch * math.prod(spec.out_size)
+    return og * cg + points * cg < points * og
 
 
 def conv(
