@@ -9,6 +9,7 @@ raw arguments again.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -168,8 +169,29 @@ class ConvSpec:
 
         ``x_shape`` is batched (N first).  ``w_shape`` is O, C/G, *kernel for "NCHW" and
         *kernel, C/G, O for "NHWC".  Every error is a ``ValueError`` or ``TypeError``
-        whose message starts with ``fn``.
+        whose message starts with ``fn``.  Specs are immutable, so arguments made of
+        ints, strings and tuples of them (a layer called again) reuse the spec built
+        the first time.
         """
+        args = (tuple(x_shape), tuple(w_shape), stride, padding, dilation, groups, padding_mode)
+        if _plain((args, layout, fn)):
+            return _build_cached(*args, layout, fn)
+        return cls._build(*args, layout, fn)
+
+    @classmethod
+    def _build(
+        cls,
+        x_shape: tuple[int, ...],
+        w_shape: tuple[int, ...],
+        stride: IntOrTuple,
+        padding: PaddingArg,
+        dilation: IntOrTuple,
+        groups: int,
+        padding_mode: str,
+        layout: str,
+        fn: str,
+    ) -> ConvSpec:
+        """:meth:`build` without the cache."""
         if not isinstance(layout, str) or layout not in LAYOUTS:
             raise ValueError(f"{fn}: layout must be one of {LAYOUTS}, got {layout!r}")
         nd = len(w_shape) - 2
@@ -288,3 +310,13 @@ class ConvSpec:
             padding_mode=padding_mode,
             out_size=tuple(out_size),
         )
+
+
+def _plain(value: object) -> bool:
+    """Whether ``value`` is an int, a str or a tuple of such (nested): safe to cache by."""
+    if isinstance(value, tuple):
+        return type(value) is tuple and all(_plain(v) for v in value)
+    return type(value) is int or type(value) is str
+
+
+_build_cached = functools.lru_cache(maxsize=4096)(ConvSpec._build)

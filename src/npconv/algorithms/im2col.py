@@ -8,14 +8,15 @@ patch matrix) turns the whole convolution into one matrix product per group::
     y[rows, O/G] = patches[rows, prod(kernel)*C/G] @ w[prod(kernel)*C/G, O/G]
 
 Cost: the direct flops in one large BLAS call per group and chunk, plus copying
-``prod(kernel)`` times the input.  A bias is added to the result, except for a 1x1
-stride-1 layer that widens the channels on a large image: its patch matrix would be the
-input itself (no copy), and a copy with one more column of ones (a row,
-channels-first), whose weight is the bias, costs less than a pass over the wider output.  Memory: the
-patch matrix is ``prod(kernel)`` times the input, so it is built in chunks of samples (or
-of output rows) whose patches stay within :data:`npconv._windows.WORKSPACE_BYTES` (32 MiB;
-at least one output row).  It wins on most layers with a small kernel and few to moderate
-channels.
+``prod(kernel)`` times the input.  Memory: the patch matrix is ``prod(kernel)`` times
+the input, so it is built in chunks of samples (or of output rows) whose patches stay
+within :data:`npconv._windows.WORKSPACE_BYTES` (32 MiB; at least one output row).  It
+wins on most layers with a small kernel and few to moderate channels.
+
+A bias is added to the result, except for a 1x1 stride-1 layer that widens the channels
+on a large image: its patch matrix would be the input itself (no copy), and a copy with
+one more column of ones (a row, channels-first), whose weight is the bias, costs less
+than a pass over the wider output.
 
 :func:`conv_channels_first` is the same algorithm for channels-first (``"NCHW"``) data,
 the arrangement of Caffe and PyTorch: the patch matrix is ``(prod(kernel)*C/G, out)``
