@@ -108,9 +108,9 @@ def resnet50(batch: int = 1, size: int = 224, classes: int = 1000, seed: int = 0
     return model
 
 
-def _interleaved_medians(runs: dict[str, Callable[[], Any]], repeats: int):
-    """Median seconds of each run, timed in turn round after round (after one warm-up each),
-    so that a change in the machine's load hits every contender alike; and the results."""
+def _interleaved_times(runs: dict[str, Callable[[], Any]], repeats: int):
+    """Seconds of each run, timed in turn round after round (after one warm-up each), so
+    that a change in the machine's load hits every contender alike; and the results."""
     results = {name: run() for name, run in runs.items()}
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
@@ -118,7 +118,7 @@ def _interleaved_medians(runs: dict[str, Callable[[], Any]], repeats: int):
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}, results
+    return times, results
 
 
 def main() -> None:
@@ -142,7 +142,8 @@ def main() -> None:
         "npconv.onnx.evaluator": npconv.onnx.evaluator(model),
     }
     runs = {name: (lambda s=sess: s.run(None, feeds)[0]) for name, sess in sessions.items()}
-    times, outputs = _interleaved_medians(runs, args.repeats)
+    rounds, outputs = _interleaved_times(runs, args.repeats)
+    times = {name: statistics.median(t) for name, t in rounds.items()}
     expected = outputs["onnxruntime"]
     scale = float(np.abs(expected).max())
     gflop = _conv_gflop(model)
@@ -155,8 +156,14 @@ def main() -> None:
         rel = float(np.abs(outputs[name] - expected).max()) / scale
         ratio = seconds / times["onnxruntime"]
         print(f"| {name} | {seconds:.3f} | {ratio:.1f}x | {rel:.1e} |")
-    speedup = times["onnx ReferenceEvaluator"] / times["npconv.onnx.evaluator"]
-    print(f"\nnpconv.onnx.evaluator is {speedup:.1f}x faster than the plain ReferenceEvaluator.\n")
+    ours_name = "npconv.onnx.evaluator"
+    ref, ours = rounds["onnx ReferenceEvaluator"], rounds[ours_name]
+    paired = sorted(r / o for r, o in zip(ref, ours))  # both timed in the same round
+    print(
+        f"\nnpconv.onnx.evaluator is {times['onnx ReferenceEvaluator'] / times[ours_name]:.1f}x "
+        f"faster than the plain ReferenceEvaluator (ratio of the medians); per round "
+        f"{statistics.median(paired):.1f}x median, {paired[0]:.1f}x-{paired[-1]:.1f}x.\n"
+    )
     for title, plain in (("npconv.onnx.evaluator", False), ("onnx ReferenceEvaluator", True)):
         print(f"Time per node type, {title} (mean of {args.repeats} runs):\n")
         print(npconv.onnx.profile(model, feeds, repeats=args.repeats, plain=plain).table(), "\n")
