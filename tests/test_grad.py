@@ -77,6 +77,21 @@ def test_conv_backward_matches_torch_autograd(algorithm, case, layout, seed):
     assert_grads_close((gx, gw, gb), torch_grads(case, gy), algorithm)
 
 
+@given(case=cases(dtypes=(np.complex128,)), layout=st.sampled_from(["NCHW", "NHWC"]))
+def test_complex_gradients_follow_torch(case, layout):
+    # torch returns the conjugate Wirtinger derivative: the adjoint uses conj(w), conj(x)
+    y_shape = npconv.conv(case.x, case.w, **case.kwargs).shape
+    re, im = np.random.default_rng(0).standard_normal((2, *y_shape))
+    gy = re + 0.7j * im
+    x, w, g = case.x, case.w, gy
+    if layout == "NHWC":
+        x, w, g = np.moveaxis(x, 1, -1), np.moveaxis(w, (0, 1), (-1, -2)), np.moveaxis(g, 1, -1)
+    gx, gw, gb = conv_backward(g, x, w, layout=layout, **case.kwargs)
+    if layout == "NHWC":
+        gx, gw = np.moveaxis(gx, -1, 1), np.moveaxis(gw, (-1, -2), (0, 1))
+    assert_grads_close((gx, gw, gb), torch_grads(case, gy), "auto")
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_resnet_layer(algorithm, rng):
     # 3x3, stride 1, "same": the case every fast algorithm (Winograd, FFT) accepts

@@ -105,8 +105,10 @@ def test_matches_torch_conv_transpose(algorithm, case, layout):
     assert float(np.abs(y - ref).max()) <= error_bound(algorithm, ref)
 
 
-@given(case=transpose_cases(), seed=st.integers(0, 2**16))
-def test_backward_matches_torch_autograd(case, seed):
+@given(case=transpose_cases(), seed=st.integers(0, 2**16), complex_=st.booleans())
+def test_backward_matches_torch_autograd(case, seed, complex_):
+    if complex_:  # torch's convention: the conjugate Wirtinger derivative
+        case.x, case.w = case.x + 0.5j * case.x[::-1], case.w - 0.5j * case.w[::-1]
     fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[case.w.ndim - 3]
     x, w = (torch.from_numpy(a).requires_grad_() for a in (case.x, case.w))
     b = torch.zeros(case.w.shape[1] * case.kwargs["groups"], dtype=x.dtype, requires_grad=True)
@@ -114,7 +116,7 @@ def test_backward_matches_torch_autograd(case, seed):
     y = fn(x, w, b, output_padding=case.output_padding, **kw)
     crop = tuple(slice(lo, n - hi) for n, (lo, hi) in zip(y.shape[2:], case.pads))
     y = y[(slice(None), slice(None), *crop)]
-    gy = np.random.default_rng(seed).standard_normal(tuple(y.shape))
+    gy = np.random.default_rng(seed).standard_normal(tuple(y.shape)) * (1 - 0.3j if complex_ else 1)
     y.backward(torch.from_numpy(gy))
     grads = conv_transpose_backward(gy, case.x, case.w, **case.kwargs)
     for got, ref in zip(grads, (x.grad, w.grad, b.grad)):

@@ -10,6 +10,11 @@ For ``y = conv(x, w) + bias`` and an upstream gradient ``gy = dL/dy``:
   chunks as the forward pass;
 * ``dL/dbias`` is ``gy`` summed over the batch and every position.
 
+For complex arrays the gradients follow PyTorch's convention (the conjugate Wirtinger
+derivative): the input gradient uses ``conj(w)`` and the weight gradient ``conj(x)``,
+so that ``grad_input`` is the adjoint (conjugate transpose) of the convolution applied
+to ``gy``.
+
 The functions mirror ``torch.nn.grad`` (``conv2d_input``, ``conv2d_weight``, ...) and
 accept every padding form, ``padding_mode``, stride, dilation, groups and layout that
 :func:`npconv.conv` does.  :func:`conv_backward` returns all three from one pass that
@@ -78,6 +83,11 @@ def _weight_grad(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
     gw = gw.reshape(g, *spec.kernel, cg, og)  # (G, *kernel, C/G, O/G)
     gw = np.moveaxis(gw, 0, -2)  # (*kernel, C/G, G, O/G)
     return gw.reshape(*spec.kernel, cg, spec.out_channels)  # (*kernel, C/G, O)
+
+
+def _conjugated(a: np.ndarray) -> np.ndarray:
+    """``conj(a)`` for complex ``a`` (PyTorch's convention, below), ``a`` itself otherwise."""
+    return a.conj() if a.dtype.kind == "c" else a
 
 
 def _checked_needs(fn: str, needs: Collection[str]) -> frozenset[str]:
@@ -221,7 +231,7 @@ def _grads(
 
     grad_x = grad_w = None
     if "input" in names and w is not None:
-        w = w.astype(compute, copy=False)
+        w = _conjugated(w.astype(compute, copy=False))
         full_pads = _full_pads(spec)
         if full_pads is not None:  # one convolution, in the caller's layout
             if compute.kind == "i":  # refused beyond int64, like every gradient
@@ -248,7 +258,8 @@ def _grads(
             integer_compute_dtype(
                 fn, x, gy.reshape(-1, spec.out_channels), what="weight-gradient sums"
             )
-        xp = canonical_input(x.astype(compute, copy=False), spec, channels_last=not first)
+        x = _conjugated(x.astype(compute, copy=False))
+        xp = canonical_input(x, spec, channels_last=not first)
         if first:  # (N, C, *padded) and (N, O, *out)
             grad_w = _weight_grad_channels_first(xp, gy_in_layout, spec)  # (O, C/G, *kernel)
             grad_w = np.moveaxis(grad_w, (0, 1), (-1, -2))  # (*kernel, C/G, O): a view
@@ -437,7 +448,7 @@ def conv_transpose_backward(
 
     grad_x = grad_w = None
     if "input" in names:
-        wc = canonical_weight(w.astype(compute, copy=False), spec)  # (*kernel, O/G, I)
+        wc = canonical_weight(_conjugated(w.astype(compute, copy=False)), spec)  # (*k, O/G, I)
         algo = get_algorithm(algorithm, spec, compute, fn)
         if compute.kind == "i":
             integer_compute_dtype(fn, gy, wc.reshape(-1, spec.out_channels))
@@ -447,7 +458,7 @@ def conv_transpose_backward(
             integer_compute_dtype(
                 fn, gy, x_c.reshape(-1, spec.out_channels), what="weight-gradient sums"
             )
-        grad_w = _weight_grad(gyp, x_c, spec)  # (*kernel, O/G, I)
+        grad_w = _weight_grad(gyp, _conjugated(x_c), spec)  # (*kernel, O/G, I)
     bias_from = _channels_last(gy, layout, compute) if "bias" in names else None
     return _in_layout(grad_x, grad_w, bias_from, layout, unbatched, result)
 
