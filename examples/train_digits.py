@@ -95,7 +95,7 @@ class LeNet:
     def backward(self, grad_logits: np.ndarray) -> None:
         grad = self.fc.backward(grad_logits).reshape(-1, 32, 2, 2)
         grad = self.conv2.backward(self.pool2.backward(grad) * (self.h2 > 0))
-        self.conv1.backward(self.pool1.backward(grad) * (self.h1 > 0))
+        self.conv1.backward(self.pool1.backward(grad) * (self.h1 > 0), input_grad=False)
 
     def layers(self) -> dict[str, Conv2d | Linear]:
         return {"conv1": self.conv1, "conv2": self.conv2, "fc": self.fc}

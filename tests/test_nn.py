@@ -76,6 +76,8 @@ def test_forward_and_backward_match_torch(ours, theirs, nd, config, rng):
         assert layer.bias_grad is None and layer.grads() == {"weight": layer.weight_grad}
     else:
         assert_close(layer.bias_grad, reference.bias.grad.numpy())
+    assert layer.backward(gy, input_grad=False) is None  # a first layer: no input gradient
+    assert_close(layer.weight_grad, reference.weight.grad.numpy())
 
 
 @pytest.mark.parametrize("output_size", [None, (10, 12)])

@@ -126,8 +126,17 @@ class _ConvNd:
         self._input = np.asarray(x)
         return conv(self._input, self.weight, self.bias, **self._conv_kwargs())
 
-    def backward(self, grad_out: npt.ArrayLike) -> np.ndarray:
+    def backward(self, grad_out: npt.ArrayLike, *, input_grad: bool = True) -> np.ndarray | None:
         """Gradient w.r.t. the last input; stores ``weight_grad`` and ``bias_grad``.
+
+        Parameters
+        ----------
+        grad_out : array_like
+            ``dL/dy`` for the last output.
+        input_grad : bool
+            Compute the gradient w.r.t. the input (default).  A network's first layer,
+            whose input needs none, passes False and saves a convolution; None is
+            returned then.
 
         Raises
         ------
@@ -136,10 +145,10 @@ class _ConvNd:
         """
         if self._input is None:
             raise RuntimeError(f"{type(self).__name__}.backward: call forward first")
-        needs = ("input", "weight", "bias") if self.bias is not None else ("input", "weight")
+        needs = ["weight"] + ["input"] * input_grad + ["bias"] * (self.bias is not None)
         grads = self._grads(self._input, grad_out, needs)
         self.weight_grad, self.bias_grad = grads.weight, grads.bias
-        return grads.input  # type: ignore[return-value]
+        return grads.input
 
     def _grads(self, x: np.ndarray, grad_out: npt.ArrayLike, needs: Sequence[str]) -> Any:
         return conv_backward(grad_out, x, self.weight, needs=needs, **self._conv_kwargs())
