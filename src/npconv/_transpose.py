@@ -18,7 +18,8 @@ channels to 3), the phases' patch matrices would be many times the forward's; th
 adjoint is computed as Caffe's ``col2im`` instead: one product ``y_bar @ W^T`` gives
 every output position's contribution to its receptive field, ``(rows, prod(kernel)*C)``,
 the forward's patch-matrix size, and each kernel offset's slice is added into the input
-at its strided positions.
+at its strided positions (with ``algorithm="auto"``; an algorithm asked for by name runs
+the phases).
 
 The forward convolution is described by a :class:`~npconv._spec.ConvSpec` whose
 ``in_size`` is the transposed output and whose ``out_size`` is the transposed input; the
@@ -271,7 +272,8 @@ def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec, algorithm: str, fn: 
         z = _shifted(gy, part.shift, part.spec.in_size)  # (N, *z, O)
         return algo.fn(z, w_t[part.taps], part.spec)  # (N, *target, C)
 
-    if spec.in_channels < spec.out_channels:  # the phases' patches would outgrow col2im's
+    widening = spec.in_channels < spec.out_channels  # phases' patches would outgrow col2im's
+    if algorithm == "auto" and widening:  # an algorithm asked for by name runs the phases
         start, _ = _region(spec)
         xp_bar = _col2im(gy, wc, spec)  # (N, *padded, C)
         region = (slice(None), *(slice(a, a + n) for a, n in zip(start, size)))
