@@ -314,8 +314,11 @@ class ConvSpec:
 
 def _plain(value: object) -> bool:
     """Whether ``value`` is an int, a str or a tuple of such (nested): safe to cache by."""
-    if isinstance(value, tuple):
-        return type(value) is tuple and all(_plain(v) for v in value)
+    if type(value) is tuple:
+        for item in value:  # a loop, not all(): this runs on every call
+            if not _plain(item):
+                return False
+        return True
     return type(value) is int or type(value) is str
 
 
