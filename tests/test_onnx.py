@@ -641,3 +641,155 @@ def test_relu_matches_the_reference(rng, dtype, shape):
     for a, b in zip(ours, theirs):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_array_equal(a, b)  # NaN where NaN
+
+
+# ------------------------------------------------------------------------ AveragePool
+def torch_average_pool(case: Case, x: np.ndarray, include_pad: bool) -> np.ndarray:
+    """Window sums of the zero-padded input over the window counts (PyTorch, float64)."""
+    kernel = case.w.shape[2:]
+    flat = [p for pair in reversed(case.pads) for p in pair]
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d,
+            torch.nn.functional.conv3d)[case.nd - 1]  # fmt: skip
+
+    def window_sums(a: np.ndarray) -> np.ndarray:
+        t = torch.nn.functional.pad(torch.from_numpy(a), flat)
+        ones = torch.ones((a.shape[1], 1, *kernel), dtype=t.dtype)
+        kw = {"stride": case.kwargs["stride"], "dilation": case.kwargs["dilation"]}
+        return conv(t, ones, groups=a.shape[1], **kw).numpy()
+
+    inside = window_sums(np.ones((1, 1, *x.shape[2:])))
+    with np.errstate(invalid="ignore"):  # a window wholly in the pads: NaN
+        return window_sums(x) / (np.prod(kernel) if include_pad else inside)
+
+
+@given(drawn=onnx_cases(), include_pad=st.booleans(), opset=st.sampled_from([11, 19]))
+def test_average_pool_matches_torch_and_onnxruntime(drawn, include_pad, opset):
+    case, attrs = drawn
+    attrs.pop("group", None)
+    if max(case.kwargs["dilation"]) > 1:
+        opset = 19  # dilations came with AveragePool-19
+    elif opset < 19:
+        attrs.pop("dilations", None)
+    attrs["kernel_shape"] = list(case.w.shape[2:])
+    attrs["count_include_pad"] = int(include_pad)
+    x = case.x
+    expected = torch_average_pool(case, x.astype(np.float64), include_pad)
+    assume(np.isfinite(expected).all())  # a window wholly in the pads has no elements
+    model = make_model("AveragePool", {"X": x}, np.float32, opset, **attrs)
+    small_pads = all(max(p) < k for p, k in zip(case.pads, case.w.shape[2:]))
+    extents = [(k - 1) * d + 1 for k, d in zip(case.w.shape[2:], case.kwargs["dilation"])]
+    same = "auto_pad" in attrs and attrs["auto_pad"] != "VALID"
+    negative_same = same and any(s > e for s, e in zip(case.kwargs["stride"], extents))
+    use_ort = onnxruntime_runs(attrs) and small_pads and not negative_same
+    ours, theirs, _ = run_all(model, {"X": x}, use_ort, reference=False)
+    assert ours.dtype == np.float32
+    assert_close(ours, expected.astype(np.float32))
+    if theirs is not None:
+        assert_close(ours, theirs)
+
+
+# -------------------------------------------------------------- BatchNormalization, Sum
+def batch_norm_model(opset: int, c: int, **attrs: Any) -> onnx.ModelProto:
+    names = ["x", "scale", "bias", "mean", "var"]
+    node = helper.make_node("BatchNormalization", names, ["y"], **attrs)
+    f32 = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        [node], "bn", [helper.make_tensor_value_info(n, f32, None) for n in names],
+        [helper.make_tensor_value_info("y", f32, None)],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = IR_VERSION
+    return model
+
+
+@pytest.mark.parametrize("opset", [9, 14, 15])
+@pytest.mark.parametrize("shape", [(2, 3), (2, 3, 5), (1, 4, 6, 7), (2, 2, 3, 4, 5)])
+def test_batch_normalization_is_the_specs_inference(opset, shape, rng):
+    c = shape[1]
+    feeds = {
+        "x": rng.standard_normal(shape).astype(np.float32),
+        "scale": rng.standard_normal(c).astype(np.float32),
+        "bias": rng.standard_normal(c).astype(np.float32),
+        "mean": rng.standard_normal(c).astype(np.float32),
+        "var": rng.uniform(0.5, 2, c).astype(np.float32),
+    }
+    attrs = {"epsilon": 1e-3} if opset < 14 else {"epsilon": 1e-3, "training_mode": 0}
+    model = batch_norm_model(opset, c, **attrs)
+    per_channel = (-1, *(1,) * (len(shape) - 2))
+    f64 = {k: v.astype(np.float64) for k, v in feeds.items()}
+    expected = (f64["x"] - f64["mean"].reshape(per_channel)) / np.sqrt(
+        f64["var"].reshape(per_channel) + 1e-3
+    ) * f64["scale"].reshape(per_channel) + f64["bias"].reshape(per_channel)
+    # onnx's reference normalizes with the batch's statistics when BatchNormalization-9
+    # has a momentum (its schema default): the spec and onnxruntime use the running ones
+    ours, theirs, reference = run_all(model, feeds, reference=opset >= 14)
+    assert ours.dtype == np.float32
+    assert_close(ours, expected.astype(np.float32))
+    assert_close(ours, theirs)
+    if reference is not None:
+        assert_close(ours, reference)
+
+
+def test_batch_normalization_in_training_mode_is_the_references(rng):
+    x = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    feeds = {"x": x, "scale": np.ones(3, np.float32), "bias": np.zeros(3, np.float32),
+             "mean": np.zeros(3, np.float32), "var": np.ones(3, np.float32)}  # fmt: skip
+    model = batch_norm_model(15, 3, training_mode=1)
+    ours = npconv.onnx.run(model, feeds)["y"]
+    np.testing.assert_array_equal(ours, ReferenceEvaluator(model).run(None, feeds)[0])
+    assert_close(ours.mean(axis=(0, 2)), np.zeros(3, np.float32))  # the batch's statistics
+
+
+def test_sum_and_batch_norm_overwrite_only_private_values(rng):
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
+    stats = [rng.uniform(0.5, 2, 2).astype(np.float32) for _ in range(4)]
+    inits = [onnx.numpy_helper.from_array(v, n) for v, n in zip(stats, ["s", "b", "m", "v"])]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1] * 4),
+        helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"]),  # over c
+        helper.make_node("Conv", ["x", "w"], ["d"], pads=[1] * 4),
+        helper.make_node("Sum", ["n", "d", "x"], ["t"]),  # over n or d, x broadcast in
+        helper.make_node("Sum", ["t", "t"], ["u"]),  # t read twice: a fresh array
+        helper.make_node("Relu", ["u"], ["y"]),  # over u
+    ]
+    f32 = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(n, f32, None) for n in "xw"],
+        [helper.make_tensor_value_info("y", f32, None)], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = IR_VERSION
+    sess = npconv.onnx.evaluator(model)
+    planned = {op.onnx_node.output[0]: op.overwrite for op in sess._overwriting}
+    assert planned == {"n": True, "t": (0, 1), "y": True}
+    ours, theirs, reference = run_all(model, {"x": x, "w": w})
+    assert_close(ours, theirs)
+    assert_close(ours, reference)
+
+
+# ------------------------------------------------------------------- constant folding
+def test_constant_inputs_are_folded_once(rng):
+    x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
+    shape = onnx.numpy_helper.from_array(np.array([4, 3, 3, 3]), "shape")
+    fill = helper.make_tensor("fill", onnx.TensorProto.FLOAT, [1], [0.25])
+    nodes = [
+        helper.make_node("ConstantOfShape", ["shape"], ["w"], value=fill),  # folded
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("RandomUniformLike", ["w"], ["r"], seed=1.0),  # never folded
+        helper.make_node("ReduceSum", ["r"], ["s"], keepdims=0),
+    ]
+    f32 = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", f32, None)],
+        [helper.make_tensor_value_info(n, f32, None) for n in ("c", "w", "s")], [shape],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    sess = npconv.onnx.evaluator(model)
+    assert [op.op_type for op in sess.rt_nodes_] == ["Conv", "RandomUniformLike", "ReduceSum"]
+    c, w, _ = sess.run(None, {"x": x})
+    np.testing.assert_array_equal(w, np.full((4, 3, 3, 3), 0.25, np.float32))
+    assert not w.flags.writeable  # shared by every run
+    assert_close(c, ReferenceEvaluator(model).run(["c"], {"x": x})[0])
+    kept = npconv.onnx.evaluator(model, fold_constants=False)
+    assert kept.rt_nodes_[0].op_type == "ConstantOfShape"

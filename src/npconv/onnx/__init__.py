@@ -4,8 +4,11 @@
 (``Conv``, ``ConvTranspose``, ``ConvInteger``, ``QLinearConv``) replaced by npconv's,
 which follow the ONNX operator spec to the letter and run at BLAS speed, and ``MaxPool``
 by a max over npconv's strided windows (the reference's loops would otherwise cost as
-much as all of a ResNet's convolutions); ``Relu`` and ``Add`` may write over an input
-that no other node reads; every other operator is onnx's reference.
+much as all of a ResNet's convolutions), ``AveragePool`` by a mean over them, and
+inference ``BatchNormalization`` by one scale and shift per channel; ``Relu``,
+``BatchNormalization``, ``Add`` and ``Sum`` may write over an input that no other node
+reads, and nodes of constant inputs run once when the evaluator is built; every other
+operator is onnx's reference.
 :func:`run` is the one-call form and :func:`profile` times each node type (the
 ``npconv onnx`` command prints it).
 """
@@ -21,7 +24,7 @@ import numpy as np
 import onnx
 from onnx.reference import ReferenceEvaluator
 
-from ._ops import FRESH, OPS, Add, Relu
+from ._ops import FRESH, OPS, Add, BatchNormalization, Relu, Sum
 from ._profile import Profile, profile
 
 __all__ = ["OPS", "Evaluator", "Profile", "evaluator", "profile", "run"]
@@ -36,11 +39,15 @@ class Evaluator(ReferenceEvaluator):
     functions and subgraphs (``If``, ``Loop``, ``Scan`` bodies) use them too.  Operators
     passed in ``new_ops`` take precedence over npconv's.
 
-    With ``reuse_buffers`` (the default), ``Relu`` and ``Add`` write their result over
-    an input that only they read, when that input is the fresh output of an operator
-    of npconv's (not a graph input, initializer, graph output, or a value a subgraph
-    reads); ``run(..., intermediate=True)`` turns this off for its call, so that every
-    intermediate value it returns is the node's own.
+    With ``fold_constants`` (the default), the nodes whose inputs are all initializers
+    (constant folding, as onnxruntime does when it loads a model; random generators
+    excepted) run once, here, and their outputs become read-only initializers.
+
+    With ``reuse_buffers`` (the default), ``Relu``, ``BatchNormalization``, ``Add`` and
+    ``Sum`` write their result over an input that only they read, when that input is
+    the fresh output of an operator of npconv's (not a graph input, initializer, graph
+    output, or a value a subgraph reads); ``run(..., intermediate=True)`` turns this off
+    for its call, so that every intermediate value it returns is the node's own.
     """
 
     def __init__(
@@ -48,12 +55,15 @@ class Evaluator(ReferenceEvaluator):
         proto: Any,
         *,
         new_ops: list[type] | None = None,
+        fold_constants: bool = True,
         reuse_buffers: bool = True,
         **kwargs: Any,
     ):
         if isinstance(proto, os.PathLike):
             proto = os.fspath(proto)
         super().__init__(proto, new_ops=[*(new_ops or []), *OPS], **kwargs)
+        if fold_constants:
+            self.rt_nodes_ = _fold_constants(self.rt_nodes_, self.rt_inits_)
         self._overwriting = (
             _plan_overwrites(self.rt_nodes_, self.output_names) if reuse_buffers else []
         )
@@ -70,6 +80,39 @@ class Evaluator(ReferenceEvaluator):
                 op.overwrite = overwrite
 
 
+#: Operators whose output is not a function of their inputs: never folded.
+_RANDOM = ("Bernoulli", "Multinomial", "RandomNormal", "RandomNormalLike", "RandomUniform",
+           "RandomUniformLike")  # fmt: skip
+
+
+def _fold_constants(ops: list[Any], constants: dict[str, Any]) -> list[Any]:
+    """Run every node whose inputs are all in ``constants``, adding its outputs there.
+
+    Returns the nodes left to run.
+    """
+    left = []
+    for op in ops:
+        names = list(op.onnx_node.input)
+        foldable = not (
+            op.op_type in _RANDOM
+            or op.has_subgraph
+            or op.has_linked_attribute
+            or op.need_context()
+            or any(name and name not in constants for name in names)
+        )
+        if not foldable:
+            left.append(op)
+            continue
+        outputs = op.run(*(constants[name] if name else None for name in names))
+        for name, value in zip(op.onnx_node.output, outputs):
+            if name and isinstance(value, np.ndarray):
+                value.flags.writeable = False  # shared by every run from now on
+                constants[name] = value
+            elif name:
+                constants[name] = value
+    return left
+
+
 def _names_read(node: onnx.NodeProto) -> Iterator[str]:
     """Every value name ``node`` reads, including those read inside its subgraphs."""
     yield from node.input
@@ -80,7 +123,9 @@ def _names_read(node: onnx.NodeProto) -> Iterator[str]:
 
 
 def _plan_overwrites(ops: list[Any], outputs: list[str]) -> list[Any]:
-    """Mark the Relu and Add nodes that may overwrite an input; returns them.
+    """Mark the Relu, BatchNormalization, Add and Sum nodes that may overwrite an input.
+
+    Returns them.
 
     An input may be overwritten when it is read once in the whole graph (subgraphs
     included), is not a graph output, and an operator of :data:`FRESH` produced it.
@@ -91,9 +136,9 @@ def _plan_overwrites(ops: list[Any], outputs: list[str]) -> list[Any]:
     planned = []
     for op in ops:
         inputs = list(op.onnx_node.input)
-        if isinstance(op, Relu) and inputs[0] in private:
+        if isinstance(op, (Relu, BatchNormalization)) and inputs[0] in private:
             op.overwrite = True
-        elif isinstance(op, Add) and private.intersection(inputs):
+        elif isinstance(op, (Add, Sum)) and private.intersection(inputs):
             op.overwrite = tuple(i for i, name in enumerate(inputs) if name in private)
         else:
             continue
@@ -110,8 +155,8 @@ def evaluator(model: ModelLike, **kwargs: Any) -> Evaluator:
         The model (or a GraphProto/FunctionProto/NodeProto, as ``ReferenceEvaluator``
         takes them).
     **kwargs
-        ``reuse_buffers`` (default True: ``Relu`` and ``Add`` may overwrite an input
-        only they read, see :class:`Evaluator`), and what
+        ``fold_constants`` and ``reuse_buffers`` (both default True, see
+        :class:`Evaluator`), and what
         ``onnx.reference.ReferenceEvaluator`` takes (``verbose``, ``new_ops``, ...).
 
     Returns

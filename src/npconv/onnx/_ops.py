@@ -5,9 +5,11 @@ evaluator matches ``new_ops`` by class name), so it serves every opset version t
 reference knows; shapes npconv does not cover (more than 3 spatial dims, dtypes NumPy
 cannot compute in such as bfloat16) fall back to the reference implementation.
 
-``Relu`` and ``Add`` are the reference's operators with one change: the evaluator may
-let them write their result over an input that no other node reads (a memory plan like
-onnxruntime's, see :class:`npconv.onnx.Evaluator`), which saves a fresh array per node.
+``AveragePool`` is a mean over the same windows as ``MaxPool``; ``BatchNormalization``
+(inference) is one scale and one shift per channel.  ``Relu``, ``Add``, ``Sum`` and
+``BatchNormalization`` may write their result over an input that no other node reads (a
+memory plan like onnxruntime's, see :class:`npconv.onnx.Evaluator`), which saves a
+fresh array per node.
 
 Attributes follow the ONNX operator spec: ``pads`` is ``[x1_begin, x2_begin, ...,
 x1_end, x2_end, ...]``; ``auto_pad`` SAME_UPPER / SAME_LOWER make the output
@@ -17,18 +19,22 @@ the beginning; VALID means no padding.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from onnx.reference.op_run import OpRun
 from onnx.reference.ops import (
     op_add,
+    op_average_pool,
+    op_batch_normalization,
     op_conv,
     op_conv_integer,
     op_conv_transpose,
     op_max_pool,
     op_qlinear_conv,
     op_relu,
+    op_sum,
 )
 
 from .._api import _conv
@@ -42,12 +48,15 @@ __all__ = [
     "FRESH",
     "OPS",
     "Add",
+    "AveragePool",
+    "BatchNormalization",
     "Conv",
     "ConvInteger",
     "ConvTranspose",
     "MaxPool",
     "QLinearConv",
     "Relu",
+    "Sum",
 ]
 
 
@@ -166,36 +175,71 @@ class ConvTranspose(op_conv_transpose.ConvTranspose):
         return (result,)
 
 
+def _pool_windows(op: str, x: np.ndarray, kernel_shape: Any, pad_value: Any, **attributes: Any):
+    """Every kernel offset's strided view ``(N, C, *out)`` of ``x`` padded with ``pad_value``.
+
+    The spec's geometry (pads, SAME, strides, dilations) is that of a depthwise
+    convolution, whose :class:`~npconv.ConvSpec` gives it.
+    """
+    channels = x.shape[1]
+    kwargs = _onnx_conv_arguments(op, tuple(kernel_shape), **attributes)
+    kwargs["groups"] = channels  # one window per channel: a depthwise geometry
+    spec = ConvSpec.build(x.shape, (channels, 1, *kernel_shape), fn=op, **kwargs)
+    xp = np.pad(x, [(0, 0), (0, 0), *spec.pads], constant_values=pad_value)
+    patches = windows_channels_first(xp, spec)  # (N, C, *kernel, *out)
+    every = (slice(None), slice(None))  # the N and C axes
+    return [patches[every + offset] for offset in np.ndindex(*kernel_shape)]
+
+
 class MaxPool(op_max_pool.MaxPool):
     """ONNX ``MaxPool``: the maximum over npconv's strided windows of the padded input.
 
-    Pads hold ``-inf`` (the dtype's minimum for integers), so they never win.  The spec's
-    geometry (pads, SAME, strides, dilations) is that of a depthwise convolution, whose
-    :class:`~npconv.ConvSpec` gives it.  ``ceil_mode=1``, a requested ``Indices`` output,
-    more than 3 spatial dims or non-numeric dtypes fall back to the reference.
+    Pads hold ``-inf`` (the dtype's minimum for integers), so they never win.
+    ``ceil_mode=1``, a requested ``Indices`` output, more than 3 spatial dims or
+    non-numeric dtypes fall back to the reference.
     """
 
     def _run(self, x, kernel_shape=None, ceil_mode=None, storage_order=None, **attributes):  # type: ignore[no-untyped-def]
-        nd = x.ndim - 2
         wants_indices = len(self.onnx_node.output) > 1 and self.onnx_node.output[1]
-        if ceil_mode or wants_indices or not _npconv_can_run(x, nd=nd) or x.dtype.kind == "b":
+        numeric = _npconv_can_run(x, nd=x.ndim - 2) and x.dtype.kind != "b"
+        if ceil_mode or wants_indices or not numeric:
             return super()._run(
                 x, kernel_shape=kernel_shape, ceil_mode=ceil_mode, storage_order=storage_order,
                 **attributes,
             )  # fmt: skip
-        channels = x.shape[1]
-        kwargs = _onnx_conv_arguments("onnx MaxPool", tuple(kernel_shape), **attributes)
-        kwargs["groups"] = channels  # one window per channel: a depthwise geometry
-        spec = ConvSpec.build(x.shape, (channels, 1, *kernel_shape), fn="onnx MaxPool", **kwargs)
         lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        xp = np.pad(x, [(0, 0), (0, 0), *spec.pads], constant_values=lowest)
-        patches = windows_channels_first(xp, spec)  # (N, C, *kernel, *out)
-        every = (slice(None), slice(None))  # the N and C axes
-        offsets = [every + offset for offset in np.ndindex(*kernel_shape)]
-        y = patches[offsets[0]].copy()  # (N, C, *out)
-        for offset in offsets[1:]:  # one pass over the output per kernel offset
-            np.maximum(y, patches[offset], out=y)
+        views = _pool_windows("onnx MaxPool", x, kernel_shape, lowest, **attributes)
+        y = views[0].copy()  # (N, C, *out)
+        for view in views[1:]:  # one pass over the output per kernel offset
+            np.maximum(y, view, out=y)
         return (y,)
+
+
+class AveragePool(op_average_pool.AveragePool_19):
+    """ONNX ``AveragePool`` (every opset): the mean over the windows of the padded input.
+
+    With ``count_include_pad=0`` (the default) each window's sum is divided by the
+    number of its elements inside the input, else by the kernel size.  ``ceil_mode=1``,
+    more than 3 spatial dims or non-float dtypes fall back to the reference.
+    """
+
+    def _run(self, x, ceil_mode=None, count_include_pad=None, **attributes):  # type: ignore[no-untyped-def]
+        if ceil_mode or x.dtype.kind != "f" or not _npconv_can_run(x, nd=x.ndim - 2):
+            return super()._run(
+                x, ceil_mode=ceil_mode, count_include_pad=count_include_pad, **attributes
+            )
+        kernel = attributes.pop("kernel_shape")
+        total = np.zeros((), x.dtype)
+        for view in _pool_windows("onnx AveragePool", x, kernel, 0, **attributes):
+            total = total + view  # (N, C, *out), a fresh sum at the first offset
+        if count_include_pad:
+            count: Any = math.prod(kernel)
+        else:  # the inside elements of every window: the same pooling of a ones image
+            ones = np.ones((1, 1, *x.shape[2:]), x.dtype)
+            count = sum(_pool_windows("onnx AveragePool", ones, kernel, 0, **attributes))
+        with np.errstate(invalid="ignore"):  # a window wholly in the pads: 0 / 0 = NaN
+            np.divide(total, count, out=total)
+        return (total,)
 
 
 class Relu(op_relu.Relu):
@@ -240,7 +284,78 @@ class Add(op_add.Add):
         return super()._run(a, b)
 
 
-OPS: tuple[type, ...] = (Conv, ConvTranspose, ConvInteger, QLinearConv, MaxPool, Relu, Add)
+class Sum(op_sum.Sum):
+    """ONNX ``Sum`` of its inputs with NumPy broadcasting.
+
+    ``overwrite`` (set by the evaluator) names the inputs it may write the sum over; one
+    is used when it already has the result's shape.
+    """
+
+    overwrite: tuple[int, ...] = ()
+
+    def _run(self, *args):  # type: ignore[no-untyped-def]
+        shape = np.broadcast_shapes(*(a.shape for a in args))
+        dtype = np.result_type(*args)
+        for i in self.overwrite:
+            target = args[i]
+            if target.flags.writeable and target.shape == shape and target.dtype == dtype:
+                for j, other in enumerate(args):
+                    if j != i:
+                        np.add(target, other, out=target)
+                return (target,)
+        return super()._run(*args)
+
+
+class BatchNormalization(op_batch_normalization.BatchNormalization_14):
+    """ONNX ``BatchNormalization`` in inference mode: ``x * a + b`` per channel.
+
+    ``a = scale / sqrt(var + epsilon)`` and ``b = bias - mean * a`` come from the running
+    statistics, as the spec defines inference (opsets 7-13 always, 14+ with
+    ``training_mode=0``, 6 with ``is_test=1``); onnx's reference normalizes with the
+    batch's own statistics when a ``momentum`` attribute is present (opsets 9-13), the
+    spec and onnxruntime do not.  Training mode, extra outputs, ``spatial=0`` and
+    non-float dtypes fall back to the reference.  ``overwrite`` (set by the evaluator)
+    lets it write the result over ``x``.
+    """
+
+    overwrite = False
+
+    def _run(self, x, scale, bias, mean, var, epsilon=None, **attributes):  # type: ignore[no-untyped-def]
+        version = self.run_params["opsets"].get("", 22)
+        training = (
+            len(self.onnx_node.output) > 1
+            or attributes.get("training_mode")
+            or (version < 7 and not attributes.get("is_test"))
+            or attributes.get("spatial") == 0
+        )
+        if training or x.dtype.kind != "f" or scale.ndim != 1 or x.ndim < 2:
+            reference = _reference_batch_norm(version)
+            return reference._run(self, x, scale, bias, mean, var, epsilon=epsilon, **attributes)
+        eps = 1e-5 if epsilon is None else float(epsilon)
+        a = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
+        b = bias.astype(np.float64) - mean.astype(np.float64) * a
+        per_channel = (-1, *(1,) * (x.ndim - 2))  # (C, 1, ...): broadcasts over (N, C, ...)
+        out = x if self.overwrite and x.flags.writeable else None
+        y = np.multiply(x, a.astype(x.dtype).reshape(per_channel), out=out)
+        np.add(y, b.astype(x.dtype).reshape(per_channel), out=y)
+        return (y,)
+
+
+def _reference_batch_norm(version: int) -> type:
+    """onnx's reference BatchNormalization class for an opset version."""
+    if version >= 14:
+        return op_batch_normalization.BatchNormalization_14
+    if version >= 9:
+        return op_batch_normalization.BatchNormalization_9
+    return op_batch_normalization.BatchNormalization_6
+
+
+OPS: tuple[type, ...] = (
+    Conv, ConvTranspose, ConvInteger, QLinearConv, MaxPool, AveragePool, BatchNormalization,
+    Relu, Add, Sum,
+)  # fmt: skip
 #: Operators whose output is an array of their own (never a view of an input that another
 #: node still reads), so a single consumer may overwrite it.
-FRESH: tuple[type[OpRun], ...] = (Conv, ConvTranspose, MaxPool, Relu, Add)
+FRESH: tuple[type[OpRun], ...] = (
+    Conv, ConvTranspose, MaxPool, AveragePool, BatchNormalization, Relu, Add, Sum,
+)  # fmt: skip
