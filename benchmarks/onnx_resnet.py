@@ -7,15 +7,22 @@ with :func:`npconv.onnx.evaluator`, checks that the three outputs agree to float
 tolerance and prints a Markdown table of median times plus npconv's per-node-type
 breakdown.
 
+``--model onnx-test`` runs instead the ResNet-50 that onnx ships for its backend tests
+(``onnx/backend/test/data/light/light_resnet50.onnx``: ResNet-50 v1 exported from
+Caffe2, opset 9, with its 53 BatchNormalization nodes and with weights that
+ConstantOfShape nodes fill at run time).
+
 Run from the repository root::
 
     python benchmarks/onnx_resnet.py            # ResNet-50, batch 1, 224x224
     python benchmarks/onnx_resnet.py --size 112 --repeats 5
+    python benchmarks/onnx_resnet.py --model onnx-test
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -127,13 +134,22 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="input height and width")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (median)")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    parser.add_argument("--model", choices=["built", "onnx-test"], default="built")
     args = parser.parse_args()
 
-    model = resnet50(args.batch, args.size)
+    if args.model == "built":
+        model = resnet50(args.batch, args.size)
+        title = f"ResNet-50 v1.5, random weights, batch {args.batch}, {args.size}x{args.size}"
+    else:
+        data = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
+        model = onnx.load(os.path.join(data, "light", "light_resnet50.onnx"))
+        args.batch, args.size = 1, 224
+        title = "onnx's backend-test ResNet-50 (light_resnet50.onnx), batch 1, 224x224"
     x = np.random.default_rng(1).standard_normal((args.batch, 3, args.size, args.size))
-    feeds = {"x": x.astype(np.float32)}
+    feeds = {model.graph.input[0].name: x.astype(np.float32)}
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
+    options.log_severity_level = 3  # errors only (the test model has an unused initializer)
     sessions: dict[str, Any] = {
         "onnxruntime": ort.InferenceSession(
             model.SerializeToString(), options, providers=["CPUExecutionProvider"]
@@ -148,8 +164,8 @@ def main() -> None:
     scale = float(np.abs(expected).max())
     gflop = _conv_gflop(model)
 
-    print(f"ResNet-50, random weights, batch {args.batch}, {args.size}x{args.size}, float32, ")
-    print(f"{gflop:.1f} GFLOP in Conv; median of {args.repeats} interleaved runs after a warm-up\n")
+    print(f"{title}, float32, {gflop:.1f} GFLOP in Conv;")
+    print(f"median of {args.repeats} interleaved runs after a warm-up\n")
     print("| evaluator | time (s) | vs onnxruntime | max abs diff / max abs |")
     print("| --- | ---: | ---: | ---: |")
     for name, seconds in times.items():
@@ -171,16 +187,16 @@ def main() -> None:
 
 def _conv_gflop(model: onnx.ModelProto) -> float:
     """GFLOP (2 x multiply-accumulates) of the model's Conv nodes, from inferred shapes."""
-    inferred = onnx.shape_inference.infer_shapes(model)
+    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     shapes = {
         v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
         for v in (*inferred.graph.value_info, *inferred.graph.output)
     }
-    weights = {t.name: t.dims for t in model.graph.initializer}
+    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
     total = 0
     for node in model.graph.node:
         if node.op_type == "Conv":
-            _, cg, *kernel = weights[node.input[1]]
+            _, cg, *kernel = shapes[node.input[1]]
             total += 2 * int(np.prod(shapes[node.output[0]])) * cg * int(np.prod(kernel))
     return total / 1e9
 
