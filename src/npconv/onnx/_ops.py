@@ -229,9 +229,10 @@ class AveragePool(op_average_pool.AveragePool_19):
                 x, ceil_mode=ceil_mode, count_include_pad=count_include_pad, **attributes
             )
         kernel = attributes.pop("kernel_shape")
-        total = np.zeros((), x.dtype)
-        for view in _pool_windows("onnx AveragePool", x, kernel, 0, **attributes):
-            total = total + view  # (N, C, *out), a fresh sum at the first offset
+        views = _pool_windows("onnx AveragePool", x, kernel, 0, **attributes)
+        total = views[0].copy()  # (N, C, *out)
+        for view in views[1:]:  # one pass over the output per kernel offset
+            np.add(total, view, out=total)
         if count_include_pad:
             count: Any = math.prod(kernel)
         else:  # the inside elements of every window: the same pooling of a ones image
