@@ -178,8 +178,8 @@ def evaluator(model: ModelLike, **kwargs: Any) -> Evaluator:
     :func:`npconv.conv` (the integer ones through :func:`npconv.quant.quantized_conv`,
     exactly), ``ConvTranspose`` through :func:`npconv.conv_transpose`; float16 is
     computed in float32 and rounded once.  More than 3 spatial dims, dtypes NumPy cannot
-    compute in (bfloat16), and MaxPool's ``ceil_mode`` and ``Indices`` output fall back
-    to onnx's reference code.
+    compute in (bfloat16), the pools' ``ceil_mode``, MaxPool's ``Indices`` output and
+    BatchNormalization in training mode fall back to onnx's reference code.
 
     Examples
     --------
