@@ -793,3 +793,34 @@ def test_constant_inputs_are_folded_once(rng):
     assert_close(c, ReferenceEvaluator(model).run(["c"], {"x": x})[0])
     kept = npconv.onnx.evaluator(model, fold_constants=False)
     assert kept.rt_nodes_[0].op_type == "ConstantOfShape"
+
+
+# ------------------------------------------------------------------ Softmax, LogSoftmax
+SOFTMAX_CASES = [((1, 10, 1, 1), None), ((2, 3, 4), None), ((2, 3, 4), 0), ((2, 3, 4), -2),
+                 ((5,), -1)]  # fmt: skip
+
+
+@pytest.mark.parametrize("op_type", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("opset", [9, 11, 13])
+@pytest.mark.parametrize(("shape", "axis"), SOFTMAX_CASES)
+def test_softmax_axis_follows_the_opset(op_type, opset, shape, axis, rng):
+    x = rng.standard_normal(shape).astype(np.float32) * 3
+    attrs = {} if axis is None else {"axis": axis}
+    model = make_model(op_type, {"X": x}, np.float32, opset, **attrs)
+    # opsets 1-12 normalize the rows of the input flattened into 2-d at axis (default 1),
+    # 13+ along axis (default -1); onnx's reference applies the latter to every opset
+    ours, theirs, _ = run_all(model, {"X": x}, reference=False)
+    assert_close(ours, theirs)
+    x64, ax = x.astype(np.float64), (1 if opset < 13 else -1) if axis is None else axis
+    rows = x64.reshape(int(np.prod(shape[: ax % x.ndim])), -1) if opset < 13 else x64
+    keep = 1 if opset < 13 else ax
+    log = rows - rows.max(axis=keep, keepdims=True)
+    log -= np.log(np.exp(log).sum(axis=keep, keepdims=True))
+    expected = (log if op_type == "LogSoftmax" else np.exp(log)).reshape(shape)
+    assert_close(ours, expected.astype(np.float32))
+
+
+def test_softmax_axis_out_of_range():
+    x = np.ones(5, np.float32)  # a 1-d input has no axis 1, the default before opset 13
+    with pytest.raises(ValueError, match=r"onnx Softmax: axis 1 is out of range for a 1-d"):
+        npconv.onnx.run(make_model("Softmax", {"X": x}, np.float32, 11), {"X": x})

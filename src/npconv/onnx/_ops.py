@@ -31,9 +31,11 @@ from onnx.reference.ops import (
     op_conv,
     op_conv_integer,
     op_conv_transpose,
+    op_log_softmax,
     op_max_pool,
     op_qlinear_conv,
     op_relu,
+    op_softmax,
     op_sum,
 )
 
@@ -53,9 +55,11 @@ __all__ = [
     "Conv",
     "ConvInteger",
     "ConvTranspose",
+    "LogSoftmax",
     "MaxPool",
     "QLinearConv",
     "Relu",
+    "Softmax",
     "Sum",
 ]
 
@@ -342,6 +346,48 @@ class BatchNormalization(op_batch_normalization.BatchNormalization_14):
         return (y,)
 
 
+def _softmax(op: OpRun, x: np.ndarray, log: bool) -> np.ndarray:
+    """(Log)softmax by the node's opset: 1-12 flatten into 2-d at ``axis`` (default 1)
+    and normalize every row; 13+ normalize along ``axis`` (default -1)."""
+    version = op.run_params["opsets"].get("", 22)
+    given = [a.i for a in op.onnx_node.attribute if a.name == "axis"]
+    axis = given[0] if given else (1 if version < 13 else -1)
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(
+            f"onnx {op.op_type}: axis {axis} is out of range for a {x.ndim}-d input "
+            f"(opset {version})"
+        )
+    shape = x.shape
+    if version < 13:  # the rows of the 2-d coercion
+        axis %= x.ndim
+        x, axis = x.reshape(math.prod(shape[:axis]), math.prod(shape[axis:])), 1
+    shifted = x - x.max(axis=axis, keepdims=True)
+    exp = np.exp(shifted)
+    total = exp.sum(axis=axis, keepdims=True)
+    y = shifted - np.log(total) if log else np.divide(exp, total, out=exp)
+    return y.reshape(shape)
+
+
+class Softmax(op_softmax.Softmax):
+    """ONNX ``Softmax`` with each opset's axis semantics (onnx's reference applies the
+    opset-13 default, the last axis, to older models too).  Empty and 0-d inputs fall
+    back to the reference."""
+
+    def _run(self, X, axis=None):  # type: ignore[no-untyped-def]
+        if X.size == 0 or X.ndim == 0:
+            return super()._run(X, axis=axis)
+        return (_softmax(self, X, log=False),)
+
+
+class LogSoftmax(op_log_softmax.LogSoftmax):
+    """ONNX ``LogSoftmax``, with the axis semantics of :class:`Softmax`."""
+
+    def _run(self, X, axis=None):  # type: ignore[no-untyped-def]
+        if X.size == 0 or X.ndim == 0:
+            return super()._run(X)
+        return (_softmax(self, X, log=True),)
+
+
 def _reference_batch_norm(version: int) -> type:
     """onnx's reference BatchNormalization class for an opset version."""
     if version >= 14:
@@ -353,7 +399,7 @@ def _reference_batch_norm(version: int) -> type:
 
 OPS: tuple[type, ...] = (
     Conv, ConvTranspose, ConvInteger, QLinearConv, MaxPool, AveragePool, BatchNormalization,
-    Relu, Add, Sum,
+    Relu, Add, Sum, Softmax, LogSoftmax,
 )  # fmt: skip
 #: Operators whose output is an array of their own (never a view of an input that another
 #: node still reads), so a single consumer may overwrite it.
