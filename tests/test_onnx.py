@@ -8,6 +8,7 @@ onnxruntime and the reference disagree, the spec decides (the tests say where).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -824,3 +825,25 @@ def test_softmax_axis_out_of_range():
     x = np.ones(5, np.float32)  # a 1-d input has no axis 1, the default before opset 13
     with pytest.raises(ValueError, match=r"onnx Softmax: axis 1 is out of range for a 1-d"):
         npconv.onnx.run(make_model("Softmax", {"X": x}, np.float32, 11), {"X": x})
+
+
+LIGHT_MODELS = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+
+
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(LIGHT_MODELS) if f.endswith(".onnx")))
+def test_onnx_backend_test_models_match_onnxruntime(name, rng):
+    # the CNNs onnx ships for its backend tests (AlexNet, DenseNet, Inception, ResNet-50,
+    # ShuffleNet, SqueezeNet, VGG, ZFNet), with constant weights: they check that every
+    # operator of real exports runs, with the spec's semantics (SqueezeNet's opset-9
+    # Softmax is where onnx's reference parts from it)
+    model = onnx.load(os.path.join(LIGHT_MODELS, name))
+    constants = {t.name for t in model.graph.initializer}
+    (x_info,) = [i for i in model.graph.input if i.name not in constants]
+    shape = [d.dim_value for d in x_info.type.tensor_type.shape.dim]
+    feeds = {x_info.name: rng.standard_normal(shape).astype(np.float32)}
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only (some keep unused initializers)
+    sess = ort.InferenceSession(model.SerializeToString(), options, ["CPUExecutionProvider"])
+    (theirs,) = sess.run(None, feeds)
+    (ours,) = npconv.onnx.run(model, feeds).values()
+    assert_close(ours, theirs)
