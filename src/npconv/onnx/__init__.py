@@ -5,7 +5,8 @@
 which follow the ONNX operator spec to the letter and run at BLAS speed, and ``MaxPool``
 by a max over npconv's strided windows (the reference's loops would otherwise cost as
 much as all of a ResNet's convolutions), ``AveragePool`` by a mean over them, and
-inference ``BatchNormalization`` by one scale and shift per channel; ``Relu``,
+inference ``BatchNormalization`` by one scale and shift per channel, ``Softmax`` and
+``LogSoftmax`` follow each opset's axis semantics; ``Relu``,
 ``BatchNormalization``, ``Add`` and ``Sum`` may write over an input that no other node
 reads, and nodes of constant inputs run once when the evaluator is built; every other
 operator is onnx's reference.
