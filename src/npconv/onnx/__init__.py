@@ -1,17 +1,19 @@
 """Run ONNX models in NumPy with npconv's convolutions (needs the ``onnx`` extra).
 
-:func:`evaluator` is onnx's own ``ReferenceEvaluator`` with its convolution operators
-(``Conv``, ``ConvTranspose``, ``ConvInteger``, ``QLinearConv``) replaced by npconv's,
-which follow the ONNX operator spec to the letter and run at BLAS speed, and ``MaxPool``
-by a max over npconv's strided windows (the reference's loops would otherwise cost as
-much as all of a ResNet's convolutions), ``AveragePool`` by a mean over them, and
-inference ``BatchNormalization`` by one scale and shift per channel, ``Softmax`` and
-``LogSoftmax`` follow each opset's axis semantics; ``Relu``,
-``BatchNormalization``, ``Add`` and ``Sum`` may write over an input that no other node
-reads, and nodes of constant inputs run once when the evaluator is built; every other
-operator is onnx's reference.
-:func:`run` is the one-call form and :func:`profile` times each node type (the
-``npconv onnx`` command prints it).
+:func:`evaluator` is onnx's own ``ReferenceEvaluator`` with these operators replaced:
+
+* ``Conv``, ``ConvTranspose``, ``ConvInteger``, ``QLinearConv``: npconv's, to the letter
+  of the ONNX operator spec and at BLAS speed;
+* ``MaxPool`` and ``AveragePool``: a max and a mean over npconv's strided windows (the
+  reference's loops would otherwise cost as much as all of a ResNet's convolutions);
+* inference ``BatchNormalization``: one scale and shift per channel;
+* ``Softmax`` and ``LogSoftmax``: each opset's axis semantics;
+* ``Relu``, ``Add``, ``Sum``: the reference's, but like ``BatchNormalization`` they may
+  write over an input that no other node reads.
+
+Nodes of constant inputs run once when the evaluator is built; every other operator is
+onnx's reference.  :func:`run` is the one-call form and :func:`profile` times each node
+type (the ``npconv onnx`` command prints it).
 """
 
 from __future__ import annotations
