@@ -1,12 +1,14 @@
-"""ONNX convolution operators computed by npconv, as ``onnx.reference`` op classes.
+"""The ONNX operators of npconv's evaluator, as ``onnx.reference`` op classes.
 
 Each class subclasses the operator of ``onnx.reference.ops`` with the same name (the
 evaluator matches ``new_ops`` by class name), so it serves every opset version the
 reference knows; shapes npconv does not cover (more than 3 spatial dims, dtypes NumPy
 cannot compute in such as bfloat16) fall back to the reference implementation.
 
-``AveragePool`` is a mean over the same windows as ``MaxPool``; ``BatchNormalization``
-(inference) is one scale and one shift per channel.  ``Relu``, ``Add``, ``Sum`` and
+Besides the convolutions: ``AveragePool`` is a mean over the same windows as
+``MaxPool``; ``BatchNormalization`` (inference) is one scale and one shift per channel;
+``Softmax`` and ``LogSoftmax`` follow each opset's axis semantics.  ``Relu``, ``Add``,
+``Sum`` and
 ``BatchNormalization`` may write their result over an input that no other node reads (a
 memory plan like onnxruntime's, see :class:`npconv.onnx.Evaluator`), which saves a
 fresh array per node.
