@@ -128,8 +128,14 @@ def explain(x: npt.ArrayLike, w: npt.ArrayLike, **kwargs: Any) -> Explanation:
     )
 
 
-def _median_seconds(run: Any, repeats: int) -> float:
+def median_seconds(run: Any, repeats: int, slow: float = float("inf")) -> float:
+    """Median seconds of ``repeats`` calls of ``run`` after a timed warm-up call; the
+    warm-up's own time when it took more than ``slow`` seconds (not worth repeating)."""
+    start = time.perf_counter()
     run()  # warm-up
+    first = time.perf_counter() - start
+    if first > slow:
+        return first
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -205,7 +211,7 @@ def tune(
             get_algorithm(name, spec, dtype, "tune")  # raises for unknown / unsupported
     x_arr, w_arr = np.asarray(x), np.asarray(w)
     measured = {
-        name: _median_seconds(lambda n=name: conv(x_arr, w_arr, algorithm=n, **kwargs), repeats)
+        name: median_seconds(lambda n=name: conv(x_arr, w_arr, algorithm=n, **kwargs), repeats)
         for name in names
     }
     _tuned[(spec, dtype)] = measured

@@ -13,7 +13,6 @@ import math
 import os
 import platform
 import statistics
-import time
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._api import conv
+from ._autotune import median_seconds
 from ._spec import ConvSpec
 from ._threads import get_threads
 from .algorithms import REGISTRY
@@ -89,20 +89,6 @@ SUITES: dict[str, list[Case]] = {
     ],
 }
 SUITES["all"] = [c for key in ("notes", "resnet", "vgg", "mobilenet") for c in SUITES[key]]
-
-
-def _median_seconds(run: Callable[[], Any], repeats: int) -> float:
-    start = time.perf_counter()
-    run()  # warm-up
-    first = time.perf_counter() - start
-    if first > SLOW_SECONDS:
-        return first
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _peak_temporary_bytes(run: Callable[[], np.ndarray]) -> int:
@@ -281,10 +267,12 @@ def _measure(
     for name in algorithms:
         step(f"{case.name}: {name}")
         if name == "auto" or REGISTRY[name].unsupported(spec, x.dtype) is None:
-            times[name] = _median_seconds(partial(conv, x, w, algorithm=name, **options), repeats)
+            times[name] = median_seconds(
+                partial(conv, x, w, algorithm=name, **options), repeats, SLOW_SECONDS
+            )
     for peer, prepare in peers.items():
         step(f"{case.name}: {peer}")
-        times[peer] = _median_seconds(prepare(case, x, w), repeats)
+        times[peer] = median_seconds(prepare(case, x, w), repeats, SLOW_SECONDS)
     step(f"{case.name}: memory")
     return {
         "case": case.name,
