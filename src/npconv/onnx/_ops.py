@@ -197,6 +197,14 @@ def _pool_windows(op: str, x: np.ndarray, kernel_shape: Any, pad_value: Any, **a
     return [patches[every + offset] for offset in np.ndindex(*kernel_shape)]
 
 
+def _combined(ufunc: np.ufunc, views: list[np.ndarray]) -> np.ndarray:
+    """``ufunc`` folded over the window views, one pass over the output per view."""
+    y = views[0].copy()  # (N, C, *out)
+    for view in views[1:]:
+        ufunc(y, view, out=y)
+    return y
+
+
 class MaxPool(op_max_pool.MaxPool):
     """ONNX ``MaxPool``: the maximum over npconv's strided windows of the padded input.
 
@@ -215,10 +223,7 @@ class MaxPool(op_max_pool.MaxPool):
             )  # fmt: skip
         lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         views = _pool_windows("onnx MaxPool", x, kernel_shape, lowest, **attributes)
-        y = views[0].copy()  # (N, C, *out)
-        for view in views[1:]:  # one pass over the output per kernel offset
-            np.maximum(y, view, out=y)
-        return (y,)
+        return (_combined(np.maximum, views),)
 
 
 class AveragePool(op_average_pool.AveragePool_19):
@@ -235,10 +240,7 @@ class AveragePool(op_average_pool.AveragePool_19):
                 x, ceil_mode=ceil_mode, count_include_pad=count_include_pad, **attributes
             )
         kernel = attributes.pop("kernel_shape")
-        views = _pool_windows("onnx AveragePool", x, kernel, 0, **attributes)
-        total = views[0].copy()  # (N, C, *out)
-        for view in views[1:]:  # one pass over the output per kernel offset
-            np.add(total, view, out=total)
+        total = _combined(np.add, _pool_windows("onnx AveragePool", x, kernel, 0, **attributes))
         if count_include_pad:
             count: Any = math.prod(kernel)
         else:  # the inside elements of every window: the same pooling of a ones image
@@ -274,6 +276,21 @@ class Relu(op_relu.Relu):
         return (y.reshape(x.shape),)
 
 
+def _sum_in_place(args: tuple[np.ndarray, ...], overwrite: tuple[int, ...]) -> np.ndarray | None:
+    """The sum of ``args`` written over the first of ``overwrite`` that can hold it (the
+    result's shape and dtype, writeable); None when none can."""
+    shape = np.broadcast_shapes(*(a.shape for a in args))
+    dtype = np.result_type(*args)
+    for i in overwrite:
+        target = args[i]
+        if target.flags.writeable and target.shape == shape and target.dtype == dtype:
+            for j, other in enumerate(args):
+                if j != i:
+                    np.add(target, other, out=target)
+            return target
+    return None
+
+
 class Add(op_add.Add):
     """ONNX ``Add`` with NumPy broadcasting.
 
@@ -284,33 +301,18 @@ class Add(op_add.Add):
     overwrite: tuple[int, ...] = ()
 
     def _run(self, a, b):  # type: ignore[no-untyped-def]
-        for i in self.overwrite:
-            target = (a, b)[i]
-            if target.flags.writeable and target.shape == np.broadcast_shapes(a.shape, b.shape):
-                return (np.add(a, b, out=target),)
-        return super()._run(a, b)
+        y = _sum_in_place((a, b), self.overwrite)
+        return super()._run(a, b) if y is None else (y,)
 
 
 class Sum(op_sum.Sum):
-    """ONNX ``Sum`` of its inputs with NumPy broadcasting.
-
-    ``overwrite`` (set by the evaluator) names the inputs it may write the sum over; one
-    is used when it already has the result's shape.
-    """
+    """ONNX ``Sum`` of its inputs with NumPy broadcasting; ``overwrite`` as for :class:`Add`."""
 
     overwrite: tuple[int, ...] = ()
 
     def _run(self, *args):  # type: ignore[no-untyped-def]
-        shape = np.broadcast_shapes(*(a.shape for a in args))
-        dtype = np.result_type(*args)
-        for i in self.overwrite:
-            target = args[i]
-            if target.flags.writeable and target.shape == shape and target.dtype == dtype:
-                for j, other in enumerate(args):
-                    if j != i:
-                        np.add(target, other, out=target)
-                return (target,)
-        return super()._run(*args)
+        y = _sum_in_place(args, self.overwrite)
+        return super()._run(*args) if y is None else (y,)
 
 
 class BatchNormalization(op_batch_normalization.BatchNormalization_14):
