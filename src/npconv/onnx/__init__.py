@@ -108,10 +108,9 @@ def _fold_constants(ops: list[Any], constants: dict[str, Any]) -> list[Any]:
             continue
         outputs = op.run(*(constants[name] if name else None for name in names))
         for name, value in zip(op.onnx_node.output, outputs):
-            if name and isinstance(value, np.ndarray):
+            if isinstance(value, np.ndarray):
                 value.flags.writeable = False  # shared by every run from now on
-                constants[name] = value
-            elif name:
+            if name:
                 constants[name] = value
     return left
 
