@@ -28,15 +28,15 @@ PADDING_STRINGS = ("valid", "same", "same_upper", "same_lower")
 SPATIAL_NAMES = ("L", "HW", "DHW")  # used in messages: 1-d, 2-d and 3-d convolutions
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     return type(value) is int or (  # the common case first: this runs on every call
         isinstance(value, numbers.Integral) and not isinstance(value, bool)
     )
 
 
-def _int_tuple(fn: str, name: str, value: object, nd: int, minimum: int) -> tuple[int, ...]:
+def int_tuple(fn: str, name: str, value: object, nd: int, minimum: int) -> tuple[int, ...]:
     """``value`` as ``nd`` integers >= ``minimum``; an int is repeated for every axis."""
-    if _is_int(value):
+    if is_int(value):
         values: tuple[object, ...] = (value,) * nd
     elif isinstance(value, Sequence) and not isinstance(value, str):
         values = tuple(value)
@@ -48,7 +48,7 @@ def _int_tuple(fn: str, name: str, value: object, nd: int, minimum: int) -> tupl
     else:
         raise TypeError(f"{fn}: {name} must be an int or a tuple of ints, got {value!r}")
     for v in values:
-        if not _is_int(v):
+        if not is_int(v):
             raise TypeError(f"{fn}: {name} must contain ints, got {value!r}")
         if v < minimum:  # type: ignore[operator]
             raise ValueError(f"{fn}: {name} must be >= {minimum} in every dim, got {value!r}")
@@ -63,7 +63,7 @@ def _same_pads(size: int, kernel: int, stride: int, dilation: int, lower: bool) 
     return (large, small) if lower else (small, large)
 
 
-def _explicit_pads(fn: str, padding: object, nd: int) -> tuple[tuple[int, int], ...]:
+def explicit_pads(fn: str, padding: object, nd: int) -> tuple[tuple[int, int], ...]:
     """An int, ``nd`` ints or ``nd`` (before, after) pairs as ``nd`` pairs."""
     if isinstance(padding, Sequence) and not isinstance(padding, str):
         items = tuple(padding)
@@ -73,9 +73,9 @@ def _explicit_pads(fn: str, padding: object, nd: int) -> tuple[tuple[int, int], 
                     f"{fn}: padding given as pairs needs {nd} (before, after) pairs, "
                     f"got {padding!r}"
                 )
-            flat = _int_tuple(fn, "padding", [v for p in items for v in p], 2 * nd, 0)  # type: ignore[union-attr]
+            flat = int_tuple(fn, "padding", [v for p in items for v in p], 2 * nd, 0)  # type: ignore[union-attr]
             return tuple((flat[2 * i], flat[2 * i + 1]) for i in range(nd))
-    symmetric = _int_tuple(fn, "padding", padding, nd, 0)
+    symmetric = int_tuple(fn, "padding", padding, nd, 0)
     return tuple((p, p) for p in symmetric)
 
 
@@ -210,7 +210,7 @@ class ConvSpec:
                 f"{fn}: x must have {nd + 2} dims ({axes}) for a {nd}-d convolution in "
                 f"layout {layout!r}, got x.ndim={len(x_shape)} with shape {tuple(x_shape)}"
             )
-        if not _is_int(groups):
+        if not is_int(groups):
             raise TypeError(f"{fn}: groups must be an int, got {groups!r}")
         if groups < 1:
             raise ValueError(f"{fn}: groups must be >= 1, got {groups}")
@@ -239,8 +239,8 @@ class ConvSpec:
         if min(kernel) < 1:
             raise ValueError(f"{fn}: kernel size must be >= 1 in every dim, got {tuple(kernel)}")
 
-        stride_t = _int_tuple(fn, "stride", stride, nd, 1)
-        dilation_t = _int_tuple(fn, "dilation", dilation, nd, 1)
+        stride_t = int_tuple(fn, "stride", stride, nd, 1)
+        dilation_t = int_tuple(fn, "dilation", dilation, nd, 1)
         if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
             raise ValueError(
                 f"{fn}: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}"
@@ -267,7 +267,7 @@ class ConvSpec:
                     for n, k, s, d in zip(in_size, kernel, stride_t, dilation_t)
                 )
         else:
-            pads = _explicit_pads(fn, padding, nd)
+            pads = explicit_pads(fn, padding, nd)
 
         for axis, (n, (lo, hi)) in enumerate(zip(in_size, pads)):
             if padding_mode == "reflect" and max(lo, hi) >= n:

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._api import as_array, checked_bias, compute_dtypes, integer_compute_dtype
-from ._spec import LAYOUTS, SPATIAL_NAMES, ConvSpec, IntOrTuple, _explicit_pads, _int_tuple, _is_int
+from ._spec import LAYOUTS, SPATIAL_NAMES, ConvSpec, IntOrTuple, explicit_pads, int_tuple, is_int
 from ._windows import canonical_weight, chunks
 from .algorithms import get_algorithm
 
@@ -321,7 +321,7 @@ def transpose_spec(
             f"{nd}-d transposed convolution, got x.ndim={len(x_shape)} with shape "
             f"{tuple(x_shape)}"
         )
-    if not _is_int(groups):
+    if not is_int(groups):
         raise TypeError(f"{fn}: groups must be an int, got {groups!r}")
     if layout == "NCHW":
         batch, channels, *in_size = x_shape
@@ -342,10 +342,10 @@ def transpose_spec(
             f"{fn}: padding must be ints or (before, after) pairs, got {padding!r}; "
             "pass output_size= for a given output shape"
         )
-    pads = _explicit_pads(fn, padding, nd)
-    stride_t = _int_tuple(fn, "stride", stride, nd, 1)
-    dilation_t = _int_tuple(fn, "dilation", dilation, nd, 1)
-    extra = _int_tuple(fn, "output_padding", output_padding, nd, 0)
+    pads = explicit_pads(fn, padding, nd)
+    stride_t = int_tuple(fn, "stride", stride, nd, 1)
+    dilation_t = int_tuple(fn, "dilation", dilation, nd, 1)
+    extra = int_tuple(fn, "output_padding", output_padding, nd, 0)
     if any(p >= max(s, d) for p, s, d in zip(extra, stride_t, dilation_t)):
         raise ValueError(
             f"{fn}: output_padding must be smaller than stride or dilation in every dim, "
@@ -363,7 +363,7 @@ def transpose_spec(
             )
         size = tuple(output_size)
         size = size[2:] if len(size) == nd + 2 else size
-        size = _int_tuple(fn, "output_size", size, nd, 1)
+        size = int_tuple(fn, "output_size", size, nd, 1)
         largest = tuple(m + s - 1 for m, s in zip(smallest, stride_t))
         if any(not lo <= n <= hi for n, lo, hi in zip(size, smallest, largest)):
             raise ValueError(

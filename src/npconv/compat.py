@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._spec import _int_tuple
+from ._spec import int_tuple
 
 __all__ = [
     "convert_weight",
@@ -141,7 +141,7 @@ def from_torch(
     (1, 2, 5, 5)
     """
     w = np.asarray(w)
-    strides = _int_tuple("from_torch", "stride", stride, w.ndim - 2, 1)
+    strides = int_tuple("from_torch", "stride", stride, w.ndim - 2, 1)
     if padding == "same" and max(strides) > 1:
         raise ValueError(
             f"from_torch: padding='same' is not supported for strided convolutions "
@@ -199,7 +199,7 @@ def _tf_sizes(name: str, value: Any, nd: int, layout: str) -> tuple[int, ...]:
     """TensorFlow's strides/dilations: an int, ``nd`` ints, or ``nd + 2`` with N and C."""
     if isinstance(value, Sequence) and len(value) == nd + 2:
         value = value[1:-1] if layout == "NHWC" else value[2:]
-    return _int_tuple("from_tensorflow", name, value, nd, 1)
+    return int_tuple("from_tensorflow", name, value, nd, 1)
 
 
 def _tf_layout(data_format: str, nd: int) -> str:
@@ -327,7 +327,7 @@ def from_keras(
     if padding.lower() == "causal":
         if nd != 1:
             raise ValueError(f"from_keras: padding='causal' is for 1-d convolutions, got {nd}-d")
-        (d,) = _int_tuple("from_keras", "dilation_rate", dilation_rate, 1, 1)
+        (d,) = int_tuple("from_keras", "dilation_rate", dilation_rate, 1, 1)
         causal = [d * (w.shape[0] - 1), 0]  # (W, I, O) kernel
         channels_last = _tf_layout(data_format, 1) == "NHWC"
         padding_arg: Any = [[0, 0], causal, [0, 0]] if channels_last else [[0, 0], [0, 0], causal]

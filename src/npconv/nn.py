@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._api import conv
-from ._spec import PADDING_MODES, IntOrTuple, PaddingArg, _explicit_pads, _int_tuple, _is_int
+from ._spec import PADDING_MODES, IntOrTuple, PaddingArg, explicit_pads, int_tuple, is_int
 from ._transpose import conv_transpose
 from .grad import conv_backward, conv_transpose_backward
 
@@ -52,7 +52,7 @@ class _ConvNd:
             ("out_channels", out_channels),
             ("groups", groups),
         ):
-            if not _is_int(value):
+            if not is_int(value):
                 raise TypeError(f"{name}: {arg} must be an int, got {value!r}")
             if value < 1:
                 raise ValueError(f"{name}: {arg} must be >= 1, got {value}")
@@ -69,9 +69,9 @@ class _ConvNd:
         if self.dtype.kind != "f":
             raise TypeError(f"{name}: dtype must be a float dtype, got {self.dtype}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = _int_tuple(name, "kernel_size", kernel_size, self.nd, 1)
-        self.stride = _int_tuple(name, "stride", stride, self.nd, 1)
-        self.dilation = _int_tuple(name, "dilation", dilation, self.nd, 1)
+        self.kernel_size = int_tuple(name, "kernel_size", kernel_size, self.nd, 1)
+        self.stride = int_tuple(name, "stride", stride, self.nd, 1)
+        self.dilation = int_tuple(name, "dilation", dilation, self.nd, 1)
         self.padding_mode = padding_mode
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
@@ -85,7 +85,7 @@ class _ConvNd:
                 )
             self.padding: str | tuple[tuple[int, int], ...] = padding
         else:
-            self.padding = _explicit_pads(name, padding, self.nd)
+            self.padding = explicit_pads(name, padding, self.nd)
 
         if self.transposed:  # (I, O/G, *kernel)
             shape = (in_channels, out_channels // groups, *self.kernel_size)
@@ -338,7 +338,7 @@ class ConvTranspose2d(_ConvNd):
             dtype,
             rng,
         )
-        self.output_padding = _int_tuple("ConvTranspose2d", "output_padding", output_padding, 2, 0)
+        self.output_padding = int_tuple("ConvTranspose2d", "output_padding", output_padding, 2, 0)
         self._output_size: Sequence[int] | None = None
 
     def _conv_kwargs(self) -> dict[str, Any]:
