@@ -16,6 +16,9 @@ settings.load_profile("ci")
 
 torch.set_num_threads(2)
 
+#: The registered algorithms that compute forward convolutions (all but the adjoint-only).
+FORWARD = [name for name, algorithm in REGISTRY.items() if algorithm.fn is not None]
+
 #: Relative tolerance (to the largest |reference|) per result dtype.
 RTOL = {
     np.dtype(np.float16): 2e-3,

@@ -10,18 +10,17 @@ import pytest
 
 import npconv
 from npconv import ConvSpec
-from npconv import _autotune as autotune
-from npconv import _costmodel as costmodel
-from npconv.algorithms import REGISTRY, choose
+from npconv import _choose as choosing
+from npconv.algorithms import REGISTRY
 
 from conftest import assert_close, torch_conv
 
 
 @pytest.fixture(autouse=True)
 def forget_tuning():
-    autotune._tuned.clear()
+    choosing.TUNED.clear()
     yield
-    autotune._tuned.clear()
+    choosing.TUNED.clear()
 
 
 SHAPES = [  # (x shape, w shape, kwargs), NCHW
@@ -35,14 +34,22 @@ SHAPES = [  # (x shape, w shape, kwargs), NCHW
 
 @pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), SHAPES)
 @pytest.mark.parametrize("dtype", [np.int64, np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2, 8])
 def test_auto_picks_a_supported_algorithm_and_only_exact_ones_for_integers(
-    x_shape, w_shape, kwargs, dtype
+    x_shape, w_shape, kwargs, dtype, threads
 ):
     spec = ConvSpec.build(x_shape, w_shape, **kwargs)
-    name = choose(spec, np.dtype(dtype))
+    name = choosing.choose(spec, np.dtype(dtype), threads)
     assert REGISTRY[name].unsupported(spec, np.dtype(dtype)) is None
     if np.dtype(dtype).kind == "i":
         assert REGISTRY[name].exact_integers
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), SHAPES)
+def test_auto_picks_col2im_or_phases_for_transposed_convolutions(x_shape, w_shape, kwargs):
+    spec = ConvSpec.build(x_shape, w_shape, **kwargs)
+    name = choosing.choose(spec, np.dtype(np.float32), 2, transposed=True)
+    assert name == choosing.PHASES or REGISTRY[name].adjoint is not None
 
 
 def test_auto_on_integers_is_exact_where_winograd_would_be_cheapest(rng):
@@ -155,7 +162,10 @@ def test_auto_temporary_memory_is_bounded(x_shape, w_shape, kwargs):
 def test_every_estimate_is_positive_and_finite():
     for (x_shape, w_shape, kwargs), name in itertools.product(SHAPES, REGISTRY):
         spec = ConvSpec.build(x_shape, w_shape, **kwargs)
-        assert 0 < costmodel.estimate(name, spec, np.dtype(np.float32)) < np.inf
+        for transposed in (False, True):
+            if transposed or REGISTRY[name].fn is not None:
+                seconds = choosing.estimate(name, spec, np.dtype(np.float32), 2, transposed)
+                assert 0 < seconds < np.inf
 
 
 @pytest.mark.parametrize("algorithm", ["im2col", "winograd", "depthwise", "fft"])
@@ -172,7 +182,18 @@ def test_large_problems_use_threads_and_match_torch(algorithm, rng):
     assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-def test_cost_model_refuses_an_unknown_algorithm():
-    spec = ConvSpec.build((1, 1, 8), (1, 1, 3))
-    with pytest.raises(ValueError, match="cost model: no model for algorithm 'magic'"):
-        costmodel.estimate("magic", spec, np.dtype(np.float32))
+def test_the_thread_count_changes_estimates_not_results(rng):
+    x = rng.standard_normal((2, 16, 12, 12))
+    w = rng.standard_normal((16, 16, 3, 3))
+    spec = ConvSpec.build(x.shape, w.shape, padding=1)
+    one, two = (choosing.estimate("im2col", spec, np.dtype(np.float64), t) for t in (1, 2))
+    assert two < one
+    results = []
+    for threads in (1, 2):
+        old = npconv.set_threads(threads)
+        try:
+            results.append(npconv.conv(x, w, padding=1))
+        finally:
+            npconv.set_threads(old)
+    assert_close(results[0], results[1])
+    assert_close(results[0], torch_conv(x, w, pads=[(1, 1), (1, 1)]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -10,9 +12,10 @@ from hypothesis import strategies as st
 
 import npconv
 from npconv import ConvSpec
-from npconv._transpose import phases
+from npconv._adjoint import weight_gradient
+from npconv._choose import reason
 from npconv.algorithms import REGISTRY
-from npconv.grad import conv_backward
+from npconv.grad import conv_backward, conv_transpose_backward
 
 from conftest import RTOL, assert_close
 from strategies import Case, cases
@@ -36,12 +39,15 @@ def torch_grads(case: Case, gy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return x.grad.numpy(), w.grad.numpy(), b.grad.numpy()
 
 
-def declined(algorithm: str, x_shape, w_shape, **kwargs) -> bool:
-    """Whether ``algorithm`` declines the convolution that computes the input gradient."""
+def declined(algorithm: str, x, w, gy, needs: str, **kwargs) -> bool:
+    """Whether ``algorithm`` declines the convolution that computes this gradient."""
     if algorithm == "auto":
         return False
-    parts = phases(ConvSpec.build(x_shape, w_shape, **kwargs))
-    return any(REGISTRY[algorithm].unsupported(p.spec, np.dtype(np.float64)) for p in parts)
+    spec = ConvSpec.build(x.shape, w.shape, **kwargs)
+    if needs == "input":
+        return reason(algorithm, spec, np.dtype(np.float64), transposed=True) is not None
+    inner = weight_gradient(spec, x, gy)[0]
+    return reason(algorithm, inner, np.dtype(np.float64)) is not None
 
 
 def assert_grads_close(got, expected, algorithm: str) -> None:
@@ -64,17 +70,22 @@ def test_conv_backward_matches_torch_autograd(algorithm, case, layout, seed):
     if layout == "NHWC":
         x, w, g = np.moveaxis(x, 1, -1), np.moveaxis(w, (0, 1), (-1, -2)), np.moveaxis(g, 1, -1)
     kwargs = dict(case.kwargs, layout=layout)
-    if declined(algorithm, x.shape, w.shape, **kwargs):
-        with pytest.raises(ValueError, match="cannot run this convolution"):
-            conv_backward(g, x, w, algorithm=algorithm, **kwargs)
-        return
-    before = [a.copy() for a in (g, x, w)]
-    gx, gw, gb = conv_backward(g, x, w, algorithm=algorithm, **kwargs)
-    for a, b in zip((g, x, w), before):
-        np.testing.assert_array_equal(a, b)  # inputs are never modified
-    if layout == "NHWC":
-        gx, gw = np.moveaxis(gx, -1, 1), np.moveaxis(gw, (-1, -2), (0, 1))
-    assert_grads_close((gx, gw, gb), torch_grads(case, gy), algorithm)
+    expected = dict(zip(("input", "weight", "bias"), torch_grads(case, gy)))
+    for needs in ("input", "weight"):  # each gradient is a convolution by the algorithm
+        if declined(algorithm, x, w, g, needs, **kwargs):
+            with pytest.raises(ValueError, match="cannot run this convolution"):
+                conv_backward(g, x, w, algorithm=algorithm, needs=(needs,), **kwargs)
+            continue
+        before = [a.copy() for a in (g, x, w)]
+        grads = conv_backward(g, x, w, algorithm=algorithm, needs=(needs, "bias"), **kwargs)
+        for a, b in zip((g, x, w), before):
+            np.testing.assert_array_equal(a, b)  # inputs are never modified
+        got = getattr(grads, needs)
+        if layout == "NHWC":
+            got = (
+                np.moveaxis(got, -1, 1) if needs == "input" else np.moveaxis(got, (-1, -2), (0, 1))
+            )
+        assert_grads_close((got, grads.bias), (expected[needs], expected["bias"]), algorithm)
 
 
 @given(case=cases(dtypes=(np.complex128,)), layout=st.sampled_from(["NCHW", "NHWC"]))
@@ -103,8 +114,17 @@ def test_resnet_layer(algorithm, rng):
         [(1, 1)] * 2,
     )
     gy = rng.standard_normal((2, 8, 10, 10))
-    grads = conv_backward(gy, case.x, case.w, algorithm=algorithm, **case.kwargs)
-    assert_grads_close(grads, torch_grads(case, gy), algorithm)
+    expected = dict(zip(("input", "weight", "bias"), torch_grads(case, gy)))
+    for needs in ("input", "weight"):  # the weight gradient's kernel is 10x10
+        if declined(algorithm, case.x, case.w, gy, needs, **case.kwargs):
+            with pytest.raises(ValueError, match="cannot run this convolution"):
+                conv_backward(gy, case.x, case.w, algorithm=algorithm, needs=needs, **case.kwargs)
+            continue
+        grads = conv_backward(
+            gy, case.x, case.w, algorithm=algorithm, needs=(needs, "bias"), **case.kwargs
+        )
+        got = (getattr(grads, needs), grads.bias)
+        assert_grads_close(got, (expected[needs], expected["bias"]), algorithm)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
@@ -242,10 +262,48 @@ def test_errors(call, match):
         call()
 
 
-def test_integer_overflow_is_refused():
-    x = np.full((1, 1, 4), 2**40, dtype=np.int64)
-    gy = np.full((1, 1, 2), 2**30, dtype=np.int64)
-    with pytest.raises(ValueError, match="conv1d_weight: integer weight-gradient sums could reach"):
-        npconv.grad.conv1d_weight(x, (1, 1, 3), gy)
-    with pytest.raises(ValueError, match="conv1d_input: integer partial sums could reach"):
-        npconv.grad.conv1d_input((1, 1, 4), np.full((1, 1, 3), 2**40), gy)
+def _exact_adjoint_1d(gy, w, stride, pad, dilation, size):
+    """``conv_transpose`` of a 1-d convolution (groups 1), scattered in Python ints."""
+    (n_, o_, p_), (_, c_, k_) = gy.shape, w.shape
+    out = np.zeros((n_, c_, size), dtype=object)
+    for n, o, p, c, k in itertools.product(*map(range, (n_, o_, p_, c_, k_))):
+        i = p * stride + k * dilation - pad
+        if 0 <= i < size:
+            out[n, c, i] += int(gy[n, o, p]) * int(w[o, c, k])
+    return out
+
+
+def _exact_weight_grad_1d(x, gy, stride, pad, dilation, k_):
+    """``dL/dw`` of a 1-d convolution (groups 1), summed in Python ints."""
+    (n_, c_, size), (_, o_, p_) = x.shape, gy.shape
+    out = np.zeros((o_, c_, k_), dtype=object)
+    for n, o, p, c, k in itertools.product(*map(range, (n_, o_, p_, c_, k_))):
+        i = p * stride + k * dilation - pad
+        if 0 <= i < size:
+            out[o, c, k] += int(x[n, c, i]) * int(gy[n, o, p])
+    return out
+
+
+@pytest.mark.parametrize(("scale", "dtype"), [(2**10, np.int64), (2**40, object)])
+@pytest.mark.parametrize("algorithm", ["auto", "im2col", "shifted", "naive", "col2im"])
+def test_integer_gradients_follow_the_forward_rules_beyond_int64(scale, dtype, algorithm, rng):
+    # products of 2**40 x 2**30 (or 2**40), summed: past int64, where conv returns exact
+    # Python ints; 2**10 x 2**30 stays in int64
+    x = rng.integers(-scale, scale, (2, 3, 9)) | 1
+    w = rng.integers(-(2**30), 2**30, (4, 3, 3))
+    kw = dict(stride=2, padding=1, dilation=2)
+    y = npconv.conv(x, w, **kw)
+    assert y.dtype == dtype
+    gy = rng.integers(-scale, scale, y.shape)
+    expected_x = _exact_adjoint_1d(gy, w, 2, 1, 2, 9)
+    expected_w = _exact_weight_grad_1d(x, gy, 2, 1, 2, 3)
+    names = ("input",) if algorithm == "col2im" else ("input", "weight")
+    grads = conv_backward(gy, x, w, algorithm=algorithm, needs=names, **kw)
+    for got, ref in [(grads.input, expected_x), (grads.weight, expected_w)][: len(names)]:
+        assert got.dtype == dtype
+        assert got.tolist() == ref.tolist()
+    xt = npconv.conv_transpose(gy, w, output_size=(9,), algorithm=algorithm, **kw)
+    assert xt.dtype == dtype and xt.tolist() == expected_x.tolist()
+    gt = conv_transpose_backward(x, gy, w, output_size=(9,), needs=("input", "weight"), **kw)
+    assert gt.input.dtype == dtype and gt.input.tolist() == y.tolist()  # its adjoint: conv
+    assert gt.weight.tolist() == _exact_weight_grad_1d(x, gy, 2, 1, 2, 3).tolist()

@@ -9,12 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import npconv
-from npconv.algorithms import REGISTRY
 
-from conftest import assert_close, declines
+from conftest import FORWARD, assert_close, declines
 from strategies import cases
 
-ALGORITHMS = list(REGISTRY)
+ALGORITHMS = FORWARD
 
 
 def accepting(x_shape, w_shape, **kwargs) -> list[str]:

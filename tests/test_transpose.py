@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import npconv
-from npconv._transpose import phases, transpose_spec
+from npconv._choose import reason
+from npconv._spec import ConvOptions
 from npconv.algorithms import REGISTRY
 from npconv.grad import conv_transpose_backward
 
@@ -77,8 +78,10 @@ def torch_transpose(case: TransposeCase) -> np.ndarray:
 def declined(algorithm: str, x: np.ndarray, w: np.ndarray, **kwargs: Any) -> bool:
     if algorithm == "auto":
         return False
-    parts = phases(transpose_spec("conv_transpose", x.shape, w.shape, **kwargs))
-    return any(REGISTRY[algorithm].unsupported(p.spec, np.dtype(x.dtype)) for p in parts)
+    output_size = kwargs.pop("output_size", None)
+    options = ConvOptions.create("conv_transpose", **kwargs)
+    spec = options.bind_transposed(x.shape, w.shape, output_size)
+    return reason(algorithm, spec, np.dtype(x.dtype), transposed=True) is not None
 
 
 def error_bound(algorithm: str, ref: np.ndarray) -> float:

@@ -1,39 +1,38 @@
-"""Public convolution functions: validate once, canonicalise, dispatch to an algorithm."""
+"""The convolution functions: options validated once, bound to shapes, then dispatched."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse
 
-from ._spec import ConvSpec, IntOrTuple, PaddingArg
-from ._windows import canonical_input, canonical_weight, sample_blocks
-from .algorithms import REGISTRY, get_algorithm, matrix
+from ._dispatch import convolve
+from ._operands import as_array, bind_shapes
+from ._ranked import rank_variant
+from ._spec import ConvOptions, IntOrTuple, PaddingArg
+from ._windows import canonical_weight
+from .algorithms import REGISTRY, matrix
 
 __all__ = [
     "algorithms",
-    "as_array",
-    "checked_bias",
-    "compute_dtypes",
     "conv",
     "conv1d",
     "conv2d",
     "conv3d",
     "conv_matrix",
     "conv_output_shape",
-    "integer_compute_dtype",
 ]
-
-_LARGEST_EXACT_INT = 2**62  # conservative int64 accumulator limit (float64 estimate below)
 
 
 def algorithms() -> list[str]:
     """Names accepted by ``algorithm=`` (besides ``"auto"``), in registry order.
+
+    ``col2im`` computes transposed convolutions only: :func:`npconv.conv_transpose` and
+    the input gradients of :mod:`npconv.grad` accept it, :func:`conv` does not.
 
     Examples
     --------
@@ -42,81 +41,6 @@ def algorithms() -> list[str]:
     ['naive', 'shifted', 'im2col', 'einsum', 'matrix']
     """
     return list(REGISTRY)
-
-
-def as_array(fn: str, name: str, value: Any) -> np.ndarray:
-    """``value`` as an ndarray of a numeric dtype, or a TypeError naming ``name``."""
-    a = np.asarray(value)
-    if a.dtype.kind not in "biufc":
-        raise TypeError(
-            f"{fn}: {name} must hold numbers (bool, int, float or complex), got dtype {a.dtype}"
-        )
-    return a
-
-
-def checked_bias(fn: str, bias: npt.ArrayLike | None, channels: int) -> np.ndarray | None:
-    """``bias`` as an array of one value per output channel (None stays None)."""
-    if bias is None:
-        return None
-    b = as_array(fn, "bias", bias)
-    if b.shape != (channels,):
-        raise ValueError(
-            f"{fn}: bias must have shape ({channels},), one value per output channel, "
-            f"got shape {b.shape}"
-        )
-    return b
-
-
-def compute_dtypes(fn: str, *arrays: np.ndarray) -> tuple[np.dtype, np.dtype]:
-    """(dtype to compute in, dtype of the result) for these operands.
-
-    The result follows ``np.result_type``, except that integer (and bool) operands give an
-    exact ``int64`` result, and float16 is computed in float32 then rounded once.
-    """
-    result = np.result_type(*arrays)
-    if result.kind in "biu":
-        if any(a.dtype == np.uint64 for a in arrays):
-            raise TypeError(
-                f"{fn}: uint64 operands cannot be accumulated exactly in int64; "
-                "cast them to int64 (or float64) first"
-            )
-        return np.dtype(np.int64), np.dtype(np.int64)
-    if result == np.float16:
-        return np.dtype(np.float32), result
-    return result, result
-
-
-def integer_compute_dtype(
-    fn: str,
-    x: np.ndarray,
-    filters: np.ndarray,
-    offset: float = 0.0,
-    what: str = "partial sums",
-    python_ints: bool = False,
-) -> np.dtype:
-    """How to compute an integer convolution exactly: float64 BLAS, int64, Python ints.
-
-    ``filters`` is ``(taps, channels)``: the values each output channel sums against
-    ``x``.  Every partial sum is at most ``max|x| * max_channel sum|filter| + offset``
-    (``offset``: a bias).  Below 2**53 every product and sum is an integer that float64
-    holds exactly (the factor 1 + 1e-6 covers the rounding of this float estimate), so
-    the BLAS result converts back exactly; below 2**62 int64 holds it; beyond that,
-    Python ints (``object``) when ``python_ints``, otherwise a ValueError.
-    """
-    if x.size == 0 or filters.size == 0:
-        return np.dtype(np.float64)
-    x_max = max(-float(x.min()), float(x.max()))
-    f_sum = float(np.abs(filters.astype(np.float64)).sum(axis=0).max())
-    bound = (x_max * f_sum + offset) * (1 + 1e-6)
-    if bound >= _LARGEST_EXACT_INT:
-        if python_ints:
-            return np.dtype(object)
-        raise ValueError(
-            f"{fn}: integer {what} could reach {bound:.3g} (max|x|={x_max:.3g} x largest "
-            f"per-channel sum of |values|={f_sum:.3g}), beyond the int64 accumulator "
-            "(2**62 kept as margin); cast to float64 for an approximate result"
-        )
-    return np.dtype(np.float64 if bound < 2**53 else np.int64)
 
 
 def conv(
@@ -200,124 +124,51 @@ def conv(
     >>> npconv.conv(x, w, padding="same", stride=2).shape
     (1, 1, 2, 2)
     """
-    return _conv(
+    options = ConvOptions.create(
         "conv",
-        x,
-        w,
-        bias,
         stride=stride,
         padding=padding,
         dilation=dilation,
         groups=groups,
         padding_mode=padding_mode,
         layout=layout,
-        algorithm=algorithm,
     )
+    return convolve(options, x, w, bias, algorithm)
 
 
 def _conv(
     fn: str,
     x: npt.ArrayLike,
     w: npt.ArrayLike,
-    bias: npt.ArrayLike | None,
+    bias: npt.ArrayLike | None = None,
     *,
     algorithm: str = "auto",
-    **kwargs: Any,
+    **options: Any,
 ) -> np.ndarray:
     """:func:`conv`, with ``fn`` (the public name) prefixed to every error message."""
-    x = as_array(fn, "x", x)
-    w = as_array(fn, "w", w)
-    unbatched = x.ndim == w.ndim - 1
-    if unbatched:
-        x = x[None]
-    spec = ConvSpec.build(x.shape, w.shape, fn=fn, **kwargs)
-    b = checked_bias(fn, bias, spec.out_channels)
-    operands = [x, w] if b is None else [x, w, b]
-    compute, result = compute_dtypes(fn, *operands)
-    exact_for = compute  # the algorithm must be exact for this dtype (int64 for integers)
-    if compute.kind == "i":
-        b_max = float(np.abs(b.astype(np.float64)).max(initial=0)) if b is not None else 0.0
-        filters = canonical_weight(w, spec).reshape(-1, spec.out_channels)  # (taps, O)
-        compute = integer_compute_dtype(fn, x, filters, b_max, python_ints=True)
-        if compute.kind == "O":  # beyond int64: exact Python ints, returned as they are
-            exact_for = result = compute
-            algorithm = "im2col" if algorithm == "auto" else algorithm
-    algo = get_algorithm(algorithm, spec, exact_for, fn)
-
-    first = spec.layout == "NCHW" and algo.fn_channels_first is not None
-    run = algo.fn_channels_first if first else algo.fn
-    w = w.astype(compute, copy=False)
-    wc = w if first else canonical_weight(w, spec)  # (O, C/G, *kernel) or (*kernel, C/G, O)
-    b = None if b is None else b.astype(compute)
-    fused = b is not None and algo.adds_bias  # the algorithm adds it in its products
-    blocks = sample_blocks(spec, compute.itemsize)  # bounds the padded copy of the input
-    y = np.empty(spec.output_shape if len(blocks) > 1 else 0, dtype=result)
-    for block in blocks:
-        n = len(range(spec.batch)[block])
-        part = spec if n == spec.batch else replace(spec, batch=n)
-        xp = canonical_input(x[block].astype(compute, copy=False), part, channels_last=not first)
-        if fused:
-            y_part = run(xp, wc, part, bias=b)  # type: ignore[call-arg,misc]
-        else:
-            y_part = run(xp, wc, part)  # type: ignore[misc]  # (n, O, *out) or (n, *out, O)
-            if b is not None:  # y_part is a fresh array of the algorithm's
-                y_part += b.reshape(-1, *(1,) * spec.nd) if first else b
-        if spec.layout == "NCHW" and not first:
-            y_part = np.moveaxis(y_part, -1, 1)  # (n, O, *out)
-        if len(blocks) == 1:  # no copy when the algorithm wrote the result's layout
-            y = np.ascontiguousarray(y_part, dtype=result)
-        else:
-            y[block] = y_part
-        del xp, y_part  # free this block's temporaries before the next block's
-    return y[0] if unbatched else y
+    return convolve(ConvOptions.create(fn, **options), x, w, bias, algorithm)
 
 
-def _conv_nd(nd: int) -> Any:
-    def conv_nd(
-        x: npt.ArrayLike,
-        w: npt.ArrayLike,
-        bias: npt.ArrayLike | None = None,
-        **kwargs: Any,
-    ) -> np.ndarray:
-        name = f"conv{nd}d"
-        w_arr = as_array(name, "w", w)
-        if w_arr.ndim != nd + 2:
-            raise ValueError(
-                f"{name}: w must have {nd + 2} dims for a {nd}-d convolution, "
-                f"got w.ndim={w_arr.ndim} with shape {w_arr.shape}"
-            )
-        return _conv(name, x, w_arr, bias, **kwargs)
-
-    conv_nd.__name__ = conv_nd.__qualname__ = f"conv{nd}d"
-    conv_nd.__signature__ = inspect.signature(conv)  # type: ignore[attr-defined]
-    conv_nd.__doc__ = f"""{nd}-d convolution: :func:`conv` with ``w.ndim == {nd + 2}`` checked.
+def _variant(nd: int) -> Any:
+    spatial = (", 8" * nd, ", 3" * nd)
+    doc = f"""{nd}-d convolution: :func:`conv` with ``w.ndim == {nd + 2}`` checked.
 
     Takes the same arguments as :func:`conv` and returns the same result.
 
     Examples
     --------
     >>> import numpy as np, npconv
-    >>> x = np.ones((2, 3{", 8" * nd}))
-    >>> w = np.ones((4, 3{", 3" * nd}))
+    >>> x = np.ones((2, 3{spatial[0]}))
+    >>> w = np.ones((4, 3{spatial[1]}))
     >>> npconv.conv{nd}d(x, w, padding=1).shape
-    (2, 4{", 8" * nd})
+    (2, 4{spatial[0]})
     """
-    return conv_nd
+    return rank_variant(f"conv{nd}d", nd, _conv, inspect.signature(conv), "w", doc)
 
 
-conv1d = _conv_nd(1)
-conv2d = _conv_nd(2)
-conv3d = _conv_nd(3)
-
-
-def _batched_spec(
-    fn: str, input_shape: Sequence[int], weight_shape: Sequence[int], **kwargs: Any
-) -> tuple[ConvSpec, bool]:
-    """Spec for a shape given with or without its batch axis (and whether it had one)."""
-    input_shape = tuple(input_shape)
-    batched = len(input_shape) != len(weight_shape) - 1
-    shape = input_shape if batched else (1, *input_shape)
-    return ConvSpec.build(shape, weight_shape, fn=fn, **kwargs), batched
+conv1d = _variant(1)
+conv2d = _variant(2)
+conv3d = _variant(3)
 
 
 def conv_output_shape(
@@ -342,17 +193,16 @@ def conv_output_shape(
     >>> npconv.conv_output_shape((1, 33, 33, 3), (5, 5, 3, 1), stride=2, layout="NHWC")
     (1, 15, 15, 1)
     """
-    spec, batched = _batched_spec(
+    options = ConvOptions.create(
         "conv_output_shape",
-        input_shape,
-        weight_shape,
         stride=stride,
         padding=padding,
         dilation=dilation,
         groups=groups,
         layout=layout,
     )
-    return spec.output_shape if batched else spec.output_shape[1:]
+    spec, unbatched = bind_shapes(options, input_shape, weight_shape)
+    return spec.output_shape[1:] if unbatched else spec.output_shape
 
 
 def conv_matrix(
@@ -407,14 +257,8 @@ def conv_matrix(
     """
     fn = "conv_matrix"
     w = as_array(fn, "w", w)
-    spec, _ = _batched_spec(
-        fn,
-        input_shape,
-        w.shape,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        layout=layout,
+    options = ConvOptions.create(
+        fn, stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout
     )
+    spec, _ = bind_shapes(options, input_shape, w.shape)
     return matrix.build(spec, canonical_weight(w, spec), sparse=sparse)

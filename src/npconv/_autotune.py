@@ -1,51 +1,29 @@
-"""How ``algorithm="auto"`` chooses: measurements from :func:`tune`, else the cost model.
+""":func:`tune` and :func:`explain`: measuring and showing what ``algorithm="auto"`` does.
 
 :func:`tune` times candidates on real arrays and remembers the winner per configuration
-(the :class:`~npconv.ConvSpec` and the compute dtype) for the life of the process.
-Without a measurement, "auto" takes the supported algorithm with the lowest estimate of
-:mod:`npconv._costmodel`.  :func:`explain` shows both.
+(the :class:`~npconv.ConvSpec` and the compute dtype) for the life of the process, in
+:data:`npconv._choose.TUNED`.  Without a measurement, "auto" takes the supported
+algorithm with the lowest estimate of the cost model (:mod:`npconv._choose`), for the
+current thread count.  :func:`explain` shows both.
 """
 
 from __future__ import annotations
 
-import functools
 import statistics
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
-from ._costmodel import estimate
-from ._spec import ConvSpec
+from ._choose import TUNED, estimate, reasons, resolve
+from ._dispatch import run
+from ._operands import Problem, prepare
+from ._spec import ConvOptions
 from ._threads import get_threads
-from .algorithms import REGISTRY, naive
 
-__all__ = ["Explanation", "choose", "explain", "tune"]
-
-_tuned: dict[tuple[ConvSpec, np.dtype], dict[str, float]] = {}
-
-
-def _candidates(spec: ConvSpec, dtype: np.dtype) -> dict[str, str | None]:
-    """Every registered algorithm with the reason it cannot run (None when it can)."""
-    return {name: algo.unsupported(spec, dtype) for name, algo in REGISTRY.items()}
-
-
-def choose(spec: ConvSpec, dtype: np.dtype) -> str:
-    """The tuned winner for (spec, dtype), else the lowest estimate among the supported."""
-    measured = _tuned.get((spec, np.dtype(dtype)))
-    if measured:
-        return min(measured, key=measured.__getitem__)
-    return _cheapest(spec, np.dtype(dtype), get_threads())
-
-
-@functools.lru_cache(maxsize=1024)
-def _cheapest(spec: ConvSpec, dtype: np.dtype, threads: int) -> str:
-    """The supported algorithm with the lowest estimate (cached: auto pays it once)."""
-    supported = [name for name, why in _candidates(spec, dtype).items() if why is None]
-    return min(supported, key=lambda name: estimate(name, spec, dtype, threads))
+__all__ = ["Explanation", "explain", "median_seconds", "tune"]
 
 
 @dataclass(frozen=True)
@@ -58,12 +36,13 @@ class Explanation:
 
     algorithm: str
     source: str  # "tuned" or "cost model"
+    threads: int = 1  # the thread count the estimates are for
     estimated: dict[str, float] = field(default_factory=dict)
     measured: dict[str, float] = field(default_factory=dict)
     unsupported: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        lines = [f"auto -> {self.algorithm} ({self.source})"]
+        lines = [f"auto -> {self.algorithm} ({self.source}) on {self.threads} threads"]
         for name, seconds in sorted(self.estimated.items(), key=lambda kv: kv[1]):
             timed = self.measured.get(name)
             extra = "" if timed is None else f", measured {timed * 1e3:.3g} ms"
@@ -72,14 +51,9 @@ class Explanation:
         return "\n".join(lines)
 
 
-def _prepare(fn: str, x: Any, w: Any, kwargs: dict[str, Any]) -> tuple[ConvSpec, np.dtype]:
-    from ._api import as_array, compute_dtypes
-
-    x, w = as_array(fn, "x", x), as_array(fn, "w", w)
-    if x.ndim == w.ndim - 1:
-        x = x[None]
-    spec = ConvSpec.build(x.shape, w.shape, fn=fn, **kwargs)
-    return spec, compute_dtypes(fn, x, w)[0]
+def _problem(fn: str, x: Any, w: Any, kwargs: dict[str, Any]) -> Problem:
+    """The problem of ``conv(x, w, **kwargs)``, errors named after ``fn``."""
+    return prepare(ConvOptions.create(fn, **kwargs), x, w)
 
 
 def explain(x: npt.ArrayLike, w: npt.ArrayLike, **kwargs: Any) -> Explanation:
@@ -95,9 +69,10 @@ def explain(x: npt.ArrayLike, w: npt.ArrayLike, **kwargs: Any) -> Explanation:
     Returns
     -------
     Explanation
-        The choice, whether it comes from :func:`tune` or the cost model, the estimated
-        seconds of every supported algorithm, the measured ones if tuned, and why the
-        others cannot run.
+        The choice, whether it comes from :func:`tune` or the cost model, the thread
+        count (:func:`npconv.get_threads`) the estimates are for, the estimated seconds
+        of every supported algorithm, the measured ones if tuned, and why the others
+        cannot run.
 
     Raises
     ------
@@ -115,16 +90,18 @@ def explain(x: npt.ArrayLike, w: npt.ArrayLike, **kwargs: Any) -> Explanation:
     >>> "naive" in choice.unsupported or choice.estimated["naive"] > 0
     True
     """
-    spec, dtype = _prepare("explain", x, w, kwargs)
-    reasons = _candidates(spec, dtype)
-    estimated = {n: estimate(n, spec, dtype) for n, why in reasons.items() if why is None}
-    measured = dict(_tuned.get((spec, dtype), {}))
+    problem = _problem("explain", x, w, kwargs)
+    spec, dtype, threads = problem.spec, problem.numerics.exact, get_threads()
+    why = reasons(spec, dtype)
+    estimated = {n: estimate(n, spec, dtype, threads) for n, r in why.items() if r is None}
+    measured = dict(TUNED.get((spec, dtype), {}))
     return Explanation(
-        algorithm=choose(spec, dtype),
+        algorithm=resolve("auto", spec, dtype, "explain", threads),
         source="tuned" if measured else "cost model",
+        threads=threads,
         estimated=estimated,
         measured=measured,
-        unsupported={n: why for n, why in reasons.items() if why is not None},
+        unsupported={n: r for n, r in why.items() if r is not None},
     )
 
 
@@ -191,28 +168,22 @@ def tune(
     >>> npconv.explain(x, w, padding=1).algorithm == best
     True
     """
-    from ._api import conv
-    from .algorithms import get_algorithm
-
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"tune: repeats must be an int >= 1, got {repeats!r}")
-    spec, dtype = _prepare("tune", x, w, kwargs)
+    problem = _problem("tune", x, w, kwargs)
+    spec, dtype, threads = problem.spec, problem.numerics.exact, get_threads()
     if algorithms is None:
         estimates = {
-            n: estimate(n, spec, dtype)
-            for n, why in _candidates(spec, dtype).items()
-            if why is None and (n != "naive" or spec.macs <= naive.MAX_MACS // 100)
+            n: estimate(n, spec, dtype, threads)
+            for n, r in reasons(spec, dtype).items()
+            if r is None
         }
         best = min(estimates.values())
         names = [n for n, t in estimates.items() if t <= 10 * best]
     else:
         names = list(algorithms)
         for name in names:
-            get_algorithm(name, spec, dtype, "tune")  # raises for unknown / unsupported
-    x_arr, w_arr = np.asarray(x), np.asarray(w)
-    measured = {
-        name: median_seconds(lambda n=name: conv(x_arr, w_arr, algorithm=n, **kwargs), repeats)
-        for name in names
-    }
-    _tuned[(spec, dtype)] = measured
+            resolve(name, spec, dtype, "tune", threads)  # raises for unknown / unsupported
+    measured = {name: median_seconds(lambda n=name: run(problem, n), repeats) for name in names}
+    TUNED[(spec, dtype)] = measured
     return min(measured, key=measured.__getitem__)

@@ -6,9 +6,10 @@ Python threads, each on its own block of the output (NumPy releases the GIL in i
 loops).  Copies that sit between two BLAS calls stay on one thread: BLAS's worker
 threads spin for a while after each call, and extra copying threads would compete with
 them for the cores.  :func:`set_threads` sets every count; the default is every core
-(``os.cpu_count()``), or the ``NPCONV_THREADS`` environment variable when set.  This
-count is the only setting that changes how npconv runs; it never changes which
-algorithm runs or the result.
+(``os.cpu_count()``).  It changes how npconv runs, never what it computes: the cost
+model that "auto" consults takes the thread count as an input, so the choice of
+algorithm may differ between counts, and every algorithm gives the same result up to
+its stated rounding error.
 """
 
 from __future__ import annotations
@@ -91,7 +92,3 @@ def parallel_map(fn: Callable[[T], object], items: Sequence[T]) -> None:
     pool: ThreadPoolExecutor = _state["pool"]  # type: ignore[assignment]
     for job in [pool.submit(fn, item) for item in items]:
         job.result()
-
-
-if os.environ.get("NPCONV_THREADS"):
-    set_threads(int(os.environ["NPCONV_THREADS"]))

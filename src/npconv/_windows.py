@@ -19,6 +19,7 @@ from numpy.lib.stride_tricks import as_strided
 from ._spec import ConvSpec
 
 __all__ = [
+    "NP_PAD_MODE",
     "WORKSPACE_BYTES",
     "canonical_input",
     "canonical_weight",
@@ -33,7 +34,7 @@ __all__ = [
 #: ``max(WORKSPACE_BYTES, bytes of one output row's patches)``.
 WORKSPACE_BYTES = 32 * 2**20
 
-_NP_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+NP_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def canonical_input(x: np.ndarray, spec: ConvSpec, channels_last: bool = True) -> np.ndarray:
@@ -48,7 +49,7 @@ def canonical_input(x: np.ndarray, spec: ConvSpec, channels_last: bool = True) -
     if any(lo or hi for lo, hi in spec.pads):
         spatial = list(spec.pads)
         pad_width = [(0, 0), *spatial, (0, 0)] if channels_last else [(0, 0), (0, 0), *spatial]
-        mode = _NP_PAD_MODE[spec.padding_mode]
+        mode = NP_PAD_MODE[spec.padding_mode]
         if mode == "constant":  # zeros of x's own dtype (Python 0 for object arrays)
             padded = np.zeros([n + lo + hi for n, (lo, hi) in zip(x.shape, pad_width)], x.dtype)
             padded[tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, pad_width))] = x

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 from typing import Any
 
 import dask.array as da
 import numpy as np
 import numpy.typing as npt
 
-from ._api import _conv, as_array, checked_bias, compute_dtypes
-from ._spec import ConvSpec, IntOrTuple, PaddingArg
-from ._windows import _NP_PAD_MODE
-from .algorithms import REGISTRY
+from ._choose import check_name
+from ._dispatch import convolve
+from ._operands import as_array, bind_shapes, checked_bias, compute_dtypes
+from ._spec import ConvOptions, ConvSpec, IntOrTuple, PaddingArg
+from ._windows import NP_PAD_MODE
 
 __all__ = ["conv"]
 
@@ -90,37 +92,33 @@ def conv(
             "use npconv.conv for in-memory arrays"
         )
     w = as_array(fn, "w", w)
-    unbatched = x.ndim == w.ndim - 1
-    if unbatched:
-        x = x[None]
-    spec = ConvSpec.build(
-        x.shape,
-        w.shape,
+    options = ConvOptions.create(
+        fn,
         stride=stride,
         padding=padding,
         dilation=dilation,
         groups=groups,
         padding_mode=padding_mode,
         layout=layout,
-        fn=fn,
     )
+    spec, unbatched = bind_shapes(options, x.shape, w.shape)
+    x = x[None] if unbatched else x
     operands = [np.empty(0, x.dtype), w]
     bias = checked_bias(fn, bias, spec.out_channels)  # now, not in every chunk
     if bias is not None:
         operands.append(bias)
     _, result_dtype = compute_dtypes(fn, *operands)
-    if algorithm != "auto" and algorithm not in REGISTRY:  # the chunks check the rest
-        raise ValueError(
-            f"{fn}: unknown algorithm {algorithm!r}; choose 'auto' or one of {sorted(REGISTRY)}"
-        )
+    check_name(algorithm, fn)  # the chunks check the rest
+    # each chunk: the valid convolution of its padded input window
+    chunk_options = ConvOptions.create(
+        fn, stride=spec.stride, dilation=spec.dilation, groups=spec.groups, layout=spec.layout
+    )
 
     first = 1 if spec.layout == "NHWC" else 2  # index of the first spatial axis
     pad_width = [(0, 0)] * x.ndim
     pad_width[first : first + spec.nd] = spec.pads
     xp = (
-        da.pad(x, pad_width, mode=_NP_PAD_MODE[spec.padding_mode])
-        if any(map(any, spec.pads))
-        else x
+        da.pad(x, pad_width, mode=NP_PAD_MODE[spec.padding_mode]) if any(map(any, spec.pads)) else x
     )
 
     bounds = [_bounds(x.chunks[0])]  # output chunk edges per axis, in the output's order
@@ -141,11 +139,9 @@ def conv(
         shape = (n1 - n0, *(b - a for a, b in spans))
         key = (*index[:channel_axis], 0, *index[channel_axis:])  # channels: one chunk
         blocks[key] = piece.map_blocks(
-            _conv_block,
+            partial(convolve, chunk_options),
             w,
             bias,
-            dict(stride=spec.stride, dilation=spec.dilation, groups=spec.groups),
-            spec.layout,
             algorithm,
             dtype=result_dtype,
             chunks=_with_channels(shape, spec),
@@ -155,18 +151,6 @@ def conv(
     counts.insert(channel_axis, 1)
     y = da.block(_nest(blocks, counts, ()))
     return y[0] if unbatched else y
-
-
-def _conv_block(
-    piece: np.ndarray,
-    w: np.ndarray,
-    bias: np.ndarray | None,
-    kwargs: dict[str, Any],
-    layout: str,
-    algorithm: str,
-) -> np.ndarray:
-    """One output chunk: the valid convolution of its padded input window."""
-    return _conv("npconv.dask.conv", piece, w, bias, layout=layout, algorithm=algorithm, **kwargs)
 
 
 def _bounds(chunks: tuple[int, ...]) -> list[int]:

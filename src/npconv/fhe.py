@@ -27,7 +27,9 @@ except ImportError as err:  # the fhe extra is optional
         "pip install 'npconv[fhe]'"
     ) from err
 
-from ._api import _batched_spec, as_array, conv_matrix
+from ._api import conv_matrix
+from ._operands import as_array, bind_shapes
+from ._spec import ConvOptions
 from ._windows import canonical_weight
 from .quant import extreme_inputs
 
@@ -138,7 +140,8 @@ def compile_conv(
     options: dict[str, Any] = dict(
         stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout
     )
-    spec, batched = _batched_spec(fn, input_shape, w.shape, **options)
+    spec, unbatched = bind_shapes(ConvOptions.create(fn, **options), input_shape, w.shape)
+    batched = not unbatched
     w = w.astype(np.int64)
     if method == "native":
         convolve = _native(fn, w, spec, batched)

@@ -3,10 +3,12 @@
 Each layer holds ``weight`` and ``bias`` with the shapes and initialisation of its
 ``torch.nn`` namesake (Kaiming-uniform with ``a = sqrt(5)``, i.e. uniform in
 ``±1/sqrt(fan_in)``, bias likewise), runs :func:`npconv.conv` (or
-:func:`npconv.conv_transpose`) forward, caches its input, and on ``backward(grad_out)``
-returns the input gradient and stores ``weight_grad`` and ``bias_grad`` for an
-optimiser.  ``state_dict()`` / ``load_state_dict()`` use PyTorch's keys and shapes, so
-``{k: v.numpy() for k, v in torch_layer.state_dict().items()}`` loads as is.
+:func:`npconv.conv_transpose`) forward, keeps a copy of its input (so that changing
+that array in place before the backward pass cannot change the gradients), and on
+``backward(grad_out)`` returns the input gradient and stores ``weight_grad`` and
+``bias_grad`` for an optimiser.  ``state_dict()`` / ``load_state_dict()`` use PyTorch's
+keys and shapes, so ``{k: v.numpy() for k, v in torch_layer.state_dict().items()}``
+loads as is.
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ import numpy as np
 import numpy.typing as npt
 
 from ._api import conv
-from ._spec import PADDING_MODES, IntOrTuple, PaddingArg, explicit_pads, int_tuple, is_int
+from ._checks import int_tuple, is_int
+from ._spec import ConvOptions, IntOrTuple, PaddingArg
 from ._transpose import conv_transpose
 from .grad import conv_backward, conv_transpose_backward
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d"]
+
+
+def _kept(x: npt.ArrayLike) -> np.ndarray:
+    """A copy of the input for the backward pass, which later changes to ``x`` cannot reach."""
+    return np.array(x, copy=True)
 
 
 class _ConvNd:
@@ -45,6 +53,8 @@ class _ConvNd:
         padding_mode: str = "zeros",
         dtype: npt.DTypeLike = np.float32,
         rng: np.random.Generator | int | None = None,
+        *,
+        output_padding: IntOrTuple = 0,
     ) -> None:
         name = type(self).__name__
         for arg, value in (
@@ -61,31 +71,31 @@ class _ConvNd:
                 f"{name}: groups={groups} must divide in_channels={in_channels} and "
                 f"out_channels={out_channels}"
             )
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(
-                f"{name}: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}"
-            )
         self.dtype = np.dtype(dtype)
         if self.dtype.kind != "f":
             raise TypeError(f"{name}: dtype must be a float dtype, got {self.dtype}")
+        if isinstance(padding, str) and padding not in ("same", "valid"):
+            raise ValueError(f"{name}: padding must be 'same', 'valid' or ints, got {padding!r}")
+        options = ConvOptions.create(
+            name,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            padding_mode=padding_mode,
+            output_padding=output_padding,
+        ).for_rank(self.nd)  # every value checked now, once
+        if padding == "same" and max(options.stride) > 1:  # type: ignore[arg-type]
+            raise ValueError(
+                f"{name}: padding='same' is not supported for strided convolutions "
+                f"(stride={options.stride}), as in PyTorch"
+            )
+        self.options = options
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = int_tuple(name, "kernel_size", kernel_size, self.nd, 1)
-        self.stride = int_tuple(name, "stride", stride, self.nd, 1)
-        self.dilation = int_tuple(name, "dilation", dilation, self.nd, 1)
-        self.padding_mode = padding_mode
-        if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ValueError(
-                    f"{name}: padding must be 'same', 'valid' or ints, got {padding!r}"
-                )
-            if padding == "same" and max(self.stride) > 1:
-                raise ValueError(
-                    f"{name}: padding='same' is not supported for strided convolutions "
-                    f"(stride={self.stride}), as in PyTorch"
-                )
-            self.padding: str | tuple[tuple[int, int], ...] = padding
-        else:
-            self.padding = explicit_pads(name, padding, self.nd)
+        self.stride, self.dilation = options.stride, options.dilation
+        self.padding, self.padding_mode = options.padding, padding_mode
+        self.output_padding = options.output_padding
 
         if self.transposed:  # (I, O/G, *kernel)
             shape = (in_channels, out_channels // groups, *self.kernel_size)
@@ -123,7 +133,7 @@ class _ConvNd:
 
     def forward(self, x: npt.ArrayLike) -> np.ndarray:
         """The layer's output for ``x`` (``(N, C, *spatial)`` or unbatched); caches ``x``."""
-        self._input = np.asarray(x)
+        self._input = _kept(x)
         return conv(self._input, self.weight, self.bias, **self._conv_kwargs())
 
     def backward(self, grad_out: npt.ArrayLike, *, input_grad: bool = True) -> np.ndarray | None:
@@ -337,8 +347,8 @@ class ConvTranspose2d(_ConvNd):
             padding_mode,
             dtype,
             rng,
+            output_padding=output_padding,
         )
-        self.output_padding = int_tuple("ConvTranspose2d", "output_padding", output_padding, 2, 0)
         self._output_size: Sequence[int] | None = None
 
     def _conv_kwargs(self) -> dict[str, Any]:
@@ -352,7 +362,7 @@ class ConvTranspose2d(_ConvNd):
 
     def forward(self, x: npt.ArrayLike, output_size: Sequence[int] | None = None) -> np.ndarray:
         """The layer's output for ``x``; ``output_size`` picks among the possible sizes."""
-        self._input, self._output_size = np.asarray(x), output_size
+        self._input, self._output_size = _kept(x), output_size
         return conv_transpose(self._input, self.weight, self.bias, **self._conv_kwargs())
 
     def _grads(self, x: np.ndarray, grad_out: npt.ArrayLike, needs: Sequence[str]) -> Any:

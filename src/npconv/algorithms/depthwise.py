@@ -20,9 +20,12 @@ blocks within :data:`npconv._windows.WORKSPACE_BYTES`.  Exact for integers.
 from __future__ import annotations
 
 import itertools
+import math
+from collections import Counter
 
 import numpy as np
 
+from .._cost import units
 from .._spec import ConvSpec
 from .._threads import get_threads, parallel_map
 from .._windows import WORKSPACE_BYTES, chunks
@@ -57,3 +60,12 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
 
     parallel_map(block, list(chunks(spec, dtype.itemsize * spec.out_channels, budget)))
     return y.reshape(*y.shape[:-2], spec.out_channels)
+
+
+def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """A multiply and an add over ``(n, *out, G)`` per kernel offset and channel pair."""
+    item = max(np.dtype(dtype).itemsize, 4)
+    rows = spec.batch * math.prod(spec.out_size)
+    updates = math.prod(spec.kernel) * spec.group_in * spec.group_out
+    blocks = max(rows * spec.out_channels * item // (WORKSPACE_BYTES // 4), 1)
+    return units(passes=updates * 5 * rows * spec.groups * item, calls=updates * 2 * blocks)

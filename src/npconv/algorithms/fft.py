@@ -25,9 +25,13 @@ integers.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+
 import numpy as np
 import scipy.fft
 
+from .._cost import gemm, units
 from .._spec import ConvSpec
 from .._threads import get_threads
 from .._windows import WORKSPACE_BYTES
@@ -72,3 +76,18 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     for n0 in range(0, spec.batch, step):
         samples(n0)
     return y
+
+
+def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """Forward and inverse transforms, then a complex product per frequency and group."""
+    item = max(np.dtype(dtype).itemsize, 4)
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    sizes = [scipy.fft.next_fast_len(n, real=True) for n in spec.padded_size]
+    points = math.prod(sizes)
+    freq = points // sizes[-1] * (sizes[-1] // 2 + 1)  # half spectrum
+    transforms = spec.batch * (spec.in_channels + spec.out_channels) + cg * og * g
+    total = units(fft=transforms * 5 * points * math.log2(max(points, 2)) / 2)
+    total += gemm(spec.batch, cg, og, freq * g, 2 * item)
+    total["gemm"] *= 4  # complex products: 4 real ones each
+    total["copy"] += freq * spec.batch * (spec.in_channels + spec.out_channels) * 4 * item
+    return total

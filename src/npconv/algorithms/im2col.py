@@ -29,11 +29,13 @@ neither the input nor the output is transposed.  :func:`npconv.conv` uses it for
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 
+from .._cost import gemm
 from .._spec import ConvSpec
-from .._windows import chunks, windows, windows_channels_first
+from .._windows import WORKSPACE_BYTES, chunks, windows, windows_channels_first
 
 
 def _with_ones(block: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
@@ -142,3 +144,20 @@ def conv_channels_first(
     if bias is not None and not fold:
         y += bias.reshape(g, og, *(1,) * spec.nd).astype(dtype)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
+
+
+def patch_product_work(spec: ConvSpec, dtype: np.dtype, copies: int = 1) -> Counter[str]:
+    """Work of a chunked patch matrix (copied ``copies`` times) times the weights."""
+    item = max(np.dtype(dtype).itemsize, 4)  # float16 computes in float32
+    taps = math.prod(spec.kernel)
+    rows = spec.batch * math.prod(spec.out_size)
+    patches = rows * taps * spec.in_channels * item
+    total = gemm(rows, taps * spec.group_in, spec.group_out, spec.groups, item)
+    total["copy"] += copies * patches + (rows * spec.out_channels * item if spec.groups > 1 else 0)
+    total["calls"] += 3 * max(patches // WORKSPACE_BYTES, 1)
+    return total
+
+
+def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """One copy of the patches and one GEMM per group and chunk."""
+    return patch_product_work(spec, dtype)

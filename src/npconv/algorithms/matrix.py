@@ -19,11 +19,13 @@ dense layer but wins on clarity, and it is how encrypted convolution is evaluate
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
 import scipy.sparse
 
+from .._cost import units
 from .._spec import ConvSpec
 
 
@@ -86,9 +88,15 @@ def build(
 
 def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """Multiply the flattened padded input by the filter matrix (canonical arguments)."""
-    valid = replace(
-        spec, layout="NHWC", in_size=spec.padded_size, pads=((0, 0),) * spec.nd
-    )  # the already padded, channels-last input
+    valid = replace(spec.valid(), layout="NHWC")  # the already padded, channels-last input
     m = build(valid, wc)  # (prod(padded)*C, prod(out)*O)
     y = xp.reshape(spec.batch, m.shape[0]) @ m  # (N, prod(out)*O)
     return np.asarray(y).reshape(spec.batch, *spec.out_size, spec.out_channels)
+
+
+def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """Building the nnz entries (several index arrays), then a sparse product."""
+    item = max(np.dtype(dtype).itemsize, 4)
+    nnz = spec.macs // max(spec.batch, 1)
+    output = spec.batch * math.prod(spec.out_size) * spec.out_channels * item
+    return units(passes=nnz * 80 + spec.macs * 24, copy=output)

@@ -19,9 +19,11 @@ larger than :data:`MAX_MACS` multiply-accumulates.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import numpy as np
 
+from .._cost import units
 from .._spec import ConvSpec
 
 #: The largest problem (in multiply-accumulates) the loops accept: a few seconds of work.
@@ -56,3 +58,8 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
                 index = (n, *p, o)
                 y[index] = total
     return y.astype(np.result_type(xp, wc))
+
+
+def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """One interpreted multiply-add per multiply-accumulate (about 20 calls' worth)."""
+    return units(calls=20 * spec.macs)

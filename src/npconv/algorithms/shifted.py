@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 
 import numpy as np
 
+from .._cost import gemm
 from .._spec import ConvSpec
 
 
@@ -61,3 +63,16 @@ def _pointwise(xp: np.ndarray, w: np.ndarray, spec: ConvSpec, dtype: np.dtype) -
     else:
         y = np.matmul(rows, w, dtype=dtype)  # (N, P, O)
     return y.reshape(spec.batch, *spec.out_size, spec.out_channels)
+
+
+def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """A product per kernel offset and group, over strided operands, added into y."""
+    item = max(np.dtype(dtype).itemsize, 4)
+    rows = spec.batch * math.prod(spec.out_size)
+    taps = math.prod(spec.kernel)
+    total = gemm(rows, spec.group_in, spec.group_out, spec.groups * taps, item)
+    if taps == 1 and spec.groups == 1 and max(spec.stride) == 1:  # one product from the input
+        return total
+    total["copy"] += taps * rows * spec.in_channels * item  # strided operands
+    total["passes"] += 3 * taps * rows * spec.out_channels * item  # y += product
+    return total

@@ -36,11 +36,14 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .._cost import gemm
 from .._spec import ConvSpec
 from .._windows import WORKSPACE_BYTES, chunks
 
@@ -189,3 +192,26 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, tile: int = 4) -> np.nd
             xp[tuple([slice(None), *x_in])], wc[w_in], target.shape[1:-1], spec, tile
         )
     return y
+
+
+def work(spec: ConvSpec, dtype: np.dtype, tile: int = 4) -> Counter[str]:
+    """Per phase: weight, input and output transforms (GEMMs) and the products per point."""
+    item = max(np.dtype(dtype).itemsize, 4)
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    phases = math.prod(len(_phases(spec, axis)) for axis in range(spec.nd))
+    taps = [-(-r // s) for r, s in zip(spec.kernel, spec.stride)]
+    outs = [-(-o // d) for o, d in zip(spec.out_size, spec.dilation)]
+    ms = [1 if r == 1 else tile for r in taps]
+    a = math.prod(m + r - 1 for m, r in zip(ms, taps))  # points per tile
+    mm = math.prod(ms)  # outputs per tile
+    t = spec.batch * math.prod(-(-o // m) for o, m in zip(outs, ms))  # tiles
+    c, o = spec.in_channels, spec.out_channels
+    total = gemm(a, math.prod(taps), cg * o, 1, item)  # weight transform
+    # gather the input tiles; reorder the output tiles, then crop them into the result
+    total["copy"] += a * t * c * item + 2 * mm * t * o * item
+    total += gemm(a, a, t * c, 1, item)  # input transform
+    total += gemm(t, cg, og, a * g, item)  # the products over channels
+    if g > 1:
+        total["copy"] += a * t * (c + o) * item  # transposes to and from group order
+    total += gemm(mm, a, t * o, 1, item)  # output transform
+    return Counter({kind: phases * n for kind, n in total.items()})

@@ -41,9 +41,9 @@ from onnx.reference.ops import (
     op_sum,
 )
 
-from .._api import _conv
-from .._spec import ConvSpec
-from .._transpose import _conv_transpose
+from .._dispatch import convolve, run
+from .._operands import prepare
+from .._spec import ConvOptions, ConvSpec
 from .._windows import windows_channels_first
 from ..compat import _onnx_conv_arguments, _onnx_transpose_window
 from ..quant import quantized_conv
@@ -78,7 +78,7 @@ class Conv(op_conv.Conv):
         if not _npconv_can_run(X, W, nd=W.ndim - 2):
             return super()._run(X, W, B, **attributes)
         kwargs = _onnx_conv_arguments("onnx Conv", W.shape[2:], **attributes)
-        y = _conv("onnx Conv", X, W, B, **kwargs)
+        y = convolve(ConvOptions.create("onnx Conv", **kwargs), X, W, B)
         return (y.astype(X.dtype, copy=False),)
 
 
@@ -161,15 +161,13 @@ class ConvTranspose(op_conv_transpose.ConvTranspose):
             return super()._run(X, W, B, group=group, **attributes)
         op = "onnx ConvTranspose"
         window = _onnx_transpose_window(op, X.shape[2:], W.shape[2:], **attributes)
-        y = _conv_transpose(
+        options = ConvOptions.create(
             op,
-            X,
-            W,
-            B,
             stride=attributes["strides"] or 1,
             dilation=attributes["dilations"] or 1,
             groups=1 if group is None else group,
-        )  # (N, M, *unpadded)
+        )
+        y = run(prepare(options, X, W, B, transposed=True))  # (N, M, *unpadded)
         result = np.empty((*y.shape[:2], *(n for _, n in window)), dtype=X.dtype)
         result[...] = 0 if B is None else B.reshape((-1,) + (1,) * nd)  # what lies past y
         dst, src = [slice(None)] * 2, [slice(None)] * 2

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._api import as_array, checked_bias
-from .._spec import ConvSpec
+from .._operands import as_array, prepare
+from .._spec import ConvOptions
 from .._windows import canonical_input, canonical_weight, windows
 from ._bounds import integer_range
 
@@ -112,20 +112,18 @@ def conv(
             f"got {accumulator_bits}"
         )
     x, w = _as_integers(fn, "x", x), _as_integers(fn, "w", w)
-    unbatched = x.ndim == w.ndim - 1
-    if unbatched:
-        x = x[None]
-    spec = ConvSpec.build(
-        x.shape,
-        w.shape,
+    b = None if bias is None else _as_integers(fn, "bias", bias)
+    options = ConvOptions.create(
+        fn,
         stride=stride,
         padding=padding,
         dilation=dilation,
         groups=groups,
         padding_mode=padding_mode,
         layout=layout,
-        fn=fn,
     )
+    problem = prepare(options, x, w, b)
+    spec, x = problem.spec, problem.x
     largest = int(np.abs(x).max(initial=0)) * int(np.abs(w).max(initial=0))
     if largest >= 2**_WIDEST:
         raise ValueError(
@@ -134,8 +132,7 @@ def conv(
         )
     acc = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=np.int64)
     # acc: (N, *out, O)
-    if bias is not None:
-        b = _as_integers(fn, "bias", checked_bias(fn, bias, spec.out_channels))
+    if b is not None:
         acc += b
         _settle(fn, acc, lo, hi, overflow, accumulator_bits, "the bias")
 
@@ -155,7 +152,7 @@ def conv(
 
     y = np.moveaxis(acc, -1, 1) if spec.layout == "NCHW" else acc  # (N, O, *out)
     y = np.ascontiguousarray(y)
-    return y[0] if unbatched else y
+    return y[0] if problem.unbatched else y
 
 
 def _settle(

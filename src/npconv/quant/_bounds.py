@@ -22,7 +22,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse
 
-from .._api import _batched_spec, _conv, as_array
+from .._dispatch import convolve
+from .._operands import as_array, bind_shapes
+from .._spec import ConvOptions
 from .._windows import canonical_weight
 from ..algorithms import matrix
 
@@ -249,7 +251,8 @@ def accumulator_range(
 
     def tap_sums(weights: np.ndarray) -> np.ndarray:
         """Sum of ``weights`` over the taps of each output: ``(O, positions)``, Python ints."""
-        sums = np.moveaxis(_conv(fn, ones, weights, None, **kwargs), channel_axis, 0)
+        sums = convolve(ConvOptions.create(fn, **kwargs), ones, weights)
+        sums = np.moveaxis(sums, channel_axis, 0)
         # sums: (O, N, *out)
         return sums.reshape(sums.shape[0], -1).astype(object)  # (O, positions)
 
@@ -365,16 +368,10 @@ def extreme_inputs(
     if w.dtype.kind not in "biu":
         raise TypeError(f"{fn}: w must hold integers, got dtype {w.dtype}")
     a, b = _input_interval(fn, input_bits, input_range, signed_inputs)
-    spec, _ = _batched_spec(
-        fn,
-        input_shape,
-        w.shape,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        layout=layout,
+    options = ConvOptions.create(
+        fn, stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout
     )
+    spec, _ = bind_shapes(options, input_shape, w.shape)
     m = scipy.sparse.csr_array(matrix.build(spec, canonical_weight(w.astype(np.int64), spec)))
     # m: (C*prod(in), O*prod(out)), as npconv.conv_matrix
     pos, neg = m.copy(), m.copy()

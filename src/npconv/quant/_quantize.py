@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._api import _conv, as_array
+from .._dispatch import convolve
+from .._operands import as_array
+from .._spec import ConvOptions
 from ._bounds import integer_range
 
 __all__ = ["SCHEMES", "dequantize", "quantize", "quantized_conv"]
@@ -283,8 +285,8 @@ def quantized_conv(
     for name, v in (("x", x), ("w", w)):
         if v.dtype.kind not in "biu":
             raise TypeError(f"{fn}: {name} must hold integers, got dtype {v.dtype}")
-    options: dict[str, Any] = dict(
-        stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout
+    options = ConvOptions.create(
+        fn, stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout
     )
     out_axis = 0 if layout == "NCHW" else -1
     channels = w.shape[out_axis] if w.ndim else 0
@@ -294,14 +296,12 @@ def quantized_conv(
     w_shift = w64 - _along(zw, out_axis % max(w.ndim, 1), w.ndim)  # w - zw
     ones_x = np.ones((1, *x.shape[1:]) if x.ndim == w.ndim else x.shape, dtype=np.int64)
 
-    y = _conv(fn, x64, w64, bias, **options)  # conv(x, w) (+ bias): (N, O, *out)
+    y = convolve(options, x64, w64, bias)  # conv(x, w) (+ bias): (N, O, *out)
     channel_axis = 1 if layout == "NCHW" else -1
     if zw.any():
-        y -= _along(zw, channel_axis % y.ndim, y.ndim) * _conv(
-            fn, x64, np.ones_like(w64), None, **options
-        )
+        y -= _along(zw, channel_axis % y.ndim, y.ndim) * convolve(options, x64, np.ones_like(w64))
     if zx:
-        y -= zx * _conv(fn, ones_x, w_shift, None, **options)
+        y -= zx * convolve(options, ones_x, w_shift)
 
     scales = (x_scale, w_scale, y_scale)
     if all(s is None for s in scales):

@@ -1,0 +1,133 @@
+"""Which registered algorithm runs a convolution: by name, by measurement, or by cost.
+
+``algorithm="auto"`` takes the winner that :func:`npconv.tune` measured for the
+configuration (kept in :data:`TUNED`), otherwise the supported algorithm whose cost
+(its registry row's ``work``, priced by :mod:`npconv._cost` for the given number of
+threads) is lowest.  A transposed convolution is either computed by an algorithm with
+an adjoint of its own (``col2im``) or split into phases of forward convolutions
+(:func:`npconv._adjoint.phases`), each of which chooses for itself; "auto" compares the
+two.  Every function here is a function of its arguments and of :data:`TUNED`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from ._adjoint import phases
+from ._cost import seconds
+from ._spec import ConvSpec
+from .algorithms import REGISTRY
+
+__all__ = ["TUNED", "check_name", "choose", "estimate", "reason", "reasons", "resolve"]
+
+#: Measured seconds per algorithm, by (spec, compute dtype), filled by npconv.tune.
+TUNED: dict[tuple[ConvSpec, np.dtype], dict[str, float]] = {}
+
+#: What "auto" returns for a transposed convolution best split into phases.
+PHASES = "auto"
+
+
+def _names(transposed: bool) -> list[str]:
+    """The names ``algorithm=`` accepts for a forward or a transposed convolution."""
+    return [n for n, a in REGISTRY.items() if transposed or a.fn is not None]
+
+
+def reason(name: str, spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> str | None:
+    """Why algorithm ``name`` cannot run ``spec`` (its adjoint if ``transposed``), or None.
+
+    A forward algorithm runs a transposed convolution when it can run every phase.
+    """
+    algorithm = REGISTRY[name]
+    if not transposed or algorithm.adjoint is not None:
+        return algorithm.unsupported(spec, dtype, transposed)
+    for part in phases(spec):
+        why = algorithm.unsupported(part.spec, dtype)
+        if why is not None:
+            return why
+    return None
+
+
+def reasons(spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> dict[str, str | None]:
+    """Every registered algorithm, with the reason it cannot run (None when it can)."""
+    return {name: reason(name, spec, dtype, transposed) for name in REGISTRY}
+
+
+def estimate(
+    name: str, spec: ConvSpec, dtype: np.dtype, threads: int, transposed: bool = False
+) -> float:
+    """Estimated seconds of algorithm ``name`` on ``spec`` on ``threads`` threads.
+
+    Channels-first (``"NCHW"``) data costs a transposed copy of the input and of the
+    output for an algorithm that only runs channels-last; a forward algorithm's
+    transposed convolution costs the sum of its phases.
+    """
+    algorithm = REGISTRY[name]
+    if transposed and algorithm.adjoint is None:
+        return sum(estimate(name, part.spec, dtype, threads) for part in phases(spec))
+    work = algorithm.work(spec, dtype)
+    if spec.layout == "NCHW" and not transposed and algorithm.fn_channels_first is None:
+        item = max(np.dtype(dtype).itemsize, 4)
+        work["copy"] += spec.batch * spec.in_channels * math.prod(spec.in_size) * item
+        work["copy"] += spec.batch * spec.out_channels * math.prod(spec.out_size) * item
+    return seconds(work, threads)
+
+
+@functools.lru_cache(maxsize=1024)
+def choose(spec: ConvSpec, dtype: np.dtype, threads: int, transposed: bool = False) -> str:
+    """The supported algorithm with the lowest estimate on ``threads`` threads.
+
+    For a transposed convolution: an algorithm with an adjoint of its own, or
+    :data:`PHASES` when the phases, each with its own cheapest algorithm, cost less.
+    """
+    supported = [n for n, why in reasons(spec, dtype, transposed).items() if why is None]
+    if not transposed:
+        return min(supported, key=lambda n: estimate(n, spec, dtype, threads))
+    own = [n for n in supported if REGISTRY[n].adjoint is not None]
+    split = sum(
+        estimate(choose(part.spec, dtype, threads), part.spec, dtype, threads)
+        for part in phases(spec)
+    )
+    costs = {n: estimate(n, spec, dtype, threads, transposed=True) for n in own}
+    best = min(costs, key=costs.__getitem__, default=None)
+    return PHASES if best is None or split <= costs[best] else best
+
+
+def check_name(name: object, fn: str, transposed: bool = False) -> None:
+    """A ValueError naming ``fn`` unless ``name`` is "auto" or a registered algorithm.
+
+    The message lists the algorithms that compute forward (or ``transposed``)
+    convolutions; :func:`reason` says why another one cannot run a given problem.
+    """
+    if not isinstance(name, str) or (name != "auto" and name not in REGISTRY):
+        names = sorted(_names(transposed))  # those that can compute this kind of convolution
+        raise ValueError(f"{fn}: unknown algorithm {name!r}; choose 'auto' or one of {names}")
+
+
+def resolve(
+    name: str,
+    spec: ConvSpec,
+    dtype: np.dtype,
+    fn: str,
+    threads: int,
+    transposed: bool = False,
+) -> str:
+    """The algorithm to run: ``name`` checked against ``spec`` and ``dtype``, or the choice.
+
+    ``dtype`` is the one the algorithm must be exact in (int64 or object for integers).
+    "auto" takes the measured winner of :data:`TUNED` for a forward convolution, else
+    :func:`choose`'s.  Raises a ValueError naming ``fn`` for an unknown name or an
+    algorithm that cannot run the problem.
+    """
+    check_name(name, fn, transposed)
+    if name == "auto":
+        measured = None if transposed else TUNED.get((spec, dtype))
+        if measured:
+            return min(measured, key=measured.__getitem__)
+        return choose(spec, dtype, threads, transposed)
+    why = reason(name, spec, dtype, transposed)
+    if why is not None:
+        raise ValueError(f"{fn}: algorithm {name!r} cannot run this convolution: {why}")
+    return name

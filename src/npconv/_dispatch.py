@@ -1,0 +1,145 @@
+"""The one place that runs a convolution: :func:`run`.
+
+``conv``, ``conv_transpose``, every gradient, the layers, the dask wrapper, the integer
+functions and the ONNX operators all end here.  :func:`run` resolves the algorithm
+(:mod:`npconv._choose`), and for a forward convolution pads the input in blocks of
+samples (a bounded copy), hands each block to the algorithm in the layout it takes
+(channels-first data stay channels-first where the algorithm allows), adds the bias
+unless the algorithm folds it into its products, and converts exact integers back from
+the float64 or int64 they were computed in.  A transposed convolution runs an
+algorithm's own adjoint, or forward convolutions over its sub-pixel phases
+(:func:`npconv._adjoint.phases`), each through this same path, then applies the adjoint
+of the padding mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._adjoint import fold_padding, phase_operands, phase_target, phases, region, swapped_filters
+from ._choose import resolve
+from ._operands import Problem, prepare
+from ._spec import ConvOptions, ConvSpec
+from ._threads import get_threads
+from ._windows import canonical_input, canonical_weight, sample_blocks
+from .algorithms import REGISTRY
+
+__all__ = ["convolve", "run"]
+
+
+def run(problem: Problem, algorithm: str = "auto") -> np.ndarray:
+    """The result of ``problem`` by ``algorithm`` ("auto" or a registry name).
+
+    In the spec's layout and the problem's result dtype, contiguous, without the batch
+    axis when the input had none.
+    """
+    threads = get_threads()
+    compute = _transposed if problem.transposed else _forward
+    y = np.ascontiguousarray(compute(problem, algorithm, threads), dtype=problem.numerics.result)
+    return y[0] if problem.unbatched else y
+
+
+def convolve(
+    options: ConvOptions,
+    x: npt.ArrayLike,
+    w: npt.ArrayLike,
+    bias: npt.ArrayLike | None = None,
+    algorithm: str = "auto",
+) -> np.ndarray:
+    """``conv(x, w, bias)`` with these options: :func:`run` of :func:`prepare`."""
+    return run(prepare(options, x, w, bias), algorithm)
+
+
+def _channel_row(b: np.ndarray, spec: ConvSpec, channels_first: bool) -> np.ndarray:
+    """A bias shaped to broadcast over a result, channels first or last."""
+    return b.reshape(-1, *(1,) * spec.nd) if channels_first else b
+
+
+def _without_products(problem: Problem, shape: tuple[int, ...], channels_first: bool) -> Any:
+    """The result of a convolution that sums nothing: zeros, plus the bias."""
+    y = np.zeros(shape, problem.numerics.carry)
+    if problem.bias is not None:
+        y += _channel_row(problem.bias.astype(y.dtype), problem.spec, channels_first)
+    return y
+
+
+def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
+    """A forward convolution, in the spec's layout and the numerics' carry dtype."""
+    spec, numerics, fn = problem.spec, problem.numerics, problem.fn
+    algo = REGISTRY[resolve(algorithm, spec, numerics.exact, fn, threads)]
+    if spec.macs == 0:
+        return _without_products(problem, spec.output_shape, spec.layout == "NCHW")
+    compute, carry = numerics.compute, numerics.carry
+    first = spec.layout == "NCHW" and algo.fn_channels_first is not None
+    kernel = algo.fn_channels_first if first else algo.fn
+    assert kernel is not None  # resolve() checked: a forward algorithm
+    w = problem.w.astype(compute, copy=False)
+    wc = w if first else canonical_weight(w, spec)  # (O, C/G, *kernel) or (*kernel, C/G, O)
+    b = None if problem.bias is None else problem.bias.astype(compute)
+    fused = b is not None and algo.adds_bias  # the algorithm adds it in its products
+    blocks = sample_blocks(spec, compute.itemsize)  # bounds the padded copy of the input
+    y = np.empty(spec.output_shape if len(blocks) > 1 else 0, dtype=carry)
+    for block in blocks:
+        n = len(range(spec.batch)[block])
+        part = spec if n == spec.batch else replace(spec, batch=n)
+        x = problem.x[block].astype(compute, copy=False)
+        xp = canonical_input(x, part, channels_last=not first)
+        if fused:
+            y_part = kernel(xp, wc, part, bias=b)
+        else:
+            y_part = kernel(xp, wc, part)  # (n, O, *out) or (n, *out, O)
+            if b is not None:  # y_part is a fresh array of the algorithm's
+                y_part += _channel_row(b, spec, first)
+        if spec.layout == "NCHW" and not first:
+            y_part = np.moveaxis(y_part, -1, 1)  # (n, O, *out)
+        if len(blocks) == 1:  # no copy when the algorithm wrote the result's layout
+            y = np.ascontiguousarray(y_part, dtype=carry)
+        else:
+            y[block] = y_part
+        del xp, y_part  # free this block's temporaries before the next block's
+    return y
+
+
+def _transposed(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
+    """``A^T x`` for the convolution ``A`` of the problem's spec, in its layout."""
+    spec, numerics, fn = problem.spec, problem.numerics, problem.fn
+    name = resolve(algorithm, spec, numerics.exact, fn, threads, transposed=True)
+    first = spec.layout == "NCHW"
+    if spec.macs == 0:
+        return _without_products(problem, spec.input_shape, first)
+    start, size = region(spec)
+    shape = (
+        (spec.batch, spec.in_channels, *size) if first else (spec.batch, *size, spec.in_channels)
+    )
+    gy = problem.x.astype(numerics.compute, copy=False)
+    w = problem.w.astype(numerics.compute, copy=False)
+    adjoint = REGISTRY[name].adjoint if name in REGISTRY else None
+    if adjoint is not None:
+        gy_last = np.moveaxis(gy, 1, -1) if first else gy  # (N, *out, O)
+        xp_bar = adjoint(gy_last, canonical_weight(w, spec), spec)  # (N, *padded, C)
+        xp_bar = xp_bar[tuple([slice(None), *(slice(a, a + n) for a, n in zip(start, size))])]
+        x_bar = np.moveaxis(xp_bar, -1, 1) if first else xp_bar
+        x_bar = x_bar.astype(numerics.carry, copy=False)
+    else:
+        parts = phases(spec)
+        w_t = swapped_filters(w, spec)  # (C, O/G, *kernel) or (*kernel, O/G, C)
+
+        def phase(part: Any) -> np.ndarray:
+            z, w_part = phase_operands(part, gy, w_t, spec)
+            return _forward(Problem(fn, part.spec, z, w_part, None, numerics), name, threads)
+
+        if len(parts) == 1 and parts[0].spec.out_size == size:  # stride 1: all of it
+            x_bar = phase(parts[0])
+        else:
+            x_bar = np.zeros(shape, numerics.carry)
+            for part in parts:
+                x_bar[phase_target(part, spec)] = phase(part)
+    if spec.padding_mode != "zeros":
+        x_bar = fold_padding(x_bar, spec)
+    if problem.bias is not None:
+        x_bar = x_bar + _channel_row(problem.bias.astype(x_bar.dtype), spec, first)
+    return x_bar
