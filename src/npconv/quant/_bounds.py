@@ -132,7 +132,7 @@ def max_filter_size(
     return int(min(by_hi, acc_lo // p_lo))
 
 
-def _input_interval(
+def input_interval(
     fn: str, input_bits: int | None, input_range: Sequence[int] | None, signed_inputs: bool
 ) -> tuple[int, int]:
     """The range of every input element, from ``input_bits`` or ``input_range``."""
@@ -240,7 +240,7 @@ def accumulator_range(
     """
     fn = "accumulator_range"
     w = as_array(fn, "w", w)
-    a, b = _input_interval(fn, input_bits, input_range, signed_inputs)
+    a, b = input_interval(fn, input_bits, input_range, signed_inputs)
     if weight_bits is None and w.dtype.kind not in "biu":
         raise TypeError(f"{fn}: w must hold integers (or give weight_bits), got dtype {w.dtype}")
     kwargs: dict[str, Any] = {"groups": groups, "layout": layout}
@@ -367,7 +367,7 @@ def extreme_inputs(
     w = as_array(fn, "w", w)
     if w.dtype.kind not in "biu":
         raise TypeError(f"{fn}: w must hold integers, got dtype {w.dtype}")
-    a, b = _input_interval(fn, input_bits, input_range, signed_inputs)
+    a, b = input_interval(fn, input_bits, input_range, signed_inputs)
     options = ConvOptions.create(
         fn, stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout
     )

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse
 
-from ._bounds import _input_interval, bits_needed
+from ._bounds import bits_needed, input_interval
 
 __all__ = ["MatrixStats", "matrix_stats", "plot_matrix"]
 
@@ -86,7 +86,7 @@ def matrix_stats(
         data = csc.data.astype(np.int64)
         value_bits = bits_needed(int(data.min(initial=0)), int(data.max(initial=0)))
     if integer and (input_bits is not None or input_range is not None):
-        a, b = _input_interval(fn, input_bits, input_range, signed_inputs)
+        a, b = input_interval(fn, input_bits, input_range, signed_inputs)
         pos, neg = csc.astype(np.int64), csc.astype(np.int64)
         pos.data, neg.data = np.maximum(pos.data, 0), np.minimum(neg.data, 0)
         p = pos.sum(axis=0).astype(object)  # (outputs,): positive weights of each output
