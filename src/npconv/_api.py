@@ -124,15 +124,7 @@ def conv(
     >>> npconv.conv(x, w, padding="same", stride=2).shape
     (1, 1, 2, 2)
     """
-    options = ConvOptions.create(
-        "conv",
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        padding_mode=padding_mode,
-        layout=layout,
-    )
+    options = ConvOptions.create("conv", stride, padding, dilation, groups, padding_mode, layout)
     return convolve(options, x, w, bias, algorithm)
 
 
@@ -193,14 +185,8 @@ def conv_output_shape(
     >>> npconv.conv_output_shape((1, 33, 33, 3), (5, 5, 3, 1), stride=2, layout="NHWC")
     (1, 15, 15, 1)
     """
-    options = ConvOptions.create(
-        "conv_output_shape",
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        layout=layout,
-    )
+    fn = "conv_output_shape"
+    options = ConvOptions.create(fn, stride, padding, dilation, groups, layout=layout)
     spec, unbatched = bind_shapes(options, input_shape, weight_shape)
     return spec.output_shape[1:] if unbatched else spec.output_shape
 
@@ -257,8 +243,6 @@ def conv_matrix(
     """
     fn = "conv_matrix"
     w = as_array(fn, "w", w)
-    options = ConvOptions.create(
-        fn, stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout
-    )
+    options = ConvOptions.create(fn, stride, padding, dilation, groups, layout=layout)
     spec, _ = bind_shapes(options, input_shape, w.shape)
     return matrix.build(spec, canonical_weight(w, spec), sparse=sparse)

@@ -141,15 +141,7 @@ class ConvSpec:
         whose message starts with ``fn``.  The same as
         ``ConvOptions.create(fn, ...).bind(x_shape, w_shape)``.
         """
-        options = ConvOptions.create(
-            fn,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            padding_mode=padding_mode,
-            layout=layout,
-        )
+        options = ConvOptions.create(fn, stride, padding, dilation, groups, padding_mode, layout)
         return options.bind(x_shape, w_shape)
 
 
@@ -176,7 +168,6 @@ class ConvOptions:
     def create(
         cls,
         fn: str = "conv",
-        *,
         stride: object = 1,
         padding: object = 0,
         dilation: object = 1,
@@ -186,6 +177,8 @@ class ConvOptions:
         output_padding: object = 0,
     ) -> ConvOptions:
         """Check every option that needs no shape; raise ValueError / TypeError naming ``fn``.
+
+        The options may be given by position, in the order of the fields.
 
         Options made of ints, strings and tuples of them (a layer called again) return
         the options built the first time.

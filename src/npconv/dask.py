@@ -92,15 +92,7 @@ def conv(
             "use npconv.conv for in-memory arrays"
         )
     w = as_array(fn, "w", w)
-    options = ConvOptions.create(
-        fn,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        padding_mode=padding_mode,
-        layout=layout,
-    )
+    options = ConvOptions.create(fn, stride, padding, dilation, groups, padding_mode, layout)
     spec, unbatched = bind_shapes(options, x.shape, w.shape)
     x = x[None] if unbatched else x
     operands = [np.empty(0, x.dtype), w]

@@ -84,7 +84,7 @@ def _integer_sum_dtype(gy: np.ndarray, channel_axis: int) -> np.dtype:
 
 
 def _grads(
-    fn: str,
+    opts: ConvOptions,
     grad_output: npt.ArrayLike,
     x: npt.ArrayLike | Sequence[int],
     w: npt.ArrayLike | Sequence[int],
@@ -94,14 +94,13 @@ def _grads(
     transposed: bool = False,
     output_size: Sequence[int] | None = None,
     algorithm: str = "auto",
-    **options: Any,
 ) -> ConvGrads:
     """Every requested gradient of ``conv`` (``conv_transpose`` if ``transposed``).
 
     ``given`` says which of ``x`` and ``w`` are arrays; the others are only shapes.
     """
+    fn = opts.fn
     names = _checked_needs(fn, needs)
-    opts = ConvOptions.create(fn, **options)
     gy = as_array(fn, "grad_output", grad_output)
     xa = as_array(fn, "x", x) if "x" in given else None
     wa = as_array(fn, "w", w) if "w" in given else None
@@ -214,20 +213,9 @@ def conv_backward(
     >>> gb
     array([16., 16.])
     """
-    return _grads(
-        "conv_backward",
-        grad_output,
-        x,
-        w,
-        needs,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        padding_mode=padding_mode,
-        layout=layout,
-        algorithm=algorithm,
-    )
+    fn = "conv_backward"
+    options = ConvOptions.create(fn, stride, padding, dilation, groups, padding_mode, layout)
+    return _grads(options, grad_output, x, w, needs, algorithm=algorithm)
 
 
 def conv_transpose_backward(
@@ -291,22 +279,21 @@ def conv_transpose_backward(
     >>> gx.shape, gw.shape, gb
     ((1, 2, 3, 3), (2, 4, 3, 3), array([49., 49., 49., 49.]))
     """
-    return _grads(
-        "conv_transpose_backward",
+    fn = "conv_transpose_backward"
+    options = ConvOptions.create(
+        fn, stride, padding, dilation, groups, layout=layout, output_padding=output_padding
+    )
+    grads = _grads(
+        options,
         grad_output,
         x,
         w,
         needs,
+        algorithm=algorithm,
         transposed=True,
         output_size=output_size,
-        stride=stride,
-        padding=padding,
-        output_padding=output_padding,
-        groups=groups,
-        dilation=dilation,
-        layout=layout,
-        algorithm=algorithm,
     )
+    return grads
 
 
 def _input_grad(
@@ -324,20 +311,9 @@ def _input_grad(
     algorithm: str = "auto",
 ) -> np.ndarray:
     """``torch.nn.grad.conv{nd}d_input`` (see :func:`_input_variant`)."""
+    options = ConvOptions.create(fn, stride, padding, dilation, groups, padding_mode, layout)
     grads = _grads(
-        fn,
-        grad_output,
-        input_size,
-        weight,
-        ("input",),
-        given="w",
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        padding_mode=padding_mode,
-        layout=layout,
-        algorithm=algorithm,
+        options, grad_output, input_size, weight, ("input",), given="w", algorithm=algorithm
     )
     return grads.input  # type: ignore[return-value]
 
@@ -357,20 +333,9 @@ def _weight_grad(
     algorithm: str = "auto",
 ) -> np.ndarray:
     """``torch.nn.grad.conv{nd}d_weight`` (see :func:`_weight_variant`)."""
+    options = ConvOptions.create(fn, stride, padding, dilation, groups, padding_mode, layout)
     grads = _grads(
-        fn,
-        grad_output,
-        input,
-        weight_size,
-        ("weight",),
-        given="x",
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        padding_mode=padding_mode,
-        layout=layout,
-        algorithm=algorithm,
+        options, grad_output, input, weight_size, ("weight",), given="x", algorithm=algorithm
     )
     return grads.weight  # type: ignore[return-value]
 

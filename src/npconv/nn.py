@@ -77,13 +77,7 @@ class _ConvNd:
         if isinstance(padding, str) and padding not in ("same", "valid"):
             raise ValueError(f"{name}: padding must be 'same', 'valid' or ints, got {padding!r}")
         options = ConvOptions.create(
-            name,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            padding_mode=padding_mode,
-            output_padding=output_padding,
+            name, stride, padding, dilation, groups, padding_mode, output_padding=output_padding
         ).for_rank(self.nd)  # every value checked now, once
         if padding == "same" and max(options.stride) > 1:  # type: ignore[arg-type]
             raise ValueError(

@@ -113,15 +113,7 @@ def conv(
         )
     x, w = _as_integers(fn, "x", x), _as_integers(fn, "w", w)
     b = None if bias is None else _as_integers(fn, "bias", bias)
-    options = ConvOptions.create(
-        fn,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        padding_mode=padding_mode,
-        layout=layout,
-    )
+    options = ConvOptions.create(fn, stride, padding, dilation, groups, padding_mode, layout)
     problem = prepare(options, x, w, b)
     spec, x = problem.spec, problem.x
     largest = int(np.abs(x).max(initial=0)) * int(np.abs(w).max(initial=0))

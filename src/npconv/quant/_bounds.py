@@ -368,9 +368,7 @@ def extreme_inputs(
     if w.dtype.kind not in "biu":
         raise TypeError(f"{fn}: w must hold integers, got dtype {w.dtype}")
     a, b = input_interval(fn, input_bits, input_range, signed_inputs)
-    options = ConvOptions.create(
-        fn, stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout
-    )
+    options = ConvOptions.create(fn, stride, padding, dilation, groups, layout=layout)
     spec, _ = bind_shapes(options, input_shape, w.shape)
     m = scipy.sparse.csr_array(matrix.build(spec, canonical_weight(w.astype(np.int64), spec)))
     # m: (C*prod(in), O*prod(out)), as npconv.conv_matrix
