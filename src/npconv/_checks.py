@@ -1,4 +1,4 @@
-"""Checks of integer arguments, shared by the options, the layers and the translators.
+"""Checks of arguments, shared by the options, the layers and the translators.
 
 Every function raises a ``ValueError`` (bad value) or ``TypeError`` (wrong kind) whose
 message starts with ``fn``, the public function, and names the argument and its value.
@@ -6,10 +6,22 @@ message starts with ``fn``, the public function, and names the argument and its 
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
-__all__ = ["explicit_pads", "int_tuple", "is_int", "shape_tuple", "valid_ints"]
+__all__ = [
+    "check_pad_modes",
+    "explicit_pads",
+    "int_tuple",
+    "is_int",
+    "is_pairs",
+    "is_plain",
+    "same_pads",
+    "shape_tuple",
+    "valid_ints",
+    "weight_rank",
+]
 
 
 def is_int(value: object) -> bool:
@@ -83,3 +95,58 @@ def shape_tuple(fn: str, name: str, shape: object) -> tuple[int, ...]:
         if n < 0:
             raise ValueError(f"{fn}: the shape of {name} must be >= 0, got {tuple(shape)!r}")
     return tuple(int(n) for n in shape)
+
+
+def is_pairs(padding: object) -> bool:
+    """Whether ``padding`` is given as (before, after) pairs (a non-empty sequence of them)."""
+    if not isinstance(padding, Sequence) or isinstance(padding, str) or not padding:
+        return False
+    return all(isinstance(p, Sequence) and not isinstance(p, str) for p in padding)
+
+
+def same_pads(size: int, kernel: int, stride: int, dilation: int, lower: bool) -> tuple[int, int]:
+    """ONNX SAME_UPPER / SAME_LOWER (TensorFlow "SAME"): output = ceil(size / stride)."""
+    extent = (kernel - 1) * dilation + 1
+    total = max((math.ceil(size / stride) - 1) * stride + extent - size, 0)
+    small, large = total // 2, total - total // 2
+    return (large, small) if lower else (small, large)
+
+
+def weight_rank(fn: str, w_shape: tuple[int, ...]) -> int:
+    """The number of spatial dims of a weight shape (1, 2 or 3), or a ValueError."""
+    nd = len(w_shape) - 2
+    if nd not in (1, 2, 3):
+        raise ValueError(
+            f"{fn}: w must have 3, 4 or 5 dims (1-, 2- or 3-d convolution), "
+            f"got w.ndim={len(w_shape)} with shape {w_shape}"
+        )
+    return nd
+
+
+def check_pad_modes(
+    fn: str, mode: str, in_size: Sequence[int], pads: Sequence[tuple[int, int]]
+) -> None:
+    """The limits of the padding modes that copy the input: reflect, replicate, circular."""
+    for axis, (n, (lo, hi)) in enumerate(zip(in_size, pads)):
+        if mode == "reflect" and max(lo, hi) >= n:
+            raise ValueError(
+                f"{fn}: padding_mode='reflect' needs pads smaller than the input, but "
+                f"spatial dim {axis} has size {n} and pads ({lo}, {hi})"
+            )
+        if mode in ("replicate", "circular") and max(lo, hi) > 0 and n == 0:
+            raise ValueError(f"{fn}: padding_mode={mode!r} cannot pad an empty dim {axis}")
+        if mode == "circular" and max(lo, hi) > n:
+            raise ValueError(
+                f"{fn}: padding_mode='circular' needs pads no larger than the input, but "
+                f"spatial dim {axis} has size {n} and pads ({lo}, {hi})"
+            )
+
+
+def is_plain(value: object) -> bool:
+    """Whether ``value`` is an int, a str or a tuple of such (nested): safe to cache by."""
+    if type(value) is tuple:
+        for item in value:  # a loop, not all(): this runs on every call
+            if not is_plain(item):
+                return False
+        return True
+    return type(value) is int or type(value) is str

@@ -20,7 +20,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, cast
 
-from ._checks import explicit_pads, int_tuple, is_int, shape_tuple, valid_ints
+from ._checks import (
+    check_pad_modes,
+    explicit_pads,
+    int_tuple,
+    is_int,
+    is_pairs,
+    is_plain,
+    same_pads,
+    shape_tuple,
+    valid_ints,
+    weight_rank,
+)
 
 __all__ = ["LAYOUTS", "PADDING_MODES", "ConvOptions", "ConvSpec", "Layout", "PaddingArg"]
 
@@ -184,7 +195,7 @@ class ConvOptions:
         the options built the first time.
         """
         args = (fn, stride, padding, dilation, groups, padding_mode, layout, output_padding)
-        if _plain(args):
+        if is_plain(args):
             return _create_cached(*args)
         return _create(*args)  # type: ignore[arg-type]
 
@@ -245,7 +256,7 @@ def _create(
             raise ValueError(
                 f"{fn}: padding string must be one of {PADDING_STRINGS}, got {padding!r}"
             )
-    elif _is_pairs(padding):
+    elif is_pairs(padding):
         pairs = cast(Sequence[Sequence[object]], padding)
         valid_ints(fn, "padding", [v for pair in pairs for v in pair], 0, shown=padding)
         pad = tuple(tuple(int(v) for v in pair) for pair in pairs)  # type: ignore[call-overload]
@@ -261,13 +272,6 @@ def _create(
         layout=layout,  # type: ignore[arg-type]
         output_padding=valid_ints(fn, "output_padding", output_padding, 0),
     )
-
-
-def _is_pairs(padding: object) -> bool:
-    """Whether ``padding`` is given as (before, after) pairs (a non-empty sequence of them)."""
-    if not isinstance(padding, Sequence) or isinstance(padding, str) or not padding:
-        return False
-    return all(isinstance(p, Sequence) and not isinstance(p, str) for p in padding)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -295,30 +299,11 @@ def _for_rank(options: ConvOptions, nd: int) -> ConvOptions:
     )
 
 
-def _same_pads(size: int, kernel: int, stride: int, dilation: int, lower: bool) -> tuple[int, int]:
-    """ONNX SAME_UPPER / SAME_LOWER (TensorFlow "SAME"): output = ceil(size / stride)."""
-    extent = (kernel - 1) * dilation + 1
-    total = max((math.ceil(size / stride) - 1) * stride + extent - size, 0)
-    small, large = total // 2, total - total // 2
-    return (large, small) if lower else (small, large)
-
-
-def _rank(fn: str, w_shape: tuple[int, ...]) -> int:
-    """The number of spatial dims of a weight shape (1, 2 or 3), or a ValueError."""
-    nd = len(w_shape) - 2
-    if nd not in (1, 2, 3):
-        raise ValueError(
-            f"{fn}: w must have 3, 4 or 5 dims (1-, 2- or 3-d convolution), "
-            f"got w.ndim={len(w_shape)} with shape {w_shape}"
-        )
-    return nd
-
-
 @functools.lru_cache(maxsize=4096)
 def _bind(options: ConvOptions, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> ConvSpec:
     """:meth:`ConvOptions.bind` (cached)."""
     fn, layout, groups = options.fn, options.layout, options.groups
-    nd = _rank(fn, w_shape)
+    nd = weight_rank(fn, w_shape)
     if len(x_shape) != nd + 2:
         spatial = ", ".join(SPATIAL_NAMES[nd - 1])
         axes = f"N, C, {spatial}" if layout == "NCHW" else f"N, {spatial}, C"
@@ -359,24 +344,12 @@ def _bind(options: ConvOptions, x_shape: tuple[int, ...], w_shape: tuple[int, ..
     elif isinstance(ranked.padding, str):
         lower = ranked.padding == "same_lower"
         pads = tuple(
-            _same_pads(n, k, s, d, lower) for n, k, s, d in zip(in_size, kernel, stride, dilation)
+            same_pads(n, k, s, d, lower) for n, k, s, d in zip(in_size, kernel, stride, dilation)
         )
     else:
         pads = cast(Pads, ranked.padding)
 
-    for axis, (n, (lo, hi)) in enumerate(zip(in_size, pads)):
-        if mode == "reflect" and max(lo, hi) >= n:
-            raise ValueError(
-                f"{fn}: padding_mode='reflect' needs pads smaller than the input, but "
-                f"spatial dim {axis} has size {n} and pads ({lo}, {hi})"
-            )
-        if mode in ("replicate", "circular") and max(lo, hi) > 0 and n == 0:
-            raise ValueError(f"{fn}: padding_mode={mode!r} cannot pad an empty dim {axis}")
-        if mode == "circular" and max(lo, hi) > n:
-            raise ValueError(
-                f"{fn}: padding_mode='circular' needs pads no larger than the input, but "
-                f"spatial dim {axis} has size {n} and pads ({lo}, {hi})"
-            )
+    check_pad_modes(fn, mode, in_size, pads)
 
     out_size = []
     for axis, (n, (lo, hi), k, d, s) in enumerate(zip(in_size, pads, kernel, dilation, stride)):
@@ -414,7 +387,7 @@ def _bind_transposed(
 ) -> ConvSpec:
     """:meth:`ConvOptions.bind_transposed` (cached)."""
     fn, layout, groups = options.fn, options.layout, options.groups
-    nd = _rank(fn, w_shape)
+    nd = weight_rank(fn, w_shape)
     if len(x_shape) != nd + 2:
         raise ValueError(
             f"{fn}: x must have {nd + 2} dims (N, C and {SPATIAL_NAMES[nd - 1]}) for a "
@@ -482,16 +455,6 @@ def _bind_transposed(
     # An output_padding >= stride (allowed below the dilation) lets the forward conv reach
     # past x; its adjoint only reads x's positions.
     return replace(_bind(forward, shape, w_shape), out_size=tuple(in_size))
-
-
-def _plain(value: object) -> bool:
-    """Whether ``value`` is an int, a str or a tuple of such (nested): safe to cache by."""
-    if type(value) is tuple:
-        for item in value:  # a loop, not all(): this runs on every call
-            if not _plain(item):
-                return False
-        return True
-    return type(value) is int or type(value) is str
 
 
 _create_cached = functools.lru_cache(maxsize=4096)(_create)
