@@ -45,7 +45,7 @@ from .._dispatch import convolve, run
 from .._operands import prepare
 from .._spec import ConvOptions, ConvSpec
 from .._windows import windows_channels_first
-from ..compat import _onnx_conv_arguments, _onnx_transpose_window
+from ..compat._onnx import conv_arguments, transpose_window
 from ..quant import quantized_conv
 
 __all__ = [
@@ -77,7 +77,7 @@ class Conv(op_conv.Conv):
     def _run(self, X, W, B=None, **attributes):  # type: ignore[no-untyped-def]
         if not _npconv_can_run(X, W, nd=W.ndim - 2):
             return super()._run(X, W, B, **attributes)
-        kwargs = _onnx_conv_arguments("onnx Conv", W.shape[2:], **attributes)
+        kwargs = conv_arguments("onnx Conv", W.shape[2:], **attributes)
         y = convolve(ConvOptions.create("onnx Conv", **kwargs), X, W, B)
         return (y.astype(X.dtype, copy=False),)
 
@@ -94,7 +94,7 @@ class ConvInteger(op_conv_integer.ConvInteger):
         if w.ndim - 2 not in (1, 2, 3):
             return super()._run(x, w, x_zero_point, w_zero_point, **attributes)
         zero_points = _zero_points(x_zero_point, w_zero_point)
-        kwargs = _onnx_conv_arguments("onnx ConvInteger", w.shape[2:], **attributes)
+        kwargs = conv_arguments("onnx ConvInteger", w.shape[2:], **attributes)
         return (quantized_conv(x, w, **zero_points, **kwargs).astype(np.int32),)
 
 
@@ -142,7 +142,7 @@ class QLinearConv(op_qlinear_conv.QLinearConv):
             w_scale=w_scale,
             y_scale=y_scale,
             y_zero_point=y_zero_point,
-            **_onnx_conv_arguments("onnx QLinearConv", w.shape[2:], **attributes),
+            **conv_arguments("onnx QLinearConv", w.shape[2:], **attributes),
         )
         return (y,)
 
@@ -160,7 +160,7 @@ class ConvTranspose(op_conv_transpose.ConvTranspose):
         if not _npconv_can_run(X, W, nd=nd):
             return super()._run(X, W, B, group=group, **attributes)
         op = "onnx ConvTranspose"
-        window = _onnx_transpose_window(op, X.shape[2:], W.shape[2:], **attributes)
+        window = transpose_window(op, X.shape[2:], W.shape[2:], **attributes)
         options = ConvOptions.create(
             op,
             stride=attributes["strides"] or 1,
@@ -186,7 +186,7 @@ def _pool_windows(op: str, x: np.ndarray, kernel_shape: Any, pad_value: Any, **a
     convolution, whose :class:`~npconv.ConvSpec` gives it.
     """
     channels = x.shape[1]
-    kwargs = _onnx_conv_arguments(op, tuple(kernel_shape), **attributes)
+    kwargs = conv_arguments(op, tuple(kernel_shape), **attributes)
     kwargs["groups"] = channels  # one window per channel: a depthwise geometry
     spec = ConvSpec.build(x.shape, (channels, 1, *kernel_shape), fn=op, **kwargs)
     xp = np.pad(x, [(0, 0), (0, 0), *spec.pads], constant_values=pad_value)
