@@ -1,8 +1,9 @@
 """npconv.compat: every framework's convention against that framework (or its definition).
 
 PyTorch and ONNX (onnxruntime) are referees everywhere.  TensorFlow/Keras and JAX are
-optional: their direct tests skip with a reason when absent, and the same translations
-are checked against their documented definitions computed with PyTorch (TensorFlow's
+large optional installs: their direct tests live in tests/frameworks (run by
+scripts/test-frameworks), and here the same translations are checked against their
+documented definitions computed with PyTorch (TensorFlow's
 conv_transpose is the gradient of its forward convolution; JAX's is a convolution of the
 stride-dilated input).
 """
@@ -43,10 +44,6 @@ TORCH_TRANSPOSE = (
     torch.nn.functional.conv_transpose3d,
 )
 LETTERS = {1: "W", 2: "HW", 3: "DHW"}
-
-
-def importorskip(name: str):
-    return pytest.importorskip(name, reason=f"{name} is optional: pip install -e '.[frameworks]'")
 
 
 def channels_last(x: np.ndarray) -> np.ndarray:
@@ -219,28 +216,6 @@ def test_tensorflow_errors():
                                   output_shape=(1, 9, 1), strides=2)  # fmt: skip
 
 
-def test_tensorflow_itself(rng):
-    tf = importorskip("tensorflow")
-    x = rng.standard_normal((2, 9, 8, 3)).astype(np.float32)
-    hwio = rng.standard_normal((3, 2, 3, 4)).astype(np.float32)
-    for padding in ("SAME", "VALID"):
-        expected = tf.nn.conv2d(x, hwio, strides=2, padding=padding, dilations=1).numpy()
-        w, kwargs = from_tensorflow(hwio, strides=2, padding=padding)
-        assert_close(npconv.conv(x, w, **kwargs), expected)
-        out_shape = (2, 17, 16, 3) if padding == "SAME" else (2, 19, 17, 3)
-        y = rng.standard_normal((2, 9, 8, 3)).astype(np.float32)  # a conv of out_shape gives 9x8
-        hwoi = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
-        expected_t = tf.nn.conv2d_transpose(y, hwoi, out_shape, strides=2, padding=padding)
-        w, kwargs = from_tensorflow_transpose(hwoi, input_shape=y.shape, output_shape=out_shape,
-                                              strides=2, padding=padding)  # fmt: skip
-        assert_close(npconv.conv_transpose(y, w, **kwargs), expected_t.numpy())
-    layer = tf.keras.layers.Conv1D(4, 3, padding="causal", dilation_rate=2, use_bias=False)
-    seq = rng.standard_normal((2, 9, 3)).astype(np.float32)
-    expected = layer(seq).numpy()
-    w, kwargs = from_keras(layer.get_weights()[0], padding="causal", dilation_rate=2)
-    assert_close(npconv.conv(seq, w, **kwargs), expected)
-
-
 # ----------------------------------------------------------------------------------- ONNX
 def onnxruntime_node(op: str, x: np.ndarray, w: np.ndarray, **attrs: Any) -> np.ndarray:
     node = helper.make_node(op, ["x", "w"], ["y"], **attrs)
@@ -384,38 +359,3 @@ def test_jax_errors():
     with pytest.raises(ValueError, match=r"from_jax_transpose: the output starts 2 elements"):
         from_jax_transpose(np.ones((3, 1, 1)), input_shape=(1, 4, 1), strides=(1,),
                            padding=((4, 0),))  # fmt: skip
-
-
-def test_jax_itself(rng):
-    jax = importorskip("jax")
-    jax.config.update("jax_enable_x64", True)
-    lax = jax.lax
-    x = rng.standard_normal((2, 9, 8, 4))
-    hwio = rng.standard_normal((3, 2, 2, 6))  # 2 groups
-    dn = ("NHWC", "HWIO", "NHWC")
-    for padding in ("SAME", "SAME_LOWER", "VALID", ((1, 2), (0, 1))):
-        expected = lax.conv_general_dilated(
-            x, hwio, (2, 1), padding, rhs_dilation=(1, 2), dimension_numbers=dn,
-            feature_group_count=2,
-        )  # fmt: skip
-        w, kwargs = from_jax(hwio, window_strides=(2, 1), padding=padding, rhs_dilation=(1, 2),
-                             dimension_numbers=dn, feature_group_count=2)  # fmt: skip
-        assert_close(npconv.conv(x, w, **kwargs), np.asarray(expected))
-    dn_t = ("NHWC", "HWIO", "NHWC")
-    rhs = rng.standard_normal((3, 2, 4, 5))
-    xt = rng.standard_normal((1, 5, 4, 4))
-    pairs = ((2, 1), (0, 3))
-    expected = lax.conv_general_dilated(xt, rhs, (1, 1), pairs, lhs_dilation=(2, 3),
-                                        dimension_numbers=dn_t)  # fmt: skip
-    w, kwargs = from_jax_transpose(rhs, input_shape=xt.shape, strides=(2, 3), padding=pairs)
-    assert_close(npconv.conv_transpose(xt, w, **kwargs), np.asarray(expected))
-    for padding in ("SAME", "VALID"):
-        for transpose_kernel in (False, True):
-            rhs = rng.standard_normal((3, 2, 4, 5))  # HWIO; x has I channels, or O if transposed
-            xt = rng.standard_normal((1, 5, 4, 5 if transpose_kernel else 4))
-            expected = lax.conv_transpose(xt, rhs, (2, 3), padding, rhs_dilation=(2, 1),
-                                          transpose_kernel=transpose_kernel)  # fmt: skip
-            w, kwargs = from_jax_transpose(rhs, input_shape=xt.shape, strides=(2, 3),
-                                           padding=padding, rhs_dilation=(2, 1),
-                                           transpose_kernel=transpose_kernel)  # fmt: skip
-            assert_close(npconv.conv_transpose(xt, w, **kwargs), np.asarray(expected))

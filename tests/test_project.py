@@ -31,3 +31,15 @@ def test_unknown_command_is_an_error():
         [sys.executable, "-m", "npconv", "frobnicate"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_readme_layout_names_every_module():
+    """README's "Layout of the code" lists every module and package of src/npconv."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("## Layout of the code", 1)[1].split("\n## ", 1)[0]
+    package = ROOT / "src" / "npconv"
+    names = {p.name for p in package.glob("*.py")} | {
+        f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").exists()
+    }
+    missing = sorted(n for n in names if n not in layout)
+    assert not missing, f"README's layout does not mention {missing}"
