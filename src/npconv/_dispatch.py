@@ -15,7 +15,7 @@ of the padding mode.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +26,7 @@ from ._operands import Problem, prepare
 from ._spec import ConvOptions, ConvSpec
 from ._threads import get_threads
 from ._windows import canonical_input, canonical_weight, sample_blocks
-from .algorithms import REGISTRY
+from .algorithms import REGISTRY, Kernel
 
 __all__ = ["convolve", "run"]
 
@@ -75,8 +75,7 @@ def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
         return _without_products(problem, spec.output_shape, spec.layout == "NCHW")
     compute, carry = numerics.compute, numerics.carry
     first = spec.layout == "NCHW" and algo.fn_channels_first is not None
-    kernel = algo.fn_channels_first if first else algo.fn
-    assert kernel is not None  # resolve() checked: a forward algorithm
+    kernel = cast(Kernel, algo.fn_channels_first if first else algo.fn)  # resolve(): forward
     w = problem.w.astype(compute, copy=False)
     wc = w if first else canonical_weight(w, spec)  # (O, C/G, *kernel) or (*kernel, C/G, O)
     b = None if problem.bias is None else problem.bias.astype(compute)

@@ -27,7 +27,7 @@ import numpy as np
 from .._spec import ConvSpec
 from . import col2im, depthwise, einsum, fft, im2col, matrix, naive, shifted, winograd
 
-__all__ = ["REGISTRY", "Algorithm"]
+__all__ = ["REGISTRY", "Algorithm", "Kernel"]
 
 Kernel = Callable[..., np.ndarray]
 
