@@ -79,3 +79,42 @@ def test_refuses_integers():
     x, w = np.ones((1, 1, 9), np.int32), np.ones((1, 1, 3), np.int32)
     with pytest.raises(ValueError, match="not exact for integer inputs"):
         npconv.conv(x, w, algorithm="winograd")
+
+
+def non_finite_masks(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.isnan(y), np.isposinf(y), np.isneginf(y)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "winograd", "winograd_f2", "fft"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_inputs_stay_where_a_direct_convolution_puts_them(algorithm, value, rng):
+    """One NaN or Inf reaches the 3x3 window around it in every output channel, no more."""
+    x = rng.random((1, 64, 32, 32)).astype(np.float32)
+    w = rng.random((64, 64, 3, 3)).astype(np.float32)
+    x[0, 0, 5, 7] = value
+    y = npconv.conv2d(x, w, padding=1, algorithm=algorithm)
+    ref = torch_conv(x, w, pads=[(1, 1)] * 2)
+    for mask, expected in zip(non_finite_masks(y), non_finite_masks(ref)):
+        np.testing.assert_array_equal(mask, expected)
+    assert np.isnan(ref).sum() + np.isinf(ref).sum() == 9 * 64
+    finite = np.isfinite(ref)
+    np.testing.assert_allclose(y[finite], ref[finite], rtol=1e-4)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "winograd", "winograd_f2", "fft"])
+def test_non_finite_weights_stay_where_a_direct_convolution_puts_them(algorithm, rng):
+    x, w = rng.standard_normal((2, 8, 12, 12)), rng.standard_normal((4, 8, 3, 3))
+    w[1, 2, 0, 0], w[3, 0, 1, 1] = np.inf, np.nan
+    y = npconv.conv2d(x, w, padding=1, algorithm=algorithm)
+    ref = torch_conv(x, w, pads=[(1, 1)] * 2)
+    for mask, expected in zip(non_finite_masks(y), non_finite_masks(ref)):
+        np.testing.assert_array_equal(mask, expected)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "winograd", "winograd_f2", "fft"])
+def test_large_finite_float32_does_not_overflow_in_the_transforms(algorithm):
+    x, w = np.full((1, 64, 32, 32), 1e37, np.float32), np.full((64, 64, 3, 3), 1e-4, np.float32)
+    y = npconv.conv2d(x, w, padding=1, algorithm=algorithm)
+    ref = torch_conv(x, w, pads=[(1, 1)] * 2)  # largest 5.76e35, within float32
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, ref, rtol=1e-5)

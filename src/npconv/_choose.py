@@ -76,13 +76,21 @@ def estimate(
 
 
 @functools.lru_cache(maxsize=1024)
-def choose(spec: ConvSpec, dtype: np.dtype, threads: int, transposed: bool = False) -> str:
+def choose(
+    spec: ConvSpec, dtype: np.dtype, threads: int, transposed: bool = False, direct: bool = False
+) -> str:
     """The supported algorithm with the lowest estimate on ``threads`` threads.
 
     For a transposed convolution: an algorithm with an adjoint of its own, or
     :data:`PHASES` when the phases, each with its own cheapest algorithm, cost less.
+    ``direct`` leaves out the algorithms that compute through transforms (a ``growth``
+    in their row).
     """
-    supported = [n for n, why in reasons(spec, dtype, transposed).items() if why is None]
+    supported = [
+        n
+        for n, why in reasons(spec, dtype, transposed).items()
+        if why is None and not (direct and REGISTRY[n].growth is not None)
+    ]
     if not transposed:
         return min(supported, key=lambda n: estimate(n, spec, dtype, threads))
     own = [n for n in supported if REGISTRY[n].adjoint is not None]

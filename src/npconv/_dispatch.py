@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._adjoint import fold_padding, phase_operands, phase_target, phases, region, swapped_filters
-from ._choose import resolve
+from ._choose import choose, resolve
 from ._operands import Problem, prepare
 from ._spec import ConvOptions, ConvSpec
 from ._threads import get_threads
@@ -67,12 +67,35 @@ def _without_products(problem: Problem, shape: tuple[int, ...], channels_first: 
     return y
 
 
+def _max_abs(a: np.ndarray) -> float:
+    """``max|a|`` of a non-empty array (NaN if it holds one), without a temporary copy."""
+    if a.dtype.kind == "c":
+        return float(np.abs(a).max())
+    return float(np.abs(np.array([a.min(), a.max()], dtype=np.float64)).max())
+
+
+def _transforms_hold(problem: Problem, growth: float) -> bool:
+    """Whether the operands are finite and ``max|x| * max|w| * growth`` is within range.
+
+    When they are not, an algorithm computing through transforms would spread NaN and
+    Inf beyond the outputs that sum them, or overflow where the result does not.
+    """
+    bound = growth * _max_abs(problem.x) * _max_abs(problem.w)
+    return bound <= float(np.finfo(problem.numerics.compute).max)  # False for NaN
+
+
 def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
-    """A forward convolution, in the spec's layout and the numerics' carry dtype."""
+    """A forward convolution, in the spec's layout and the numerics' carry dtype.
+
+    An algorithm that computes through transforms (``winograd``, ``fft``) gives way to
+    the cheapest direct one on operands it would not keep exact in NaN, Inf and range.
+    """
     spec, numerics, fn = problem.spec, problem.numerics, problem.fn
     algo = REGISTRY[resolve(algorithm, spec, numerics.exact, fn, threads)]
     if spec.macs == 0:
         return _without_products(problem, spec.output_shape, spec.layout == "NCHW")
+    if algo.growth is not None and not _transforms_hold(problem, algo.growth(spec)):
+        algo = REGISTRY[choose(spec, numerics.exact, threads, direct=True)]
     compute, carry = numerics.compute, numerics.carry
     first = spec.layout == "NCHW" and algo.fn_channels_first is not None
     kernel = cast(Kernel, algo.fn_channels_first if first else algo.fn)  # resolve(): forward

@@ -59,6 +59,13 @@ class Algorithm:
     #: Its functions take ``bias=`` (one value per output channel) and add it themselves,
     #: folded into their matrix products; otherwise the dispatch adds it to the result.
     adds_bias: bool = False
+    #: For an algorithm that computes through transforms (winograd, fft): a bound on its
+    #: intermediate values relative to ``max|x| * max|w|``.  Transforms mix every value of
+    #: a tile or sample, so a NaN or Inf would spread beyond the outputs that sum it and
+    #: large finite values could overflow where the result does not: on such operands the
+    #: dispatch computes by a direct algorithm instead.  None for a direct algorithm, whose
+    #: every intermediate value is a partial sum of the definition's products.
+    growth: Callable[[ConvSpec], float] | None = None
 
     def unsupported(self, spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> str | None:
         """Why this algorithm's own function cannot run ``spec`` in ``dtype``, or None.
@@ -123,6 +130,7 @@ REGISTRY: dict[str, Algorithm] = {
             exact_integers=False,
             error_scale=10.0,  # float32: within 1e-4 of max |y| on unit-scale data
             limits=winograd.unsupported,
+            growth=winograd.growth,
         ),
         Algorithm(
             "winograd_f2",
@@ -132,6 +140,7 @@ REGISTRY: dict[str, Algorithm] = {
             exact_integers=False,
             error_scale=2.0,
             limits=winograd.unsupported,
+            growth=partial(winograd.growth, tile=2),
         ),
         Algorithm(
             "fft",
@@ -140,6 +149,7 @@ REGISTRY: dict[str, Algorithm] = {
             fft.conv,
             exact_integers=False,
             error_scale=10.0,
+            growth=fft.growth,
         ),
         Algorithm(
             "depthwise",

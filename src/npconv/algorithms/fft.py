@@ -20,7 +20,11 @@ with many channels lose.  Memory: whole samples' spectra, in chunks of samples w
 
 Error: rounding grows like ``log(prod(L))``; on unit-scale random float32 data the
 largest error relative to ``max |y|`` is ~1e-6, well within 1e-4.  Not exact for
-integers.
+integers.  Non-finite values: a spectrum mixes a whole sample, so one NaN or Inf would
+turn every output of its sample into NaN; on operands holding NaN or Inf, or large
+enough that ``max|x| * max|w| *`` :func:`growth` exceeds the dtype's range, the dispatch
+computes by the cheapest direct algorithm instead, which puts NaN and Inf exactly where
+the definition does.
 """
 
 from __future__ import annotations
@@ -76,6 +80,16 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     for n0 in range(0, spec.batch, step):
         samples(n0)
     return y
+
+
+def growth(spec: ConvSpec) -> float:
+    """A bound on the intermediate values of :func:`conv` relative to ``max|x| * max|w|``.
+
+    A spectrum value sums the padded input (or the kernel), the product ``C/G`` of
+    them, and the unnormalised inverse transform every frequency.
+    """
+    grid = math.prod(scipy.fft.next_fast_len(n, real=True) for n in spec.padded_size)
+    return float(spec.group_in) * math.prod(spec.padded_size) * math.prod(spec.kernel) * grid
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:

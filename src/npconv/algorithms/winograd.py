@@ -29,7 +29,11 @@ Error: the transforms amplify rounding.  On unit-scale random float32 data the l
 error relative to ``max |y|`` is ~4e-7 for F(2, 3) (as for a direct GEMM) and, for
 F(4, 3), ~1e-6 in 1-d, ~7e-6 in 2-d and ~2e-5 in 3-d: both stay below 1e-4, which the
 registry records in ``error_scale``, so ``auto`` may use either.  Integers are not
-exact (the transforms have fractions).
+exact (the transforms have fractions).  Non-finite values: the transforms mix a whole
+tile, so one NaN or Inf would spoil every output of its tiles (and Inf - Inf gives NaN);
+on operands holding NaN or Inf, or large enough that ``max|x| * max|w| *``
+:func:`growth` exceeds the dtype's range, the dispatch computes by the cheapest direct
+algorithm instead, which puts NaN and Inf exactly where the definition does.
 """
 
 from __future__ import annotations
@@ -192,6 +196,21 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, tile: int = 4) -> np.nd
             xp[tuple([slice(None), *x_in])], wc[w_in], target.shape[1:-1], spec, tile
         )
     return y
+
+
+def growth(spec: ConvSpec, tile: int = 4) -> float:
+    """A bound on the intermediate values of :func:`conv` relative to ``max|x| * max|w|``.
+
+    Per axis the infinity norms of ``AT``, ``G`` and ``BT`` multiply (Kronecker products
+    in ``nd`` dims); the products sum ``C/G`` channels and the stride's phases add up.
+    """
+    total = float(spec.group_in)
+    for r, s, d in zip(spec.kernel, spec.stride, spec.dilation):
+        taps = r if d > 1 else -(-r // s)  # per phase; stride and dilation: at stride 1
+        total *= min(s, r) if s > 1 and d == 1 else 1  # phases accumulated into y
+        mats = transforms(1 if taps == 1 else tile, taps)
+        total *= math.prod(float(np.abs(mat).sum(axis=1).max()) for mat in mats)
+    return total
 
 
 def work(spec: ConvSpec, dtype: np.dtype, tile: int = 4) -> Counter[str]:
