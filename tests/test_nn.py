@@ -160,3 +160,22 @@ def test_usage_errors():
     with pytest.raises(ValueError, match=r"'weight' must have shape \(3, 2, 3, 3\), got \(3, 2\)"):
         layer.load_state_dict({"weight": np.ones((3, 2)), "bias": layer.bias})
     assert "Conv2d(2, 3, kernel_size=(3, 3)" in repr(layer)
+
+
+@pytest.mark.parametrize("layer_type", ["conv", "transpose"])
+def test_changing_the_input_after_forward_leaves_the_gradients_alone(layer_type, rng):
+    """The weight gradient is that of the input the forward saw (torch autograd on it)."""
+    if layer_type == "conv":
+        reference, layer = torch.nn.Conv2d(3, 4, 3).double(), Conv2d(3, 4, 3, dtype=np.float64)
+    else:
+        reference = torch.nn.ConvTranspose2d(3, 4, 3, stride=2).double()
+        layer = ConvTranspose2d(3, 4, 3, stride=2, dtype=np.float64)
+    layer.load_state_dict(torch_state(reference))
+    x = rng.standard_normal((2, 3, 6, 6))
+    ref = reference(torch.from_numpy(x.copy()))
+    y = layer(x)
+    x *= -3.0  # in place, between forward and backward
+    gy = rng.standard_normal(y.shape)
+    ref.backward(torch.from_numpy(gy))
+    layer.backward(gy)
+    assert_close(layer.weight_grad, reference.weight.grad.numpy())
