@@ -197,3 +197,16 @@ def test_the_thread_count_changes_estimates_not_results(rng):
             npconv.set_threads(old)
     assert_close(results[0], results[1])
     assert_close(results[0], torch_conv(x, w, pads=[(1, 1), (1, 1)]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"algorithms": []}, ValueError, r"tune: algorithms is empty"),
+        ({"algorithms": "im2col"}, TypeError, r"tune: algorithms must be a list .* 'im2col'"),
+        ({"algorithm": "im2col"}, TypeError, r"tune: .* algorithms=\['im2col'\]"),
+    ],
+)
+def test_tune_names_a_wrong_algorithms_argument(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        npconv.tune(np.ones((1, 1, 5)), np.ones((1, 1, 3)), **kwargs)

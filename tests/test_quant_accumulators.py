@@ -426,3 +426,10 @@ def test_integer_conv_just_past_float64(algorithm) -> None:
         return
     assert y.tolist() == [[expected]]
     assert npconv.conv(x % 16, w, algorithm=algorithm).tolist() == [[small]]
+
+
+def test_products_beyond_int64_are_refused_even_at_int64_min():
+    """|-2**63| does not fit int64: the product bound is computed in Python ints."""
+    x, w = np.array([[[-(2**63)]]]), np.array([[[-1]]])  # the exact product is 2**63
+    with pytest.raises(ValueError, match=r"products up to 9223372036854775808"):
+        npconv.quant.conv(x, w, accumulator_bits=62, overflow="saturate")

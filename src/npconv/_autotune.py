@@ -170,6 +170,13 @@ def tune(
     """
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"tune: repeats must be an int >= 1, got {repeats!r}")
+    if "algorithm" in kwargs:
+        raise TypeError(
+            f"tune: times several algorithms; pass algorithms=[{kwargs['algorithm']!r}], "
+            "not algorithm="
+        )
+    if isinstance(algorithms, str):
+        raise TypeError(f"tune: algorithms must be a list of names, got the string {algorithms!r}")
     problem = _problem("tune", x, w, kwargs)
     spec, dtype, threads = problem.spec, problem.numerics.exact, get_threads()
     if algorithms is None:
@@ -182,6 +189,8 @@ def tune(
         names = [n for n, t in estimates.items() if t <= 10 * best]
     else:
         names = list(algorithms)
+        if not names:
+            raise ValueError("tune: algorithms is empty; give at least one name, or None for all")
         for name in names:
             resolve(name, spec, dtype, "tune", threads)  # raises for unknown / unsupported
     measured = {name: median_seconds(lambda n=name: run(problem, n), repeats) for name in names}

@@ -116,7 +116,7 @@ def conv(
     options = ConvOptions.create(fn, stride, padding, dilation, groups, padding_mode, layout)
     problem = prepare(options, x, w, b)
     spec, x = problem.spec, problem.x
-    largest = int(np.abs(x).max(initial=0)) * int(np.abs(w).max(initial=0))
+    largest = _max_abs(x) * _max_abs(w)  # Python ints: |int64 min| does not fit int64
     if largest >= 2**_WIDEST:
         raise ValueError(
             f"{fn}: products up to {largest} (max|x| x max|w|) cannot be simulated exactly "
@@ -145,6 +145,11 @@ def conv(
     y = np.moveaxis(acc, -1, 1) if spec.layout == "NCHW" else acc  # (N, O, *out)
     y = np.ascontiguousarray(y)
     return y[0] if problem.unbatched else y
+
+
+def _max_abs(a: np.ndarray) -> int:
+    """``max|a|`` of an integer array as a Python int (0 when empty)."""
+    return max(abs(int(a.min(initial=0))), abs(int(a.max(initial=0))))
 
 
 def _settle(
