@@ -156,8 +156,10 @@ def tune(
     Raises
     ------
     ValueError
-        An unknown or unsupported algorithm among ``algorithms``, ``repeats < 1``, or
-        the errors of :func:`npconv.conv`.
+        An unknown or unsupported algorithm among ``algorithms``, an empty
+        ``algorithms``, ``repeats < 1``, or the errors of :func:`npconv.conv`.
+    TypeError
+        ``algorithms`` given as one string, or an ``algorithm=`` keyword.
 
     Examples
     --------
