@@ -107,6 +107,11 @@ W = np.zeros((6, 4, 3, 3))
             TypeError,
             r"uint64 operands cannot",
         ),
+        (  # np.result_type(uint64, int64) is float64: still integers, still refused
+            dict(x=np.full((2, 4, 8, 8), 2**63 + 1, np.uint64), w=np.zeros((6, 4, 3, 3), int)),
+            TypeError,
+            r"conv: uint64 operands cannot be accumulated exactly in int64",
+        ),
     ],
 )
 def test_conv_errors(kwargs, error, match):

@@ -65,7 +65,7 @@ def compute_dtypes(fn: str, *arrays: np.ndarray) -> tuple[np.dtype, np.dtype]:
     exact ``int64`` result, and float16 is computed in float32 then rounded once.
     """
     result = np.result_type(*arrays)
-    if result.kind in "biu":
+    if all(a.dtype.kind in "biu" for a in arrays):  # uint64 with int64 gives float64
         if any(a.dtype == np.uint64 for a in arrays):
             raise TypeError(
                 f"{fn}: uint64 operands cannot be accumulated exactly in int64; "

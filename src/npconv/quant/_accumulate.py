@@ -30,7 +30,14 @@ def _as_integers(fn: str, name: str, value: Any) -> np.ndarray:
     a = as_array(fn, name, value)
     if a.dtype.kind not in "biu":
         raise TypeError(f"{fn}: {name} must hold integers, got dtype {a.dtype}")
+    if a.dtype == np.uint64 and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{fn}: {name} holds {int(a.max())}, beyond int64")
     return a.astype(np.int64)
+
+
+def _max_abs(a: np.ndarray) -> int:
+    """``max|a|`` of an int64 array as a Python int (``np.abs`` overflows at int64's min)."""
+    return max(-int(a.min(initial=0)), int(a.max(initial=0)))
 
 
 def conv(
@@ -76,8 +83,7 @@ def conv(
     ------
     ValueError
         An overflow with ``overflow="raise"``; an unknown overflow mode; a width outside
-        1..62; products too large to simulate in int64; the errors of
-        :func:`npconv.conv`.
+        1..62; uint64 values beyond int64; the errors of :func:`npconv.conv`.
     TypeError
         Non-integer arrays.
 
@@ -87,7 +93,8 @@ def conv(
     offset ``k`` (C order) the product ``x[.., c, p*stride + k*dilation] * w[o, c, k]``
     (taps in the zero padding add 0).  Wrapping commutes with addition, so ``"wrap"`` is
     order-independent; saturation and the first overflow are not.  Cost: one vectorised
-    step per tap, ``C/G * prod(kernel)`` steps over the whole output.
+    step per tap, ``C/G * prod(kernel)`` steps over the whole output, in int64, or in
+    Python ints when a product can reach ``2**62`` (``max|x| * max|w|``).
 
     Examples
     --------
@@ -111,27 +118,24 @@ def conv(
             f"{fn}: accumulator_bits must be at most {_WIDEST} (simulated in int64), "
             f"got {accumulator_bits}"
         )
-    x, w = _as_integers(fn, "x", x), _as_integers(fn, "w", w)
+    xi, wi = _as_integers(fn, "x", x), _as_integers(fn, "w", w)
     b = None if bias is None else _as_integers(fn, "bias", bias)
     options = ConvOptions.create(fn, stride, padding, dilation, groups, padding_mode, layout)
-    problem = prepare(options, x, w, b)
-    spec, x = problem.spec, problem.x
-    largest = _max_abs(x) * _max_abs(w)  # Python ints: |int64 min| does not fit int64
-    if largest >= 2**_WIDEST:
-        raise ValueError(
-            f"{fn}: products up to {largest} (max|x| x max|w|) cannot be simulated exactly "
-            f"in int64 (limit 2**{_WIDEST})"
-        )
-    acc = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=np.int64)
+    problem = prepare(options, xi, wi, b)
+    spec, xi = problem.spec, problem.x
+    if _max_abs(xi) * _max_abs(wi) >= 2**_WIDEST:  # a product and a partial sum pass int64
+        xi, wi = xi.astype(object), wi.astype(object)  # Python ints
+        b = None if b is None else b.astype(object)
+    acc = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=xi.dtype)
     # acc: (N, *out, O)
     if b is not None:
         acc += b
         _settle(fn, acc, lo, hi, overflow, accumulator_bits, "the bias")
 
-    patches = windows(canonical_input(x, spec), spec)  # (N, *out, *kernel, C)
+    patches = windows(canonical_input(xi, spec), spec)  # (N, *out, *kernel, C)
     patches = patches.reshape(*patches.shape[:-1], spec.groups, spec.group_in)
     # patches: (N, *out, *kernel, G, C/G)
-    wc = canonical_weight(w, spec)  # (*kernel, C/G, O)
+    wc = canonical_weight(wi, spec)  # (*kernel, C/G, O)
     group_of = np.arange(spec.out_channels) // spec.group_out  # (O,): group of each channel
     spatial = (slice(None),) * (1 + spec.nd)  # (N, *out)
     for c in range(spec.group_in):
@@ -143,13 +147,8 @@ def conv(
             _settle(fn, acc, lo, hi, overflow, accumulator_bits, f"tap c={c}, k={k}")
 
     y = np.moveaxis(acc, -1, 1) if spec.layout == "NCHW" else acc  # (N, O, *out)
-    y = np.ascontiguousarray(y)
+    y = np.ascontiguousarray(y, dtype=np.int64)  # within the accumulator's range
     return y[0] if problem.unbatched else y
-
-
-def _max_abs(a: np.ndarray) -> int:
-    """``max|a|`` of an integer array as a Python int (0 when empty)."""
-    return max(abs(int(a.min(initial=0))), abs(int(a.max(initial=0))))
 
 
 def _settle(
