@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 import npconv
+import npconv.grad
 from npconv.algorithms import REGISTRY
 
 from conftest import FORWARD, RTOL, assert_close, declines, torch_conv
@@ -94,6 +96,53 @@ def test_empty_batch(algorithm):
     w = np.ones((6, 2, 3, 3), np.float32)
     y = npconv.conv(x, w, padding=1, groups=2, algorithm=algorithm)
     assert y.shape == (0, 6, 5, 5) and y.dtype == np.float32
+
+
+def empty_sum(x_shape, w_shape, bias, dtype, transposed=False):
+    """What a convolution with a zero size gives: its shape from PyTorch on the same problem
+    with every zero size made 1, then those made 0 again; zeros plus the bias (empty sums).
+
+    PyTorch itself refuses O = 0 and returns a wrong shape for C = 0."""
+    ones = torch.ones([max(n, 1) for n in x_shape]), torch.ones([max(n, 1) for n in w_shape])
+    fn = torch.nn.functional.conv_transpose2d if transposed else torch.nn.functional.conv2d
+    shape = list(fn(*ones, padding=1, stride=2).shape)
+    shape[:2] = x_shape[0], w_shape[1] if transposed else w_shape[0]
+    y = np.zeros(shape, dtype)
+    if bias is not None and y.size:
+        y += bias.reshape(-1, 1, 1)
+    return y
+
+
+ZERO_SIZES = {"N=0": (0, 4, 3), "C=0": (2, 0, 3), "O=0": (2, 4, 0)}  # N, C, O
+
+
+@pytest.mark.parametrize("algorithm", ["auto", *REGISTRY])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+@pytest.mark.parametrize("sizes", ZERO_SIZES.values(), ids=ZERO_SIZES)
+def test_zero_sizes_give_empty_sums(algorithm, dtype, sizes):
+    """N, C or O = 0: forward, transposed and gradients are zeros (plus the bias) or empty."""
+    n, c, o = sizes
+    x, w, bias = np.ones((n, c, 6, 6), dtype), np.ones((o, c, 3, 3), dtype), np.arange(o)
+    kwargs = dict(padding=1, stride=2, algorithm=algorithm)
+    try:
+        y = npconv.conv(x, w, bias.astype(dtype), **kwargs)
+    except ValueError as err:  # a forced algorithm that never runs such problems
+        assert "cannot run this convolution" in str(err)
+    else:
+        np.testing.assert_array_equal(y, empty_sum(x.shape, w.shape, bias, dtype))
+        assert y.dtype == dtype
+        gy = np.ones(y.shape, dtype)
+        grads = npconv.grad.conv_backward(gy, x, w, padding=1, stride=2, algorithm=algorithm)
+        np.testing.assert_array_equal(grads.input, np.zeros_like(x))
+        np.testing.assert_array_equal(grads.weight, np.zeros_like(w))
+        np.testing.assert_array_equal(grads.bias, np.full(o, n * 3 * 3))  # 3 x 3 outputs
+    gy, w_t = np.ones((n, c, 3, 3), dtype), np.ones((c, o, 3, 3), dtype)
+    try:
+        x_bar = npconv.conv_transpose(gy, w_t, bias.astype(dtype), **kwargs)
+    except ValueError as err:
+        assert "cannot run this convolution" in str(err)
+    else:
+        np.testing.assert_array_equal(x_bar, empty_sum(gy.shape, w_t.shape, bias, dtype, True))
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -80,6 +80,25 @@ def test_forward_and_backward_match_torch(ours, theirs, nd, config, rng):
     assert_close(layer.weight_grad, reference.weight.grad.numpy())
 
 
+@pytest.mark.parametrize(("n", "c", "o"), [(0, 4, 3), (2, 0, 3), (2, 4, 0)])
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+def test_zero_sizes(n, c, o):
+    """No samples, no input or no output channels: PyTorch's parameters, empty sums."""
+    reference = torch.nn.Conv2d(c, o, 3, padding=1).double()
+    layer = Conv2d(c, o, 3, padding=1, dtype=np.float64)
+    assert layer.weight.shape == tuple(reference.weight.shape)
+    layer.load_state_dict(torch_state(reference))
+    x = np.ones((n, c, 5, 5))
+    y = layer(x)
+    bias = reference.bias.detach().numpy()
+    np.testing.assert_array_equal(y, np.zeros((n, o, 5, 5)) + bias.reshape(-1, 1, 1))
+    np.testing.assert_array_equal(layer.backward(np.ones(y.shape)), np.zeros_like(x))
+    np.testing.assert_array_equal(layer.weight_grad, np.zeros_like(layer.weight))
+    np.testing.assert_array_equal(layer.bias_grad, np.full(o, n * 25.0))
+    if n == 0:  # PyTorch refuses O = 0 and gives a wrong shape for C = 0
+        assert_close(y, reference(torch.from_numpy(x)).detach().numpy())
+
+
 @pytest.mark.parametrize("output_size", [None, (10, 12)])
 def test_conv_transpose2d_matches_torch(output_size, rng):
     reference = torch.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=2).double()
@@ -126,7 +145,8 @@ def test_unbatched_input(rng):
 @pytest.mark.parametrize(
     ("make", "error", "match"),
     [
-        (lambda: Conv2d(0, 3, 3), ValueError, r"Conv2d: in_channels must be >= 1, got 0"),
+        (lambda: Conv2d(-1, 3, 3), ValueError, r"Conv2d: in_channels must be >= 0, got -1"),
+        (lambda: Conv2d(2, 2, 3, groups=0), ValueError, r"Conv2d: groups must be >= 1, got 0"),
         (lambda: Conv2d(2, 3.0, 3), TypeError, r"Conv2d: out_channels must be an int"),
         (lambda: Conv2d(4, 6, 3, groups=4), ValueError, r"Conv2d: groups=4 must divide"),
         (lambda: Conv1d(2, 2, (3, 3)), ValueError, r"Conv1d: kernel_size must be an int or 1"),

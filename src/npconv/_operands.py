@@ -151,7 +151,8 @@ class Problem:
             if spec.layout == "NCHW":  # (O, C/G, *k) -> (C/G, *k, O): channels last
                 filters = np.moveaxis(filters, 0, -1)
             channels = spec.in_channels if transposed else spec.out_channels
-            exact = integer_numerics(x, filters.reshape(-1, channels), bias)
+            taps = filters.size // max(channels, 1)
+            exact = integer_numerics(x, filters.reshape(taps, channels), bias)
         return cls(fn, spec, x, w, bias, exact, unbatched, transposed)
 
 

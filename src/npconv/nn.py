@@ -64,8 +64,9 @@ class _ConvNd:
         ):
             if not is_int(value):
                 raise TypeError(f"{name}: {arg} must be an int, got {value!r}")
-            if value < 1:
-                raise ValueError(f"{name}: {arg} must be >= 1, got {value}")
+            least = 1 if arg == "groups" else 0  # no channels is allowed, as in PyTorch
+            if value < least:
+                raise ValueError(f"{name}: {arg} must be >= {least}, got {value}")
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"{name}: groups={groups} must divide in_channels={in_channels} and "
@@ -95,7 +96,8 @@ class _ConvNd:
             shape = (in_channels, out_channels // groups, *self.kernel_size)
         else:  # (O, I/G, *kernel)
             shape = (out_channels, in_channels // groups, *self.kernel_size)
-        bound = 1 / math.sqrt(shape[1] * math.prod(self.kernel_size))  # 1 / sqrt(fan_in)
+        fan_in = shape[1] * math.prod(self.kernel_size)
+        bound = 1 / math.sqrt(fan_in) if fan_in else 0.0  # PyTorch's bound (0 without inputs)
         generator = np.random.default_rng(rng)
         self.weight = generator.uniform(-bound, bound, shape).astype(self.dtype)
         self.bias = (
