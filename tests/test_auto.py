@@ -113,6 +113,8 @@ def test_tune_errors():
         npconv.tune(x, w, algorithms=["fast"])
     with pytest.raises(ValueError, match="tune: algorithm 'winograd' cannot run"):
         npconv.tune(np.zeros((1, 1, 9)), np.zeros((1, 1, 5)), algorithms=["winograd"])
+    with pytest.raises(TypeError, match=r"explain: unexpected keyword argument 'strides'"):
+        npconv.explain(x, w, strides=2)
 
 
 def test_threads_setting_round_trips_and_gives_the_same_result(rng):

@@ -108,6 +108,9 @@ def test_errors():
         npconv.dask.conv(x, np.ones((2, 4, 3, 3)))
     with pytest.raises(ValueError, match=r"npconv\.dask\.conv: unknown algorithm 'fast'; choose"):
         npconv.dask.conv(x, np.ones((2, 3, 3, 3)), algorithm="fast")
+    unknown = x[x[:, 0, 0, 0] > 0]  # a boolean mask leaves the batch chunks unknown
+    with pytest.raises(ValueError, match=r"x has unknown chunk sizes \(shape \(nan, 3, 8, 8\)\)"):
+        npconv.dask.conv(unknown, np.ones((2, 3, 3, 3)))
 
 
 def test_giant_image_example_runs_small(capsys, monkeypatch):

@@ -47,6 +47,14 @@ W = np.zeros((6, 4, 3, 3))
         (dict(stride=(1, -2)), ValueError, r"stride must be >= 1 in every dim, got \(1, -2\)"),
         (dict(stride=(1, 2, 3)), ValueError, r"stride must be an int or 2 ints .* got 3 values"),
         (dict(stride=1.5), TypeError, r"stride must be an int or a tuple of ints, got 1.5"),
+        (dict(stride=2**63), ValueError, r"stride must be at most 2\*\*62 in every dim, got 92"),
+        (dict(dilation=(1, 2**70)), ValueError, r"dilation must be at most 2\*\*62 in every"),
+        (dict(padding=2**63), ValueError, r"padding must be at most 2\*\*62 in every dim"),
+        (
+            dict(x=[[[[1.0, 2.0], [3.0]]]]),
+            ValueError,
+            r"conv: x must be an array of one shape: setting an array element",
+        ),
         (dict(dilation=0), ValueError, r"dilation must be >= 1 in every dim, got 0"),
         (dict(padding=-1), ValueError, r"padding must be >= 0 in every dim, got -1"),
         (
@@ -131,6 +139,11 @@ def test_errors_name_the_function():
         npconv.conv_output_shape((1, 1, 4), (1, 1, 3), stride=0)
     with pytest.raises(ValueError, match=r"^conv_matrix: groups=2 must divide"):
         npconv.conv_matrix((3, 4), np.zeros((2, 1, 3)), groups=2)
+
+
+def test_output_shape_of_float_sizes():
+    with pytest.raises(TypeError, match=r"conv_output_shape: the shape of x must hold ints, got"):
+        npconv.conv_output_shape((1, 1, 5.5), (1, 1, 3))
 
 
 def test_nhwc_channel_mismatch_names_the_weight_axis():

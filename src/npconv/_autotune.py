@@ -51,8 +51,17 @@ class Explanation:
         return "\n".join(lines)
 
 
+#: The options of :func:`npconv.conv` that :func:`explain` and :func:`tune` take.
+_OPTIONS = ("stride", "padding", "dilation", "groups", "padding_mode", "layout")
+
+
 def _problem(fn: str, x: Any, w: Any, kwargs: dict[str, Any]) -> Problem:
     """The problem of ``conv(x, w, **kwargs)``, errors named after ``fn``."""
+    unknown = sorted(set(kwargs) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"{fn}: unexpected keyword argument {unknown[0]!r}; the options are {_OPTIONS}"
+        )
     return prepare(ConvOptions.create(fn, **kwargs), x, w)
 
 
@@ -159,7 +168,7 @@ def tune(
         An unknown or unsupported algorithm among ``algorithms``, an empty
         ``algorithms``, ``repeats < 1``, or the errors of :func:`npconv.conv`.
     TypeError
-        ``algorithms`` given as one string, or an ``algorithm=`` keyword.
+        ``algorithms`` given as one string, an ``algorithm=`` or another unknown keyword.
 
     Examples
     --------

@@ -24,6 +24,10 @@ __all__ = [
 ]
 
 
+#: The largest size, stride, dilation or pad: index arithmetic stays within int64.
+LARGEST = 2**62
+
+
 def is_int(value: object) -> bool:
     """Whether ``value`` is an integer (a Python or NumPy int, not a bool)."""
     return type(value) is int or (  # the common case first: this runs on every call
@@ -50,6 +54,8 @@ def valid_ints(
             raise TypeError(f"{fn}: {name} must contain ints, got {shown!r}")
         if v < minimum:  # type: ignore[operator]
             raise ValueError(f"{fn}: {name} must be >= {minimum} in every dim, got {shown!r}")
+        if v > LARGEST:  # type: ignore[operator]
+            raise ValueError(f"{fn}: {name} must be at most 2**62 in every dim, got {shown!r}")
     ints = tuple(int(v) for v in values)  # type: ignore[call-overload]
     return ints[0] if is_int(value) else ints
 

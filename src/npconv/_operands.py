@@ -36,8 +36,11 @@ _LARGEST_EXACT_INT = 2**62  # conservative int64 accumulator limit (float64 esti
 
 
 def as_array(fn: str, name: str, value: Any) -> np.ndarray:
-    """``value`` as an ndarray of a numeric dtype, or a TypeError naming ``name``."""
-    a = np.asarray(value)
+    """``value`` as an ndarray of a numeric dtype, or an error naming ``name``."""
+    try:
+        a = np.asarray(value)
+    except ValueError as err:  # a ragged nested sequence
+        raise ValueError(f"{fn}: {name} must be an array of one shape: {err}") from None
     if a.dtype.kind not in "biufc":
         raise TypeError(
             f"{fn}: {name} must hold numbers (bool, int, float or complex), got dtype {a.dtype}"

@@ -61,8 +61,9 @@ def conv(
     TypeError
         ``x`` is not a dask array, and the errors of :func:`npconv.conv`.
     ValueError
-        The errors of :func:`npconv.conv`, raised here rather than at compute time (an
-        algorithm that declines a chunk raises when that chunk is computed).
+        ``x`` has chunks of unknown size, and the errors of :func:`npconv.conv`, raised
+        here rather than at compute time (an algorithm that declines a chunk raises when
+        that chunk is computed).
 
     Notes
     -----
@@ -90,6 +91,10 @@ def conv(
         raise TypeError(
             f"{fn}: x must be a dask.array.Array, got {type(x).__name__}; "
             "use npconv.conv for in-memory arrays"
+        )
+    if any(math.isnan(n) for n in x.shape):
+        raise ValueError(
+            f"{fn}: x has unknown chunk sizes (shape {x.shape}); call x.compute_chunk_sizes() first"
         )
     w = as_array(fn, "w", w)
     options = ConvOptions.create(fn, stride, padding, dilation, groups, padding_mode, layout)
