@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import tracemalloc
 
 import numpy as np
@@ -115,6 +116,35 @@ def test_tune_errors():
         npconv.tune(np.zeros((1, 1, 9)), np.zeros((1, 1, 5)), algorithms=["winograd"])
     with pytest.raises(TypeError, match=r"explain: unexpected keyword argument 'strides'"):
         npconv.explain(x, w, strides=2)
+
+
+def test_set_threads_while_a_conv_runs_in_another_thread(rng):
+    """The pool is swapped under running multi-block depthwise convs: no error, same result."""
+    x = rng.standard_normal((1, 64, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)
+    expected = torch_conv(x, w, groups=64).astype(np.float32)
+    old = npconv.set_threads(32)  # blocks of 512 KiB: a 1 MiB result takes several
+    errors, results = [], []
+
+    def convolve():
+        try:
+            for _ in range(100):
+                results.append(npconv.conv(x, w, groups=64, algorithm="depthwise"))
+        except Exception as err:  # reported below: the main thread asserts
+            errors.append(err)
+
+    worker = threading.Thread(target=convolve)
+    try:
+        worker.start()
+        while worker.is_alive():
+            npconv.set_threads(31)
+            npconv.set_threads(32)
+        worker.join()
+    finally:
+        npconv.set_threads(old)
+    assert errors == [] and len(results) == 100
+    for y in results:
+        assert_close(y, expected)
 
 
 def test_threads_setting_round_trips_and_gives_the_same_result(rng):

@@ -15,6 +15,7 @@ its stated rounding error.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -23,6 +24,7 @@ __all__ = ["get_threads", "parallel_map", "set_threads"]
 
 T = TypeVar("T")
 _state: dict[str, object] = {"threads": os.cpu_count() or 1, "pool": None}
+_lock = threading.Lock()  # guards the swap of the pool against submissions to it
 
 
 def get_threads() -> int:
@@ -72,23 +74,29 @@ def set_threads(threads: int) -> int:
         raise ValueError(f"set_threads: threads must be >= 1, got {threads}")
     from threadpoolctl import threadpool_limits
 
-    old = get_threads()
     threadpool_limits(limits=threads, user_api="blas")
-    pool = _state["pool"]
+    with _lock:  # no parallel_map is submitting to the pool being replaced
+        old, pool = get_threads(), _state["pool"]
+        _state.update(threads=threads, pool=None)
     if isinstance(pool, ThreadPoolExecutor):
-        pool.shutdown()
-    _state.update(threads=threads, pool=None)
+        pool.shutdown(wait=False)  # its submitted jobs still run, then its threads end
     return old
 
 
 def parallel_map(fn: Callable[[T], object], items: Sequence[T]) -> None:
-    """Call ``fn`` on every item, on up to :func:`get_threads` threads; re-raise errors."""
+    """Call ``fn`` on every item, on up to :func:`get_threads` threads; re-raise errors.
+
+    Safe while another thread calls :func:`set_threads`: the jobs are submitted to one
+    pool at once, which finishes them even when it has been replaced.
+    """
     if get_threads() <= 1 or len(items) <= 1:
         for item in items:
             fn(item)
         return
-    if _state["pool"] is None:
-        _state["pool"] = ThreadPoolExecutor(get_threads(), thread_name_prefix="npconv")
-    pool: ThreadPoolExecutor = _state["pool"]  # type: ignore[assignment]
-    for job in [pool.submit(fn, item) for item in items]:
+    with _lock:
+        if _state["pool"] is None:
+            _state["pool"] = ThreadPoolExecutor(get_threads(), thread_name_prefix="npconv")
+        pool: ThreadPoolExecutor = _state["pool"]  # type: ignore[assignment]
+        jobs = [pool.submit(fn, item) for item in items]
+    for job in jobs:
         job.result()
