@@ -206,7 +206,8 @@ def transpose_cases(draw: st.DrawFn):
         windows = [(lo, m - lo - hi) for m, (lo, hi) in zip(natural, crops)]
     elif kind == "output_shape":
         mode = draw(st.sampled_from(["NOTSET", "SAME_UPPER", "SAME_LOWER"]))
-        out = [draw(st.integers(max(1, m - 3), m + 1)) for m in natural]
+        largest = [s * n + (k - 1) * d for n, k, s, d in zip(size, kernel, stride, dilation)]
+        out = [draw(st.integers(max(1, m - 3), min(m + 1, t))) for m, t in zip(natural, largest)]
         attrs["output_shape"] = out
         if mode != "NOTSET":
             attrs["auto_pad"] = mode
@@ -395,6 +396,82 @@ def test_conv_transpose_attribute_errors(attrs, message):
     model = make_model("ConvTranspose", inputs, np.float32, 22, **attrs)
     with pytest.raises(ValueError, match=message):
         npconv.onnx.run(model, inputs)
+
+
+@pytest.mark.parametrize(
+    ("stride", "output_padding", "out"), [(2, 0, 50), (2, 0, 11), (1, 0, 7), (3, 1, 15)]
+)
+def test_conv_transpose_output_shape_no_conv_has(stride, output_padding, out):
+    """An output whose Conv would not have the input's length: refused, as onnxruntime does."""
+    inputs = {"X": np.ones((1, 1, 4), np.float32), "W": np.ones((1, 1, 3), np.float32)}
+    attrs = dict(strides=[stride], output_padding=[output_padding], output_shape=[out])
+    model = make_model("ConvTranspose", inputs, np.float32, 22, **attrs)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match="inconsistent"):
+        session.run(None, inputs)
+    with pytest.raises(ValueError, match=rf"output_shape=\[{out}\] is inconsistent with the input"):
+        npconv.onnx.run(model, inputs)
+    attrs["output_shape"] = [stride * 4 + 2]  # the largest: zeros past the unpadded output
+    model = make_model("ConvTranspose", inputs, np.float32, 22, **attrs)
+    ours, theirs, _ = run_all(model, inputs, reference=False)
+    assert_close(ours, theirs)
+
+
+def conv_model(x_type: int, x_shape: Any) -> onnx.ModelProto:
+    """Conv of a declared input x with an initializer w."""
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+        "g",
+        [helper.make_tensor_value_info("x", x_type, x_shape)],
+        [helper.make_tensor_value_info("y", x_type, None)],
+        [onnx.numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    model.ir_version = IR_VERSION
+    return model
+
+
+@pytest.mark.parametrize(
+    ("feeds", "error", "message"),
+    [
+        ({"x": np.ones((1, 1, 5, 5))}, TypeError, r"input 'x' is declared float32, got .* float64"),
+        (
+            {"x": np.ones((1, 5, 5), np.float32)},
+            ValueError,
+            r"input 'x' is declared with shape \('N', 1, 5, '\?'\) \(rank 4\), got .* \(1, 5, 5\)",
+        ),
+        (
+            {"x": np.ones((1, 1, 6, 5), np.float32)},
+            ValueError,
+            r"input 'x' .* got an array of shape \(1, 1, 6, 5\)",
+        ),
+        ({}, ValueError, r"inputs \['x'\] are missing from the feeds"),
+        (
+            {"x": np.ones((1, 1, 5, 5), np.float32), "z": np.ones(1)},
+            ValueError,
+            r"feed 'z' is not an input of the graph; its inputs are \['x'\]",
+        ),
+    ],
+)
+def test_feeds_are_checked_against_the_graph(feeds, error, message):
+    """Feeds that onnxruntime refuses are refused, naming the input; others run alike."""
+    model = conv_model(onnx.TensorProto.FLOAT, ["N", 1, 5, None])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    with pytest.raises((ValueError, ort.capi.onnxruntime_pybind11_state.InvalidArgument)):
+        session.run(None, feeds)
+    with pytest.raises(error, match=rf"^npconv\.onnx: {message}"):
+        npconv.onnx.run(model, feeds)
+    good = {"x": np.ones((3, 1, 5, 7), np.float32)}  # the symbolic and unnamed sizes are free
+    assert_close(npconv.onnx.run(model, good)["y"], session.run(None, good)[0])
+
+
+def test_an_empty_model_file_is_refused(tmp_path):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    with pytest.raises(Exception, match="No graph was found"):
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with pytest.raises(ValueError, match=r"npconv\.onnx: '.*empty\.onnx' has no graph"):
+        npconv.onnx.evaluator(path)
 
 
 # ----------------------------------------------------------- run, profile, evaluator, CLI

@@ -445,4 +445,3 @@ def test_integer_conv_just_past_float64(algorithm) -> None:
         return
     assert y.tolist() == [[expected]]
     assert npconv.conv(x % 16, w, algorithm=algorithm).tolist() == [[small]]
-

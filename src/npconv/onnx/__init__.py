@@ -65,6 +65,9 @@ class Evaluator(ReferenceEvaluator):
         if isinstance(proto, os.PathLike):
             proto = os.fspath(proto)
         super().__init__(proto, new_ops=[*(new_ops or []), *OPS], **kwargs)
+        if isinstance(self.proto_, onnx.ModelProto) and not self.proto_.HasField("graph"):
+            shown = repr(proto) if isinstance(proto, str) else "the model"
+            raise ValueError(f"npconv.onnx: {shown} has no graph (an empty or truncated file?)")
         if fold_constants:
             self.rt_nodes_ = _fold_constants(self.rt_nodes_, self.rt_inits_)
         self._overwriting = (
@@ -72,7 +75,14 @@ class Evaluator(ReferenceEvaluator):
         )
 
     def run(self, output_names, feed_inputs, attributes=None, intermediate=False, **kwargs):  # type: ignore[no-untyped-def,override]
-        """``ReferenceEvaluator.run``; with ``intermediate=True`` no input is overwritten."""
+        """``ReferenceEvaluator.run``; with ``intermediate=True`` no input is overwritten.
+
+        A model's feeds are checked first, as onnxruntime checks them: every name is a
+        graph input, every input without an initializer is fed, and each array has the
+        declared element type, rank and fixed sizes.
+        """
+        if isinstance(self.proto_, onnx.ModelProto):
+            _check_feeds(self.proto_.graph, feed_inputs)
         planned = [(op, op.overwrite) for op in self._overwriting] if intermediate else []
         for op, _ in planned:
             op.overwrite = type(op).overwrite  # the class default: nothing overwritten
@@ -81,6 +91,55 @@ class Evaluator(ReferenceEvaluator):
         finally:
             for op, overwrite in planned:
                 op.overwrite = overwrite
+
+
+#: The element types whose NumPy dtype a feed must have (others are not checked).
+_CHECKED_TYPES = tuple(
+    getattr(onnx.TensorProto, name)
+    for name in (
+        *("FLOAT", "DOUBLE", "FLOAT16", "BOOL", "COMPLEX64", "COMPLEX128"),
+        *(f"{sign}INT{bits}" for sign in ("", "U") for bits in (8, 16, 32, 64)),
+    )
+)
+
+
+def _check_feeds(graph: onnx.GraphProto, feeds: Any) -> None:
+    """A TypeError or ValueError naming the input whose feed the graph does not declare."""
+    declared = {value.name: value.type for value in graph.input}
+    constant = {tensor.name for tensor in graph.initializer}
+    unknown = [name for name in feeds if name not in declared]
+    if unknown:
+        raise ValueError(
+            f"npconv.onnx: feed {unknown[0]!r} is not an input of the graph; its inputs "
+            f"are {list(declared)}"
+        )
+    missing = [name for name in declared if name not in feeds and name not in constant]
+    if missing:
+        raise ValueError(f"npconv.onnx: inputs {missing} are missing from the feeds")
+    for name, value in feeds.items():
+        tensor = declared[name].tensor_type
+        if not declared[name].HasField("tensor_type") or not isinstance(value, np.ndarray):
+            continue
+        if tensor.elem_type in _CHECKED_TYPES:
+            expected = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+            if value.dtype != expected:
+                raise TypeError(
+                    f"npconv.onnx: input {name!r} is declared {expected}, got an array of "
+                    f"{value.dtype}"
+                )
+        if not tensor.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+        if len(dims) != value.ndim or any(
+            d is not None and d != n for d, n in zip(dims, value.shape)
+        ):
+            shown = tuple(
+                d.dim_param or "?" if n is None else n for d, n in zip(tensor.shape.dim, dims)
+            )
+            raise ValueError(
+                f"npconv.onnx: input {name!r} is declared with shape {shown} (rank "
+                f"{len(dims)}), got an array of shape {value.shape}"
+            )
 
 
 #: Operators whose output is not a function of their inputs: never folded.
@@ -169,10 +228,14 @@ def evaluator(model: ModelLike, **kwargs: Any) -> Evaluator:
     Raises
     ------
     ValueError
-        When run: a node's attributes break the operator spec (``pads`` of the wrong
-        length, ``kernel_shape`` that differs from the weight, unknown ``auto_pad``) or
-        its shapes do not fit (channels, groups, a kernel larger than the padded input);
-        the message names the operator.
+        A model without a graph (an empty file).  When run: feeds that onnxruntime
+        refuses (a name the graph lacks, a missing input, a rank or fixed size other
+        than declared; a TypeError for another element type), naming the input; a
+        node's attributes that break the operator spec (``pads`` of the wrong length,
+        ``kernel_shape`` that differs from the weight, unknown ``auto_pad``, a
+        ConvTranspose ``output_shape`` no Conv of its input has) or shapes that do not
+        fit (channels, groups, a kernel larger than the padded input), naming the
+        operator.
 
     Notes
     -----

@@ -147,6 +147,30 @@ class QLinearConv(op_qlinear_conv.QLinearConv):
         return (y,)
 
 
+def _check_output_shape(
+    op: str, in_size: Any, kernel: Any, window: list[tuple[int, int]], attributes: Any
+) -> None:
+    """A ValueError for an ``output_shape`` that no Conv of the input's size has.
+
+    As onnxruntime: the Conv of an output that long (no pads) must have the input's
+    length, so at most ``stride * (in - 1) + (kernel - 1) * dilation + 1 + stride - 1``
+    (``output_padding`` aside): past the unpadded output, positions that Conv never reads.
+    """
+    if attributes.get("output_shape") is None:
+        return
+    nd = len(kernel)
+    strides = attributes.get("strides") or (1,) * nd
+    dilations = attributes.get("dilations") or (1,) * nd
+    for axis, (n, k, s, d, (_, out)) in enumerate(zip(in_size, kernel, strides, dilations, window)):
+        largest = s * n + (k - 1) * d
+        if out > largest:
+            raise ValueError(
+                f"{op}: output_shape={list(attributes['output_shape'])} is inconsistent with "
+                f"the input: spatial axis {axis} of size {n} (stride {s}, kernel {k}, "
+                f"dilation {d}) gives at most {largest}, not {out}"
+            )
+
+
 class ConvTranspose(op_conv_transpose.ConvTranspose):
     """ONNX ``ConvTranspose`` (opsets 1, 11, 22): the adjoint of Conv, in X's dtype.
 
@@ -161,6 +185,7 @@ class ConvTranspose(op_conv_transpose.ConvTranspose):
             return super()._run(X, W, B, group=group, **attributes)
         op = "onnx ConvTranspose"
         window = transpose_window(op, X.shape[2:], W.shape[2:], **attributes)
+        _check_output_shape(op, X.shape[2:], W.shape[2:], window, attributes)
         options = ConvOptions.create(
             op,
             stride=attributes["strides"] or 1,
