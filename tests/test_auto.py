@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import tracemalloc
 
@@ -12,9 +13,10 @@ import pytest
 import npconv
 from npconv import ConvSpec
 from npconv import _choose as choosing
+from npconv._windows import WORKSPACE_BYTES
 from npconv.algorithms import REGISTRY
 
-from conftest import assert_close, torch_conv
+from conftest import FORWARD, assert_close, torch_conv
 
 
 @pytest.fixture(autouse=True)
@@ -189,6 +191,43 @@ def test_auto_temporary_memory_is_bounded(x_shape, w_shape, kwargs):
     finally:
         tracemalloc.stop()
     assert peak - y.nbytes <= max(64 * 2**20, y.nbytes)
+
+
+def peak_temporaries(run) -> tuple[np.ndarray, int]:
+    """The result of ``run()`` and the peak bytes it allocated beyond the result."""
+    tracemalloc.start()
+    try:
+        y = run()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return y, peak - y.nbytes
+
+
+@pytest.mark.parametrize("algorithm", ["auto", *FORWARD])
+def test_every_algorithm_keeps_its_memory_bound_or_refuses(algorithm):
+    """Patches of 38 MiB, weight spectra of 70 MiB, a 6 GiB sparse matrix: each algorithm
+    within its workspace (32 MiB) besides the padded input and one result-sized array."""
+    x, w = np.ones((4, 64, 64, 64), np.float32), np.ones((64, 64, 3, 3), np.float32)
+    try:
+        y, extra = peak_temporaries(lambda: npconv.conv2d(x, w, padding=1, algorithm=algorithm))
+    except ValueError as err:  # naive: too many products; matrix: too many bytes
+        assert re.search(r"more than its limit of [\d,]+", str(err)), err
+        assert algorithm in ("naive", "matrix")
+        return
+    padded = 4 * 66 * 66 * 64 * 4  # the dispatch's padded copy of the input
+    assert extra <= padded + WORKSPACE_BYTES + y.nbytes  # and one result-sized array
+    assert extra <= max(64 * 2**20, y.nbytes)
+
+
+def test_a_large_kernel_on_a_large_image_stays_within_the_bound():
+    """auto takes fft here, whose whole-image weight spectra would take 171 MiB."""
+    x, w = np.ones((1, 16, 384, 384), np.float32), np.ones((16, 16, 25, 25), np.float32)
+    assert npconv.explain(x, w, padding=12).algorithm == "fft"
+    y, extra = peak_temporaries(lambda: npconv.conv2d(x, w, padding=12))
+    assert extra <= max(64 * 2**20, y.nbytes)
+    ref = torch_conv(x[..., :40, :40], w, pads=[(12, 12)] * 2)  # the corner, its own borders
+    assert_close(y[..., :28, :28], ref[..., :28, :28].astype(np.float32))
 
 
 def test_every_estimate_is_positive_and_finite():

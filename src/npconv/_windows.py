@@ -20,6 +20,7 @@ from ._spec import ConvSpec
 
 __all__ = [
     "NP_PAD_MODE",
+    "TEMPORARY_BYTES",
     "WORKSPACE_BYTES",
     "canonical_input",
     "canonical_weight",
@@ -33,6 +34,9 @@ __all__ = [
 #: is never smaller than one row of the first output axis, so the true bound is
 #: ``max(WORKSPACE_BYTES, bytes of one output row's patches)``.
 WORKSPACE_BYTES = 32 * 2**20
+#: The temporaries an algorithm may hold at once, padded input and workspace together:
+#: ``max(TEMPORARY_BYTES, bytes of the result)``; one that would need more refuses.
+TEMPORARY_BYTES = 64 * 2**20
 
 NP_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 

@@ -17,6 +17,7 @@ from this package as ``from npconv.algorithms import REGISTRY``.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from functools import partial
 import numpy as np
 
 from .._spec import ConvSpec
+from .._windows import TEMPORARY_BYTES
 from . import col2im, depthwise, einsum, fft, im2col, matrix, naive, shifted, winograd
 
 __all__ = ["REGISTRY", "Algorithm", "Kernel"]
@@ -54,6 +56,10 @@ class Algorithm:
     exact_integers: bool = True  # integer inputs give exact integer results
     python_ints: bool = True  # runs on object arrays of Python ints (beyond int64)
     max_macs: int | None = None  # largest problem accepted, in multiply-accumulates
+    #: Bytes of the temporaries it holds at once, where chunks within WORKSPACE_BYTES do
+    #: not bound them: it refuses problems needing more than ``max(TEMPORARY_BYTES, the
+    #: result's bytes)``.  None: its chunks bound them.
+    memory: Callable[[ConvSpec, np.dtype], int] | None = None
     error_scale: float = 1.0  # float error relative to a direct (GEMM) algorithm's
     limits: Callable[[ConvSpec], str | None] | None = None  # other restrictions, or None
     #: Its functions take ``bias=`` (one value per output channel) and add it themselves,
@@ -88,6 +94,15 @@ class Algorithm:
                 f"the problem has {spec.macs:,} multiply-accumulates, more than its "
                 f"limit of {self.max_macs:,}"
             )
+        if self.memory is not None:
+            need = self.memory(spec, dtype)
+            result = spec.batch * math.prod(spec.out_size) * spec.out_channels * dtype.itemsize
+            limit = max(TEMPORARY_BYTES, result)
+            if need > limit:
+                return (
+                    f"it would hold {need:,} bytes of temporaries, more than its limit of "
+                    f"{limit:,} (64 MiB, or the result's size)"
+                )
         return None if self.limits is None else self.limits(spec)
 
 
@@ -121,6 +136,7 @@ REGISTRY: dict[str, Algorithm] = {
             matrix.work,
             matrix.conv,
             python_ints=False,  # scipy.sparse has no object dtype
+            memory=matrix.memory,
         ),
         Algorithm(
             "winograd",
@@ -150,6 +166,7 @@ REGISTRY: dict[str, Algorithm] = {
             exact_integers=False,
             error_scale=10.0,
             growth=fft.growth,
+            memory=fft.memory,
         ),
         Algorithm(
             "depthwise",

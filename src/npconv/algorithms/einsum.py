@@ -7,8 +7,9 @@ code is a direct transcription of the formula, for any number of spatial dims.
 
 Cost: the direct flops; ``np.einsum`` with ``optimize=True`` hands the contraction to
 BLAS through a ``tensordot`` that copies the windows, so the work is done in the same
-bounded chunks as ``im2col``.  It is rarely the fastest, but it is the shortest correct
-description of the operation.
+bounded chunks as ``im2col``.  Memory: the two copies of a chunk's windows together
+within :data:`npconv._windows.WORKSPACE_BYTES` (at least one output row).  It is rarely
+the fastest, but it is the shortest correct description of the operation.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     w = wc.reshape(*spec.kernel, cg, g, og)  # (*kernel, C/G, G, O/G)
     y = np.empty((spec.batch, *spec.out_size, spec.out_channels), dtype=dtype)
     spec_str = subscripts(spec.nd)
-    bytes_per_output = int(np.prod(spec.kernel)) * spec.in_channels * dtype.itemsize
+    # the windows are copied twice (einsum's transpose, then BLAS's): both in the budget
+    bytes_per_output = 2 * int(np.prod(spec.kernel)) * spec.in_channels * dtype.itemsize
     for batch, rows in chunks(spec, bytes_per_output):
         block = np.einsum(spec_str, view[batch, rows], w, optimize=True)  # (n, r, ..., G, O/G)
         y[batch, rows] = block.reshape(*block.shape[:-2], spec.out_channels)

@@ -12,8 +12,10 @@ matrix), and it makes the operator explicit for analysis (norms, accumulator bou
 
 Cost: building ``M`` touches its ``nnz = O * C/G * prod(kernel) * prod(out)`` entries
 (the flops of one sample); the product is a sparse-dense multiply of ``N`` rows.  Memory:
-three ``nnz``-long index/value arrays while building.  It never wins on speed for a
-dense layer but wins on clarity, and it is how encrypted convolution is evaluated.
+about ``40 * nnz`` bytes for float32 while building (:func:`memory`: index and value
+arrays, then the CSR matrix); problems that would need more than 64 MiB (or the
+result's size) are refused.  It never wins on speed for a dense layer but wins on
+clarity, and it is how encrypted convolution is evaluated.
 """
 
 from __future__ import annotations
@@ -92,6 +94,13 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     m = build(valid, wc)  # (prod(padded)*C, prod(out)*O)
     y = xp.reshape(spec.batch, m.shape[0]) @ m  # (N, prod(out)*O)
     return np.asarray(y).reshape(spec.batch, *spec.out_size, spec.out_channels)
+
+
+def memory(spec: ConvSpec, dtype: np.dtype) -> int:
+    """Bytes held while building: per entry, the int64 rows and columns and the value of
+    the broadcast arrays, their kept copies, and the CSR matrix's index and value."""
+    item = max(np.dtype(dtype).itemsize, 4)
+    return spec.macs // max(spec.batch, 1) * (34 + 2 * item)  # measured: 40 for float32
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
