@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import npconv
+from npconv.algorithms import REGISTRY
 
-from conftest import FORWARD, assert_close, declines
+from conftest import FORWARD, assert_close, declines, torch_conv
 from strategies import cases
 
 ALGORITHMS = FORWARD
@@ -128,3 +129,38 @@ def test_same_matches_torch_same_at_stride_1(rng):
         assert_close(
             npconv.conv(x, w, padding="same", padding_mode=mode, dilation=(1, 2)), expected
         )
+
+
+SPECIAL = ("nan", "inf", "-inf", "huge", "-huge")
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@given(
+    case=cases(dtypes=(np.float32, np.float64)),
+    specials=st.lists(
+        st.tuples(st.sampled_from(SPECIAL), st.booleans(), st.integers(0, 2**16)), max_size=4
+    ),
+)
+def test_non_finite_and_huge_values_land_where_a_direct_convolution_puts_them(
+    algorithm, case, specials
+):
+    """NaN, +-Inf (in x or w) and huge finite values (in x: no sum overflows) give NaN and
+    +-Inf exactly where PyTorch's direct convolution does, finite values elsewhere."""
+    x, w = case.x.copy(), case.w.copy()
+    if declines(algorithm, x, w, **case.kwargs) or x.size == 0:
+        return
+    huge = float(np.finfo(x.dtype).max) / 1e4  # |w| < 10 and < 100 taps: sums stay finite
+    values = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf, "huge": huge, "-huge": -huge}
+    for kind, in_x, where in specials:
+        target = x if in_x or kind.endswith("huge") else w  # huge in w would overflow
+        target.flat[where % target.size] = values[kind]
+    y = npconv.conv(x, w, case.bias, algorithm=algorithm, **case.kwargs)
+    options = {k: case.kwargs[k] for k in ("stride", "dilation", "groups", "padding_mode")}
+    ref = torch_conv(x, w, case.bias, pads=case.pads, **options)
+    for mask in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(mask(y), mask(ref))
+    finite = np.isfinite(ref)
+    scale = REGISTRY[algorithm].error_scale * 1e3 * np.finfo(x.dtype).eps
+    np.testing.assert_allclose(
+        y[finite], ref[finite], rtol=0, atol=scale * np.abs(ref[finite]).max(initial=1.0)
+    )
