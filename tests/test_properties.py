@@ -134,6 +134,7 @@ def test_same_matches_torch_same_at_stride_1(rng):
 SPECIAL = ("nan", "inf", "-inf", "huge", "-huge")
 
 
+@pytest.mark.filterwarnings("ignore:(invalid value|overflow) encountered:RuntimeWarning")
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @given(
     case=cases(dtypes=(np.float32, np.float64)),
