@@ -109,7 +109,7 @@ def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
         n = len(range(spec.batch)[block])
         part = spec if n == spec.batch else replace(spec, batch=n)
         x = problem.x[block].astype(compute, copy=False)
-        xp = canonical_input(x, part, channels_last=not first)
+        xp = canonical_input(x, part, channels_last=not first, reuse=True)
         if fused:
             y_part = kernel(xp, wc, part, bias=b)
         else:

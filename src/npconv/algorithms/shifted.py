@@ -24,6 +24,7 @@ import numpy as np
 
 from .._cost import gemm
 from .._spec import ConvSpec
+from .._workspace import buffer
 
 
 def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
@@ -42,9 +43,12 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
         window = (slice(None), *offset)
         shifted = xp[window]  # (N, *out_size, C)
         for g in range(spec.groups):
-            y[..., g * og : (g + 1) * og] += (
-                shifted[..., g * cg : (g + 1) * cg] @ wc[k][:, g * og : (g + 1) * og]
-            )  # (N, *out, C/G) @ (C/G, O/G) -> (N, *out, O/G)
+            target = y[..., g * og : (g + 1) * og]  # (N, *out, O/G)
+            part = buffer("products", target.shape, dtype)
+            np.matmul(
+                shifted[..., g * cg : (g + 1) * cg], wc[k][:, g * og : (g + 1) * og], out=part
+            )
+            target += part  # (N, *out, C/G) @ (C/G, O/G) -> (N, *out, O/G)
     return y
 
 

@@ -1,0 +1,112 @@
+"""Copying a strided view into a contiguous array, on several threads when numba is there.
+
+The patch matrices of ``im2col`` are copies of strided views of the padded input
+(:func:`npconv._windows.windows`).  NumPy copies them on one thread; with the optional
+``numba`` installed, :func:`gather` copies large ones with a compiled loop parallel over
+the rows of the patch matrix (``prange``, on :func:`npconv.get_threads` threads).  Both
+copy the same values, so the choice changes only the speed.  Without numba, for small
+copies, one thread, or dtypes the compiled loop does not take (``object``, float16),
+it is ``np.copyto``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ._threads import get_threads
+
+__all__ = ["MIN_PARALLEL_BYTES", "compiled_gather", "gather", "reshaped_view"]
+
+#: Smallest copy worth starting threads for.
+MIN_PARALLEL_BYTES = 2**20
+_KINDS = {np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128, np.int64)}
+
+
+@functools.cache
+def compiled_gather() -> Callable[..., None] | None:
+    """The compiled gather loop, or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    @numba.njit(parallel=True, nogil=True, cache=True)  # type: ignore[untyped-decorator]
+    def loop(src: Any, dst: Any, shape: Any, inner: Any, strides: Any, run: int, step: int) -> None:
+        # dst[r * run + j] = src[offset(r) + j * step]; r's index on an axis of shape is
+        # (r // inner) % shape, inner being the product of the later axes' sizes
+        for r in numba.prange(dst.size // run):
+            offset = 0
+            for axis in range(shape.size):
+                offset += ((r // inner[axis]) % shape[axis]) * strides[axis]
+            for j in range(run):
+                dst[r * run + j] = src[offset + j * step]
+
+    return loop  # type: ignore[no-any-return]
+
+
+def reshaped_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``a`` reshaped to ``shape`` without copying, or None when that needs a copy."""
+    try:
+        return np.reshape(a, shape, copy=False)  # type: ignore[call-overload, no-any-return]
+    except TypeError:  # NumPy < 2.1 has no copy=: set the shape of a view instead
+        view = a.view()
+        try:
+            view.shape = shape
+        except AttributeError:
+            return None
+        return view
+    except ValueError:
+        return None
+
+
+def _merged(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[list[int], list[int]]:
+    """``shape`` and ``strides`` with unit axes dropped and adjacent axes merged where
+    one stride steps over the next axis whole (a view of the same elements)."""
+    sizes: list[int] = []
+    steps: list[int] = []
+    for n, s in zip(shape, strides):
+        if n == 1:
+            continue
+        if sizes and steps[-1] == s * n:
+            sizes[-1] *= n
+            steps[-1] = s
+        else:
+            sizes.append(n)
+            steps.append(s)
+    return sizes or [1], steps or [1]
+
+
+def gather(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src`` for a C-contiguous ``dst`` and a view ``src`` of the same shape.
+
+    ``src`` may be any strided view with non-negative strides (a window view); large
+    copies of the usual dtypes run on several threads when numba is installed.
+    """
+    loop = compiled_gather()
+    item = src.itemsize
+    if (
+        loop is None
+        or get_threads() <= 1
+        or dst.nbytes < MIN_PARALLEL_BYTES
+        or src.dtype != dst.dtype
+        or src.dtype not in _KINDS
+        or any(s < 0 or s % item for s in src.strides)
+    ):
+        np.copyto(dst, src)
+        return
+    sizes, steps = _merged(src.shape, tuple(s // item for s in src.strides))
+    span = sum((n - 1) * s for n, s in zip(sizes, steps)) + 1  # elements src reaches
+    flat = as_strided(src, shape=(span,), strides=(item,), writeable=False)  # from src[0...]
+    import numba
+
+    numba.set_num_threads(min(get_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    shape = np.array(sizes[:-1], dtype=np.int64)  # the rows' axes
+    inner = np.array([math.prod(sizes[i + 1 : -1]) for i in range(len(shape))], np.int64)
+    strides = np.array(steps[:-1], dtype=np.int64)
+    loop(flat, dst.reshape(-1), shape, inner, strides, sizes[-1], steps[-1])
