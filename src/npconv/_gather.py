@@ -5,8 +5,9 @@ The patch matrices of ``im2col`` are copies of strided views of the padded input
 ``numba`` installed, :func:`gather` copies large ones with a compiled loop parallel over
 the rows of the patch matrix (``prange``, on :func:`npconv.get_threads` threads).  Both
 copy the same values, so the choice changes only the speed.  Without numba, for small
-copies, one thread, or dtypes the compiled loop does not take (``object``, float16),
-it is ``np.copyto``.
+copies, runs shorter than :data:`MIN_RUN` or strided (a stride-2 layer's channels-first
+rows), or dtypes the compiled loop does not take (``object``, float16), it is
+``np.copyto``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from numpy.lib.stride_tricks import as_strided
 
 from ._threads import get_threads
 
-__all__ = ["MIN_PARALLEL_BYTES", "compiled_gather", "gather", "reshaped_view"]
+__all__ = ["MIN_PARALLEL_BYTES", "MIN_RUN", "compiled_gather", "gather", "reshaped_view"]
 
 #: Smallest copy worth starting threads for.
 MIN_PARALLEL_BYTES = 2**20
+#: Shortest contiguous run that the compiled loop copies faster than NumPy's (shorter
+#: runs, such as the 3 channels of an RGB input, spend the loop on index arithmetic).
+MIN_RUN = 64
 _KINDS = {np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128, np.int64)}
 
 
@@ -37,15 +41,14 @@ def compiled_gather() -> Callable[..., None] | None:
         return None
 
     @numba.njit(parallel=True, nogil=True, cache=True)  # type: ignore[untyped-decorator]
-    def loop(src: Any, dst: Any, shape: Any, inner: Any, strides: Any, run: int, step: int) -> None:
-        # dst[r * run + j] = src[offset(r) + j * step]; r's index on an axis of shape is
-        # (r // inner) % shape, inner being the product of the later axes' sizes
+    def loop(src: Any, dst: Any, shape: Any, inner: Any, strides: Any, run: int) -> None:
+        # dst[r * run : (r + 1) * run] = src[offset(r) : offset(r) + run]; r's index on an
+        # axis of shape is (r // inner) % shape, inner being the product of the later sizes
         for r in numba.prange(dst.size // run):
             offset = 0
             for axis in range(shape.size):
                 offset += ((r // inner[axis]) % shape[axis]) * strides[axis]
-            for j in range(run):
-                dst[r * run + j] = src[offset + j * step]
+            dst[r * run : (r + 1) * run] = src[offset : offset + run]
 
     return loop  # type: ignore[no-any-return]
 
@@ -85,14 +88,14 @@ def _merged(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[list[int]
 def gather(dst: np.ndarray, src: np.ndarray) -> None:
     """``dst[...] = src`` for a C-contiguous ``dst`` and a view ``src`` of the same shape.
 
-    ``src`` may be any strided view with non-negative strides (a window view); large
-    copies of the usual dtypes run on several threads when numba is installed.
+    ``src`` may be any strided view with non-negative strides (a window view).  Large
+    copies of the usual dtypes made of contiguous runs of at least :data:`MIN_RUN`
+    elements run on :func:`npconv.get_threads` threads when numba is installed.
     """
     loop = compiled_gather()
     item = src.itemsize
     if (
         loop is None
-        or get_threads() <= 1
         or dst.nbytes < MIN_PARALLEL_BYTES
         or src.dtype != dst.dtype
         or src.dtype not in _KINDS
@@ -101,6 +104,9 @@ def gather(dst: np.ndarray, src: np.ndarray) -> None:
         np.copyto(dst, src)
         return
     sizes, steps = _merged(src.shape, tuple(s // item for s in src.strides))
+    if steps[-1] != 1 or sizes[-1] < MIN_RUN:  # short or strided runs: NumPy's loops
+        np.copyto(dst, src)
+        return
     span = sum((n - 1) * s for n, s in zip(sizes, steps)) + 1  # elements src reaches
     flat = as_strided(src, shape=(span,), strides=(item,), writeable=False)  # from src[0...]
     import numba
@@ -109,4 +115,4 @@ def gather(dst: np.ndarray, src: np.ndarray) -> None:
     shape = np.array(sizes[:-1], dtype=np.int64)  # the rows' axes
     inner = np.array([math.prod(sizes[i + 1 : -1]) for i in range(len(shape))], np.int64)
     strides = np.array(steps[:-1], dtype=np.int64)
-    loop(flat, dst.reshape(-1), shape, inner, strides, sizes[-1], steps[-1])
+    loop(flat, dst.reshape(-1), shape, inner, strides, sizes[-1])
