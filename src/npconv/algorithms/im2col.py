@@ -10,8 +10,10 @@ patch matrix) turns the whole convolution into one matrix product per group::
 Cost: the direct flops in one large BLAS call per group and chunk, plus copying
 ``prod(kernel)`` times the input.  Memory: the patch matrix is ``prod(kernel)`` times
 the input, so it is built in chunks of samples (or of output rows) whose patches stay
-within :data:`npconv._windows.WORKSPACE_BYTES` (32 MiB; at least one output row).  It
-wins on most layers with a small kernel and few to moderate channels.
+within :data:`npconv._windows.WORKSPACE_BYTES` (32 MiB; at least one output row), in
+the thread's reused ``"patches"`` buffer (:mod:`npconv._workspace`), and gathered by
+:func:`npconv._gather.gather` (on several threads with numba).  It wins on most layers
+with a small kernel and few to moderate channels.
 
 A bias is added to the result, except for a 1x1 stride-1 layer that widens the channels
 on a large image: its patch matrix would be the input itself (no copy), and a copy with

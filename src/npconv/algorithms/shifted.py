@@ -9,7 +9,8 @@ shifted by one kernel offset ``k`` (a strided view, no copy)::
 With groups, each offset does one product per group on that group's channel slice.
 
 Cost: the direct ``2 * N * O * C/G * prod(kernel) * prod(out)`` flops in
-``prod(kernel) * G`` BLAS calls; memory: the output plus one product's result.  It wins
+``prod(kernel) * G`` BLAS calls; memory: the output plus one product's result (in the
+thread's reused ``"products"`` buffer, :mod:`npconv._workspace`).  It wins
 when there are many channels and a small kernel (each product is a large GEMM), and
 loses to ``im2col`` when ``C`` is small (many thin GEMMs, each re-reading the output).
 """

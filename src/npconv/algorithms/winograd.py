@@ -23,7 +23,8 @@ channels.  Stride ``s`` is split into ``s`` kernel phases per axis (each a strid
 convolution of every ``s``-th input with every ``s``-th tap) and dilation ``d`` into
 ``d`` output phases; kernels must be at most 3 taps per axis after that split.  An axis
 with both is computed at stride 1 and subsampled.  Memory:
-tiles are processed in chunks within :data:`npconv._windows.WORKSPACE_BYTES`.
+tiles are processed in chunks within :data:`npconv._windows.WORKSPACE_BYTES`, each stage
+in one of the thread's reused buffers (:mod:`npconv._workspace`).
 
 Error: the transforms amplify rounding.  On unit-scale random float32 data the largest
 error relative to ``max |y|`` is ~4e-7 for F(2, 3) (as for a direct GEMM) and, for
