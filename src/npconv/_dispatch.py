@@ -5,12 +5,11 @@ functions and the ONNX operators all end here.  :func:`run` resolves the algorit
 (:mod:`npconv._choose`), and for a forward convolution pads the input in blocks of
 samples (a bounded copy, in the thread's reused ``"input"`` buffer), hands each block
 to the algorithm in the layout it takes (channels-first data stay channels-first where
-the algorithm allows), adds the bias
-unless the algorithm folds it into its products, and converts exact integers back from
-the float64 or int64 they were computed in.  A transposed convolution runs an
-algorithm's own adjoint, or forward convolutions over its sub-pixel phases
-(:func:`npconv._adjoint.phases`), each through this same path, then applies the adjoint
-of the padding mode.
+the algorithm allows), adds the bias unless the algorithm folds it into its products,
+and converts exact integers back from the float64 or int64 they were computed in.  A
+transposed convolution runs an algorithm's own adjoint, or forward convolutions over its
+sub-pixel phases (:func:`npconv._adjoint.phases`), each through this same path, then
+applies the adjoint of the padding mode.
 """
 
 from __future__ import annotations
