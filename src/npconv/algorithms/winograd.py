@@ -49,6 +49,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .._cost import gemm
+from .._gather import reshaped_view
 from .._spec import ConvSpec
 from .._windows import WORKSPACE_BYTES, chunks
 from .._workspace import buffer
@@ -153,14 +154,19 @@ def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec,
         yt = yt.reshape(*ms, n, *t_chunk, spec.out_channels)  # (*m, n, *T, O)
         inter = [ax for i in range(nd) for ax in (nd + 1 + i, i)]  # T_0, m_0, T_1, m_1, ...
         yt = yt.transpose(nd, *inter, 2 * nd + 1)  # (n, T_0, m_0, T_1, m_1, ..., O)
-        # cropped to the outputs of this chunk: (n, T_0*m_0, ..., O) before the crop
+        sizes = tuple(t * m for t, m in zip(t_chunk, ms))  # (T_0*m_0, ...): tiled outputs
         r0 = t0 * ms[0]
         r1 = min(t1 * ms[0], out[0])
+        target = y[batch, r0:r1]  # (n, r1 - r0, *out[1:], O)
+        tiled = reshaped_view(target, yt.shape) if target.shape[1:-1] == sizes else None
+        if tiled is not None:  # the tiles cover these outputs exactly: one copy into y
+            np.copyto(tiled, yt)
+            return
         whole = buffer("products", yt.shape, dtype)  # prod's buffer, no longer needed
         np.copyto(whole, yt)
-        whole = whole.reshape(n, *(t * m for t, m in zip(t_chunk, ms)), spec.out_channels)
+        whole = whole.reshape(n, *sizes, spec.out_channels)  # (n, T_0*m_0, ..., O)
         crop = tuple([slice(None), slice(0, r1 - r0), *(slice(0, o) for o in out[1:])])
-        y[batch, r0:r1] = whole[crop]
+        target[...] = whole[crop]  # cropped to the outputs of this chunk
 
     for batch, rows in chunks(tile_spec, per_tile, WORKSPACE_BYTES):
         block(batch, rows)
