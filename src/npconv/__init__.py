@@ -19,6 +19,7 @@ from ._autotune import Explanation, explain, tune
 from ._spec import ConvSpec
 from ._threads import get_threads, set_threads
 from ._transpose import conv_transpose, conv_transpose1d, conv_transpose2d, conv_transpose3d
+from ._workspace import free_workspaces
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ __all__ = [
     "conv_transpose2d",
     "conv_transpose3d",
     "explain",
+    "free_workspaces",
     "get_threads",
     "grad",
     "nn",

@@ -3,13 +3,13 @@
 ``conv``, ``conv_transpose``, every gradient, the layers, the dask wrapper, the integer
 functions and the ONNX operators all end here.  :func:`run` resolves the algorithm
 (:mod:`npconv._choose`), and for a forward convolution pads the input in blocks of
-samples (a bounded copy), hands each block to the algorithm in the layout it takes
-(channels-first data stay channels-first where the algorithm allows), adds the bias
-unless the algorithm folds it into its products, and converts exact integers back from
-the float64 or int64 they were computed in.  A transposed convolution runs an
-algorithm's own adjoint, or forward convolutions over its sub-pixel phases
-(:func:`npconv._adjoint.phases`), each through this same path, then applies the adjoint
-of the padding mode.
+samples (a bounded copy, in the thread's reused ``"input"`` buffer), hands each block
+to the algorithm in the layout it takes (channels-first data stay channels-first where
+the algorithm allows), adds the bias unless the algorithm folds it into its products,
+and converts exact integers back from the float64 or int64 they were computed in.  A
+transposed convolution runs an algorithm's own adjoint, or forward convolutions over its
+sub-pixel phases (:func:`npconv._adjoint.phases`), each through this same path, then
+applies the adjoint of the padding mode.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
         n = len(range(spec.batch)[block])
         part = spec if n == spec.batch else replace(spec, batch=n)
         x = problem.x[block].astype(compute, copy=False)
-        xp = canonical_input(x, part, channels_last=not first)
+        xp = canonical_input(x, part, channels_last=not first, reuse=True)
         if fused:
             y_part = kernel(xp, wc, part, bias=b)
         else:

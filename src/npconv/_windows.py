@@ -17,6 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ._spec import ConvSpec
+from ._workspace import buffer
 
 __all__ = [
     "NP_PAD_MODE",
@@ -41,12 +42,16 @@ TEMPORARY_BYTES = 64 * 2**20
 NP_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
-def canonical_input(x: np.ndarray, spec: ConvSpec, channels_last: bool = True) -> np.ndarray:
+def canonical_input(
+    x: np.ndarray, spec: ConvSpec, channels_last: bool = True, reuse: bool = False
+) -> np.ndarray:
     """Move channels last and apply the spec's padding: ``(N, *padded_size, C)``.
 
     With ``channels_last=False`` the input must be in ``"NCHW"`` layout and stays
     channels-first: ``(N, C, *padded_size)``.  Returns ``x`` itself (never written to)
-    when nothing needs to change, otherwise a fresh array.
+    when nothing needs to change, otherwise a fresh array, or with ``reuse=True`` a
+    zero-padded copy in the thread's ``"input"`` buffer (:func:`npconv._workspace.buffer`),
+    valid until the next such call.
     """
     if spec.layout == "NCHW" and channels_last:
         x = np.moveaxis(x, 1, -1)  # (N, *in_size, C)
@@ -55,7 +60,14 @@ def canonical_input(x: np.ndarray, spec: ConvSpec, channels_last: bool = True) -
         pad_width = [(0, 0), *spatial, (0, 0)] if channels_last else [(0, 0), (0, 0), *spatial]
         mode = NP_PAD_MODE[spec.padding_mode]
         if mode == "constant":  # zeros of x's own dtype (Python 0 for object arrays)
-            padded = np.zeros([n + lo + hi for n, (lo, hi) in zip(x.shape, pad_width)], x.dtype)
+            shape = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape, pad_width))
+            padded = buffer("input", shape, x.dtype) if reuse else np.empty(shape, x.dtype)
+            for axis, (n, (lo, _)) in enumerate(zip(x.shape, pad_width)):
+                before: list[slice] = [slice(None)] * x.ndim
+                after = list(before)
+                before[axis], after[axis] = slice(0, lo), slice(lo + n, None)
+                padded[tuple(before)] = 0  # the pads on both sides of this axis
+                padded[tuple(after)] = 0
             padded[tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, pad_width))] = x
             x = padded
         else:

@@ -10,8 +10,10 @@ patch matrix) turns the whole convolution into one matrix product per group::
 Cost: the direct flops in one large BLAS call per group and chunk, plus copying
 ``prod(kernel)`` times the input.  Memory: the patch matrix is ``prod(kernel)`` times
 the input, so it is built in chunks of samples (or of output rows) whose patches stay
-within :data:`npconv._windows.WORKSPACE_BYTES` (32 MiB; at least one output row).  It
-wins on most layers with a small kernel and few to moderate channels.
+within :data:`npconv._windows.WORKSPACE_BYTES` (32 MiB; at least one output row), in
+the thread's reused ``"patches"`` buffer (:mod:`npconv._workspace`), and gathered by
+:func:`npconv._gather.gather` (on several threads with numba).  It wins on most layers
+with a small kernel and few to moderate channels.
 
 A bias is added to the result, except for a 1x1 stride-1 layer that widens the channels
 on a large image: its patch matrix would be the input itself (no copy), and a copy with
@@ -34,22 +36,36 @@ from collections import Counter
 import numpy as np
 
 from .._cost import gemm
+from .._gather import gather, reshaped_view
 from .._spec import ConvSpec
 from .._windows import WORKSPACE_BYTES, chunks, windows, windows_channels_first
+from .._workspace import buffer
 
 
 def _with_ones(block: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
-    """``block`` copied into a fresh matrix of ``shape`` whose last index on ``axis`` is 1.
+    """``block`` copied into the patch buffer, as matrices of ``shape`` whose last index on
+    ``axis`` is 1.
 
     ``shape`` is ``block`` reshaped into matrices, one larger on ``axis`` (the patch
     matrix, with the row or column of ones that multiplies the bias).
     """
-    cols = np.empty(shape, dtype=block.dtype)
+    cols = buffer("patches", shape, block.dtype)
     index: list[slice | int] = [slice(None)] * len(shape)
     index[axis] = -1
     cols[tuple(index)] = 1
     index[axis] = slice(0, -1)
     np.copyto(cols[tuple(index)].reshape(block.shape), block)  # a view: axes only split
+    return cols
+
+
+def _patch_matrix(block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``block`` as matrices of ``shape``: a view where the axes merge, else a copy in the
+    thread's patch buffer."""
+    view = reshaped_view(block, shape)
+    if view is not None:
+        return view
+    cols = buffer("patches", shape, block.dtype)
+    gather(cols.reshape(block.shape), block)  # a view: axes only split
     return cols
 
 
@@ -90,12 +106,14 @@ def conv(
         if fold:
             cols = _with_ones(block, (math.prod(block.shape[: 1 + spec.nd]), g, k + 1), 2)
         else:
-            cols = block.reshape(-1, g, k)  # copy, the patch matrix: (rows, G, K*C/G)
+            cols = _patch_matrix(block, (math.prod(block.shape[: 1 + spec.nd]), g, k))
+            # cols: the patch matrix (rows, G, K*C/G)
         if g == 1:  # one GEMM straight into the result
             np.matmul(cols[:, 0], w_mat[0], out=out_block.reshape(-1, og))
             return
-        prod = cols.transpose(1, 0, 2) @ w_mat  # (G, rows, O/G)
-        out_block[...] = prod.transpose(1, 0, 2).reshape(out_block.shape)
+        prod = buffer("products", (g, len(cols), og), dtype)  # (G, rows, O/G)
+        np.matmul(cols.transpose(1, 0, 2), w_mat, out=prod)
+        np.copyto(out_block, prod.transpose(1, 0, 2).reshape(out_block.shape))
 
     for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
         product(batch, rows)
@@ -132,12 +150,15 @@ def conv_channels_first(
             points = math.prod(block.shape[3 + spec.nd :])  # P
             cols = _with_ones(block, (*block.shape[:2], k + 1, points), 2)
         else:
-            cols = block.reshape(*block.shape[:2], k, -1)  # copy: (n, G, C/G*K, P)
+            points = math.prod(block.shape[3 + spec.nd :])  # P
+            cols = _patch_matrix(block, (*block.shape[:2], k, points))  # (n, G, C/G*K, P)
         out_block = y[batch, :, :, rows]  # (n, G, O/G, r, *out[1:]): a view of y
         if out_block.flags.c_contiguous:  # whole samples: the GEMMs write the result
             np.matmul(w_mat, cols, out=out_block.reshape(*out_block.shape[:3], -1))
         else:
-            out_block[...] = (w_mat @ cols).reshape(out_block.shape)  # (n, G, O/G, P)
+            prod = buffer("products", (*cols.shape[:2], og, cols.shape[-1]), dtype)
+            np.matmul(w_mat, cols, out=prod)  # (n, G, O/G, P)
+            np.copyto(out_block, prod.reshape(out_block.shape))
 
     for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
         product(batch, rows)

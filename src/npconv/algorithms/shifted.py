@@ -9,7 +9,8 @@ shifted by one kernel offset ``k`` (a strided view, no copy)::
 With groups, each offset does one product per group on that group's channel slice.
 
 Cost: the direct ``2 * N * O * C/G * prod(kernel) * prod(out)`` flops in
-``prod(kernel) * G`` BLAS calls; memory: the output plus one product's result.  It wins
+``prod(kernel) * G`` BLAS calls; memory: the output plus one product's result (in the
+thread's reused ``"products"`` buffer, :mod:`npconv._workspace`).  It wins
 when there are many channels and a small kernel (each product is a large GEMM), and
 loses to ``im2col`` when ``C`` is small (many thin GEMMs, each re-reading the output).
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 from .._cost import gemm
 from .._spec import ConvSpec
+from .._workspace import buffer
 
 
 def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
@@ -42,9 +44,12 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
         window = (slice(None), *offset)
         shifted = xp[window]  # (N, *out_size, C)
         for g in range(spec.groups):
-            y[..., g * og : (g + 1) * og] += (
-                shifted[..., g * cg : (g + 1) * cg] @ wc[k][:, g * og : (g + 1) * og]
-            )  # (N, *out, C/G) @ (C/G, O/G) -> (N, *out, O/G)
+            target = y[..., g * og : (g + 1) * og]  # (N, *out, O/G)
+            part = buffer("products", target.shape, dtype)
+            np.matmul(
+                shifted[..., g * cg : (g + 1) * cg], wc[k][:, g * og : (g + 1) * og], out=part
+            )
+            target += part  # (N, *out, C/G) @ (C/G, O/G) -> (N, *out, O/G)
     return y
 
 

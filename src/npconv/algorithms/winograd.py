@@ -23,7 +23,8 @@ channels.  Stride ``s`` is split into ``s`` kernel phases per axis (each a strid
 convolution of every ``s``-th input with every ``s``-th tap) and dilation ``d`` into
 ``d`` output phases; kernels must be at most 3 taps per axis after that split.  An axis
 with both is computed at stride 1 and subsampled.  Memory:
-tiles are processed in chunks within :data:`npconv._windows.WORKSPACE_BYTES`.
+tiles are processed in chunks within :data:`npconv._windows.WORKSPACE_BYTES`, each stage
+in one of the thread's reused buffers (:mod:`npconv._workspace`).
 
 Error: the transforms amplify rounding.  On unit-scale random float32 data the largest
 error relative to ``max |y|`` is ~4e-7 for F(2, 3) (as for a direct GEMM) and, for
@@ -48,8 +49,10 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .._cost import gemm
+from .._gather import reshaped_view
 from .._spec import ConvSpec
 from .._windows import WORKSPACE_BYTES, chunks
+from .._workspace import buffer
 
 #: The finite interpolation points, in the order they are used (infinity is added last).
 POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
@@ -121,7 +124,8 @@ def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec,
         region = tuple(slice(s, s + n) for s, n in zip(starts, need))
         xs = x[tuple([batch, *region])]  # (n, <= need..., C)
         if xs.shape[1:-1] != need:  # the last tiles overhang the input: zero-fill
-            padded = np.zeros((xs.shape[0], *need, xs.shape[-1]), dtype=dtype)
+            padded = buffer("region", (xs.shape[0], *need, xs.shape[-1]), dtype)
+            padded[...] = 0
             padded[tuple(slice(0, k) for k in xs.shape)] = xs
             xs = padded
         n = xs.shape[0]
@@ -134,19 +138,35 @@ def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec,
         )  # (n, *tiles, *alpha, C): overlapping input tiles
         order = (*range(1 + nd, 1 + 2 * nd), 0, *range(1, 1 + nd), 1 + 2 * nd)
         tiles_first = view.transpose(order)  # (*alpha, n, *tiles, C)
-        d = np.ascontiguousarray(tiles_first).reshape(a, -1)
-        # d: (A, n*T*C), every tile's values at one tile offset in a row
-        u = (bt @ d).reshape(a, -1, g, cg).transpose(0, 2, 1, 3)  # (A, G, n*T, C/G)
-        prod = (u @ wt).transpose(0, 2, 1, 3).reshape(a, -1)  # (A, n*T*O)
-        yt = (at @ prod).reshape(*ms, n, *t_chunk, spec.out_channels)  # (*m, n, *T, O)
+        d = buffer("patches", tiles_first.shape, dtype)
+        np.copyto(d, tiles_first)
+        d = d.reshape(a, -1)  # (A, n*T*C), every tile's values at one tile offset in a row
+        u = np.matmul(bt, d, out=buffer("transformed", d.shape, dtype))
+        u = u.reshape(a, -1, g, cg).transpose(0, 2, 1, 3)  # (A, G, n*T, C/G)
+        prod = np.matmul(u, wt, out=buffer("products", (a, g, u.shape[2], og), dtype))
+        # prod: (A, G, n*T, O/G)
+        if g > 1:  # to (A, n*T, G, O/G), in u's buffer (no longer needed)
+            by_point = buffer("transformed", (a, u.shape[2], g, og), dtype)
+            np.copyto(by_point, prod.transpose(0, 2, 1, 3))
+            prod = by_point
+        prod = prod.reshape(a, -1)  # (A, n*T*O)
+        yt = np.matmul(at, prod, out=buffer("tiles", (mm, prod.shape[1]), dtype))
+        yt = yt.reshape(*ms, n, *t_chunk, spec.out_channels)  # (*m, n, *T, O)
         inter = [ax for i in range(nd) for ax in (nd + 1 + i, i)]  # T_0, m_0, T_1, m_1, ...
         yt = yt.transpose(nd, *inter, 2 * nd + 1)  # (n, T_0, m_0, T_1, m_1, ..., O)
-        yt = yt.reshape(n, *(t * m for t, m in zip(t_chunk, ms)), spec.out_channels)
-        # yt: (n, T_0*m_0, ..., O), cropped to the outputs of this chunk
+        sizes = tuple(t * m for t, m in zip(t_chunk, ms))  # (T_0*m_0, ...): tiled outputs
         r0 = t0 * ms[0]
         r1 = min(t1 * ms[0], out[0])
+        target = y[batch, r0:r1]  # (n, r1 - r0, *out[1:], O)
+        tiled = reshaped_view(target, yt.shape) if target.shape[1:-1] == sizes else None
+        if tiled is not None:  # the tiles cover these outputs exactly: one copy into y
+            np.copyto(tiled, yt)
+            return
+        whole = buffer("products", yt.shape, dtype)  # prod's buffer, no longer needed
+        np.copyto(whole, yt)
+        whole = whole.reshape(n, *sizes, spec.out_channels)  # (n, T_0*m_0, ..., O)
         crop = tuple([slice(None), slice(0, r1 - r0), *(slice(0, o) for o in out[1:])])
-        y[batch, r0:r1] = yt[crop]
+        target[...] = whole[crop]  # cropped to the outputs of this chunk
 
     for batch, rows in chunks(tile_spec, per_tile, WORKSPACE_BYTES):
         block(batch, rows)

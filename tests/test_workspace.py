@@ -1,0 +1,201 @@
+"""Reused workspaces and the patch gather: PyTorch's results, call after call, thread by thread.
+
+The temporaries of a convolution live in per-thread buffers kept between calls
+(:mod:`npconv._workspace`); these tests check that reusing them across shapes, dtypes,
+algorithms and threads never changes a result, that results never share memory with
+each other or with the buffers, and that the compiled gather (:mod:`npconv._gather`)
+and NumPy's copy give the same patch matrices.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import npconv
+import npconv._gather as gathering
+from npconv import _workspace
+
+from conftest import assert_close, torch_conv
+
+#: (N, C, O, kernel, stride, padding, size, groups, dtype): shapes that grow, shrink and
+#: change dtype from one call to the next, so that every buffer is both grown and reused.
+CASES = [
+    (2, 8, 16, 3, 1, 1, 20, 1, np.float32),
+    (1, 4, 6, 3, 2, 1, 33, 2, np.float64),
+    (3, 16, 8, 1, 1, 0, 12, 1, np.float32),
+    (1, 3, 8, 5, 2, 2, 40, 1, np.complex128),
+    (2, 6, 6, 3, 1, 2, 9, 3, np.int64),
+    (1, 8, 8, 3, 1, 1, 50, 1, np.float64),
+]
+ALGORITHMS = ["auto", "im2col", "winograd", "shifted"]
+
+
+def _case(rng: np.random.Generator, case: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n, c, o, k, _, _, size, g, dtype = case
+    shapes = [(n, c, size, size), (o, c // g, k, k), (o,)]
+    if np.dtype(dtype).kind == "i":
+        return tuple(rng.integers(-9, 10, shape).astype(dtype) for shape in shapes)  # type: ignore[return-value]
+    arrays = [rng.standard_normal(shape) for shape in shapes]
+    if np.dtype(dtype).kind == "c":
+        arrays = [a + 1j * rng.standard_normal(a.shape) for a in arrays]
+    return tuple(a.astype(dtype) for a in arrays)  # type: ignore[return-value]
+
+
+def _conv(case: tuple, x, w, b, algorithm: str, layout: str) -> np.ndarray:
+    """npconv's result in NCHW, computed in ``layout``."""
+    stride, padding, groups = case[4], case[5], case[7]
+    if layout == "NCHW":
+        return npconv.conv2d(
+            x, w, b, stride=stride, padding=padding, groups=groups, algorithm=algorithm
+        )
+    y = npconv.conv2d(
+        x.transpose(0, 2, 3, 1),
+        w.transpose(2, 3, 1, 0),
+        b,
+        stride=stride,
+        padding=padding,
+        groups=groups,
+        algorithm=algorithm,
+        layout="NHWC",
+    )
+    return y.transpose(0, 3, 1, 2)
+
+
+def _usable(algorithm: str, case: tuple) -> bool:
+    """Whether ``algorithm`` takes ``case`` (winograd: 3x3 at most, not exact for ints)."""
+    return algorithm != "winograd" or (case[3] <= 3 * case[4] and case[8] is not np.int64)
+
+
+def _check(actual: np.ndarray, expected: np.ndarray, algorithm: str) -> None:
+    """PyTorch's result; winograd within its stated error (10x a direct algorithm's)."""
+    if algorithm == "winograd" and actual.dtype.kind == "f":
+        scale = max(float(np.abs(expected).max()), 1.0)
+        tol = {np.float32: 1e-4, np.float64: 1e-9}[actual.dtype.type]
+        assert float(np.abs(actual - expected).max()) <= tol * scale
+    else:
+        assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_reused_buffers_give_pytorch_results(algorithm: str, layout: str) -> None:
+    """Calls of different shapes and dtypes in turn, twice over: each result is
+    PyTorch's, stays unchanged by the later calls, and shares memory with none of them."""
+    rng = np.random.default_rng(7)
+    operands = [_case(rng, case) for case in CASES]
+    copies = [tuple(a.copy() for a in ops) for ops in operands]
+    results: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for _ in range(2):
+        for case, (x, w, b) in zip(CASES, operands):
+            if not _usable(algorithm, case):
+                continue
+            y = _conv(case, x, w, b, algorithm, layout)
+            expected = torch_conv(
+                x, w, b, stride=case[4], pads=[(case[5], case[5])] * 2, groups=case[7]
+            )
+            _check(y, expected.astype(y.dtype) if y.dtype.kind == "i" else expected, algorithm)
+            results.append((y, y.copy(), expected))
+    for i, (y, snapshot, _) in enumerate(results):
+        np.testing.assert_array_equal(y, snapshot)  # no later call wrote into it
+        assert not any(np.shares_memory(y, other) for other, _, _ in results[i + 1 :])
+    for ops, before in zip(operands, copies):
+        for a, a0 in zip(ops, before):
+            np.testing.assert_array_equal(a, a0)  # inputs never modified
+
+
+def test_threads_have_their_own_buffers() -> None:
+    """Several threads convolving different shapes at once all get PyTorch's results."""
+    rng = np.random.default_rng(3)
+    jobs = [(case, _case(rng, case)) for case in CASES if case[8] is not np.int64] * 3
+    expected = [
+        torch_conv(x, w, b, stride=c[4], pads=[(c[5], c[5])] * 2, groups=c[7])
+        for c, (x, w, b) in jobs
+    ]
+    start = threading.Barrier(4, timeout=120)
+
+    def job(i: int) -> np.ndarray:
+        case, (x, w, b) = jobs[i]
+        if i < 4:
+            start.wait()  # the first four, on four threads, start together
+        return _conv(case, x, w, b, ALGORITHMS[i % 4], "NCHW" if i % 2 else "NHWC")
+
+    with ThreadPoolExecutor(4) as pool:
+        ys = list(pool.map(job, range(len(jobs))))
+    for i, (y, want) in enumerate(zip(ys, expected)):
+        _check(y, want, ALGORITHMS[i % 4])
+    assert not any(np.shares_memory(a, b) for i, a in enumerate(ys) for b in ys[i + 1 :])
+
+
+def test_buffers_stay_within_their_bound_and_free() -> None:
+    """A thread keeps at most KEPT_BYTES; free_workspaces releases them; results hold."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 32, 96, 96)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    y = npconv.conv2d(x, w, padding=1, algorithm="im2col")
+    assert 0 < _workspace.kept_bytes() <= _workspace.KEPT_BYTES
+    big = _workspace.buffer("test", (_workspace.KEPT_BYTES // 4 + 1,), np.float32)
+    assert big.size == _workspace.KEPT_BYTES // 4 + 1  # beyond the bound: a fresh array
+    assert _workspace.kept_bytes() <= _workspace.KEPT_BYTES
+    npconv.free_workspaces()
+    assert _workspace.kept_bytes() == 0
+    assert_close(y, torch_conv(x, w, pads=[(1, 1)] * 2))
+    assert_close(npconv.conv2d(x, w, padding=1, algorithm="im2col"), y)
+
+
+def test_object_buffers_are_fresh() -> None:
+    """Python-int (object) temporaries are never views of a byte buffer."""
+    a = _workspace.buffer("test", (3,), object)
+    b = _workspace.buffer("test", (3,), object)
+    a[:] = [1, 2, 3]
+    assert b.dtype == object and not np.shares_memory(a, b)
+
+
+@pytest.mark.parametrize("path", ["compiled", "numpy"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_gather_paths_give_pytorch_results(
+    monkeypatch: pytest.MonkeyPatch, path: str, layout: str
+) -> None:
+    """im2col with the compiled gather on every copy, and with numba switched off.
+
+    Without numba installed both run NumPy's copy (``compiled_gather`` is None).
+    """
+    if path == "numpy":
+        monkeypatch.setattr(gathering, "compiled_gather", lambda: None)
+    else:
+        monkeypatch.setattr(gathering, "MIN_PARALLEL_BYTES", 0)
+        monkeypatch.setattr(gathering, "MIN_RUN", 1)
+    rng = np.random.default_rng(11)
+    for case in CASES:
+        x, w, b = _case(rng, case)
+        y = _conv(case, x, w, b, "im2col", layout)
+        expected = torch_conv(
+            x, w, b, stride=case[4], pads=[(case[5], case[5])] * 2, groups=case[7]
+        )
+        assert_close(y, expected.astype(y.dtype) if y.dtype.kind == "i" else expected)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gather_copies_strided_views(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """gather() of a random window view equals NumPy's own copy of it."""
+    monkeypatch.setattr(gathering, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(gathering, "MIN_RUN", 1)
+    rng = np.random.default_rng(seed)
+    dtype = [np.float32, np.float64, np.complex64, np.int64, np.float16, object][seed]
+    base = rng.integers(-99, 99, (3, 17, 19, 5)).astype(dtype)
+    k, s = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    out = [(n - k) // s + 1 for n in base.shape[1:3]]
+    st = base.strides
+    view = np.lib.stride_tricks.as_strided(
+        base,
+        shape=(3, *out, k, k, 5),
+        strides=(st[0], st[1] * s, st[2] * s, st[1], st[2], st[3]),
+        writeable=False,
+    )  # (N, *out, k, k, C)
+    for src in (view, view.transpose(0, 5, 3, 4, 1, 2)):  # channels last, then first
+        dst = np.empty(src.shape, dtype)
+        gathering.gather(dst, src)
+        np.testing.assert_array_equal(dst, np.array(src))
