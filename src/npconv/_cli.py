@@ -46,6 +46,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--threads", type=int, help="threads for npconv, BLAS and the peers")
     bench.add_argument("--json", metavar="FILE", help="write the results as JSON")
     bench.add_argument("--plot", metavar="FILE", help="draw a PNG bar chart (needs matplotlib)")
+    bench.add_argument(
+        "--backward",
+        action="store_true",
+        help="time the input and weight gradients (npconv.grad) against torch.autograd",
+    )
+    bench.add_argument("--only", metavar="TEXT", help="only the layers whose name contains TEXT")
+    bench.add_argument(
+        "--one-process",
+        action="store_true",
+        help="time every contender in this process, not one fresh process each "
+        "(shows what the libraries' spinning threads cost each other)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "onnx":
@@ -65,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             against=[p for p in args.against.split(",") if p],
             algorithms=[a for a in args.algorithms.split(",") if a],
             repeats=args.repeats,
+            backward=args.backward,
+            only=args.only,
+            one_process=args.one_process,
             json_path=args.json,
             plot_path=args.plot,
         )
