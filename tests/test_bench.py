@@ -91,7 +91,7 @@ def test_header_names_the_openblas_caps(monkeypatch):
     monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
     machine = measure({"kind": "machine", "threads": 1})
     assert machine["openblas_caps"] == {"OPENBLAS_L2_SIZE": "1048576"}
-    lines = _describe(machine, repeats=3)
+    lines = _describe(machine, repeats=3, one_process=False)
     assert any("OPENBLAS_L2_SIZE=1048576 is set: it caps the kernel" in line for line in lines)
     blas = [p for p in machine["thread_pools"] if p["user_api"] == "blas"]
     assert blas and all(p["architecture"] for p in blas if p["internal_api"] == "openblas")

@@ -3,8 +3,9 @@
 Every contender is timed on every layer in a fresh interpreter of its own
 (``python -m npconv._bench_worker``, one after the other, never two at once), on the
 same arrays (same seed, same shapes) with the same thread count
-(:func:`npconv.get_threads`, given to ``torch.set_num_threads``): the first call, one
-warm-up, then the median of ``repeats`` timed calls.  In one process, the threads
+(:func:`npconv.get_threads`, given to ``torch.set_num_threads``): the first call (with
+an empty numba cache, so compilation included), one warm-up, then the median of
+``repeats`` timed calls.  In one process, the threads
 that OpenBLAS and PyTorch's OpenMP keep spinning after each call would slow the other
 library (``one_process=True`` measures just that).  The header describes the machine as
 a worker sees it: CPU, BLAS libraries and their kernels, versions, and its float32 GEMM
@@ -19,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -37,17 +39,19 @@ Runner = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def _in_worker(job: dict[str, Any]) -> dict[str, Any]:
-    """``measure(job)`` in a fresh interpreter that imports this same npconv."""
+    """``measure(job)`` in a fresh interpreter that imports this same npconv, with an
+    empty numba cache of its own (so that a first call includes any compilation)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds npconv/
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    done = subprocess.run(
-        [sys.executable, "-m", "npconv._bench_worker"],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": path},
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="npconv-bench-numba-") as cache:
+        done = subprocess.run(
+            [sys.executable, "-m", "npconv._bench_worker"],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": path, "NUMBA_CACHE_DIR": cache},
+            check=False,
+        )
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         what = job.get("contender", job["kind"])
@@ -145,7 +149,7 @@ def run_bench(
     machine = runner({**job, "kind": "machine"})
     isolation = "one process" if one_process else "a fresh process per contender and layer"
     header = f"{suite} suite, {kind}, {dtype}, {len(cases)} layers, {isolation}"
-    for line in [header, *_describe(machine, repeats)]:
+    for line in [header, *_describe(machine, repeats, one_process)]:
         print_fn(line)
     with _progress(len(cases) * len(contenders), quiet) as step:
         records = [_measure(case, contenders, job, runner, step) for case in cases]
@@ -202,8 +206,9 @@ def _measure(
     return record
 
 
-def _describe(machine: dict[str, Any], repeats: int) -> list[str]:
+def _describe(machine: dict[str, Any], repeats: int, one_process: bool) -> list[str]:
     """The header's lines: what ran the products, and how it was timed."""
+    fresh = "" if one_process else " (in a fresh process, with an empty numba cache)"
     pools = machine["thread_pools"]
     lines = [
         f"CPU: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads; "
@@ -214,7 +219,7 @@ def _describe(machine: dict[str, Any], repeats: int) -> list[str]:
         else f"BLAS: {pools}",
         f"Python {machine['python']}, numpy {machine['numpy']}, "
         f"torch {machine['torch'] or 'not installed'}, numba {machine['numba'] or 'not installed'}",
-        f"Timing: first call in a fresh process, one warm-up, median of {repeats} calls",
+        f"Timing: the first call{fresh}, one warm-up, then the median of {repeats} calls",
     ]
     caps = machine["openblas_caps"]
     if caps:
