@@ -35,7 +35,7 @@ def _check_times(record, contenders):
 
 def test_bench_command_times_each_contender_in_its_own_process(tmp_path, capsys):
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
-    argv = ["bench", "--suite", "tiny", "--only", "dw", "--repeats", "1"]
+    argv = ["bench", "--suite", "notes,tiny", "--only", "dw", "--repeats", "1"]
     argv += ["--against", "torch,scipy", "--algorithms", "auto,im2col"]
     assert main([*argv, "--json", str(out_json), "--plot", str(out_png)]) == 0
     out = capsys.readouterr().out
@@ -43,7 +43,7 @@ def test_bench_command_times_each_contender_in_its_own_process(tmp_path, capsys)
     assert "x torch" in out and "first call +ms" in out and "faults/call" in out
     assert "auto vs torch (forward) over 1 cases" in out and "auto's first call" in out
     data = json.loads(out_json.read_text())
-    assert data["suite"] == "tiny" and data["mode"] == "forward"
+    assert data["suite"] == "notes,tiny" and data["mode"] == "forward"
     assert data["machine"]["threads"] == npconv.get_threads()
     assert data["machine"]["sgemm_gflops"] > 0 and data["machine"]["numpy"] == np.__version__
     [record] = data["results"]
@@ -109,7 +109,7 @@ def test_an_unsupported_contender_is_reported_not_timed(capsys):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(suite="huge"), "bench: unknown suite 'huge'"),
+        (dict(suite="tiny,huge"), "bench: unknown suite 'huge'"),
         (dict(suite="tiny", against=["tf"]), "bench: unknown peer 'tf'"),
         (dict(suite="tiny", algorithms=["fastest"]), r"bench: unknown algorithms \['fastest'\]"),
         (dict(suite="tiny", against=["scipy"], backward=True), "compared with torch only"),

@@ -79,8 +79,9 @@ def _progress(total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
 def _check_arguments(
     suite: str, algorithms: Sequence[str], against: Sequence[str], backward: bool
 ) -> None:
-    if suite not in SUITES:
-        raise ValueError(f"bench: unknown suite {suite!r}; choose one of {sorted(SUITES)}")
+    for name in suite.split(","):
+        if name not in SUITES:
+            raise ValueError(f"bench: unknown suite {name!r}; choose from {sorted(SUITES)}")
     unknown = [a for a in algorithms if a != "auto" and a not in REGISTRY]
     if unknown:
         raise ValueError(f"bench: unknown algorithms {unknown}; choose from {['auto', *REGISTRY]}")
@@ -111,7 +112,8 @@ def run_bench(
     Parameters
     ----------
     suite : str
-        A key of :data:`SUITES`; ``only`` keeps the layers whose name contains it.
+        A key of :data:`SUITES`, or several separated by commas; ``only`` keeps the
+        layers whose name contains it.
     dtype, repeats
         The arrays' dtype; timed calls per contender and layer (median).
     against : sequence of {"torch", "scipy"}
@@ -139,7 +141,7 @@ def run_bench(
         An unknown suite, algorithm or peer; ``only`` matching no layer of the suite.
     """
     _check_arguments(suite, algorithms, against, backward)
-    cases = [c for c in SUITES[suite] if only is None or only in c.name]
+    cases = [c for key in suite.split(",") for c in SUITES[key] if only is None or only in c.name]
     if not cases:
         raise ValueError(f"bench: no layer of suite {suite!r} has {only!r} in its name")
     runner: Runner = measure if one_process else _in_worker

@@ -36,7 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = commands.add_parser(
         "bench", help="time npconv against PyTorch (and SciPy) on a suite of layers"
     )
-    bench.add_argument("--suite", default="all", help="notes, resnet, mobilenet, vgg, tiny or all")
+    bench.add_argument(
+        "--suite",
+        default="all",
+        help="notes, resnet, mobilenet, vgg, tiny or all (several: comma-separated)",
+    )
     bench.add_argument("--dtype", default="float32", help="dtype of the arrays (default float32)")
     bench.add_argument("--against", default="torch", help="comma-separated peers: torch,scipy")
     bench.add_argument(
