@@ -4,7 +4,9 @@ Runs ``npconv bench`` on one layer, alternately as it runs by default (npconv's 
 and PyTorch each in a fresh process) and with ``--one-process`` (both in one process,
 PyTorch timed right after NumPy/OpenBLAS ran auto), each in a fresh ``npconv bench``
 process, ``--rounds`` times, and prints PyTorch's and auto's median times both ways
-and the ratio (torch's time / auto's) each way gives.
+and the ratio (torch's time / auto's) each way gives.  Both ways warm the allocator
+(``--warm-allocator``), so that only the thread pools differ: in one process, the
+arrays of the earlier calls would otherwise spare auto the page faults of a fresh one.
 
 Run from the repository root::
 
@@ -33,7 +35,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     bench = [sys.executable, "-m", "npconv", "bench", "--suite", "resnet", "--only", args.only]
-    bench += ["--repeats", str(args.repeats), "--threads", str(args.threads)]
+    bench += ["--repeats", str(args.repeats), "--threads", str(args.threads), "--warm-allocator"]
     times: dict[str, dict[str, list[float]]] = {m: {"auto": [], "torch": []} for m in MODES}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bench.json")

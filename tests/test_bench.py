@@ -16,8 +16,8 @@ from npconv._bench_worker import contender_run, measure, operands
 from npconv._cli import main
 from npconv.grad import conv_backward
 
-HEADER = ("CPU:", "cores", "threads", "GEMM peak", "GFLOP/s", "BLAS:", "kernel", "numpy ")
-HEADER += ("torch ", "numba ", "OPENBLAS_CORETYPE")
+HEADER = ("CPU:", "cores", "threads", "GEMM peak", "GFLOP/s", "Load average", "BLAS:", "kernel")
+HEADER += ("numpy ", "torch ", "numba ", "OPENBLAS_CORETYPE")
 
 
 def _check_times(record, contenders):
@@ -54,11 +54,15 @@ def test_bench_command_times_each_contender_in_its_own_process(tmp_path, capsys)
 
 
 def test_bench_backward_against_torch_autograd(capsys):
-    [record] = run_bench("tiny", only="3x3 4->4", backward=True, repeats=1, quiet=True)
+    [record] = run_bench(
+        "tiny", only="3x3 4->4", backward=True, warm_allocator=True, repeats=1, quiet=True
+    )
     _check_times(record, ["auto", "torch"])
     forward = SUITES["tiny"][0].spec().flops
     assert record["gflop"] == pytest.approx(2 * forward / 1e9)  # two gradients
-    assert "auto vs torch (backward) over 1 cases" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "backward" in out.splitlines()[0] and "allocator warmed" in out.splitlines()[0]
+    assert "auto vs torch (backward) over 1 cases" in out
 
 
 def test_bench_in_one_process_runs_every_contender_here():

@@ -102,6 +102,7 @@ def run_bench(
     backward: bool = False,
     only: str | None = None,
     one_process: bool = False,
+    warm_allocator: bool = False,
     json_path: str | None = None,
     plot_path: str | None = None,
     print_fn: Callable[[str], None] = print,
@@ -125,6 +126,10 @@ def run_bench(
         ``torch.autograd.grad`` instead of the forward convolution.
     one_process : bool
         Time every contender in this process instead of one fresh process each.
+    warm_allocator : bool
+        Free a large block in each worker before timing
+        (:func:`npconv._bench_worker.warm_allocator`): temporaries then come from the
+        heap, as in a long-running process, instead of fresh pages (page faults).
     json_path, plot_path : str, optional
         Where to write the results (JSON) and a bar chart of the ratios (PNG).
 
@@ -148,9 +153,11 @@ def run_bench(
     kind = "backward" if backward else "forward"
     contenders = [*algorithms, *against]
     job = {"kind": kind, "dtype": dtype, "threads": get_threads(), "repeats": repeats, "seed": 0}
+    job["warm_allocator"] = warm_allocator
     machine = runner({**job, "kind": "machine"})
     isolation = "one process" if one_process else "a fresh process per contender and layer"
     header = f"{suite} suite, {kind}, {dtype}, {len(cases)} layers, {isolation}"
+    header += ", allocator warmed (a large block freed first)" if warm_allocator else ""
     for line in [header, *_describe(machine, repeats, one_process)]:
         print_fn(line)
     with _progress(len(cases) * len(contenders), quiet) as step:
@@ -159,8 +166,9 @@ def run_bench(
     _print_conclusions(records, algorithms, kind, print_fn)
     if json_path:
         payload = {"machine": machine, "mode": kind, "isolation": isolation, "suite": suite}
+        settings = {"warm_allocator": warm_allocator, "dtype": dtype, "repeats": repeats}
         with open(json_path, "w") as f:
-            json.dump({**payload, "dtype": dtype, "repeats": repeats, "results": records}, f)
+            json.dump({**payload, **settings, "results": records}, f)
     if plot_path:
         _plot(records, algorithms, kind, plot_path)
     return records
@@ -212,10 +220,13 @@ def _describe(machine: dict[str, Any], repeats: int, one_process: bool) -> list[
     """The header's lines: what ran the products, and how it was timed."""
     fresh = "" if one_process else " (in a fresh process, with an empty numba cache)"
     pools = machine["thread_pools"]
+    load = machine["load_average"]
     lines = [
         f"CPU: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads; "
         f"float32 GEMM peak {machine['sgemm_gflops']:.1f} GFLOP/s "
         f"({SGEMM_SIZE}x{SGEMM_SIZE} matmul, fastest of 3)",
+        "Load average: "
+        + ("unknown" if load is None else f"{load:.2f} (other work on the cores skews the times)"),
         "BLAS: " + ("; ".join(machine["blas"]) or "none loaded")
         if isinstance(pools, list)
         else f"BLAS: {pools}",

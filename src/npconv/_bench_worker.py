@@ -19,8 +19,10 @@ Jobs (``kind``):
 A timed job returns the first call's seconds (in this fresh process: imports already
 done, arrays built, so compile and first-use costs), the median of ``repeats`` calls
 after a warm-up, and minor page faults per steady call; ``auto`` also its choice and
-its peak temporary bytes.  A contender that cannot run the layer returns
-``{"unsupported": reason}``.
+its peak temporary bytes.  With ``warm_allocator``, the worker first frees a large
+block (:func:`warm_allocator`), so that temporaries are served as in a process that has
+been working with large arrays for a while, not from fresh pages.  A contender that
+cannot run the layer returns ``{"unsupported": reason}``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ __all__ = ["measure"]
 SLOW_SECONDS = 3.0
 #: Environment variables that cap the kernel OpenBLAS picks for this CPU.
 OPENBLAS_CAPS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+#: The block :func:`warm_allocator` frees: just under glibc's largest mmap threshold.
+WARM_BYTES = 30 * 2**20
 #: Side of the square float32 matrix product that measures the GEMM peak.
 SGEMM_SIZE = 1536
 
@@ -153,7 +157,21 @@ def _peak_temporary_bytes(run: Callable[[], Any]) -> int:
     return max(peak - sum(a.nbytes for a in arrays if a is not None), 0)
 
 
+def warm_allocator() -> None:
+    """Allocate and free a block of WARM_BYTES, as a process that has held a large array.
+
+    glibc's malloc maps every block above its threshold (128 KiB at first) afresh and
+    unmaps it when freed, so each call that allocates such temporaries pays a page fault
+    per 4 KiB page it touches; freeing a mapped block raises the threshold to that
+    block's size (up to 32 MiB), and later blocks up to it are reused from the heap.
+    """
+    block = np.empty(WARM_BYTES, dtype=np.uint8)
+    del block
+
+
 def _timed(job: dict[str, Any]) -> dict[str, Any]:
+    if job["warm_allocator"]:
+        warm_allocator()
     case = Case.from_json(job["case"])
     kind, contender = job["kind"], job["contender"]
     x, w, gy = operands(case, job["dtype"], job["seed"])
@@ -251,6 +269,7 @@ def _machine() -> dict[str, Any]:
         ],
         "openblas_caps": {key: os.environ[key] for key in OPENBLAS_CAPS if key in os.environ},
         "sgemm_gflops": _sgemm_gflops(),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 

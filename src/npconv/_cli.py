@@ -62,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="time every contender in this process, not one fresh process each "
         "(shows what the libraries' spinning threads cost each other)",
     )
+    bench.add_argument(
+        "--warm-allocator",
+        action="store_true",
+        help="free a 30 MiB block in each worker first, so that temporaries come from the "
+        "heap as in a long-running process rather than from fresh pages",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "onnx":
@@ -84,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             backward=args.backward,
             only=args.only,
             one_process=args.one_process,
+            warm_allocator=args.warm_allocator,
             json_path=args.json,
             plot_path=args.plot,
         )
