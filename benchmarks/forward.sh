@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The "Forward convolution" table of BENCHMARKS.md: every layer of the suite, npconv's
-# auto (and the main algorithms) against PyTorch, in one process, on a quiet machine,
-# three runs of the suite; the table takes each time's median over the runs.
+# auto (and the main algorithms) against PyTorch, each in a fresh process, on a quiet
+# machine, three runs of the suite; the table takes each time's median over the runs.
 # Usage: benchmarks/forward.sh [extra npconv bench options]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,8 +4,12 @@ Builds a ResNet-50 (v1.5: the stride sits in each bottleneck's 3x3 conv; batch n
 folded into the convolutions, as an inference export has it) with ``onnx.helper`` and
 random weights, runs it with onnxruntime, with onnx's plain ``ReferenceEvaluator`` and
 with :func:`npconv.onnx.evaluator`, checks that the three outputs agree to float32
-tolerance and prints a Markdown table of median times plus npconv's per-node-type
-breakdown.
+tolerance and prints a Markdown table of median times, the ratios to npconv's time
+and the per-node-type breakdown of the two Python evaluators.  Each evaluator runs in a
+fresh process of its own (one after the other), with the same thread count
+(onnxruntime's ``intra_op_num_threads``, :func:`npconv.set_threads`): in one process
+the threads that OpenBLAS and onnxruntime keep spinning after their calls would slow
+the other.
 
 ``--model onnx-test`` runs instead the ResNet-50 that onnx ships for its backend tests
 (``onnx/backend/test/data/light/light_resnet50.onnx``: ResNet-50 v1 exported from
@@ -22,10 +26,11 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import time
-from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -115,17 +120,52 @@ def resnet50(batch: int = 1, size: int = 224, classes: int = 1000, seed: int = 0
     return model
 
 
-def _interleaved_times(runs: dict[str, Callable[[], Any]], repeats: int):
-    """Seconds of each run, timed in turn round after round (after one warm-up each), so
-    that a change in the machine's load hits every contender alike; and the results."""
-    results = {name: run() for name, run in runs.items()}
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return times, results
+EVALUATORS = ("onnxruntime", "onnx ReferenceEvaluator", "npconv.onnx.evaluator")
+
+
+def _model(args: argparse.Namespace) -> tuple[onnx.ModelProto, str]:
+    """The model the options ask for, and its title; every process builds the same one."""
+    if args.model == "built":
+        title = f"ResNet-50 v1.5, random weights, batch {args.batch}, {args.size}x{args.size}"
+        return resnet50(args.batch, args.size), title
+    data = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
+    title = "onnx's backend-test ResNet-50 (light_resnet50.onnx), batch 1, 224x224"
+    return onnx.load(os.path.join(data, "light", "light_resnet50.onnx")), title
+
+
+def _feeds(model: onnx.ModelProto, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    x = np.random.default_rng(1).standard_normal((args.batch, 3, args.size, args.size))
+    return {model.graph.input[0].name: x.astype(np.float32)}
+
+
+def _time_alone(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """In a fresh process: one evaluator's output and seconds per run (after a warm-up),
+    and for the two Python evaluators their time per node type."""
+    npconv.set_threads(args.threads)  # NumPy's BLAS, as many threads as onnxruntime's
+    model, _ = _model(args)
+    feeds = _feeds(model, args)
+    if name == "onnxruntime":
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        options.log_severity_level = 3  # errors only (the test model has an unused initializer)
+        session: Any = ort.InferenceSession(
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+    elif name == "onnx ReferenceEvaluator":
+        session = ReferenceEvaluator(model)
+    else:
+        session = npconv.onnx.evaluator(model)
+    output = session.run(None, feeds)[0]  # warm-up
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    table = None
+    if name != "onnxruntime":
+        plain = name == "onnx ReferenceEvaluator"
+        table = npconv.onnx.profile(model, feeds, repeats=args.repeats, plain=plain).table()
+    return {"output": output, "times": times, "profile": table}
 
 
 def main() -> None:
@@ -133,56 +173,43 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--size", type=int, default=224, help="input height and width")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (median)")
-    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="onnxruntime intra-op threads and npconv threads"
+    )
     parser.add_argument("--model", choices=["built", "onnx-test"], default="built")
     args = parser.parse_args()
-
-    if args.model == "built":
-        model = resnet50(args.batch, args.size)
-        title = f"ResNet-50 v1.5, random weights, batch {args.batch}, {args.size}x{args.size}"
-    else:
-        data = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
-        model = onnx.load(os.path.join(data, "light", "light_resnet50.onnx"))
+    if args.model == "onnx-test":
         args.batch, args.size = 1, 224
-        title = "onnx's backend-test ResNet-50 (light_resnet50.onnx), batch 1, 224x224"
-    x = np.random.default_rng(1).standard_normal((args.batch, 3, args.size, args.size))
-    feeds = {model.graph.input[0].name: x.astype(np.float32)}
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    options.log_severity_level = 3  # errors only (the test model has an unused initializer)
-    sessions: dict[str, Any] = {
-        "onnxruntime": ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        ),
-        "onnx ReferenceEvaluator": ReferenceEvaluator(model),
-        "npconv.onnx.evaluator": npconv.onnx.evaluator(model),
-    }
-    runs = {name: (lambda s=sess: s.run(None, feeds)[0]) for name, sess in sessions.items()}
-    rounds, outputs = _interleaved_times(runs, args.repeats)
-    times = {name: statistics.median(t) for name, t in rounds.items()}
-    expected = outputs["onnxruntime"]
-    scale = float(np.abs(expected).max())
+    model, title = _model(args)
     gflop = _conv_gflop(model)
+    del model
 
-    print(f"{title}, float32, {gflop:.1f} GFLOP in Conv;")
-    print(f"median of {args.repeats} interleaved runs after a warm-up\n")
-    print("| evaluator | time (s) | vs onnxruntime | max abs diff / max abs |")
+    runs = {}
+    for name in EVALUATORS:  # one after the other, each in a fresh process of its own
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            runs[name] = pool.submit(_time_alone, name, args).result()
+    times = {name: statistics.median(run["times"]) for name, run in runs.items()}
+    expected = runs["onnxruntime"]["output"]
+    scale = float(np.abs(expected).max())
+
+    print(f"{title}, float32, {gflop:.1f} GFLOP in Conv; {args.threads} threads;")
+    print(f"each evaluator in its own process, median of {args.repeats} runs after a warm-up\n")
+    print("| evaluator | time (s) | fastest-slowest run (s) | max abs diff / max abs |")
     print("| --- | ---: | ---: | ---: |")
-    for name, seconds in times.items():
-        rel = float(np.abs(outputs[name] - expected).max()) / scale
-        ratio = seconds / times["onnxruntime"]
-        print(f"| {name} | {seconds:.3f} | {ratio:.1f}x | {rel:.1e} |")
-    ours_name = "npconv.onnx.evaluator"
-    ref, ours = rounds["onnx ReferenceEvaluator"], rounds[ours_name]
-    paired = sorted(r / o for r, o in zip(ref, ours))  # both timed in the same round
+    for name, run in runs.items():
+        rel = float(np.abs(run["output"] - expected).max()) / scale
+        spread = f"{min(run['times']):.3f}-{max(run['times']):.3f}"
+        print(f"| {name} | {times[name]:.3f} | {spread} | {rel:.1e} |")
+    ours = times["npconv.onnx.evaluator"]
     print(
-        f"\nnpconv.onnx.evaluator is {times['onnx ReferenceEvaluator'] / times[ours_name]:.1f}x "
-        f"faster than the plain ReferenceEvaluator (ratio of the medians); per round "
-        f"{statistics.median(paired):.1f}x median, {paired[0]:.1f}x-{paired[-1]:.1f}x.\n"
+        f"\nonnxruntime's time / npconv.onnx.evaluator's: {times['onnxruntime'] / ours:.2f}x; "
+        f"the plain ReferenceEvaluator's / npconv's: "
+        f"{times['onnx ReferenceEvaluator'] / ours:.1f}x (> 1: npconv is faster).\n"
     )
-    for title, plain in (("npconv.onnx.evaluator", False), ("onnx ReferenceEvaluator", True)):
-        print(f"Time per node type, {title} (mean of {args.repeats} runs):\n")
-        print(npconv.onnx.profile(model, feeds, repeats=args.repeats, plain=plain).table(), "\n")
+    for name, run in runs.items():
+        if run["profile"] is not None:
+            print(f"Time per node type, {name} (mean of {args.repeats} runs):\n")
+            print(run["profile"], "\n")
 
 
 def _conv_gflop(model: onnx.ModelProto) -> float:

@@ -33,11 +33,13 @@ def main(paths: list[str]) -> None:
     data = load(paths)
     machine = data["machine"]
     runs = f", then of {data['runs']} runs" if data["runs"] > 1 else ""
+    gflops = machine.get("sgemm_gflops")
+    peak = f"; float32 GEMM peak {gflops:.0f} GFLOP/s" if gflops else ""
     print(
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads; "
         f"NumPy {machine['numpy']} ({', '.join(machine.get('blas', []))}), "
         f"PyTorch {machine.get('torch', '-')}; {data['dtype']}, median of {data['repeats']} "
-        f"repeats{runs}."
+        f"repeats{runs}; {data.get('isolation', 'one process')}{peak}."
     )
     print()
     names = sorted({n for r in data["results"] for n in r["seconds"]} - {"torch", "scipy"})

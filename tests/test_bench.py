@@ -1,64 +1,123 @@
-"""``npconv bench`` end to end on the tiny suite: table, JSON and PNG."""
+"""``npconv bench`` end to end on the tiny suite: workers, header, table, JSON and PNG."""
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 
 import numpy as np
 import pytest
 
 import npconv
-from npconv._bench import SUITES, _scipy_peer, run_bench
+from npconv._bench import SUITES, _describe, run_bench
+from npconv._bench_worker import contender_run, measure, operands
 from npconv._cli import main
+from npconv.grad import conv_backward
+
+HEADER = ("CPU:", "cores", "threads", "GEMM peak", "GFLOP/s", "Load average", "BLAS:", "kernel")
+HEADER += ("numpy ", "torch ", "numba ", "OPENBLAS_CORETYPE")
 
 
-def test_bench_command_writes_json_and_png(tmp_path, capsys):
+def _check_times(record, contenders):
+    """Every contender timed in a process of its own; ratios positive and finite."""
+    assert set(record["seconds"]) == set(contenders)
+    pids = record["pid"]
+    assert os.getpid() not in pids.values() and len(set(pids.values())) == len(contenders)
+    for name in contenders:
+        assert record["seconds"][name] > 0 and record["first_call_seconds"][name] > 0
+        assert record["minor_faults_per_call"][name] >= 0
+        ratio = record["seconds"]["torch"] / record["seconds"][name]
+        assert ratio > 0 and math.isfinite(ratio)
+    assert record["auto_peak_temp_bytes"] >= 0
+
+
+def test_bench_command_times_each_contender_in_its_own_process(tmp_path, capsys):
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
-    status = main(
-        [
-            "bench",
-            "--suite",
-            "tiny",
-            "--repeats",
-            "1",
-            "--against",
-            "torch,scipy",
-            "--algorithms",
-            "auto,im2col",
-            "--json",
-            str(out_json),
-            "--plot",
-            str(out_png),
-        ]
-    )
-    assert status == 0
-    table = capsys.readouterr().out
-    assert "GFLOP/s" in table and "auto vs torch over 2 cases" in table
+    argv = ["bench", "--suite", "notes,tiny", "--only", "dw", "--repeats", "1"]
+    argv += ["--against", "torch,scipy", "--algorithms", "auto,im2col"]
+    assert main([*argv, "--json", str(out_json), "--plot", str(out_png)]) == 0
+    out = capsys.readouterr().out
+    assert all(field in out for field in HEADER), out
+    assert "x torch" in out and "first call +ms" in out and "faults/call" in out
+    assert "auto vs torch (forward) over 1 cases" in out and "auto's first call" in out
     data = json.loads(out_json.read_text())
-    assert data["suite"] == "tiny" and data["machine"]["threads"] >= 1
-    assert [r["case"] for r in data["results"]] == [c.name for c in SUITES["tiny"]]
-    for record in data["results"]:
-        assert set(record["seconds"]) == {"auto", "im2col", "torch", "scipy"}
-        assert record["auto_choice"] in npconv.algorithms()
+    assert data["suite"] == "notes,tiny" and data["mode"] == "forward"
+    assert data["machine"]["threads"] == npconv.get_threads()
+    assert data["machine"]["sgemm_gflops"] > 0 and data["machine"]["numpy"] == np.__version__
+    [record] = data["results"]
+    assert record["case"] == "tiny dw 3x3 4 @8 b1"
+    _check_times(record, ["auto", "im2col", "torch", "scipy"])
+    assert record["auto_choice"] in npconv.algorithms()
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_scipy_peer_computes_the_same_convolution(rng):
-    case = SUITES["notes"][2]  # NHWC, stride 2
-    x = rng.standard_normal(case.x_shape)
-    w = rng.standard_normal(case.w_shape)
-    y = _scipy_peer(case, x, w)()  # NCHW
-    expected = npconv.conv(x, w, layout="NHWC", **case.kwargs)
-    np.testing.assert_allclose(np.moveaxis(y, 1, -1), expected, atol=1e-10)
+def test_bench_backward_against_torch_autograd(capsys):
+    [record] = run_bench(
+        "tiny", only="3x3 4->4", backward=True, warm_allocator=True, repeats=1, quiet=True
+    )
+    _check_times(record, ["auto", "torch"])
+    forward = SUITES["tiny"][0].spec().flops
+    assert record["gflop"] == pytest.approx(2 * forward / 1e9)  # two gradients
+    out = capsys.readouterr().out
+    assert "backward" in out.splitlines()[0] and "allocator warmed" in out.splitlines()[0]
+    assert "auto vs torch (backward) over 1 cases" in out
+
+
+def test_bench_in_one_process_runs_every_contender_here():
+    [record] = run_bench("tiny", only="dw", repeats=1, one_process=True, quiet=True)
+    assert set(record["pid"].values()) == {os.getpid()}
+    assert set(record["seconds"]) == {"auto", "torch"}
+
+
+@pytest.mark.parametrize("case", [SUITES["notes"][2], SUITES["tiny"][1]])  # NHWC /2; groups
+def test_the_peers_compute_the_same_convolution_and_gradients(case):
+    x, w, gy = operands(case, "float64", seed=3)
+    options = case.options()
+    y = contender_run("forward", "torch", case, x, w, gy)().numpy()  # NCHW
+    y_scipy = contender_run("forward", "scipy", case, x, w, gy)()  # NCHW
+    expected = npconv.conv(x, w, **options)
+    if case.layout == "NHWC":
+        expected = np.moveaxis(expected, -1, 1)  # (N, O, *out)
+    np.testing.assert_allclose(y, expected, atol=1e-10)
+    np.testing.assert_allclose(y_scipy, expected, atol=1e-10)
+    gx, gw = contender_run("backward", "torch", case, x, w, gy)()
+    grads = conv_backward(gy, x, w, needs=("input", "weight"), **options)
+    np.testing.assert_allclose(gx.numpy(), grads.input, atol=1e-10)
+    gw_expected = grads.weight  # (O, C/G, *kernel) for PyTorch
+    if case.layout == "NHWC":
+        gw_expected = np.moveaxis(gw_expected, (-1, -2), (0, 1))
+    np.testing.assert_allclose(gw.numpy(), gw_expected, atol=1e-10)
+
+
+def test_header_names_the_openblas_caps(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    machine = measure({"kind": "machine", "threads": 1})
+    assert machine["openblas_caps"] == {"OPENBLAS_L2_SIZE": "1048576"}
+    lines = _describe(machine, repeats=3, one_process=False)
+    assert any("OPENBLAS_L2_SIZE=1048576 is set: it caps the kernel" in line for line in lines)
+    blas = [p for p in machine["thread_pools"] if p["user_api"] == "blas"]
+    assert blas and all(p["architecture"] for p in blas if p["internal_api"] == "openblas")
+
+
+def test_an_unsupported_contender_is_reported_not_timed(capsys):
+    # col2im computes input gradients only
+    [record] = run_bench(
+        "tiny", only="dw", algorithms=["col2im"], against=[], repeats=1, quiet=True
+    )
+    assert record["seconds"] == {} and "col2im" in record["unsupported"]
+    assert "col2im cannot run tiny dw 3x3 4 @8 b1" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(suite="huge"), "bench: unknown suite 'huge'"),
+        (dict(suite="tiny,huge"), "bench: unknown suite 'huge'"),
         (dict(suite="tiny", against=["tf"]), "bench: unknown peer 'tf'"),
         (dict(suite="tiny", algorithms=["fastest"]), r"bench: unknown algorithms \['fastest'\]"),
+        (dict(suite="tiny", against=["scipy"], backward=True), "compared with torch only"),
+        (dict(suite="tiny", only="7x7"), "bench: no layer of suite 'tiny' has '7x7' in its name"),
     ],
 )
 def test_bench_errors(kwargs, match):
@@ -69,4 +128,12 @@ def test_bench_errors(kwargs, match):
 def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
     with pytest.raises(RuntimeError, match=r"bench: --plot needs matplotlib"):
-        run_bench("tiny", repeats=1, against=[], plot_path=str(tmp_path / "x.png"), quiet=True)
+        run_bench(
+            "tiny",
+            only="dw",
+            repeats=1,
+            against=[],
+            one_process=True,
+            plot_path=str(tmp_path / "x.png"),
+            quiet=True,
+        )

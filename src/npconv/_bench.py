@@ -1,9 +1,15 @@
 """``npconv bench``: npconv's algorithms against PyTorch and SciPy on a suite of layers.
 
-Every contender runs in this process, on the same arrays, with the same thread count
-(:func:`npconv.get_threads`, given to ``torch.set_num_threads``): one warm-up run, then
-the median of ``repeats`` timed runs.  The peak temporary memory of ``auto`` is measured
-separately with :mod:`tracemalloc` (allocations beyond the result itself).
+Every contender is timed on every layer in a fresh interpreter of its own
+(``python -m npconv._bench_worker``, one after the other, never two at once), on the
+same arrays (same seed, same shapes) with the same thread count
+(:func:`npconv.get_threads`, given to ``torch.set_num_threads``): the first call (with
+an empty numba cache, so compilation included), one warm-up, then the median of
+``repeats`` timed calls.  In one process, the threads
+that OpenBLAS and PyTorch's OpenMP keep spinning after each call would slow the other
+library (``one_process=True`` measures just that).  The header describes the machine as
+a worker sees it: CPU, BLAS libraries and their kernels, versions, and its float32 GEMM
+peak.  Conclusions are ratios, torch's time over npconv's (> 1: npconv is faster).
 """
 
 from __future__ import annotations
@@ -11,177 +17,51 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import statistics
-import tracemalloc
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
 
-from ._api import conv
-from ._autotune import median_seconds
-from ._spec import ConvSpec
+from ._bench_suites import SUITES, Case
+from ._bench_worker import OPENBLAS_CAPS, SGEMM_SIZE, measure
 from ._threads import get_threads
 from .algorithms import REGISTRY
 
 __all__ = ["SUITES", "Case", "run_bench"]
 
-#: Warm-up runs longer than this are not repeated (the warm-up time is reported).
-SLOW_SECONDS = 3.0
+PEERS = ("scipy", "torch")
+Runner = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class Case:
-    """One layer: input and weight shapes in ``layout`` plus conv keywords."""
-
-    name: str
-    x_shape: tuple[int, ...]
-    w_shape: tuple[int, ...]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    layout: str = "NCHW"
-
-    def spec(self) -> ConvSpec:
-        return ConvSpec.build(self.x_shape, self.w_shape, layout=self.layout, **self.kwargs)
-
-
-def _layer(
-    name: str, n: int, c: int, o: int, size: int, k: int, stride: int = 1, groups: int = 1
-) -> Case:
-    kwargs = {"stride": stride, "padding": k // 2, "groups": groups}
-    return Case(f"{name} b{n}", (n, c, size, size), (o, c // groups, k, k), kwargs)
-
-
-def _resnet() -> list[Case]:
-    layers = [
-        ("stem 7x7/2 3->64 @224", 3, 64, 224, 7, 2),
-        ("3x3 64->64 @56", 64, 64, 56, 3, 1),
-        ("3x3 128->128 @28", 128, 128, 28, 3, 1),
-        ("3x3 256->256 @14", 256, 256, 14, 3, 1),
-        ("3x3 512->512 @7", 512, 512, 7, 3, 1),
-        ("1x1 256->64 @56", 256, 64, 56, 1, 1),
-        ("1x1 512->128 @28", 512, 128, 28, 1, 1),
-        ("3x3/2 128->128 @56", 128, 128, 56, 3, 2),
-    ]
-    return [_layer(name, n, *args) for n in (1, 8) for name, *args in layers]
-
-
-SUITES: dict[str, list[Case]] = {
-    "notes": [
-        Case("notes 10x32x32x8 * 3x3x8x16", (10, 32, 32, 8), (3, 3, 8, 16), layout="NHWC"),
-        Case("notes 100x32x32x3 * 3x3x3x16", (100, 32, 32, 3), (3, 3, 3, 16), layout="NHWC"),
-        Case("notes 33x33x3 * 5x5x3 /2", (1, 33, 33, 3), (5, 5, 3, 1), {"stride": 2}, "NHWC"),
-    ],
-    "resnet": _resnet(),
-    "vgg": [_layer("vgg 3x3 64->64 @224", n, 64, 64, 224, 3) for n in (1, 8)],
-    "mobilenet": [
-        _layer("mbv2 dw 3x3 144 @56", 1, 144, 144, 56, 3, groups=144),
-        _layer("mbv2 dw 3x3 384 @14", 1, 384, 384, 14, 3, groups=384),
-        _layer("mbv2 1x1 24->144 @56", 1, 24, 144, 56, 1),
-        _layer("mbv2 1x1 64->384 @14", 1, 64, 384, 14, 1),
-    ],
-    "tiny": [  # a quick smoke test of the command itself
-        _layer("tiny 3x3 4->4 @8", 2, 4, 4, 8, 3),
-        _layer("tiny dw 3x3 4 @8", 1, 4, 4, 8, 3, groups=4),
-    ],
-}
-SUITES["all"] = [c for key in ("notes", "resnet", "vgg", "mobilenet") for c in SUITES[key]]
-
-
-def _peak_temporary_bytes(run: Callable[[], np.ndarray]) -> int:
-    """Peak bytes allocated during ``run()`` beyond those of its result."""
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        y = run()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return max(peak - y.nbytes, 0)
-
-
-def _torch_peer() -> Callable[[Case, np.ndarray, np.ndarray], Callable[[], Any]] | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(get_threads())
-
-    def prepare(case: Case, x: np.ndarray, w: np.ndarray) -> Callable[[], Any]:
-        spec = case.spec()
-        xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-        if case.layout == "NHWC":  # PyTorch wants NCHW / OIHW: a view, permuted
-            xt = xt.movedim(-1, 1)
-            wt = wt.movedim((-1, -2), (0, 1))
-        fn = getattr(torch.nn.functional, f"conv{spec.nd}d")
-        pads = [p for pair in spec.pads for p in pair]
-        symmetric = all(lo == hi for lo, hi in spec.pads)
-
-        def run() -> Any:
-            with torch.no_grad():
-                inp = xt if symmetric else torch.nn.functional.pad(xt, pads[::-1])
-                padding = [lo for lo, _ in spec.pads] if symmetric else 0
-                return fn(inp, wt, stride=spec.stride, padding=padding, groups=spec.groups)
-
-        return run
-
-    return prepare
-
-
-def _scipy_peer(case: Case, x: np.ndarray, w: np.ndarray) -> Callable[[], Any]:
-    """``scipy.signal.correlate`` (direct or FFT, its own choice) per output channel."""
-    import scipy.signal
-
-    from ._windows import canonical_input, canonical_weight
-
-    spec = case.spec()
-    cg, og = spec.group_in, spec.group_out
-
-    def run() -> np.ndarray:
-        xp = np.moveaxis(canonical_input(x, spec), -1, 1)  # (N, C, *padded)
-        wc = np.moveaxis(canonical_weight(w, spec), (-1, -2), (0, 1))  # (O, C/G, *kernel)
-        keep = tuple(slice(None, None, s) for s in spec.stride)
-        y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=x.dtype)
-        for o in range(spec.out_channels):
-            g = o // og
-            full = scipy.signal.correlate(xp[:, g * cg : (g + 1) * cg], wc[o][None], mode="valid")
-            y[:, o] = full[tuple([slice(None), 0, *keep])]
-        return y
-
-    return run
-
-
-def machine() -> dict[str, Any]:
-    """A short description of this machine and the libraries that run the products."""
-    info: dict[str, Any] = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "threads": get_threads(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        info["cpu"] = names[0] if names else info["cpu"]
-    except OSError:
-        pass
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["blas"] = sorted({f"{i['internal_api']} {i['version']}" for i in threadpool_info()})
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-    except ImportError:
-        pass
-    return info
+def _in_worker(job: dict[str, Any]) -> dict[str, Any]:
+    """``measure(job)`` in a fresh interpreter that imports this same npconv, with an
+    empty numba cache of its own (so that a first call includes any compilation)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds npconv/
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryDirectory(prefix="npconv-bench-numba-") as cache:
+        done = subprocess.run(
+            [sys.executable, "-m", "npconv._bench_worker"],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": path, "NUMBA_CACHE_DIR": cache},
+            check=False,
+        )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        what = job.get("contender", job["kind"])
+        where = f" on {job['case']['name']}" if "case" in job else ""
+        raise RuntimeError(
+            f"bench: the worker timing {what}{where} exited with status {done.returncode}:\n"
+            f"{done.stderr[-2000:]}"
+        )
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
 
 
 @contextmanager
@@ -196,6 +76,22 @@ def _progress(total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda label: progress.update(task, advance=1, description=label)
 
 
+def _check_arguments(
+    suite: str, algorithms: Sequence[str], against: Sequence[str], backward: bool
+) -> None:
+    for name in suite.split(","):
+        if name not in SUITES:
+            raise ValueError(f"bench: unknown suite {name!r}; choose from {sorted(SUITES)}")
+    unknown = [a for a in algorithms if a != "auto" and a not in REGISTRY]
+    if unknown:
+        raise ValueError(f"bench: unknown algorithms {unknown}; choose from {['auto', *REGISTRY]}")
+    for peer in against:
+        if peer not in PEERS:
+            raise ValueError(f"bench: unknown peer {peer!r}; choose from {list(PEERS)}")
+    if backward and "scipy" in against:
+        raise ValueError("bench: the backward pass is compared with torch only, not scipy")
+
+
 def run_bench(
     suite: str = "all",
     *,
@@ -203,89 +99,151 @@ def run_bench(
     against: Sequence[str] = ("torch",),
     algorithms: Sequence[str] = ("auto",),
     repeats: int = 5,
+    backward: bool = False,
+    only: str | None = None,
+    one_process: bool = False,
+    warm_allocator: bool = False,
     json_path: str | None = None,
     plot_path: str | None = None,
     print_fn: Callable[[str], None] = print,
     quiet: bool = False,
 ) -> list[dict[str, Any]]:
-    """Time ``algorithms`` and the peers on ``suite``; print a table; return the records.
+    """Time ``algorithms`` and the peers on ``suite``; print a header and a table.
 
-    Each record holds the case, its GFLOP (``ConvSpec.flops``), the seconds of every
-    contender, ``auto``'s choice and peak temporary bytes.
+    Parameters
+    ----------
+    suite : str
+        A key of :data:`SUITES`, or several separated by commas; ``only`` keeps the
+        layers whose name contains it.
+    dtype, repeats
+        The arrays' dtype; timed calls per contender and layer (median).
+    against : sequence of {"torch", "scipy"}
+        The peers (torch is the reference of every ratio).
+    algorithms : sequence of str
+        ``"auto"`` and names of :func:`npconv.algorithms`.
+    backward : bool
+        Time ``npconv.grad.conv_backward`` (input and weight gradients) against
+        ``torch.autograd.grad`` instead of the forward convolution.
+    one_process : bool
+        Time every contender in this process instead of one fresh process each.
+    warm_allocator : bool
+        Free a large block in each worker before timing
+        (:func:`npconv._bench_worker.warm_allocator`): temporaries then come from the
+        heap, as in a long-running process, instead of fresh pages (page faults).
+    json_path, plot_path : str, optional
+        Where to write the results (JSON) and a bar chart of the ratios (PNG).
+
+    Returns
+    -------
+    list of dict
+        A record per layer: the case, its GFLOP (``ConvSpec.flops``, twice that for the
+        backward pass), and per contender the median, first-call seconds and minor page
+        faults per call; ``auto``'s choice and peak temporary bytes.
+
+    Raises
+    ------
+    ValueError
+        An unknown suite, algorithm or peer; ``only`` matching no layer of the suite.
     """
-    if suite not in SUITES:
-        raise ValueError(f"bench: unknown suite {suite!r}; choose one of {sorted(SUITES)}")
-    unknown = [a for a in algorithms if a != "auto" and a not in REGISTRY]
-    if unknown:
-        raise ValueError(f"bench: unknown algorithms {unknown}; choose from {['auto', *REGISTRY]}")
-    peers: dict[str, Callable[[Case, np.ndarray, np.ndarray], Callable[[], Any]]] = {}
-    for peer in against:
-        if peer == "torch":
-            prepare = _torch_peer()
-            if prepare is None:
-                print_fn("PyTorch is not installed: no torch column.")
-                continue
-            peers["torch"] = prepare
-        elif peer == "scipy":
-            peers["scipy"] = _scipy_peer
-        else:
-            raise ValueError(f"bench: unknown peer {peer!r}; choose from ['scipy', 'torch']")
-
-    cases = SUITES[suite]
-    rng = np.random.default_rng(0)
-    records = []
-    with _progress(len(cases) * (len(algorithms) + len(peers) + 1), quiet) as step:
-        for case in cases:
-            x = rng.standard_normal(case.x_shape).astype(dtype)
-            w = rng.standard_normal(case.w_shape).astype(dtype)
-            records.append(_measure(case, x, w, algorithms, peers, repeats, step))
-    _print_table(records, algorithms, list(peers), print_fn)
+    _check_arguments(suite, algorithms, against, backward)
+    cases = [c for key in suite.split(",") for c in SUITES[key] if only is None or only in c.name]
+    if not cases:
+        raise ValueError(f"bench: no layer of suite {suite!r} has {only!r} in its name")
+    runner: Runner = measure if one_process else _in_worker
+    kind = "backward" if backward else "forward"
+    contenders = [*algorithms, *against]
+    job = {"kind": kind, "dtype": dtype, "threads": get_threads(), "repeats": repeats, "seed": 0}
+    job["warm_allocator"] = warm_allocator
+    machine = runner({**job, "kind": "machine"})
+    isolation = "one process" if one_process else "a fresh process per contender and layer"
+    header = f"{suite} suite, {kind}, {dtype}, {len(cases)} layers, {isolation}"
+    header += ", allocator warmed (a large block freed first)" if warm_allocator else ""
+    for line in [header, *_describe(machine, repeats, one_process)]:
+        print_fn(line)
+    with _progress(len(cases) * len(contenders), quiet) as step:
+        records = [_measure(case, contenders, job, runner, step) for case in cases]
+    _print_table(records, contenders, print_fn)
+    _print_conclusions(records, algorithms, kind, print_fn)
     if json_path:
+        payload = {"machine": machine, "mode": kind, "isolation": isolation, "suite": suite}
+        settings = {"warm_allocator": warm_allocator, "dtype": dtype, "repeats": repeats}
         with open(json_path, "w") as f:
-            payload = {"machine": machine(), "dtype": dtype, "repeats": repeats, "suite": suite}
-            json.dump({**payload, "results": records}, f, indent=1)
+            json.dump({**payload, **settings, "results": records}, f)
     if plot_path:
-        _plot(records, algorithms, plot_path)
+        _plot(records, algorithms, kind, plot_path)
     return records
 
 
 def _measure(
     case: Case,
-    x: np.ndarray,
-    w: np.ndarray,
-    algorithms: Sequence[str],
-    peers: dict[str, Callable[[Case, np.ndarray, np.ndarray], Callable[[], Any]]],
-    repeats: int,
+    contenders: Sequence[str],
+    job: dict[str, Any],
+    runner: Runner,
     step: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Time every contender on one case; measure auto's memory; return the record."""
-    from ._autotune import explain
-
+    """Time every contender on one case (one worker each); return the case's record."""
     spec = case.spec()
-    options = dict(layout=case.layout, **case.kwargs)
-    times: dict[str, float] = {}
-    for name in algorithms:
-        step(f"{case.name}: {name}")
-        if name == "auto" or REGISTRY[name].unsupported(spec, x.dtype) is None:
-            times[name] = median_seconds(
-                partial(conv, x, w, algorithm=name, **options), repeats, SLOW_SECONDS
-            )
-    for peer, prepare in peers.items():
-        step(f"{case.name}: {peer}")
-        times[peer] = median_seconds(prepare(case, x, w), repeats, SLOW_SECONDS)
-    step(f"{case.name}: memory")
-    return {
+    record: dict[str, Any] = {
         "case": case.name,
         "x_shape": list(case.x_shape),
         "w_shape": list(case.w_shape),
         "layout": case.layout,
         "options": case.kwargs,
-        "gflop": spec.flops / 1e9,
-        "output_bytes": math.prod(spec.output_shape) * x.dtype.itemsize,
-        "auto_choice": explain(x, w, **options).algorithm,
-        "auto_peak_temp_bytes": _peak_temporary_bytes(partial(conv, x, w, **options)),
-        "seconds": times,
+        "gflop": spec.flops * (2 if job["kind"] == "backward" else 1) / 1e9,
+        "output_bytes": math.prod(spec.output_shape) * np.dtype(job["dtype"]).itemsize,
+        "seconds": {},
+        "first_call_seconds": {},
+        "minor_faults_per_call": {},
+        "pid": {},  # the process that timed each contender
+        "unsupported": {},
     }
+    for name in contenders:
+        step(f"{case.name}: {name}")
+        forced = name in REGISTRY and job["kind"] == "forward"
+        reason = REGISTRY[name].unsupported(spec, np.dtype(job["dtype"])) if forced else None
+        if reason is None:
+            result = runner({**job, "contender": name, "case": case.to_json()})
+        else:
+            result = {"unsupported": reason}
+        if "unsupported" in result:
+            record["unsupported"][name] = result["unsupported"]
+            continue
+        for key in ("seconds", "first_call_seconds", "minor_faults_per_call", "pid"):
+            record[key][name] = result[key]
+        for key in ("auto_choice", "auto_peak_temp_bytes"):
+            if key in result:
+                record[key] = result[key]
+    return record
+
+
+def _describe(machine: dict[str, Any], repeats: int, one_process: bool) -> list[str]:
+    """The header's lines: what ran the products, and how it was timed."""
+    fresh = "" if one_process else " (in a fresh process, with an empty numba cache)"
+    pools = machine["thread_pools"]
+    load = machine["load_average"]
+    lines = [
+        f"CPU: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads; "
+        f"float32 GEMM peak {machine['sgemm_gflops']:.1f} GFLOP/s "
+        f"({SGEMM_SIZE}x{SGEMM_SIZE} matmul, fastest of 3)",
+        "Load average: "
+        + ("unknown" if load is None else f"{load:.2f} (other work on the cores skews the times)"),
+        "BLAS: " + ("; ".join(machine["blas"]) or "none loaded")
+        if isinstance(pools, list)
+        else f"BLAS: {pools}",
+        f"Python {machine['python']}, numpy {machine['numpy']}, "
+        f"torch {machine['torch'] or 'not installed'}, numba {machine['numba'] or 'not installed'}",
+        f"Timing: the first call{fresh}, one warm-up, then the median of {repeats} calls",
+    ]
+    caps = machine["openblas_caps"]
+    if caps:
+        settings = ", ".join(f"{key}={value}" for key, value in caps.items())
+        lines.append(
+            f"{settings} is set: it caps the kernel OpenBLAS picks for this CPU "
+            f"(unset {' and '.join(caps)} to time the CPU's own kernel)"
+        )
+    else:
+        lines.append(f"{' and '.join(OPENBLAS_CAPS)} are not set")
+    return lines
 
 
 def _ratio(record: dict[str, Any], name: str) -> float | None:
@@ -297,19 +255,19 @@ def _ratio(record: dict[str, Any], name: str) -> float | None:
 
 
 def _print_table(
-    records: list[dict[str, Any]],
-    algorithms: Sequence[str],
-    peers: list[str],
-    print_fn: Callable[[str], None],
+    records: list[dict[str, Any]], contenders: Sequence[str], print_fn: Callable[[str], None]
 ) -> None:
-    header = ["case", "contender", "ms", "GFLOP/s", "x torch", "auto uses", "peak temp MiB"]
+    header = ["case", "contender", "ms", "GFLOP/s", "x torch", "first call +ms", "faults/call"]
+    header += ["auto uses", "peak temp MiB"]
     rows = []
     for rec in records:
-        for name in [*algorithms, *peers]:
+        for name in contenders:
             if name not in rec["seconds"]:
                 continue
             seconds = rec["seconds"][name]
             ratio = _ratio(rec, name)
+            faults = rec["minor_faults_per_call"][name]
+            auto = name == "auto"
             rows.append(
                 [
                     rec["case"],
@@ -317,22 +275,50 @@ def _print_table(
                     f"{seconds * 1e3:.2f}",
                     f"{rec['gflop'] / seconds:.1f}",
                     "-" if ratio is None else f"{ratio:.2f}",
-                    rec["auto_choice"] if name == "auto" else "",
-                    f"{rec['auto_peak_temp_bytes'] / 2**20:.1f}" if name == "auto" else "",
+                    f"{(rec['first_call_seconds'][name] - seconds) * 1e3:.1f}",
+                    "-" if faults is None else f"{faults:.0f}",
+                    rec.get("auto_choice", "") if auto else "",
+                    f"{rec['auto_peak_temp_bytes'] / 2**20:.1f}" if auto else "",
                 ]
             )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, ["-" * w for w in widths], *rows]:
         print_fn("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    ratios = [r for r in (_ratio(rec, "auto") for rec in records) if r is not None]
-    if ratios:
-        print_fn(
-            f"auto vs torch over {len(ratios)} cases: median {statistics.median(ratios):.2f}x, "
-            f"min {min(ratios):.2f}x, max {max(ratios):.2f}x (> 1: faster than torch)"
-        )
+    for rec in records:
+        for name, why in rec["unsupported"].items():
+            print_fn(f"{name} cannot run {rec['case']}: {why}")
 
 
-def _plot(records: list[dict[str, Any]], algorithms: Sequence[str], path: str) -> None:
+def _print_conclusions(
+    records: list[dict[str, Any]],
+    algorithms: Sequence[str],
+    kind: str,
+    print_fn: Callable[[str], None],
+) -> None:
+    """Ratios only: npconv against torch, and each first call against the steady state."""
+    for name in algorithms:
+        ratios = [r for r in (_ratio(rec, name) for rec in records) if r is not None]
+        if ratios:
+            print_fn(
+                f"{name} vs torch ({kind}) over {len(ratios)} cases: median "
+                f"{statistics.median(ratios):.2f}x, min {min(ratios):.2f}x, "
+                f"max {max(ratios):.2f}x (torch's time / npconv's: > 1 is npconv faster)"
+            )
+        first = {
+            rec["case"]: rec["first_call_seconds"][name] / rec["seconds"][name]
+            for rec in records
+            if name in rec["seconds"]
+        }
+        if first:
+            worst = max(first, key=first.__getitem__)
+            print_fn(
+                f"{name}'s first call: median "
+                f"{statistics.median(first.values()):.1f}x its steady time, at most "
+                f"{first[worst]:.1f}x ({worst})"
+            )
+
+
+def _plot(records: list[dict[str, Any]], algorithms: Sequence[str], kind: str, path: str) -> None:
     try:
         import matplotlib
 
@@ -352,7 +338,7 @@ def _plot(records: list[dict[str, Any]], algorithms: Sequence[str], path: str) -
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_yticks(positions + height * (len(names) - 1) / 2, [r["case"] for r in records])
     ax.set_xlabel("speed relative to PyTorch (> 1: faster)")
-    ax.set_title(f"npconv vs PyTorch, threads: {get_threads()}")
+    ax.set_title(f"npconv vs PyTorch, {kind}, threads: {get_threads()}")
     ax.set_ylim(len(records), -1)
     ax.legend(loc="lower right")
     fig.tight_layout()

@@ -36,7 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = commands.add_parser(
         "bench", help="time npconv against PyTorch (and SciPy) on a suite of layers"
     )
-    bench.add_argument("--suite", default="all", help="notes, resnet, mobilenet, vgg, tiny or all")
+    bench.add_argument(
+        "--suite",
+        default="all",
+        help="notes, resnet, mobilenet, vgg, tiny or all (several: comma-separated)",
+    )
     bench.add_argument("--dtype", default="float32", help="dtype of the arrays (default float32)")
     bench.add_argument("--against", default="torch", help="comma-separated peers: torch,scipy")
     bench.add_argument(
@@ -46,6 +50,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--threads", type=int, help="threads for npconv, BLAS and the peers")
     bench.add_argument("--json", metavar="FILE", help="write the results as JSON")
     bench.add_argument("--plot", metavar="FILE", help="draw a PNG bar chart (needs matplotlib)")
+    bench.add_argument(
+        "--backward",
+        action="store_true",
+        help="time the input and weight gradients (npconv.grad) against torch.autograd",
+    )
+    bench.add_argument("--only", metavar="TEXT", help="only the layers whose name contains TEXT")
+    bench.add_argument(
+        "--one-process",
+        action="store_true",
+        help="time every contender in this process, not one fresh process each "
+        "(shows what the libraries' spinning threads cost each other)",
+    )
+    bench.add_argument(
+        "--warm-allocator",
+        action="store_true",
+        help="free a 30 MiB block in each worker first, so that temporaries come from the "
+        "heap as in a long-running process rather than from fresh pages",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "onnx":
@@ -65,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             against=[p for p in args.against.split(",") if p],
             algorithms=[a for a in args.algorithms.split(",") if a],
             repeats=args.repeats,
+            backward=args.backward,
+            only=args.only,
+            one_process=args.one_process,
+            warm_allocator=args.warm_allocator,
             json_path=args.json,
             plot_path=args.plot,
         )
