@@ -25,7 +25,19 @@ from functools import partial
 import numpy as np
 
 from .._spec import ConvSpec
-from . import col2im, depthwise, einsum, fft, im2col, matrix, naive, shifted, winograd
+from . import (
+    _jit,
+    col2im,
+    depthwise,
+    depthwise_jit,
+    einsum,
+    fft,
+    im2col,
+    matrix,
+    naive,
+    shifted,
+    winograd,
+)
 
 __all__ = ["REGISTRY", "Algorithm", "Kernel"]
 
@@ -66,6 +78,10 @@ class Algorithm:
     #: dispatch computes by a direct algorithm instead.  None for a direct algorithm, whose
     #: every intermediate value is a partial sum of the definition's products.
     growth: Callable[[ConvSpec], float] | None = None
+    #: Its functions take the unpadded input, ``(N, *in_size, C)`` or ``(N, C, *in_size)``,
+    #: and apply the spec's zero pads themselves; for another padding mode the dispatch
+    #: pads and passes :meth:`ConvSpec.valid`.
+    pads_itself: bool = False
 
     def unsupported(self, spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> str | None:
         """Why this algorithm's own function cannot run ``spec`` in ``dtype``, or None.
@@ -156,6 +172,17 @@ REGISTRY: dict[str, Algorithm] = {
             "per-channel multiply-accumulate over kernel offsets, for groups == channels",
             depthwise.work,
             depthwise.conv,
+        ),
+        Algorithm(
+            "depthwise_jit",
+            "compiled per-channel taps (numba): depthwise layers, any groups; pads itself",
+            depthwise_jit.work,
+            depthwise_jit.conv,
+            fn_channels_first=depthwise_jit.conv_channels_first,
+            python_ints=False,
+            limits=_jit.needs_numba,
+            adds_bias=True,
+            pads_itself=True,
         ),
         Algorithm(
             "col2im",
