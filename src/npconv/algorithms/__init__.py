@@ -37,6 +37,7 @@ from . import (
     naive,
     shifted,
     winograd,
+    winograd_jit,
 )
 
 __all__ = ["REGISTRY", "Algorithm", "Kernel"]
@@ -157,6 +158,19 @@ REGISTRY: dict[str, Algorithm] = {
             error_scale=2.0,
             limits=winograd.unsupported,
             growth=partial(winograd.growth, tile=2),
+        ),
+        Algorithm(
+            "winograd_jit",
+            "Winograd F(4x4, 3x3), compiled transforms (numba) around BLAS; pads itself",
+            winograd_jit.work,
+            winograd_jit.conv,
+            dims=(2,),
+            exact_integers=False,
+            error_scale=10.0,  # as winograd's F(4x4, 3x3)
+            limits=winograd_jit.unsupported,
+            adds_bias=True,
+            growth=winograd_jit.growth,
+            pads_itself=True,
         ),
         Algorithm(
             "fft",

@@ -74,8 +74,10 @@ class Kernel:
                     names[name] = names[name].compiled()
             fn = types.FunctionType(self.fn.__code__, names, self.fn.__name__)
             fn.__qualname__, fn.__module__ = self.fn.__qualname__, self.fn.__module__
-            parallel = "prange" in self.fn.__code__.co_names  # a helper compiles faster without
-            self._compiled = numba.njit(parallel=parallel, cache=True, nogil=True)(fn)
+            if "prange" in self.fn.__code__.co_names:
+                self._compiled = numba.njit(parallel=True, cache=True, nogil=True)(fn)
+            else:  # a helper: inlined into its callers' loops
+                self._compiled = numba.njit(cache=True, nogil=True, inline="always")(fn)
         return self._compiled
 
     def __call__(self, *args: Any) -> Any:
