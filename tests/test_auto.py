@@ -61,6 +61,7 @@ def test_auto_on_integers_is_exact_where_winograd_would_be_cheapest(rng):
     assert npconv.explain(x.astype(np.float32), w.astype(np.float32), padding=1).algorithm in {
         "winograd",
         "winograd_f2",
+        "winograd_jit",
         "fft",
         "im2col",
         "shifted",

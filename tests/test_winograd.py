@@ -86,7 +86,7 @@ def non_finite_masks(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @pytest.mark.filterwarnings("ignore:(invalid value|overflow) encountered:RuntimeWarning")
-@pytest.mark.parametrize("algorithm", ["auto", "winograd", "winograd_f2", "fft"])
+@pytest.mark.parametrize("algorithm", ["auto", "winograd", "winograd_f2", "winograd_jit", "fft"])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_non_finite_inputs_stay_where_a_direct_convolution_puts_them(algorithm, value, rng):
     """One NaN or Inf reaches the 3x3 window around it in every output channel, no more."""
@@ -103,7 +103,7 @@ def test_non_finite_inputs_stay_where_a_direct_convolution_puts_them(algorithm, 
 
 
 @pytest.mark.filterwarnings("ignore:(invalid value|overflow) encountered:RuntimeWarning")
-@pytest.mark.parametrize("algorithm", ["auto", "winograd", "winograd_f2", "fft"])
+@pytest.mark.parametrize("algorithm", ["auto", "winograd", "winograd_f2", "winograd_jit", "fft"])
 def test_non_finite_weights_stay_where_a_direct_convolution_puts_them(algorithm, rng):
     x, w = rng.standard_normal((2, 8, 12, 12)), rng.standard_normal((4, 8, 3, 3))
     w[1, 2, 0, 0], w[3, 0, 1, 1] = np.inf, np.nan
@@ -114,7 +114,7 @@ def test_non_finite_weights_stay_where_a_direct_convolution_puts_them(algorithm,
 
 
 @pytest.mark.filterwarnings("ignore:(invalid value|overflow) encountered:RuntimeWarning")
-@pytest.mark.parametrize("algorithm", ["auto", "winograd", "winograd_f2", "fft"])
+@pytest.mark.parametrize("algorithm", ["auto", "winograd", "winograd_f2", "winograd_jit", "fft"])
 def test_large_finite_float32_does_not_overflow_in_the_transforms(algorithm):
     x, w = np.full((1, 64, 32, 32), 1e37, np.float32), np.full((64, 64, 3, 3), 1e-4, np.float32)
     y = npconv.conv2d(x, w, padding=1, algorithm=algorithm)

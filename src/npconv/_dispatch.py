@@ -109,7 +109,10 @@ def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
         n = len(range(spec.batch)[block])
         part = spec if n == spec.batch else replace(spec, batch=n)
         x = problem.x[block].astype(compute, copy=False)
-        xp = canonical_input(x, part, channels_last=not first, reuse=True)
+        own_pads = algo.pads_itself and spec.padding_mode == "zeros"  # zeros it adds itself
+        xp = canonical_input(x, part.valid() if own_pads else part, channels_last=not first, reuse=True)
+        if algo.pads_itself and not own_pads:
+            part = part.valid()  # padded here (reflect, ...): nothing left for it to pad
         if fused:
             y_part = kernel(xp, wc, part, bias=b)
         else:

@@ -27,7 +27,20 @@ import numpy as np
 
 from .._spec import ConvSpec
 from .._windows import TEMPORARY_BYTES
-from . import col2im, depthwise, einsum, fft, im2col, matrix, naive, shifted, winograd
+from . import (
+    _jit,
+    col2im,
+    depthwise,
+    depthwise_jit,
+    einsum,
+    fft,
+    im2col,
+    matrix,
+    naive,
+    shifted,
+    winograd,
+    winograd_jit,
+)
 
 __all__ = ["REGISTRY", "Algorithm", "Kernel"]
 
@@ -72,6 +85,10 @@ class Algorithm:
     #: dispatch computes by a direct algorithm instead.  None for a direct algorithm, whose
     #: every intermediate value is a partial sum of the definition's products.
     growth: Callable[[ConvSpec], float] | None = None
+    #: Its functions take the unpadded input, ``(N, *in_size, C)`` or ``(N, C, *in_size)``,
+    #: and apply the spec's zero pads themselves; for another padding mode the dispatch
+    #: pads and passes :meth:`ConvSpec.valid`.
+    pads_itself: bool = False
 
     def unsupported(self, spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> str | None:
         """Why this algorithm's own function cannot run ``spec`` in ``dtype``, or None.
@@ -159,6 +176,19 @@ REGISTRY: dict[str, Algorithm] = {
             growth=partial(winograd.growth, tile=2),
         ),
         Algorithm(
+            "winograd_jit",
+            "Winograd F(4x4, 3x3), compiled transforms (numba) around BLAS; pads itself",
+            winograd_jit.work,
+            winograd_jit.conv,
+            dims=(2,),
+            exact_integers=False,
+            error_scale=10.0,  # as winograd's F(4x4, 3x3)
+            limits=winograd_jit.unsupported,
+            adds_bias=True,
+            growth=winograd_jit.growth,
+            pads_itself=True,
+        ),
+        Algorithm(
             "fft",
             "products of spectra (scipy.fft), for large kernels and images",
             fft.work,
@@ -173,6 +203,17 @@ REGISTRY: dict[str, Algorithm] = {
             "per-channel multiply-accumulate over kernel offsets, for groups == channels",
             depthwise.work,
             depthwise.conv,
+        ),
+        Algorithm(
+            "depthwise_jit",
+            "compiled per-channel taps (numba): depthwise layers, any groups; pads itself",
+            depthwise_jit.work,
+            depthwise_jit.conv,
+            fn_channels_first=depthwise_jit.conv_channels_first,
+            python_ints=False,
+            limits=_jit.needs_numba,
+            adds_bias=True,
+            pads_itself=True,
         ),
         Algorithm(
             "col2im",

@@ -1,0 +1,230 @@
+"""``depthwise_jit``: compiled direct convolution, plane by plane, for depthwise layers.
+
+In a depthwise layer (``groups == C``) every output channel ``o`` sees one input plane
+(``c = o // (O/C)``, for a channel multiplier ``O/C`` of 1 or more); in general an
+output plane sums the ``C/G`` input planes of its group.  The kernel (numba) runs one
+output plane per thread (``prange`` over ``N * O``) and, for each input plane of it:
+
+1. copies the plane into a zero-padded buffer split into stride phases (input rows and
+   columns ``p * s + r`` of phase ``r`` stored together), so that every tap of a
+   strided or dilated kernel reads one contiguous run of the buffer: zero padding is
+   fused here, and the input is never padded as a whole;
+2. adds every tap into an accumulator that starts at the bias, one vectorised pass per
+   tap over the output plane widened to the buffer's row length (the few extra columns
+   are dropped): ``acc[m] += w[tap] * buf[offset(tap) + m]``.
+
+Then it copies the plane out of the accumulator.  1-d and 2-d convolutions run as 3-d
+ones with unit leading axes.  Channels-first data go straight in and out; channels-last
+data are transposed to and from channels-first.
+
+Cost: ``N * O * C/G * prod(kernel) * prod(out)`` multiply-adds at SIMD speed, plus a copy
+of each input plane per output plane of its group and a copy of the output, on
+:func:`npconv.get_threads` threads: for depthwise layers faster than PyTorch's CPU
+convolution, for dense layers (``C/G`` large) far slower than a GEMM.  Exact for integers
+(it sums in int64, or in float64 below 2**53).  It needs numba (the ``jit`` extra); its
+kernels compile on first use for each dtype (seconds), then load from numba's cache.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from .._cost import units
+from .._spec import ConvSpec
+from .._threads import get_threads
+from ._jit import kernel, prange
+
+
+@kernel
+def _phases(x, buf, lo, stride, size):
+    """Copy plane ``x`` (D, H, W) into ``buf`` (phases, *size), zero-padded, by stride phase.
+
+    Element ``x[i]`` (i per axis) lands in phase ``(i + lo) % stride`` at position
+    ``(i + lo) // stride``, if within ``size``.
+    """
+    buf[:] = 0
+    sd, sh, sw = stride[0], stride[1], stride[2]
+    for pd in range(sd):
+        d0 = (pd - lo[0]) % sd
+        dst0 = (d0 + lo[0]) // sd
+        nd = min((x.shape[0] - d0 + sd - 1) // sd, size[0] - dst0)
+        for ph in range(sh):
+            h0 = (ph - lo[1]) % sh
+            dst1 = (h0 + lo[1]) // sh
+            nh = min((x.shape[1] - h0 + sh - 1) // sh, size[1] - dst1)
+            for pw in range(sw):
+                w0 = (pw - lo[2]) % sw
+                dst2 = (w0 + lo[2]) // sw
+                nw = min((x.shape[2] - w0 + sw - 1) // sw, size[2] - dst2)
+                dst = buf[(pd * sh + ph) * sw + pw]
+                for i in range(nd):
+                    for j in range(nh):
+                        src = x[d0 + i * sd, h0 + j * sh]
+                        dst[dst0 + i, dst1 + j, dst2 : dst2 + nw] = src[w0::sw][:nw]
+
+
+@kernel
+def _add_taps(acc, buf, taps, offsets, span):
+    """``acc[m] += taps[t] * buf[offsets[t] + m]`` for every tap ``t`` and ``m < span``.
+
+    Nine taps at a time are held in registers (one pass over ``acc`` for a 3x3 kernel),
+    the rest one pass each.
+    """
+    nine = len(taps) - len(taps) % 9
+    for t in range(0, nine, 9):
+        w0, w1, w2, w3, w4 = taps[t], taps[t + 1], taps[t + 2], taps[t + 3], taps[t + 4]
+        w5, w6, w7, w8 = taps[t + 5], taps[t + 6], taps[t + 7], taps[t + 8]
+        x0, x1, x2 = buf[offsets[t] :], buf[offsets[t + 1] :], buf[offsets[t + 2] :]
+        x3, x4, x5 = buf[offsets[t + 3] :], buf[offsets[t + 4] :], buf[offsets[t + 5] :]
+        x6, x7, x8 = buf[offsets[t + 6] :], buf[offsets[t + 7] :], buf[offsets[t + 8] :]
+        for m in range(span):
+            acc[m] += (
+                w0 * x0[m] + w1 * x1[m] + w2 * x2[m] + w3 * x3[m] + w4 * x4[m]
+                + w5 * x5[m] + w6 * x6[m] + w7 * x7[m] + w8 * x8[m]
+            )  # fmt: skip
+    for t in range(nine, len(taps)):
+        tap, x0 = taps[t], buf[offsets[t] : offsets[t] + span]
+        for m in range(span):
+            acc[m] += tap * x0[m]
+
+
+@kernel
+def _planes(x, w, b, stride, dilation, lo, out, workers):
+    """Grouped convolution of ``x`` (N, C, D, H, W) with ``w`` (O, C/G, KD, KH, KW) plus ``b``.
+
+    Returns ``(N, O, *out)``; ``lo`` are the zero pads before each axis.  The planes are
+    split into ``workers`` blocks (a few per thread).
+    """
+    o_channels, group_in = w.shape[0], w.shape[1]
+    group_out = o_channels // (x.shape[1] // group_in)
+    taps = w.shape[2] * w.shape[3] * w.shape[4]
+    # the buffer of one phase: every input position a tap reads, (Dq, Hq, Wq)
+    size = np.empty(3, np.int64)
+    for axis in range(3):
+        size[axis] = out[axis] + (w.shape[2 + axis] - 1) * dilation[axis] // stride[axis]
+    phase, rows = size[0] * size[1] * size[2], size[1] * size[2]
+    # offset of every tap in the flat buffer, which the output plane, widened to
+    # (D_out, Hq, Wq), reads from there on
+    offsets = np.empty(taps, np.int64)
+    for t in range(taps):
+        kd, kh, kw = t // (w.shape[3] * w.shape[4]), t // w.shape[4] % w.shape[3], t % w.shape[4]
+        rd, rh, rw = kd * dilation[0], kh * dilation[1], kw * dilation[2]
+        r = ((rd % stride[0]) * stride[1] + rh % stride[1]) * stride[2] + rw % stride[2]
+        q = (rd // stride[0] * size[1] + rh // stride[1]) * size[2] + rw // stride[2]
+        offsets[t] = r * phase + q
+    span = ((out[0] - 1) * size[1] + out[1] - 1) * size[2] + out[2]
+    n_phases, n_planes = stride[0] * stride[1] * stride[2], x.shape[0] * o_channels
+    y = np.empty((x.shape[0], o_channels, out[0], out[1], out[2]), x.dtype)
+    # scratch of each block of planes, allocated here (the compiler then knows that no two
+    # of these arrays overlap, and vectorises the passes without checks) and reused from
+    # plane to plane (warm in the cache)
+    blocks = min(n_planes, workers)
+    bufs = np.empty((blocks, n_phases, size[0], size[1], size[2]), x.dtype)
+    accs = np.empty((blocks, out[0] * rows), x.dtype)
+    for block in prange(blocks):
+        buf, acc = bufs[block], accs[block]
+        for p in range(block * n_planes // blocks, (block + 1) * n_planes // blocks):
+            n, o = p // o_channels, p % o_channels
+            acc[:] = b[o]
+            for c in range(group_in):  # the input channels of o's group
+                _phases(x[n, o // group_out * group_in + c], buf, lo, stride, size)
+                _add_taps(acc, buf.reshape(-1), w[o, c].reshape(-1), offsets, span)
+            for i in range(out[0]):
+                for j in range(out[1]):
+                    start = (i * size[1] + j) * size[2]
+                    y[n, o, i, j] = acc[start : start + out[2]]
+    return y
+
+
+@kernel
+def _planes_3x3(x, w, b, stride, lo, out, workers):
+    """The same for a 2-d 3x3 kernel of dilation 1 and stride 1 or 2, ``x`` (N, C, H, W).
+
+    The nine taps stay in registers: one pass per output row over three input rows.
+    """
+    o_channels, group_in = w.shape[0], w.shape[1]
+    group_out = o_channels // (x.shape[1] // group_in)
+    n_planes, oh, ow = x.shape[0] * o_channels, out[0], out[1]
+    height, width = (oh - 1) * stride + 3, (ow - 1) * stride + 3  # the rows and columns read
+    rows_in, cols_in = min(x.shape[2], height - lo[0]), min(x.shape[3], width - lo[1])
+    y = np.empty((x.shape[0], o_channels, oh, ow), x.dtype)
+    blocks = min(n_planes, workers)
+    bufs = np.zeros((blocks, height, width), x.dtype)  # zero borders, written once
+    for block in prange(blocks):
+        buf = bufs[block]
+        for p in range(block * n_planes // blocks, (block + 1) * n_planes // blocks):
+            n, o = p // o_channels, p % o_channels
+            for c in range(group_in):
+                plane = x[n, o // group_out * group_in + c]
+                buf[lo[0] : lo[0] + rows_in, lo[1] : lo[1] + cols_in] = plane[:rows_in, :cols_in]
+                k = w[o, c]
+                w0, w1, w2, w3, w4, w5 = k[0, 0], k[0, 1], k[0, 2], k[1, 0], k[1, 1], k[1, 2]
+                w6, w7, w8 = k[2, 0], k[2, 1], k[2, 2]
+                for i in range(oh):
+                    r0, r1, r2 = buf[i * stride], buf[i * stride + 1], buf[i * stride + 2]
+                    row = y[n, o, i]
+                    if c == 0:
+                        row[:] = b[o]
+                    if stride == 1:
+                        for j in range(ow):
+                            row[j] += (
+                                w0 * r0[j] + w1 * r0[j + 1] + w2 * r0[j + 2]
+                                + w3 * r1[j] + w4 * r1[j + 1] + w5 * r1[j + 2]
+                                + w6 * r2[j] + w7 * r2[j + 1] + w8 * r2[j + 2]
+                            )  # fmt: skip
+                    else:
+                        for j in range(ow):
+                            row[j] += (
+                                w0 * r0[2 * j] + w1 * r0[2 * j + 1] + w2 * r0[2 * j + 2]
+                                + w3 * r1[2 * j] + w4 * r1[2 * j + 1] + w5 * r1[2 * j + 2]
+                                + w6 * r2[2 * j] + w7 * r2[2 * j + 1] + w8 * r2[2 * j + 2]
+                            )  # fmt: skip
+    return y
+
+
+def conv_channels_first(
+    xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
+) -> np.ndarray:
+    """Depthwise convolution of an unpadded ``(N, C, *in)`` input: ``(N, O, *out)``.
+
+    ``wc`` is ``(O, C/G, *kernel)``; the spec's zero pads are applied here.
+    """
+    b = np.zeros(spec.out_channels, xp.dtype) if bias is None else bias.astype(xp.dtype)
+    x, w = np.ascontiguousarray(xp), np.ascontiguousarray(wc, dtype=xp.dtype)
+    workers = 4 * get_threads()  # blocks of planes
+    if spec.kernel == (3, 3) and spec.dilation == (1, 1) and spec.stride in ((1, 1), (2, 2)):
+        lo, out = np.array([p[0] for p in spec.pads]), np.array(spec.out_size)
+        return _planes_3x3(x, w, b, spec.stride[0], lo, out, workers)
+    lead = (1,) * (3 - spec.nd)  # 1-d and 2-d as 3-d with unit leading axes
+
+    def ints(values: tuple[int, ...], fill: int) -> np.ndarray:
+        return np.array((fill,) * len(lead) + values, dtype=np.int64)
+
+    x = x.reshape(spec.batch, spec.in_channels, *lead, *xp.shape[2:])  # (N, C, 3 axes)
+    w = w.reshape(spec.out_channels, spec.group_in, *lead, *spec.kernel)  # (O, C/G, 3 axes)
+    lo = ints(tuple(p[0] for p in spec.pads), 0)
+    stride, dilation, out = ints(spec.stride, 1), ints(spec.dilation, 1), ints(spec.out_size, 1)
+    y = _planes(x, w, b, stride, dilation, lo, out, workers)
+    return y.reshape(spec.batch, spec.out_channels, *spec.out_size)  # (N, O, *out)
+
+
+def conv(
+    xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
+) -> np.ndarray:
+    """The same on channels-last ``(N, *in, C)`` and ``(*kernel, C/G, O)``: ``(N, *out, O)``."""
+    x = np.moveaxis(xp, -1, 1)  # (N, C, *in)
+    w = np.moveaxis(wc, (-1, -2), (0, 1))  # (O, C/G, *kernel)
+    return np.moveaxis(conv_channels_first(x, w, spec, bias), 1, -1)
+
+
+def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """A vectorised multiply-add per tap and output, a pass over input and output."""
+    item = max(np.dtype(dtype).itemsize, 4)
+    outputs = spec.batch * spec.out_channels * math.prod(spec.out_size)
+    inputs = spec.batch * spec.in_channels * math.prod(spec.in_size)
+    taps = math.prod(spec.kernel) * spec.group_in
+    copies = inputs * spec.group_out  # every input plane copied once per output plane
+    return units(passes=(taps * outputs + 2 * outputs + copies) * item, calls=1)

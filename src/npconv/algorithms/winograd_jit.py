@@ -1,0 +1,194 @@
+"""``winograd_jit``: Winograd F(4x4, 3x3) with compiled (numba) transforms, GEMMs in BLAS.
+
+The minimal filtering of :mod:`npconv.algorithms.winograd` (same matrices ``AT``, ``G``,
+``BT``, from :func:`~npconv.algorithms.winograd.transforms`), for 2-d stride-1 layers with
+kernels of at most 3x3 (smaller ones padded with zero taps).  The output is cut into 4x4
+tiles, each reading a 6x6 tile of the input; per chunk of tile rows:
+
+1. a compiled kernel gathers the input tiles from the unpadded channels-last input (zero
+   padding fused: a tile row is copied into a zero band first) and transforms them,
+   ``V[a, t, c] = (BT d BT^T)[a]`` for the 36 points ``a``, vectorised over channels;
+2. 36 GEMMs (NumPy ``matmul``, one BLAS call per point and group):
+   ``M[a] = V[a] (tiles x C/G) @ U[a] (C/G x O/G)``, ``U = G w G^T`` the transformed
+   filters;
+3. a compiled kernel transforms back, ``y = AT m AT^T`` per tile, adds the bias and writes
+   the 4x4 outputs into the channels-last result (the edge tiles cropped).
+
+The transforms run on :func:`npconv.get_threads` threads (``prange`` over tile rows),
+the GEMMs on BLAS's.  Channels-first data are transposed to channels-last and back.
+
+Cost: 36/16 = 2.25 multiplications per output and input channel instead of 9, plus
+transforms proportional to ``C + O`` per tile: it wins on 3x3 layers with many
+channels.  Error: as the NumPy ``winograd`` (F(4, 3), float32: within 1e-4 of max |y| on
+unit-scale data).  Not exact for integers.  NaN, Inf and operands large enough to
+overflow in the transforms go to a direct algorithm (the row's ``growth``).  It needs
+numba (the ``jit`` extra).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+
+from .._cost import gemm, units
+from .._spec import ConvSpec
+from .._windows import chunks
+from ._jit import kernel, prange, unavailable
+from .winograd import _nd_transforms
+from .winograd import growth as _growth
+
+#: Bytes of the transformed tiles (input and product) of one chunk: a few MiB, so that
+#: they stay in the caches between the transforms and the GEMMs.
+CHUNK_BYTES = 2 * 2**20
+
+
+@kernel
+def _input_tiles(x, lo, n0, r0, rows, cols, k, v):
+    """``v[a, t, c]``: the transformed 6x6 input tiles ``t`` of tile rows ``r0..`` of
+    samples ``n0..`` of ``x`` (N, H, W, C), zero-padded by ``lo`` (top, left) and beyond.
+
+    ``k`` holds the constants 2, 4, 5 in ``x``'s dtype (a Python int would promote).
+    """
+    two, four, five = k[0], k[1], k[2]
+    channels, band_w = x.shape[3], 4 * cols + 2
+    # scratch of each tile row: its zero-padded input band and half-transformed tile
+    bands = np.zeros((v.shape[1] // cols, 6, band_w, channels), x.dtype)
+    halves = np.empty((v.shape[1] // cols, 6, 6, channels), x.dtype)
+    for p in prange(v.shape[1] // cols):  # one tile row each
+        n, h0, w0 = n0 + p // rows, 4 * (r0 + p % rows) - lo[0], -lo[1]
+        band, s = bands[p], halves[p]
+        for i in range(max(0, -h0), min(6, x.shape[1] - h0)):
+            for j in range(max(0, -w0), min(band_w, x.shape[2] - w0)):
+                for c in range(channels):
+                    band[i, j, c] = x[n, h0 + i, w0 + j, c]
+        for q in range(cols):
+            t = p * cols + q
+            for j in range(6):  # s[:, j] = BT @ d[:, j]
+                w = 4 * q + j
+                for c in range(channels):
+                    d0, d1, d2 = band[0, w, c], band[1, w, c], band[2, w, c]
+                    d3, d4, d5 = band[3, w, c], band[4, w, c], band[5, w, c]
+                    s[0, j, c] = four * d0 - five * d2 + d4
+                    s[1, j, c] = four * (d1 + d2) - (d3 + d4)
+                    s[2, j, c] = four * (d2 - d1) + (d3 - d4)
+                    s[3, j, c] = two * (d3 - d1) + (d4 - d2)
+                    s[4, j, c] = two * (d1 - d3) + (d4 - d2)
+                    s[5, j, c] = four * d1 - five * d3 + d5
+            for i in range(6):  # v[6 i + j] = (BT @ s[i])[j]
+                for c in range(channels):
+                    d0, d1, d2 = s[i, 0, c], s[i, 1, c], s[i, 2, c]
+                    d3, d4, d5 = s[i, 3, c], s[i, 4, c], s[i, 5, c]
+                    v[6 * i, t, c] = four * d0 - five * d2 + d4
+                    v[6 * i + 1, t, c] = four * (d1 + d2) - (d3 + d4)
+                    v[6 * i + 2, t, c] = four * (d2 - d1) + (d3 - d4)
+                    v[6 * i + 3, t, c] = two * (d3 - d1) + (d4 - d2)
+                    v[6 * i + 4, t, c] = two * (d1 - d3) + (d4 - d2)
+                    v[6 * i + 5, t, c] = four * d1 - five * d3 + d5
+
+
+@kernel
+def _output_tiles(m, b, n0, r0, rows, cols, k, y):
+    """Write ``AT m AT^T + b`` of the products ``m`` (36, T, O) into ``y`` (N, H, W, O).
+
+    The tiles are those of tile rows ``r0..`` of samples ``n0..``; the parts of the edge
+    tiles beyond ``y`` are dropped.  ``k`` holds 2, 4, 8 in ``y``'s dtype.
+    """
+    two, four, eight = k[0], k[1], k[3]
+    channels = m.shape[2]
+    bands = np.empty((m.shape[1] // cols, 4, 4 * cols, channels), y.dtype)
+    halves = np.empty((m.shape[1] // cols, 4, 6, channels), y.dtype)
+    for p in prange(m.shape[1] // cols):  # one tile row each
+        n, r = n0 + p // rows, r0 + p % rows
+        band, s = bands[p], halves[p]  # (4, W tiles, O), (4, 6, O)
+        for q in range(cols):
+            t = p * cols + q
+            for j in range(6):  # s[:, j] = AT @ m[:, j]
+                for o in range(channels):
+                    m0, m1, m2 = m[j, t, o], m[6 + j, t, o], m[12 + j, t, o]
+                    m3, m4, m5 = m[18 + j, t, o], m[24 + j, t, o], m[30 + j, t, o]
+                    s[0, j, o] = m0 + (m1 + m2) + (m3 + m4)
+                    s[1, j, o] = (m1 - m2) + two * (m3 - m4)
+                    s[2, j, o] = (m1 + m2) + four * (m3 + m4)
+                    s[3, j, o] = (m1 - m2) + eight * (m3 - m4) + m5
+            for i in range(4):  # band[i, 4 q + j] = (AT @ s[i])[j] + b
+                for o in range(channels):
+                    m0, m1, m2 = s[i, 0, o], s[i, 1, o], s[i, 2, o]
+                    m3, m4, m5 = s[i, 3, o], s[i, 4, o], s[i, 5, o]
+                    band[i, 4 * q, o] = m0 + (m1 + m2) + (m3 + m4) + b[o]
+                    band[i, 4 * q + 1, o] = (m1 - m2) + two * (m3 - m4) + b[o]
+                    band[i, 4 * q + 2, o] = (m1 + m2) + four * (m3 + m4) + b[o]
+                    band[i, 4 * q + 3, o] = (m1 - m2) + eight * (m3 - m4) + m5 + b[o]
+        for i in range(min(4, y.shape[1] - 4 * r)):
+            for j in range(y.shape[2]):
+                for o in range(channels):
+                    y[n, 4 * r + i, j, o] = band[i, j, o]
+
+
+def conv(
+    xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
+) -> np.ndarray:
+    """F(4x4, 3x3) of an unpadded ``(N, H, W, C)`` input and ``(kh, kw, C/G, O)``: ``(N, *out, O)``.
+
+    The spec's zero pads are applied here.
+    """
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    x = np.ascontiguousarray(xp)
+    dtype = x.dtype
+    # the filters padded to 3x3 (zero taps after), transformed: U (36, G, C/G, O/G)
+    w = np.zeros((3, 3, cg, spec.out_channels), dtype)
+    w[: spec.kernel[0], : spec.kernel[1]] = wc
+    gw = _nd_transforms((4, 4), (3, 3))[1].astype(dtype)  # (36, 9)
+    u = (gw @ w.reshape(9, -1)).reshape(36, cg, g, og).transpose(0, 2, 1, 3)
+    u = np.ascontiguousarray(u)  # (36, G, C/G, O/G), a view when G == 1
+    b = np.zeros(spec.out_channels, dtype) if bias is None else bias.astype(dtype)
+    lo = np.array([p[0] for p in spec.pads], dtype=np.int64)
+    tiles = tuple(-(-o // 4) for o in spec.out_size)  # tile rows and columns
+    y = np.empty((spec.batch, *spec.out_size, spec.out_channels), dtype)
+    per_tile = 36 * (spec.in_channels + spec.out_channels) * dtype.itemsize
+    k = np.array([2, 4, 5, 8], dtype)
+    for batch, rows in chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES):
+        n0, n1, _ = batch.indices(spec.batch)
+        r0, r1, _ = rows.indices(tiles[0])
+        count = (n1 - n0) * (r1 - r0) * tiles[1]
+        v = np.empty((36, count, spec.in_channels), dtype)
+        _input_tiles(x, lo, n0, r0, r1 - r0, tiles[1], k, v)
+        vg = v.reshape(36, count, g, cg).transpose(0, 2, 1, 3)  # (36, G, T, C/G): a view
+        m = np.matmul(vg, u).transpose(0, 2, 1, 3).reshape(36, count, -1)  # (36, T, O)
+        _output_tiles(m, b, n0, r0, r1 - r0, tiles[1], k, y)
+    return y
+
+
+def unsupported(spec: ConvSpec) -> str | None:
+    """Why :func:`conv` cannot run ``spec``, or None."""
+    if max(spec.stride) > 1 or max(spec.dilation) > 1 or max(spec.kernel) > 3:
+        return (
+            f"it supports stride 1, dilation 1 and kernels of at most 3x3, got "
+            f"stride={spec.stride}, dilation={spec.dilation}, kernel={spec.kernel}"
+        )
+    return unavailable()
+
+
+def growth(spec: ConvSpec) -> float:
+    """The bound of F(4x4, 3x3) on intermediate values, relative to ``max|x| * max|w|``."""
+    return _growth(replace(spec, kernel=(3, 3)))
+
+
+def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """The filters' transform, the 36 GEMMs and the two compiled transforms.
+
+    Each compiled transform takes about as long as eight elementwise passes over its 36
+    values per tile and channel (measured on the ResNet and VGG layers of ``npconv
+    bench``); the transformed filters, 4x the filters, are written and read once.
+    """
+    item = max(np.dtype(dtype).itemsize, 4)
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    tiles = spec.batch * math.prod(-(-o // 4) for o in spec.out_size)
+    c, o = spec.in_channels, spec.out_channels
+    total = gemm(36, 9, cg * o, 1, item)  # the filters' transform
+    total["copy"] += 2 * 36 * cg * o * item
+    total += gemm(tiles, cg, og, 36 * g, item)  # the products
+    total += units(passes=8 * 36 * tiles * (c + o) * item)
+    return total

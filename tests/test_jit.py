@@ -1,0 +1,192 @@
+"""The compiled algorithms (depthwise_jit, winograd_jit) against PyTorch, and without numba."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import npconv
+
+from conftest import RTOL, assert_close, torch_conv
+
+
+def channels_last(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x (N, C, *s) -> (N, *s, C) and w (O, C/G, *k) -> (*k, C/G, O)."""
+    return np.moveaxis(x, 1, -1), np.moveaxis(w, (0, 1), (-1, -2))
+
+
+def check(algorithm, x, w, bias, layout, pads, rtol, **kwargs):
+    """npconv with ``algorithm`` in ``layout`` against torch (float64), NCHW results."""
+    ref = torch_conv(x, w, bias, pads=pads, **kwargs)
+    a, b = (x, w) if layout == "NCHW" else channels_last(x, w)
+    y = npconv.conv(a, b, bias, padding=pads, layout=layout, algorithm=algorithm, **kwargs)
+    y = y if layout == "NCHW" else np.moveaxis(y, -1, 1)
+    assert y.dtype == x.dtype and y.shape == ref.shape
+    scale = max(float(np.abs(ref).max(initial=0.0)), 1.0)
+    assert float(np.abs(y - ref).max(initial=0.0)) <= rtol * scale
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("nd", "size", "kernel", "stride", "dilation", "pads"),
+    [
+        (2, (7, 9), (3, 3), 1, 1, [(1, 1), (1, 1)]),  # the registers' 3x3 path
+        (2, (9, 8), (3, 3), 2, 1, [(1, 0), (0, 1)]),
+        (2, (11, 10), (3, 3), 3, 1, [(1, 1), (2, 2)]),  # the general path from here on
+        (2, (12, 13), (5, 5), 2, 1, [(2, 2), (2, 2)]),
+        (2, (10, 11), (3, 2), 1, 2, [(2, 1), (0, 3)]),
+        (2, (6, 7), (7, 7), 1, 1, [(3, 3), (3, 3)]),
+        (1, (17,), (5,), 2, 2, [(4, 3)]),
+        (3, (5, 6, 7), (3, 3, 3), (1, 2, 1), (2, 1, 1), [(2, 2), (1, 1), (0, 0)]),
+    ],
+)
+@pytest.mark.parametrize(("batch", "multiplier"), [(0, 1), (1, 2), (3, 1)])
+def test_depthwise_jit_matches_torch(
+    layout, dtype, nd, size, kernel, stride, dilation, pads, batch, multiplier, rng
+):
+    channels = 5
+    x = rng.standard_normal((batch, channels, *size)).astype(dtype)
+    w = rng.standard_normal((channels * multiplier, 1, *kernel)).astype(dtype)
+    bias = rng.standard_normal(channels * multiplier).astype(dtype) if batch != 1 else None
+    kwargs = dict(stride=stride, dilation=dilation, groups=channels)
+    check("depthwise_jit", x, w, bias, layout, pads, RTOL[np.dtype(dtype)], **kwargs)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_depthwise_jit_sums_the_channels_of_a_group(layout, groups, rng):
+    x = rng.standard_normal((2, 6, 9, 8))
+    w = rng.standard_normal((9, 6 // groups, 3, 2))
+    check("depthwise_jit", x, w, None, layout, [(1, 1), (1, 0)], 1e-12, groups=groups)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("mode", ["reflect", "circular"])
+def test_depthwise_jit_with_padding_modes_the_dispatch_pads(layout, mode, rng):
+    x, w = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((4, 1, 3, 3))
+    a, b = (x, w) if layout == "NCHW" else channels_last(x, w)
+    y = npconv.conv(
+        a, b, padding=1, groups=4, padding_mode=mode, layout=layout, algorithm="depthwise_jit"
+    )
+    expected = torch_conv(x, w, pads=[(1, 1)] * 2, groups=4, padding_mode=mode)
+    assert_close(y if layout == "NCHW" else np.moveaxis(y, -1, 1), expected)
+
+
+def test_depthwise_jit_is_exact_for_integers(rng):
+    x = rng.integers(-100, 100, (2, 6, 11, 9))
+    w = rng.integers(-100, 100, (6, 1, 3, 3))
+    y = npconv.conv(x, w, padding=1, groups=6, algorithm="depthwise_jit")
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(y, npconv.conv(x, w, padding=1, groups=6, algorithm="naive"))
+
+
+def test_depthwise_jit_gives_the_same_result_on_any_number_of_threads(rng):
+    x = rng.standard_normal((2, 32, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        old = npconv.set_threads(threads)
+        try:
+            results.append(npconv.conv(x, w, padding=1, groups=32, algorithm="depthwise_jit"))
+        finally:
+            npconv.set_threads(old)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize(
+    ("size", "kernel", "pads", "groups"),
+    [
+        ((9, 13), (3, 3), [(1, 1), (1, 1)], 1),
+        ((8, 8), (3, 3), [(0, 0), (0, 0)], 1),
+        ((5, 11), (3, 2), [(2, 0), (1, 3)], 2),
+        ((7, 6), (1, 1), [(0, 1), (0, 0)], 1),
+        ((4, 5), (2, 3), [(1, 1), (1, 1)], 3),
+    ],
+)
+@pytest.mark.parametrize("batch", [0, 1, 3])
+def test_winograd_jit_matches_torch(layout, size, kernel, pads, groups, batch, rng):
+    x = rng.standard_normal((batch, 6, *size))
+    w = rng.standard_normal((12, 6 // groups, *kernel))
+    bias = rng.standard_normal(12) if batch != 1 else None
+    check("winograd_jit", x, w, bias, layout, pads, 1e-12, groups=groups)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_winograd_jit_float32_error_bound_over_several_chunks(layout, batch, rng):
+    """Unit-scale float32 within 1e-4 of max |y| (the registry's error_scale x 1e-5).
+
+    64 channels at 90x90 are 23 x 23 tiles of 18 KiB of transforms each: several chunks
+    of tile rows per sample.
+    """
+    x = rng.standard_normal((batch, 64, 90, 91)).astype(np.float32)
+    w = rng.standard_normal((48, 64, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(48).astype(np.float32)
+    check("winograd_jit", x, w, bias, layout, [(1, 1), (1, 1)], 1e-4)
+
+
+def test_winograd_jit_refuses_strides_and_large_kernels():
+    x = np.zeros((1, 2, 9, 9))
+    for w, kwargs in [(np.zeros((2, 2, 3, 3)), dict(stride=2)), (np.zeros((2, 2, 5, 5)), {})]:
+        with pytest.raises(ValueError, match=r"'winograd_jit' cannot run .* stride 1, dilation 1"):
+            npconv.conv(x, w, algorithm="winograd_jit", **kwargs)
+
+
+def test_auto_takes_the_compiled_rows_where_they_win():
+    depthwise = npconv.explain(
+        np.zeros((1, 144, 56, 56), np.float32), np.zeros((144, 1, 3, 3), np.float32),
+        padding=1, groups=144,
+    )  # fmt: skip
+    assert depthwise.algorithm == "depthwise_jit"
+    dense = npconv.explain(
+        np.zeros((8, 64, 56, 56), np.float32), np.zeros((64, 64, 3, 3), np.float32), padding=1
+    )
+    assert dense.algorithm == "winograd_jit"
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+def test_importing_npconv_does_not_import_numba():
+    done = run_python("import sys, npconv; assert 'numba' not in sys.modules, 'imported'")
+    assert done.returncode == 0, done.stderr
+
+
+WITHOUT_NUMBA = """
+import sys
+sys.modules["numba"] = None  # import numba raises ImportError, as when it is not installed
+import numpy as np
+import npconv
+x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
+w = np.random.default_rng(1).standard_normal((8, 1, 3, 3)).astype(np.float32)
+for name in ("depthwise_jit", "winograd_jit"):
+    try:
+        npconv.conv(x, w, padding=1, groups=8, algorithm=name)
+    except ValueError as error:
+        print(error)
+    else:
+        raise SystemExit(name + " ran without numba")
+y = npconv.conv(x, w, padding=1, groups=8)
+assert np.allclose(y, npconv.conv(x, w, padding=1, groups=8, algorithm="naive"), atol=1e-5)
+print("auto:", npconv.explain(x, w, padding=1, groups=8).algorithm)
+"""
+
+
+def test_without_numba_the_compiled_rows_decline_and_auto_uses_the_others():
+    done = run_python(WITHOUT_NUMBA)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for name, line in zip(("depthwise_jit", "winograd_jit"), lines):
+        assert line == (
+            f"conv: algorithm '{name}' cannot run this convolution: "
+            "it needs numba (pip install 'npconv[jit]')"
+        )
+    assert lines[2].startswith("auto: ") and not lines[2].endswith("_jit")
