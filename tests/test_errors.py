@@ -101,7 +101,8 @@ W = np.zeros((6, 4, 3, 3))
         (
             dict(algorithm="fastest"),
             ValueError,
-            r"unknown algorithm 'fastest'; choose 'auto' or one of \['depthwise', 'einsum', ",
+            r"unknown algorithm 'fastest'; choose 'auto' or one of "
+            r"\['depthwise', 'depthwise_jit', 'einsum', ",
         ),
         (
             dict(bias=np.zeros(5)),

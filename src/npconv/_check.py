@@ -128,8 +128,9 @@ def run_check(repeats: int = 3, print_fn: Callable[[str], None] = print) -> bool
                 n = n_total
                 if algo.max_macs is not None:  # run the oracle on the samples it accepts
                     n = min(n_total, algo.max_macs // (spec.macs // n_total))
-                if n == 0:
-                    rows.append((ex.name, name, "-", "-", "-", "too large"))
+                why = algo.unsupported(spec, ex.x.dtype) if n else "too large"
+                if why is not None:  # not this example (its kernel, stride, numba...)
+                    rows.append((ex.name, name, "-", "-", "-", why))
                     continue
                 seconds, y = _median_seconds(
                     partial(conv, ex.x[:n], ex.w, layout="NHWC", algorithm=name, **ex.kwargs),

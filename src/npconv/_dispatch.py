@@ -110,7 +110,8 @@ def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
         part = spec if n == spec.batch else replace(spec, batch=n)
         x = problem.x[block].astype(compute, copy=False)
         own_pads = algo.pads_itself and spec.padding_mode == "zeros"  # zeros it adds itself
-        xp = canonical_input(x, part.valid() if own_pads else part, channels_last=not first, reuse=True)
+        unpadded = part.valid() if own_pads else part
+        xp = canonical_input(x, unpadded, channels_last=not first, reuse=True)
         if algo.pads_itself and not own_pads:
             part = part.valid()  # padded here (reflect, ...): nothing left for it to pad
         if fused:

@@ -12,17 +12,14 @@ rows), or dtypes the compiled loop does not take (``object``, float16), it is
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ._threads import get_threads
+from ._jit import kernel, prange, unavailable
 
-__all__ = ["MIN_PARALLEL_BYTES", "MIN_RUN", "compiled_gather", "gather", "reshaped_view"]
+__all__ = ["MIN_PARALLEL_BYTES", "MIN_RUN", "gather", "reshaped_view"]
 
 #: Smallest copy worth starting threads for.
 MIN_PARALLEL_BYTES = 2**20
@@ -32,25 +29,16 @@ MIN_RUN = 64
 _KINDS = {np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128, np.int64)}
 
 
-@functools.cache
-def compiled_gather() -> Callable[..., None] | None:
-    """The compiled gather loop, or None without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
-
-    @numba.njit(parallel=True, nogil=True, cache=True)  # type: ignore[untyped-decorator]
-    def loop(src: Any, dst: Any, shape: Any, inner: Any, strides: Any, run: int) -> None:
-        # dst[r * run : (r + 1) * run] = src[offset(r) : offset(r) + run]; r's index on an
-        # axis of shape is (r // inner) % shape, inner being the product of the later sizes
-        for r in numba.prange(dst.size // run):
-            offset = 0
-            for axis in range(shape.size):
-                offset += ((r // inner[axis]) % shape[axis]) * strides[axis]
-            dst[r * run : (r + 1) * run] = src[offset : offset + run]
-
-    return loop  # type: ignore[no-any-return]
+@kernel
+def _copy_rows(src, dst, shape, inner, strides, run):  # type: ignore[no-untyped-def]
+    """``dst[r * run : (r + 1) * run] = src[offset(r) : offset(r) + run]`` for every row
+    ``r``, whose index on an axis of ``shape`` is ``(r // inner) % shape``, ``inner``
+    being the product of the later sizes; in parallel over the rows."""
+    for r in prange(dst.size // run):
+        offset = 0
+        for axis in range(shape.size):
+            offset += ((r // inner[axis]) % shape[axis]) * strides[axis]
+        dst[r * run : (r + 1) * run] = src[offset : offset + run]
 
 
 def reshaped_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -92,10 +80,9 @@ def gather(dst: np.ndarray, src: np.ndarray) -> None:
     copies of the usual dtypes made of contiguous runs of at least :data:`MIN_RUN`
     elements run on :func:`npconv.get_threads` threads when numba is installed.
     """
-    loop = compiled_gather()
     item = src.itemsize
     if (
-        loop is None
+        unavailable() is not None
         or dst.nbytes < MIN_PARALLEL_BYTES
         or src.dtype != dst.dtype
         or src.dtype not in _KINDS
@@ -109,10 +96,7 @@ def gather(dst: np.ndarray, src: np.ndarray) -> None:
         return
     span = sum((n - 1) * s for n, s in zip(sizes, steps)) + 1  # elements src reaches
     flat = as_strided(src, shape=(span,), strides=(item,), writeable=False)  # from src[0...]
-    import numba
-
-    numba.set_num_threads(min(get_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     shape = np.array(sizes[:-1], dtype=np.int64)  # the rows' axes
     inner = np.array([math.prod(sizes[i + 1 : -1]) for i in range(len(shape))], np.int64)
     strides = np.array(steps[:-1], dtype=np.int64)
-    loop(flat, dst.reshape(-1), shape, inner, strides, sizes[-1])
+    _copy_rows(flat, dst.reshape(-1), shape, inner, strides, sizes[-1])

@@ -25,10 +25,10 @@ from functools import partial
 
 import numpy as np
 
+from .._jit import needs_numba
 from .._spec import ConvSpec
 from .._windows import TEMPORARY_BYTES
 from . import (
-    _jit,
     col2im,
     depthwise,
     depthwise_jit,
@@ -211,7 +211,7 @@ REGISTRY: dict[str, Algorithm] = {
             depthwise_jit.conv,
             fn_channels_first=depthwise_jit.conv_channels_first,
             python_ints=False,
-            limits=_jit.needs_numba,
+            limits=needs_numba,
             adds_bias=True,
             pads_itself=True,
         ),

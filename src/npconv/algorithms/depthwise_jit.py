@@ -33,9 +33,9 @@ from collections import Counter
 import numpy as np
 
 from .._cost import units
+from .._jit import kernel, prange
 from .._spec import ConvSpec
 from .._threads import get_threads
-from ._jit import kernel, prange
 
 
 @kernel

@@ -34,9 +34,9 @@ from dataclasses import replace
 import numpy as np
 
 from .._cost import gemm, units
+from .._jit import kernel, prange, unavailable
 from .._spec import ConvSpec
 from .._windows import chunks
-from ._jit import kernel, prange, unavailable
 from .winograd import _nd_transforms
 from .winograd import growth as _growth
 

@@ -19,7 +19,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from .._threads import get_threads
+from ._threads import get_threads
 
 __all__ = ["MISSING", "Kernel", "kernel", "needs_numba", "prange", "unavailable"]
 
