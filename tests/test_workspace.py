@@ -1,10 +1,9 @@
-"""Reused workspaces and the patch gather: PyTorch's results, call after call, thread by thread.
+"""Reused workspaces: PyTorch's results, call after call, thread by thread.
 
 The temporaries of a convolution live in per-thread buffers kept between calls
 (:mod:`npconv._workspace`); these tests check that reusing them across shapes, dtypes,
-algorithms and threads never changes a result, that results never share memory with
-each other or with the buffers, and that the compiled gather (:mod:`npconv._gather`)
-and NumPy's copy give the same patch matrices.
+algorithms and threads never changes a result, and that results never share memory
+with each other or with the buffers.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import numpy as np
 import pytest
 
 import npconv
-import npconv._gather as gathering
 from npconv import _workspace
 
 from conftest import assert_close, torch_conv
@@ -154,20 +152,9 @@ def test_object_buffers_are_fresh() -> None:
     assert b.dtype == object and not np.shares_memory(a, b)
 
 
-@pytest.mark.parametrize("path", ["compiled", "numpy"])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_gather_paths_give_pytorch_results(
-    monkeypatch: pytest.MonkeyPatch, path: str, layout: str
-) -> None:
-    """im2col with the compiled gather on every copy, and with numba switched off.
-
-    Without numba installed both run NumPy's copy.
-    """
-    if path == "numpy":
-        monkeypatch.setattr(gathering, "unavailable", lambda: "numba switched off")
-    else:
-        monkeypatch.setattr(gathering, "MIN_PARALLEL_BYTES", 0)
-        monkeypatch.setattr(gathering, "MIN_RUN", 1)
+def test_patch_matrices_in_reused_buffers_give_pytorch_results(layout: str) -> None:
+    """im2col's patch matrices, copied into the thread's buffer call after call."""
     rng = np.random.default_rng(11)
     for case in CASES:
         x, w, b = _case(rng, case)
@@ -176,26 +163,3 @@ def test_gather_paths_give_pytorch_results(
             x, w, b, stride=case[4], pads=[(case[5], case[5])] * 2, groups=case[7]
         )
         assert_close(y, expected.astype(y.dtype) if y.dtype.kind == "i" else expected)
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_gather_copies_strided_views(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
-    """gather() of a random window view equals NumPy's own copy of it."""
-    monkeypatch.setattr(gathering, "MIN_PARALLEL_BYTES", 0)
-    monkeypatch.setattr(gathering, "MIN_RUN", 1)
-    rng = np.random.default_rng(seed)
-    dtype = [np.float32, np.float64, np.complex64, np.int64, np.float16, object][seed]
-    base = rng.integers(-99, 99, (3, 17, 19, 5)).astype(dtype)
-    k, s = int(rng.integers(1, 4)), int(rng.integers(1, 3))
-    out = [(n - k) // s + 1 for n in base.shape[1:3]]
-    st = base.strides
-    view = np.lib.stride_tricks.as_strided(
-        base,
-        shape=(3, *out, k, k, 5),
-        strides=(st[0], st[1] * s, st[2] * s, st[1], st[2], st[3]),
-        writeable=False,
-    )  # (N, *out, k, k, C)
-    for src in (view, view.transpose(0, 5, 3, 4, 1, 2)):  # channels last, then first
-        dst = np.empty(src.shape, dtype)
-        gathering.gather(dst, src)
-        np.testing.assert_array_equal(dst, np.array(src))

@@ -26,6 +26,7 @@ __all__ = [
     "canonical_input",
     "canonical_weight",
     "chunks",
+    "reshaped_view",
     "sample_blocks",
     "windows",
     "windows_channels_first",
@@ -147,3 +148,18 @@ def chunks(
     for n in range(spec.batch):
         for r0 in range(0, rows, step):
             yield slice(n, n + 1), slice(r0, min(r0 + step, rows))
+
+
+def reshaped_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``a`` reshaped to ``shape`` without copying, or None when that needs a copy."""
+    try:
+        return np.reshape(a, shape, copy=False)  # type: ignore[call-overload, no-any-return]
+    except TypeError:  # NumPy < 2.1 has no copy=: set the shape of a view instead
+        view = a.view()
+        try:
+            view.shape = shape
+        except AttributeError:
+            return None
+        return view
+    except ValueError:
+        return None

@@ -11,8 +11,7 @@ Cost: the direct flops in one large BLAS call per group and chunk, plus copying
 ``prod(kernel)`` times the input.  Memory: the patch matrix is ``prod(kernel)`` times
 the input, so it is built in chunks of samples (or of output rows) whose patches stay
 within :data:`npconv._windows.WORKSPACE_BYTES` (32 MiB; at least one output row), in
-the thread's reused ``"patches"`` buffer (:mod:`npconv._workspace`), and gathered by
-:func:`npconv._gather.gather` (on several threads with numba).  It wins on most layers
+the thread's reused ``"patches"`` buffer (:mod:`npconv._workspace`).  It wins on most layers
 with a small kernel and few to moderate channels.
 
 A bias is added to the result, except for a 1x1 stride-1 layer that widens the channels
@@ -36,9 +35,8 @@ from collections import Counter
 import numpy as np
 
 from .._cost import gemm
-from .._gather import gather, reshaped_view
 from .._spec import ConvSpec
-from .._windows import WORKSPACE_BYTES, chunks, windows, windows_channels_first
+from .._windows import WORKSPACE_BYTES, chunks, reshaped_view, windows, windows_channels_first
 from .._workspace import buffer
 
 
@@ -65,7 +63,7 @@ def _patch_matrix(block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if view is not None:
         return view
     cols = buffer("patches", shape, block.dtype)
-    gather(cols.reshape(block.shape), block)  # a view: axes only split
+    np.copyto(cols.reshape(block.shape), block)  # a view: axes only split
     return cols
 
 

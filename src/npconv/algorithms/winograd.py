@@ -49,9 +49,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .._cost import gemm
-from .._gather import reshaped_view
 from .._spec import ConvSpec
-from .._windows import WORKSPACE_BYTES, chunks
+from .._windows import WORKSPACE_BYTES, chunks, reshaped_view
 from .._workspace import buffer
 
 #: The finite interpolation points, in the order they are used (infinity is added last).

@@ -14,8 +14,9 @@ tiles, each reading a 6x6 tile of the input; per chunk of tile rows:
 3. a compiled kernel transforms back, ``y = AT m AT^T`` per tile, adds the bias and writes
    the 4x4 outputs into the channels-last result (the edge tiles cropped).
 
-The transforms run on :func:`npconv.get_threads` threads (``prange`` over tile rows),
-the GEMMs on BLAS's.  Channels-first data are transposed to channels-last and back.
+The transforms run on the calling thread (a loop over tile rows; numba's threads between
+two GEMMs would compete with OpenBLAS's spinning ones, :func:`npconv._jit.serial_kernel`),
+the GEMMs on BLAS's threads.  Channels-first data are transposed to channels-last and back.
 
 Cost: 36/16 = 2.25 multiplications per output and input channel instead of 9, plus
 transforms proportional to ``C + O`` per tile: it wins on 3x3 layers with many
@@ -34,7 +35,7 @@ from dataclasses import replace
 import numpy as np
 
 from .._cost import gemm, units
-from .._jit import kernel, prange, unavailable
+from .._jit import prange, serial_kernel, unavailable
 from .._spec import ConvSpec
 from .._windows import chunks
 from .winograd import _nd_transforms
@@ -45,7 +46,7 @@ from .winograd import growth as _growth
 CHUNK_BYTES = 2 * 2**20
 
 
-@kernel
+@serial_kernel
 def _input_tiles(x, lo, n0, r0, rows, cols, k, v):
     """``v[a, t, c]``: the transformed 6x6 input tiles ``t`` of tile rows ``r0..`` of
     samples ``n0..`` of ``x`` (N, H, W, C), zero-padded by ``lo`` (top, left) and beyond.
@@ -89,7 +90,7 @@ def _input_tiles(x, lo, n0, r0, rows, cols, k, v):
                     v[6 * i + 5, t, c] = four * d1 - five * d3 + d5
 
 
-@kernel
+@serial_kernel
 def _output_tiles(m, b, n0, r0, rows, cols, k, y):
     """Write ``AT m AT^T + b`` of the products ``m`` (36, T, O) into ``y`` (N, H, W, O).
 
