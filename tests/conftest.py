@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import re
+import sys
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import settings
 
 from npconv import ConvSpec
+from npconv._jit import MISSING, unavailable
 from npconv.algorithms import REGISTRY
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--without-numba",
+        action="store_true",
+        help="run as where numba is not installed: `import numba` raises ImportError",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--without-numba"):
+        assert "numba" not in sys.modules, "numba was imported before the tests started"
+        sys.modules["numba"] = None  # type: ignore[assignment]
+
 
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=25, deadline=None)
@@ -50,6 +70,17 @@ def declines(algorithm: str, x: np.ndarray, w: np.ndarray, layout: str = "NCHW",
     compute = np.result_type(x, w)
     compute = np.dtype(np.int64) if compute.kind in "biu" else compute
     return REGISTRY[algorithm].unsupported(spec, compute) is not None
+
+
+def refuses_without_numba(algorithm: str, call: Callable[[], object]) -> bool:
+    """Where numba is missing (``--without-numba``), a compiled row refuses every problem
+    with a ValueError naming numba: check that ``call`` does, and say so (the test then
+    has nothing more to check).  False, calling nothing, anywhere else."""
+    if algorithm == "auto" or not REGISTRY[algorithm].compiled or unavailable() is None:
+        return False
+    with pytest.raises(ValueError, match=re.escape(MISSING)):
+        call()
+    return True
 
 
 _PAD_MODE = {"reflect": "reflect", "replicate": "replicate", "circular": "circular"}

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import npconv
 from npconv import quant
 
-from conftest import FORWARD
+from conftest import FORWARD, refuses_without_numba
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -438,6 +438,8 @@ def test_integer_conv_just_past_float64(algorithm) -> None:
     w = np.array([[[7, 1]]])  # 2**53 + 11 is odd: float64 would round it
     expected = [2**53 + 11, 2**53 + 30]
     small = [7 * 1 + 4, 7 * 4 + 2]  # x % 16: the same layer far below 2**53
+    if refuses_without_numba(algorithm, lambda: npconv.conv(x, w, algorithm=algorithm)):
+        return
     try:
         y = npconv.conv(x, w, algorithm=algorithm)
     except ValueError as err:

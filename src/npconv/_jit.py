@@ -21,7 +21,7 @@ from typing import Any
 
 from ._threads import get_threads
 
-__all__ = ["MISSING", "Kernel", "kernel", "needs_numba", "prange", "serial_kernel", "unavailable"]
+__all__ = ["MISSING", "Kernel", "kernel", "prange", "serial_kernel", "unavailable"]
 
 #: Why a compiled algorithm cannot run when numba is not installed.
 MISSING = "it needs numba (pip install 'npconv[jit]')"
@@ -31,11 +31,6 @@ prange = range
 
 _numba: dict[str, Any] = {}  # "module" once imported, or "error": why it cannot be
 _launch = threading.Lock()
-
-
-def needs_numba(spec: object) -> str | None:
-    """The ``limits`` of a registry row whose kernels are compiled: numba must import."""
-    return unavailable()
 
 
 def unavailable() -> str | None:

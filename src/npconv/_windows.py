@@ -151,15 +151,15 @@ def chunks(
 
 
 def reshaped_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
-    """``a`` reshaped to ``shape`` without copying, or None when that needs a copy."""
+    """``a`` reshaped to ``shape`` without copying, or None when that needs a copy.
+
+    On NumPy < 2.1 (no ``copy=`` in ``np.reshape``) only a C-contiguous ``a`` is
+    reshaped: there, setting the shape of a view that cannot take it copies the whole
+    array before refusing (30 MiB for a depthwise layer's patches).
+    """
     try:
         return np.reshape(a, shape, copy=False)  # type: ignore[call-overload, no-any-return]
-    except TypeError:  # NumPy < 2.1 has no copy=: set the shape of a view instead
-        view = a.view()
-        try:
-            view.shape = shape
-        except AttributeError:
-            return None
-        return view
+    except TypeError:  # NumPy < 2.1
+        return a.reshape(shape) if a.flags.c_contiguous else None
     except ValueError:
         return None

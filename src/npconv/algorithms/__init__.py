@@ -25,7 +25,7 @@ from functools import partial
 
 import numpy as np
 
-from .._jit import needs_numba
+from .._jit import unavailable
 from .._spec import ConvSpec
 from .._windows import TEMPORARY_BYTES
 from . import (
@@ -89,6 +89,8 @@ class Algorithm:
     #: and apply the spec's zero pads themselves; for another padding mode the dispatch
     #: pads and passes :meth:`ConvSpec.valid`.
     pads_itself: bool = False
+    #: Its kernels are compiled by numba (the ``jit`` extra): without numba it declines.
+    compiled: bool = False
 
     def unsupported(self, spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> str | None:
         """Why this algorithm's own function cannot run ``spec`` in ``dtype``, or None.
@@ -96,6 +98,8 @@ class Algorithm:
         ``transposed`` asks about its ``adjoint`` (the transposed convolution of
         ``spec``), otherwise about its forward function.
         """
+        if self.compiled and (missing := unavailable()) is not None:
+            return missing
         if transposed and self.adjoint is None:
             return "it has no transposed form of its own"
         if not transposed and self.fn is None:
@@ -187,6 +191,7 @@ REGISTRY: dict[str, Algorithm] = {
             adds_bias=True,
             growth=winograd_jit.growth,
             pads_itself=True,
+            compiled=True,
         ),
         Algorithm(
             "fft",
@@ -211,7 +216,7 @@ REGISTRY: dict[str, Algorithm] = {
             depthwise_jit.conv,
             fn_channels_first=depthwise_jit.conv_channels_first,
             python_ints=False,
-            limits=needs_numba,
+            compiled=True,
             adds_bias=True,
             pads_itself=True,
         ),

@@ -35,7 +35,7 @@ from dataclasses import replace
 import numpy as np
 
 from .._cost import gemm, units
-from .._jit import prange, serial_kernel, unavailable
+from .._jit import prange, serial_kernel
 from .._spec import ConvSpec
 from .._windows import chunks
 from .winograd import _nd_transforms
@@ -169,7 +169,7 @@ def unsupported(spec: ConvSpec) -> str | None:
             f"it supports stride 1, dilation 1 and kernels of at most 3x3, got "
             f"stride={spec.stride}, dilation={spec.dilation}, kernel={spec.kernel}"
         )
-    return unavailable()
+    return None
 
 
 def growth(spec: ConvSpec) -> float:
