@@ -14,7 +14,8 @@ import sys
 
 
 def load(paths: list[str]) -> dict:
-    """The first run, with each time replaced by its median over all the runs."""
+    """The first run, with each time replaced by its median over all the runs (and the
+    peak of temporary memory by its largest)."""
     runs = []
     for path in paths:
         with open(path) as f:
@@ -25,6 +26,9 @@ def load(paths: list[str]) -> dict:
             result["seconds"][name] = statistics.median(
                 run["results"][i]["seconds"][name] for run in runs
             )
+        result["auto_peak_temp_bytes"] = max(
+            run["results"][i]["auto_peak_temp_bytes"] for run in runs
+        )
     data["runs"] = len(runs)
     return data
 
@@ -44,8 +48,9 @@ def main(paths: list[str]) -> None:
     print()
     names = sorted({n for r in data["results"] for n in r["seconds"]} - {"torch", "scipy"})
     names.remove("auto")
-    header = ["layer", "GFLOP", "torch ms", "auto ms", "auto uses", "auto x torch"]
-    header += [f"{n} x torch" for n in names] + ["auto peak temp MiB", "output MiB"]
+    header = ["layer", "GFLOP", "torch GFLOP/s", "auto GFLOP/s", "auto uses", "auto x torch"]
+    header += [f"{n} x torch" for n in names]
+    header += ["auto faults/call", "auto first call s", "auto peak temp MiB", "output MiB"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     ratios = []
@@ -56,12 +61,17 @@ def main(paths: list[str]) -> None:
         cells = [
             r["case"],
             f"{r['gflop']:.3f}",
-            f"{t['torch'] * 1e3:.2f}",
-            f"{t['auto'] * 1e3:.2f}",
+            f"{r['gflop'] / t['torch']:.0f}",
+            f"{r['gflop'] / t['auto']:.0f}",
             r["auto_choice"],
             f"**{ratio:.2f}**",
         ]
         cells += [f"{t['torch'] / t[n]:.2f}" if n in t else "-" for n in names]
+        faults = r["minor_faults_per_call"]["auto"]
+        cells += [
+            "-" if faults is None else f"{faults:.0f}",
+            f"{r['first_call_seconds']['auto']:.1f}",
+        ]
         cells += [f"{r['auto_peak_temp_bytes'] / 2**20:.1f}", f"{r['output_bytes'] / 2**20:.1f}"]
         print("| " + " | ".join(cells) + " |")
     print()
