@@ -7,8 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import npconv
+import npconv.grad
 
 from conftest import RTOL, assert_close, torch_conv
 
@@ -54,6 +56,54 @@ def test_depthwise_jit_matches_torch(
     bias = rng.standard_normal(channels * multiplier).astype(dtype) if batch != 1 else None
     kwargs = dict(stride=stride, dilation=dilation, groups=channels)
     check("depthwise_jit", x, w, bias, layout, pads, RTOL[np.dtype(dtype)], **kwargs)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "dilation", "pads", "groups"),
+    [
+        ((30, 31), (3, 3), 1, 1, [(1, 1), (1, 1)], 6),  # a depthwise layer's
+        ((29, 30), (3, 3), 2, 1, [(1, 0), (1, 1)], 6),
+        ((31, 28), (3, 3), 1, 2, [(2, 2), (0, 3)], 6),
+        ((24, 25), (5, 5), 1, 1, [(2, 2), (2, 2)], 3),  # two channels per group
+        ((40,), (3,), 1, 3, [(3, 3)], 6),
+        ((9, 10, 11), (3, 3, 3), (2, 1, 1), 1, [(1, 1), (1, 1), (0, 0)], 6),
+    ],
+)
+def test_depthwise_jit_weight_gradients_match_torch(
+    layout, size, kernel, stride, dilation, pads, groups, rng
+):
+    """Weight gradients as convolutions whose kernel (the output gradient) has far more
+    taps than their outputs (the weight's size): the one-output-at-a-time path."""
+    x = rng.standard_normal((2, 6, *size))
+    w = np.zeros((6, 6 // groups, *kernel))
+    options = dict(stride=stride, dilation=dilation, groups=groups)
+    out = npconv.conv_output_shape(x.shape, w.shape, padding=pads, **options)
+    gy = rng.standard_normal(out)
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(w, requires_grad=True)
+    conv = [torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d]
+    flat = [p for pair in reversed(pads) for p in pair]
+    ty = conv[len(size) - 1](torch.nn.functional.pad(tx, flat), tw, **options)
+    ty.backward(torch.tensor(gy))
+    a, g = (x, gy) if layout == "NCHW" else (np.moveaxis(x, 1, -1), np.moveaxis(gy, 1, -1))
+    b = w if layout == "NCHW" else np.moveaxis(w, (0, 1), (-1, -2))
+    grads = npconv.grad.conv_backward(
+        g, a, b, padding=pads, layout=layout, algorithm="depthwise_jit", needs=("weight",),
+        **options,
+    )  # fmt: skip
+    dw = grads.weight if layout == "NCHW" else np.moveaxis(grads.weight, (-1, -2), (0, 1))
+    assert_close(dw, tw.grad.numpy())
+    exact = npconv.grad.conv_backward(
+        np.round(gy * 4).astype(np.int64), np.round(x * 4).astype(np.int64), w.astype(np.int64),
+        padding=pads, algorithm="depthwise_jit", needs=("weight",), **options,
+    ).weight  # fmt: skip
+    ix = torch.tensor(np.round(x * 4)).requires_grad_()
+    iw = torch.tensor(w, requires_grad=True)
+    conv[len(size) - 1](torch.nn.functional.pad(ix, flat), iw, **options).backward(
+        torch.tensor(np.round(gy * 4))
+    )
+    assert exact.dtype == np.int64 and np.array_equal(exact, iw.grad.numpy().astype(np.int64))
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])

@@ -140,6 +140,62 @@ def _planes(x, w, b, stride, dilation, lo, out, workers):
 
 
 @kernel
+def _planes_dots(x, w, b, stride, dilation, lo, out, workers):
+    """The same as :func:`_planes`, one output at a time: for outputs far fewer than the
+    kernel's taps (a weight gradient, whose kernel is the output gradient).
+
+    Each output's products are added along the kernel's last axis into a row of partial
+    sums (a vectorised pass per kernel row), summed once at the end.
+    """
+    o_channels, group_in = w.shape[0], w.shape[1]
+    group_out = o_channels // (x.shape[1] // group_in)
+    kd, kh, kw = w.shape[2], w.shape[3], w.shape[4]
+    size = np.empty(3, np.int64)  # the zero-padded plane: every position a window reads
+    copied = np.empty(3, np.int64)  # how much of x lands in it
+    for axis in range(3):
+        reach = (w.shape[2 + axis] - 1) * dilation[axis] + 1
+        size[axis] = (out[axis] - 1) * stride[axis] + reach
+        copied[axis] = max(0, min(x.shape[2 + axis], size[axis] - lo[axis]))
+    n_planes = x.shape[0] * o_channels
+    y = np.empty((x.shape[0], o_channels, out[0], out[1], out[2]), x.dtype)
+    blocks = min(n_planes, workers)
+    bufs = np.zeros((blocks, size[0], size[1], size[2]), x.dtype)  # zero borders
+    sums = np.empty((blocks, kw), x.dtype)
+    for block in prange(blocks):
+        buf, acc = bufs[block], sums[block]
+        for p in range(block * n_planes // blocks, (block + 1) * n_planes // blocks):
+            n, o = p // o_channels, p % o_channels
+            plane = y[n, o]
+            plane[:] = b[o]
+            for c in range(group_in):
+                src = x[n, o // group_out * group_in + c]
+                d0, d1, d2 = copied[0], copied[1], copied[2]
+                buf[lo[0] : lo[0] + d0, lo[1] : lo[1] + d1, lo[2] : lo[2] + d2] = src[:d0, :d1, :d2]
+                k = w[o, c]
+                for i in range(out[0]):
+                    for j in range(out[1]):
+                        for m in range(out[2]):
+                            acc[:] = 0
+                            first = m * stride[2]
+                            for a in range(kd):
+                                for r in range(kh):
+                                    row = buf[
+                                        i * stride[0] + a * dilation[0],
+                                        j * stride[1] + r * dilation[1],
+                                    ]
+                                    taps = k[a, r]
+                                    if dilation[2] == 1:
+                                        seg = row[first : first + kw]
+                                        for t in range(kw):
+                                            acc[t] += seg[t] * taps[t]
+                                    else:
+                                        for t in range(kw):
+                                            acc[t] += row[first + t * dilation[2]] * taps[t]
+                            plane[i, j, m] += acc.sum()
+    return y
+
+
+@kernel
 def _planes_3x3(x, w, b, stride, lo, out, workers):
     """The same for a 2-d 3x3 kernel of dilation 1 and stride 1 or 2, ``x`` (N, C, H, W).
 
@@ -207,7 +263,8 @@ def conv_channels_first(
     w = w.reshape(spec.out_channels, spec.group_in, *lead, *spec.kernel)  # (O, C/G, 3 axes)
     lo = ints(tuple(p[0] for p in spec.pads), 0)
     stride, dilation, out = ints(spec.stride, 1), ints(spec.dilation, 1), ints(spec.out_size, 1)
-    y = _planes(x, w, b, stride, dilation, lo, out, workers)
+    planes = _planes_dots if 4 * math.prod(spec.out_size) < math.prod(spec.kernel) else _planes
+    y = planes(x, w, b, stride, dilation, lo, out, workers)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)  # (N, O, *out)
 
 
