@@ -1,9 +1,9 @@
-"""Fit the prices of npconv's cost model (src/npconv/_costmodel.py) on this machine.
+"""Fit the prices of npconv's cost model (src/npconv/_cost.py) on this machine.
 
 Times every plausible algorithm on every layer of the ``npconv bench`` suite, then fits
 the seconds per unit of work of each kind by non-negative least squares on relative
 error, for a few values of the GEMM efficiency knee, and prints the best constants to
-copy into ``_costmodel.py`` with how often the refitted model picks the measured
+copy into ``_cost.py`` with how often the refitted model picks the measured
 winner.  Run it on a quiet machine (a few minutes)::
 
     python benchmarks/calibrate.py [--threads N] [--json times.json] [--from times.json]
@@ -15,14 +15,26 @@ import argparse
 import json
 import statistics
 import time
+from collections import Counter
 
 import numpy as np
 from scipy.optimize import nnls
 
 import npconv
-from npconv import _costmodel as model
-from npconv._bench import SUITES
+from npconv import _cost as model
+from npconv._bench_suites import SUITES
 from npconv.algorithms import REGISTRY
+
+
+def work(name: str, spec: npconv.ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """The units of work a registry row states for ``spec``."""
+    return REGISTRY[name].work(spec, dtype)
+
+
+def estimate(name: str, spec: npconv.ConvSpec, dtype: np.dtype, threads: int = 1) -> float:
+    """Seconds that the cost model's current prices give ``name`` on ``spec``."""
+    return model.seconds(work(name, spec, dtype), threads)
+
 
 SKIP = ("naive", "matrix", "einsum")  # never the fastest: not worth timing
 
@@ -39,7 +51,7 @@ def measure(repeats: int) -> list[dict]:
         names = [
             n for n, a in REGISTRY.items() if n not in SKIP and a.unsupported(spec, f32) is None
         ]
-        estimates = {n: model.estimate(n, spec, f32) for n in names}
+        estimates = {n: estimate(n, spec, f32) for n in names}
         best = min(estimates.values())
         for name in [n for n in names if estimates[n] <= 10 * best]:
             npconv.conv(x, w, algorithm=name, **options)  # warm-up
@@ -60,7 +72,7 @@ def fit(rows: list[dict], threads: int) -> tuple[dict[str, float], float]:
     a = np.array(
         [
             [
-                model.work(r["algorithm"], specs[r["case"]], f32)[kind]
+                work(r["algorithm"], specs[r["case"]], f32)[kind]
                 / (1 if kind == "calls" else threads)
                 / r["seconds"]
                 for kind in model.KINDS
@@ -81,7 +93,7 @@ def picks(rows: list[dict], threads: int, verbose: bool = False) -> tuple[int, i
     hits, worst = 0, 1.0
     for case, times in by_case.items():
         f32 = np.dtype(np.float32)
-        pick = min(times, key=lambda n: model.estimate(n, specs[case], f32, threads))
+        pick = min(times, key=lambda n: estimate(n, specs[case], f32, threads))
         hits += times[pick] == min(times.values())
         if verbose and times[pick] > min(times.values()):
             winner = min(times, key=times.__getitem__)
