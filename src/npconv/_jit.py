@@ -72,7 +72,7 @@ class Kernel:
             fn.__qualname__, fn.__module__ = self.fn.__qualname__, self.fn.__module__
             if "prange" in self.fn.__code__.co_names and not self.serial:
                 self._compiled = numba.njit(parallel=True, cache=True, nogil=True)(fn)
-            else:  # a helper: inlined into its callers' loops
+            else:  # serial, or a helper (inlined into its callers' loops)
                 self._compiled = numba.njit(cache=True, nogil=True, inline="always")(fn)
         return self._compiled
 
