@@ -188,16 +188,17 @@ def _timed(job: dict[str, Any]) -> dict[str, Any]:
         first = time.perf_counter() - start
     except (ValueError, TypeError, RuntimeError) as error:  # this layer or dtype is not run
         return {"unsupported": f"{type(error).__name__}: {error}"}
-    result: dict[str, Any] = {"first_call_seconds": first}
-    start = time.perf_counter()
-    run()  # the first call may have compiled kernels: the second tells a slow contender
-    second = time.perf_counter() - start
-    if second > SLOW_SECONDS:
-        result.update(seconds=second, minor_faults_per_call=None)
-    else:
-        faults = _minor_faults()
-        result["seconds"] = median_seconds(run, job["repeats"])
-        result["minor_faults_per_call"] = (_minor_faults() - faults) / (job["repeats"] + 1)
+    # the first call may have compiled kernels: the warm-up after it tells a slow contender,
+    # which is then not repeated (its faults per call unknown)
+    faults = _minor_faults()
+    seconds = median_seconds(run, job["repeats"], slow=SLOW_SECONDS)
+    slow = seconds > SLOW_SECONDS
+    calls = job["repeats"] + 1  # the warm-up and the repeats
+    result: dict[str, Any] = {
+        "first_call_seconds": first,
+        "seconds": seconds,
+        "minor_faults_per_call": None if slow else (_minor_faults() - faults) / calls,
+    }
     if contender == "auto":
         result["auto_peak_temp_bytes"] = _peak_temporary_bytes(run)
         if kind == "forward":
