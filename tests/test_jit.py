@@ -80,12 +80,16 @@ def test_depthwise_jit_weight_gradients_match_torch(
     options = dict(stride=stride, dilation=dilation, groups=groups)
     out = npconv.conv_output_shape(x.shape, w.shape, padding=pads, **options)
     gy = rng.standard_normal(out)
-    tx = torch.tensor(x, requires_grad=True)
-    tw = torch.tensor(w, requires_grad=True)
     conv = [torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d]
     flat = [p for pair in reversed(pads) for p in pair]
-    ty = conv[len(size) - 1](torch.nn.functional.pad(tx, flat), tw, **options)
-    ty.backward(torch.tensor(gy))
+
+    def torch_weight_grad(x: np.ndarray, gy: np.ndarray) -> np.ndarray:
+        """dL/dw by torch autograd: the pads (asymmetric) applied by F.pad first."""
+        tw = torch.tensor(w, requires_grad=True)
+        padded = torch.nn.functional.pad(torch.tensor(x), flat)
+        conv[len(size) - 1](padded, tw, **options).backward(torch.tensor(gy))
+        return tw.grad.numpy()
+
     a, g = (x, gy) if layout == "NCHW" else (np.moveaxis(x, 1, -1), np.moveaxis(gy, 1, -1))
     b = w if layout == "NCHW" else np.moveaxis(w, (0, 1), (-1, -2))
     grads = npconv.grad.conv_backward(
@@ -93,17 +97,14 @@ def test_depthwise_jit_weight_gradients_match_torch(
         **options,
     )  # fmt: skip
     dw = grads.weight if layout == "NCHW" else np.moveaxis(grads.weight, (-1, -2), (0, 1))
-    assert_close(dw, tw.grad.numpy())
+    assert_close(dw, torch_weight_grad(x, gy))
+    ix, igy = np.round(x * 4).astype(np.int64), np.round(gy * 4).astype(np.int64)
     exact = npconv.grad.conv_backward(
-        np.round(gy * 4).astype(np.int64), np.round(x * 4).astype(np.int64), w.astype(np.int64),
-        padding=pads, algorithm="depthwise_jit", needs=("weight",), **options,
+        igy, ix, w.astype(np.int64), padding=pads, algorithm="depthwise_jit", needs=("weight",),
+        **options,
     ).weight  # fmt: skip
-    ix = torch.tensor(np.round(x * 4)).requires_grad_()
-    iw = torch.tensor(w, requires_grad=True)
-    conv[len(size) - 1](torch.nn.functional.pad(ix, flat), iw, **options).backward(
-        torch.tensor(np.round(gy * 4))
-    )
-    assert exact.dtype == np.int64 and np.array_equal(exact, iw.grad.numpy().astype(np.int64))
+    expected = torch_weight_grad(ix.astype(np.float64), igy.astype(np.float64))
+    assert exact.dtype == np.int64 and np.array_equal(exact, expected.astype(np.int64))
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
