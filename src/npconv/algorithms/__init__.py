@@ -184,6 +184,7 @@ REGISTRY: dict[str, Algorithm] = {
             "Winograd F(4x4, 3x3), compiled transforms (numba) around BLAS; pads itself",
             winograd_jit.work,
             winograd_jit.conv,
+            fn_channels_first=winograd_jit.conv_channels_first,
             dims=(2,),
             exact_integers=False,
             error_scale=10.0,  # as winograd's F(4x4, 3x3)
