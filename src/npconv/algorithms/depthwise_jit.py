@@ -2,8 +2,8 @@
 
 In a depthwise layer (``groups == C``) every output channel ``o`` sees one input plane
 (``c = o // (O/C)``, for a channel multiplier ``O/C`` of 1 or more); in general an
-output plane sums the ``C/G`` input planes of its group.  The kernel (numba) runs one
-output plane per thread (``prange`` over ``N * O``) and, for each input plane of it:
+output plane sums the ``C/G`` input planes of its group.  The kernel (numba) runs the
+output planes one after another on the calling thread and, for each input plane of one:
 
 1. copies the plane into a zero-padded buffer split into stride phases (input rows and
    columns ``p * s + r`` of phase ``r`` stored together), so that every tap of a
@@ -18,9 +18,12 @@ ones with unit leading axes.  Channels-first data go straight in and out; channe
 data are transposed to and from channels-first.
 
 Cost: ``N * O * C/G * prod(kernel) * prod(out)`` multiply-adds at SIMD speed, plus a copy
-of each input plane per output plane of its group and a copy of the output, on
-:func:`npconv.get_threads` threads: for depthwise layers faster than PyTorch's CPU
-convolution, for dense layers (``C/G`` large) far slower than a GEMM.  Exact for integers
+of each input plane per output plane of its group and a copy of the output, on one
+thread: for depthwise layers near PyTorch's CPU convolution, for dense layers (``C/G``
+large) far slower than a GEMM.  One thread because these passes are bound by memory and
+because, in a network, they follow a GEMM whose OpenBLAS threads still spin on the
+cores: on two numba threads MobileNetV2's 3x3 144 @56 layer took 0.5-0.8 ms alone but
+2.3-2.6 ms right after a 512x512 GEMM, on one 0.7-1.2 ms either way (2 cores).  Exact for integers
 (it sums in int64, or in float64 below 2**53).  It needs numba (the ``jit`` extra); its
 kernels compile on first use for each dtype (seconds), then load from numba's cache.
 """
@@ -33,9 +36,8 @@ from collections import Counter
 import numpy as np
 
 from .._cost import units
-from .._jit import kernel, prange
+from .._jit import kernel, serial_kernel
 from .._spec import ConvSpec
-from .._threads import get_threads
 
 
 @kernel
@@ -91,12 +93,11 @@ def _add_taps(acc, buf, taps, offsets, span):
             acc[m] += tap * x0[m]
 
 
-@kernel
-def _planes(x, w, b, stride, dilation, lo, out, workers):
+@serial_kernel
+def _planes(x, w, b, stride, dilation, lo, out):
     """Grouped convolution of ``x`` (N, C, D, H, W) with ``w`` (O, C/G, KD, KH, KW) plus ``b``.
 
-    Returns ``(N, O, *out)``; ``lo`` are the zero pads before each axis.  The planes are
-    split into ``workers`` blocks (a few per thread).
+    Returns ``(N, O, *out)``; ``lo`` are the zero pads before each axis.
     """
     o_channels, group_in = w.shape[0], w.shape[1]
     group_out = o_channels // (x.shape[1] // group_in)
@@ -116,31 +117,28 @@ def _planes(x, w, b, stride, dilation, lo, out, workers):
         q = (rd // stride[0] * size[1] + rh // stride[1]) * size[2] + rw // stride[2]
         offsets[t] = r * phase + q
     span = ((out[0] - 1) * size[1] + out[1] - 1) * size[2] + out[2]
-    n_phases, n_planes = stride[0] * stride[1] * stride[2], x.shape[0] * o_channels
+    n_phases = stride[0] * stride[1] * stride[2]
     y = np.empty((x.shape[0], o_channels, out[0], out[1], out[2]), x.dtype)
-    # scratch of each block of planes, allocated here (the compiler then knows that no two
-    # of these arrays overlap, and vectorises the passes without checks) and reused from
-    # plane to plane (warm in the cache)
-    blocks = min(n_planes, workers)
-    bufs = np.empty((blocks, n_phases, size[0], size[1], size[2]), x.dtype)
-    accs = np.empty((blocks, out[0] * rows), x.dtype)
-    for block in prange(blocks):
-        buf, acc = bufs[block], accs[block]
-        for p in range(block * n_planes // blocks, (block + 1) * n_planes // blocks):
-            n, o = p // o_channels, p % o_channels
-            acc[:] = b[o]
-            for c in range(group_in):  # the input channels of o's group
-                _phases(x[n, o // group_out * group_in + c], buf, lo, stride, size)
-                _add_taps(acc, buf.reshape(-1), w[o, c].reshape(-1), offsets, span)
-            for i in range(out[0]):
-                for j in range(out[1]):
-                    start = (i * size[1] + j) * size[2]
-                    y[n, o, i, j] = acc[start : start + out[2]]
+    # scratch, allocated here (the compiler then knows that no two of these arrays
+    # overlap, and vectorises the passes without checks) and reused from plane to plane
+    # (warm in the cache)
+    buf = np.empty((n_phases, size[0], size[1], size[2]), x.dtype)
+    acc = np.empty(out[0] * rows, x.dtype)
+    for p in range(x.shape[0] * o_channels):
+        n, o = p // o_channels, p % o_channels
+        acc[:] = b[o]
+        for c in range(group_in):  # the input channels of o's group
+            _phases(x[n, o // group_out * group_in + c], buf, lo, stride, size)
+            _add_taps(acc, buf.reshape(-1), w[o, c].reshape(-1), offsets, span)
+        for i in range(out[0]):
+            for j in range(out[1]):
+                start = (i * size[1] + j) * size[2]
+                y[n, o, i, j] = acc[start : start + out[2]]
     return y
 
 
-@kernel
-def _planes_dots(x, w, b, stride, dilation, lo, out, workers):
+@serial_kernel
+def _planes_dots(x, w, b, stride, dilation, lo, out):
     """The same as :func:`_planes`, one output at a time: for outputs far fewer than the
     kernel's taps (a weight gradient, whose kernel is the output gradient).
 
@@ -156,88 +154,81 @@ def _planes_dots(x, w, b, stride, dilation, lo, out, workers):
         reach = (w.shape[2 + axis] - 1) * dilation[axis] + 1
         size[axis] = (out[axis] - 1) * stride[axis] + reach
         copied[axis] = max(0, min(x.shape[2 + axis], size[axis] - lo[axis]))
-    n_planes = x.shape[0] * o_channels
     y = np.empty((x.shape[0], o_channels, out[0], out[1], out[2]), x.dtype)
-    blocks = min(n_planes, workers)
-    bufs = np.zeros((blocks, size[0], size[1], size[2]), x.dtype)  # zero borders
-    sums = np.empty((blocks, kw), x.dtype)
-    for block in prange(blocks):
-        buf, acc = bufs[block], sums[block]
-        for p in range(block * n_planes // blocks, (block + 1) * n_planes // blocks):
-            n, o = p // o_channels, p % o_channels
-            plane = y[n, o]
-            plane[:] = b[o]
-            for c in range(group_in):
-                src = x[n, o // group_out * group_in + c]
-                d0, d1, d2 = copied[0], copied[1], copied[2]
-                buf[lo[0] : lo[0] + d0, lo[1] : lo[1] + d1, lo[2] : lo[2] + d2] = src[:d0, :d1, :d2]
-                k = w[o, c]
-                for i in range(out[0]):
-                    for j in range(out[1]):
-                        for m in range(out[2]):
-                            acc[:] = 0
-                            first = m * stride[2]
-                            for a in range(kd):
-                                for r in range(kh):
-                                    row = buf[
-                                        i * stride[0] + a * dilation[0],
-                                        j * stride[1] + r * dilation[1],
-                                    ]
-                                    taps = k[a, r]
-                                    if dilation[2] == 1:
-                                        seg = row[first : first + kw]
-                                        for t in range(kw):
-                                            acc[t] += seg[t] * taps[t]
-                                    else:
-                                        for t in range(kw):
-                                            acc[t] += row[first + t * dilation[2]] * taps[t]
-                            plane[i, j, m] += acc.sum()
+    buf = np.zeros((size[0], size[1], size[2]), x.dtype)  # zero borders
+    acc = np.empty(kw, x.dtype)
+    for p in range(x.shape[0] * o_channels):
+        n, o = p // o_channels, p % o_channels
+        plane = y[n, o]
+        plane[:] = b[o]
+        for c in range(group_in):
+            src = x[n, o // group_out * group_in + c]
+            d0, d1, d2 = copied[0], copied[1], copied[2]
+            buf[lo[0] : lo[0] + d0, lo[1] : lo[1] + d1, lo[2] : lo[2] + d2] = src[:d0, :d1, :d2]
+            k = w[o, c]
+            for i in range(out[0]):
+                for j in range(out[1]):
+                    for m in range(out[2]):
+                        acc[:] = 0
+                        first = m * stride[2]
+                        for a in range(kd):
+                            for r in range(kh):
+                                row = buf[
+                                    i * stride[0] + a * dilation[0],
+                                    j * stride[1] + r * dilation[1],
+                                ]
+                                taps = k[a, r]
+                                if dilation[2] == 1:
+                                    seg = row[first : first + kw]
+                                    for t in range(kw):
+                                        acc[t] += seg[t] * taps[t]
+                                else:
+                                    for t in range(kw):
+                                        acc[t] += row[first + t * dilation[2]] * taps[t]
+                        plane[i, j, m] += acc.sum()
     return y
 
 
-@kernel
-def _planes_3x3(x, w, b, stride, lo, out, workers):
+@serial_kernel
+def _planes_3x3(x, w, b, stride, lo, out):
     """The same for a 2-d 3x3 kernel of dilation 1 and stride 1 or 2, ``x`` (N, C, H, W).
 
     The nine taps stay in registers: one pass per output row over three input rows.
     """
     o_channels, group_in = w.shape[0], w.shape[1]
     group_out = o_channels // (x.shape[1] // group_in)
-    n_planes, oh, ow = x.shape[0] * o_channels, out[0], out[1]
+    oh, ow = out[0], out[1]
     height, width = (oh - 1) * stride + 3, (ow - 1) * stride + 3  # the rows and columns read
     rows_in, cols_in = min(x.shape[2], height - lo[0]), min(x.shape[3], width - lo[1])
     y = np.empty((x.shape[0], o_channels, oh, ow), x.dtype)
-    blocks = min(n_planes, workers)
-    bufs = np.zeros((blocks, height, width), x.dtype)  # zero borders, written once
-    for block in prange(blocks):
-        buf = bufs[block]
-        for p in range(block * n_planes // blocks, (block + 1) * n_planes // blocks):
-            n, o = p // o_channels, p % o_channels
-            for c in range(group_in):
-                plane = x[n, o // group_out * group_in + c]
-                buf[lo[0] : lo[0] + rows_in, lo[1] : lo[1] + cols_in] = plane[:rows_in, :cols_in]
-                k = w[o, c]
-                w0, w1, w2, w3, w4, w5 = k[0, 0], k[0, 1], k[0, 2], k[1, 0], k[1, 1], k[1, 2]
-                w6, w7, w8 = k[2, 0], k[2, 1], k[2, 2]
-                for i in range(oh):
-                    r0, r1, r2 = buf[i * stride], buf[i * stride + 1], buf[i * stride + 2]
-                    row = y[n, o, i]
-                    if c == 0:
-                        row[:] = b[o]
-                    if stride == 1:
-                        for j in range(ow):
-                            row[j] += (
-                                w0 * r0[j] + w1 * r0[j + 1] + w2 * r0[j + 2]
-                                + w3 * r1[j] + w4 * r1[j + 1] + w5 * r1[j + 2]
-                                + w6 * r2[j] + w7 * r2[j + 1] + w8 * r2[j + 2]
-                            )  # fmt: skip
-                    else:
-                        for j in range(ow):
-                            row[j] += (
-                                w0 * r0[2 * j] + w1 * r0[2 * j + 1] + w2 * r0[2 * j + 2]
-                                + w3 * r1[2 * j] + w4 * r1[2 * j + 1] + w5 * r1[2 * j + 2]
-                                + w6 * r2[2 * j] + w7 * r2[2 * j + 1] + w8 * r2[2 * j + 2]
-                            )  # fmt: skip
+    buf = np.zeros((height, width), x.dtype)  # zero borders, written once
+    for p in range(x.shape[0] * o_channels):
+        n, o = p // o_channels, p % o_channels
+        for c in range(group_in):
+            plane = x[n, o // group_out * group_in + c]
+            buf[lo[0] : lo[0] + rows_in, lo[1] : lo[1] + cols_in] = plane[:rows_in, :cols_in]
+            k = w[o, c]
+            w0, w1, w2, w3, w4, w5 = k[0, 0], k[0, 1], k[0, 2], k[1, 0], k[1, 1], k[1, 2]
+            w6, w7, w8 = k[2, 0], k[2, 1], k[2, 2]
+            for i in range(oh):
+                r0, r1, r2 = buf[i * stride], buf[i * stride + 1], buf[i * stride + 2]
+                row = y[n, o, i]
+                if c == 0:
+                    row[:] = b[o]
+                if stride == 1:
+                    for j in range(ow):
+                        row[j] += (
+                            w0 * r0[j] + w1 * r0[j + 1] + w2 * r0[j + 2]
+                            + w3 * r1[j] + w4 * r1[j + 1] + w5 * r1[j + 2]
+                            + w6 * r2[j] + w7 * r2[j + 1] + w8 * r2[j + 2]
+                        )  # fmt: skip
+                else:
+                    for j in range(ow):
+                        row[j] += (
+                            w0 * r0[2 * j] + w1 * r0[2 * j + 1] + w2 * r0[2 * j + 2]
+                            + w3 * r1[2 * j] + w4 * r1[2 * j + 1] + w5 * r1[2 * j + 2]
+                            + w6 * r2[2 * j] + w7 * r2[2 * j + 1] + w8 * r2[2 * j + 2]
+                        )  # fmt: skip
     return y
 
 
@@ -250,10 +241,9 @@ def conv_channels_first(
     """
     b = np.zeros(spec.out_channels, xp.dtype) if bias is None else bias.astype(xp.dtype)
     x, w = np.ascontiguousarray(xp), np.ascontiguousarray(wc, dtype=xp.dtype)
-    workers = 4 * get_threads()  # blocks of planes
     if spec.kernel == (3, 3) and spec.dilation == (1, 1) and spec.stride in ((1, 1), (2, 2)):
         lo, out = np.array([p[0] for p in spec.pads]), np.array(spec.out_size)
-        return _planes_3x3(x, w, b, spec.stride[0], lo, out, workers)
+        return _planes_3x3(x, w, b, spec.stride[0], lo, out)
     lead = (1,) * (3 - spec.nd)  # 1-d and 2-d as 3-d with unit leading axes
 
     def ints(values: tuple[int, ...], fill: int) -> np.ndarray:
@@ -268,7 +258,7 @@ def conv_channels_first(
     # plane, at 14x14 1.0 ms and 0.8 ms (MobileNetV2, 2 threads)
     few = 32 * math.prod(spec.out_size) < math.prod(spec.kernel)
     planes = _planes_dots if few else _planes
-    y = planes(x, w, b, stride, dilation, lo, out, workers)
+    y = planes(x, w, b, stride, dilation, lo, out)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)  # (N, O, *out)
 
 
