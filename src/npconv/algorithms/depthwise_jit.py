@@ -36,7 +36,7 @@ from collections import Counter
 import numpy as np
 
 from .._cost import units
-from .._jit import kernel, serial_kernel
+from .._jit import kernel
 from .._spec import ConvSpec
 
 
@@ -93,7 +93,7 @@ def _add_taps(acc, buf, taps, offsets, span):
             acc[m] += tap * x0[m]
 
 
-@serial_kernel
+@kernel
 def _planes(x, w, b, stride, dilation, lo, out):
     """Grouped convolution of ``x`` (N, C, D, H, W) with ``w`` (O, C/G, KD, KH, KW) plus ``b``.
 
@@ -137,7 +137,7 @@ def _planes(x, w, b, stride, dilation, lo, out):
     return y
 
 
-@serial_kernel
+@kernel
 def _planes_dots(x, w, b, stride, dilation, lo, out):
     """The same as :func:`_planes`, one output at a time: for outputs far fewer than the
     kernel's taps (a weight gradient, whose kernel is the output gradient).
@@ -189,7 +189,7 @@ def _planes_dots(x, w, b, stride, dilation, lo, out):
     return y
 
 
-@serial_kernel
+@kernel
 def _planes_3x3(x, w, b, stride, lo, out):
     """The same for a 2-d 3x3 kernel of dilation 1 and stride 1 or 2, ``x`` (N, C, H, W).
 

@@ -15,8 +15,8 @@ tiles, each reading a 6x6 tile of the input; per chunk of tile rows:
    the 4x4 outputs into the channels-last result (the edge tiles cropped).
 
 The transforms run on the calling thread (a loop over tile rows; numba's threads between
-two GEMMs would compete with OpenBLAS's spinning ones, :func:`npconv._jit.serial_kernel`),
-the GEMMs on BLAS's threads.  Channels-first data keep their layout: their kernels read
+two GEMMs would compete with OpenBLAS's spinning ones, :mod:`npconv._jit`), the GEMMs on
+BLAS's threads.  Channels-first data keep their layout: their kernels read
 and write image rows and the tiles are ``V (36, C, T)``, the products
 ``M[a] = U[a] (O/G x C/G) @ V[a]`` (a transposed copy of the input and of the result cost
 more than the transforms: 3x3 64->64 @224, 65 ms against 39 ms in one process).
@@ -38,7 +38,7 @@ from dataclasses import replace
 import numpy as np
 
 from .._cost import gemm, units
-from .._jit import prange, serial_kernel
+from .._jit import kernel
 from .._spec import ConvSpec
 from .._windows import chunks
 from .._workspace import buffer
@@ -50,7 +50,7 @@ from .winograd import growth as _growth
 CHUNK_BYTES = 2 * 2**20
 
 
-@serial_kernel
+@kernel
 def _input_tiles(x, lo, n0, r0, rows, cols, k, v):
     """``v[a, t, c]``: the transformed 6x6 input tiles ``t`` of tile rows ``r0..`` of
     samples ``n0..`` of ``x`` (N, H, W, C), zero-padded by ``lo`` (top, left) and beyond.
@@ -59,13 +59,15 @@ def _input_tiles(x, lo, n0, r0, rows, cols, k, v):
     """
     two, four, five = k[0], k[1], k[2]
     channels, band_w = x.shape[3], 4 * cols + 2
-    # scratch of each tile row: its zero-padded input band and half-transformed tile
-    bands = np.zeros((v.shape[1] // cols, 6, band_w, channels), x.dtype)
-    halves = np.empty((v.shape[1] // cols, 6, 6, channels), x.dtype)
-    for p in prange(v.shape[1] // cols):  # one tile row each
+    band = np.zeros((6, band_w, channels), x.dtype)  # a tile row's zero-padded input
+    s = np.empty((6, 6, channels), x.dtype)  # a half-transformed tile
+    for p in range(v.shape[1] // cols):  # one tile row each
         n, h0, w0 = n0 + p // rows, 4 * (r0 + p % rows) - lo[0], -lo[1]
-        band, s = bands[p], halves[p]
-        for i in range(max(0, -h0), min(6, x.shape[1] - h0)):
+        i0, i1 = max(0, -h0), min(6, x.shape[1] - h0)
+        for i in range(6):  # rows beyond the image (the columns beyond stay zero)
+            if i < i0 or i >= i1:
+                band[i] = 0
+        for i in range(i0, i1):
             for j in range(max(0, -w0), min(band_w, x.shape[2] - w0)):
                 for c in range(channels):
                     band[i, j, c] = x[n, h0 + i, w0 + j, c]
@@ -94,7 +96,7 @@ def _input_tiles(x, lo, n0, r0, rows, cols, k, v):
                     v[6 * i + 5, t, c] = four * d1 - five * d3 + d5
 
 
-@serial_kernel
+@kernel
 def _output_tiles(m, b, n0, r0, rows, cols, k, y):
     """Write ``AT m AT^T + b`` of the products ``m`` (36, T, O) into ``y`` (N, H, W, O).
 
@@ -103,11 +105,10 @@ def _output_tiles(m, b, n0, r0, rows, cols, k, y):
     """
     two, four, eight = k[0], k[1], k[3]
     channels = m.shape[2]
-    bands = np.empty((m.shape[1] // cols, 4, 4 * cols, channels), y.dtype)
-    halves = np.empty((m.shape[1] // cols, 4, 6, channels), y.dtype)
-    for p in prange(m.shape[1] // cols):  # one tile row each
+    band = np.empty((4, 4 * cols, channels), y.dtype)  # a tile row's outputs
+    s = np.empty((4, 6, channels), y.dtype)  # a half-transformed tile
+    for p in range(m.shape[1] // cols):  # one tile row each
         n, r = n0 + p // rows, r0 + p % rows
-        band, s = bands[p], halves[p]  # (4, W tiles, O), (4, 6, O)
         for q in range(cols):
             t = p * cols + q
             for j in range(6):  # s[:, j] = AT @ m[:, j]
@@ -132,7 +133,7 @@ def _output_tiles(m, b, n0, r0, rows, cols, k, y):
                     y[n, 4 * r + i, j, o] = band[i, j, o]
 
 
-@serial_kernel
+@kernel
 def _input_planes(x, lo, n0, r0, rows, cols, k, v):
     """``v[a, c, t]``: as :func:`_input_tiles`, from channels-first ``x`` (N, C, H, W).
 
@@ -177,7 +178,7 @@ def _input_planes(x, lo, n0, r0, rows, cols, k, v):
                     v[6 * i + 5, c, t0 + q] = four * d1 - five * d3 + d5
 
 
-@serial_kernel
+@kernel
 def _output_planes(m, b, n0, r0, rows, cols, k, y):
     """As :func:`_output_tiles`, from products ``m`` (36, O, T) into channels-first ``y``.
 
