@@ -11,6 +11,7 @@ import torch
 
 import npconv
 import npconv.grad
+from npconv.algorithms import winograd_jit
 
 from conftest import RTOL, assert_close, torch_conv
 
@@ -148,6 +149,17 @@ def test_depthwise_jit_gives_the_same_result_on_any_number_of_threads(rng):
     np.testing.assert_array_equal(results[0], results[1])
 
 
+@pytest.fixture(params=[False, True], ids=["transposed", "in-place"])
+def in_place(request, monkeypatch):
+    """winograd_jit's two ways with channels-first data: transposed to channels-last, or
+    transformed in place (for every image, as for wide ones)."""
+    if request.param:
+        monkeypatch.setattr(winograd_jit, "WIDE", 0)
+    else:
+        monkeypatch.setattr(winograd_jit, "WIDE", 10**9)
+    return request.param
+
+
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize(
     ("size", "kernel", "pads", "groups"),
@@ -160,7 +172,7 @@ def test_depthwise_jit_gives_the_same_result_on_any_number_of_threads(rng):
     ],
 )
 @pytest.mark.parametrize("batch", [0, 1, 3])
-def test_winograd_jit_matches_torch(layout, size, kernel, pads, groups, batch, rng):
+def test_winograd_jit_matches_torch(layout, size, kernel, pads, groups, batch, rng, in_place):
     x = rng.standard_normal((batch, 6, *size))
     w = rng.standard_normal((12, 6 // groups, *kernel))
     bias = rng.standard_normal(12) if batch != 1 else None
@@ -169,7 +181,7 @@ def test_winograd_jit_matches_torch(layout, size, kernel, pads, groups, batch, r
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_winograd_jit_float32_error_bound_over_several_chunks(layout, batch, rng):
+def test_winograd_jit_float32_error_bound_over_several_chunks(layout, batch, rng, in_place):
     """Unit-scale float32 within 1e-4 of max |y| (the registry's error_scale x 1e-5).
 
     64 channels at 90x90 are 23 x 23 tiles of 18 KiB of transforms each: several chunks

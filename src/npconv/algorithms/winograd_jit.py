@@ -16,10 +16,10 @@ tiles, each reading a 6x6 tile of the input; per chunk of tile rows:
 
 The transforms run on the calling thread (a loop over tile rows; numba's threads between
 two GEMMs would compete with OpenBLAS's spinning ones, :mod:`npconv._jit`), the GEMMs on
-BLAS's threads.  Channels-first data keep their layout: their kernels read
-and write image rows and the tiles are ``V (36, C, T)``, the products
-``M[a] = U[a] (O/G x C/G) @ V[a]`` (a transposed copy of the input and of the result cost
-more than the transforms: 3x3 64->64 @224, 65 ms against 39 ms in one process).
+BLAS's threads.  Wide channels-first images keep their layout: their kernels read and
+write image rows and the tiles are ``V (36, C, T)``, the products
+``M[a] = U[a] (O/G x C/G) @ V[a]`` (a transposed copy of a large input and of its result
+costs more than the transforms); narrow ones are transposed (:data:`WIDE`).
 
 Cost: 36/16 = 2.25 multiplications per output and input channel instead of 9, plus
 transforms proportional to ``C + O`` per tile: it wins on 3x3 layers with many
@@ -45,6 +45,13 @@ from .._workspace import buffer
 from .winograd import _nd_transforms
 from .winograd import growth as _growth
 
+#: Channels-first images at least this wide are transformed where they lie; narrower
+#: ones are transposed, their rows being too short to vectorise the transforms along,
+#: unless their channels outnumber their tiles four times, where ``U @ V`` runs the thin
+#: GEMMs faster than ``V @ U``.  Measured in one process, 2 threads, 3x3 layers, ms
+#: transposed / in place: 64->64 @56 batch 8 25 / 28, 128->128 @28 batch 8 14 / 21,
+#: 256->256 @14 9.5 / 5.9, 64->64 @224 65 / 39.
+WIDE = 112
 #: Bytes of the transformed tiles (input and product) of one chunk: a few MiB, so that
 #: they stay in the caches between the transforms and the GEMMs.
 CHUNK_BYTES = 2 * 2**20
@@ -238,10 +245,11 @@ def conv(
         n0, n1, _ = batch.indices(spec.batch)
         r0, r1, _ = rows.indices(tiles[0])
         count = (n1 - n0) * (r1 - r0) * tiles[1]
-        v = np.empty((36, count, spec.in_channels), dtype)
+        v = buffer("transformed", (36, count, spec.in_channels), dtype)
         _input_tiles(x, lo, n0, r0, r1 - r0, tiles[1], k, v)
         vg = v.reshape(36, count, g, cg).transpose(0, 2, 1, 3)  # (36, G, T, C/G): a view
-        m = np.matmul(vg, u).transpose(0, 2, 1, 3).reshape(36, count, -1)  # (36, T, O)
+        m = np.matmul(vg, u, out=buffer("products", (36, g, count, og), dtype))
+        m = m.transpose(0, 2, 1, 3).reshape(36, count, -1)  # (36, T, O)
         _output_tiles(m, b, n0, r0, r1 - r0, tiles[1], k, y)
     return y
 
@@ -284,9 +292,16 @@ def conv_channels_first(
 ) -> np.ndarray:
     """The same on an unpadded ``(N, C, H, W)`` input and ``(O, C/G, kh, kw)``: ``(N, O, *out)``.
 
-    The tiles are kept channels-first, ``V (36, C, T)``, so that the transforms run
-    along image rows and the products are ``M[a] = U[a] (O/G x C/G) @ V[a]`` per group.
+    Images at least :data:`WIDE` wide, and small ones of many channels, keep their
+    layout: the tiles are channels-first, ``V (36, C, T)``, the transforms run along
+    image rows and the products are ``M[a] = U[a] (O/G x C/G) @ V[a]`` per group.  The
+    others are transposed to channels-last and back, for :func:`conv`'s transforms,
+    vectorised over channels.
     """
+    tiles = math.prod(-(-o // 4) for o in spec.out_size)  # per sample
+    if spec.in_size[1] < WIDE and spec.group_in <= 4 * tiles:
+        x_last, w_last = np.moveaxis(xp, 1, -1), np.moveaxis(wc, (0, 1), (-1, -2))
+        return np.ascontiguousarray(np.moveaxis(conv(x_last, w_last, spec, bias), -1, 1))
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     x = np.ascontiguousarray(xp)
     dtype = x.dtype
