@@ -40,9 +40,10 @@ import numpy as np
 from .._cost import gemm, units
 from .._jit import kernel
 from .._spec import ConvSpec
+from .._threads import parallel_blocks
 from .._windows import chunks
 from .._workspace import buffer
-from .winograd import _nd_transforms
+from .winograd import _nd_transforms, filter_work
 from .winograd import growth as _growth
 
 #: Channels-first images at least this wide are transformed where they lie; narrower
@@ -241,9 +242,10 @@ def conv(
     y = np.empty((spec.batch, *spec.out_size, spec.out_channels), dtype)
     per_tile = 36 * (spec.in_channels + spec.out_channels) * dtype.itemsize
     k = np.array([2, 4, 5, 8], dtype)
-    for batch, rows in chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES):
-        n0, n1, _ = batch.indices(spec.batch)
-        r0, r1, _ = rows.indices(tiles[0])
+
+    def chunk(part: tuple[slice, slice]) -> None:
+        n0, n1, _ = part[0].indices(spec.batch)
+        r0, r1, _ = part[1].indices(tiles[0])
         count = (n1 - n0) * (r1 - r0) * tiles[1]
         v = buffer("transformed", (36, count, spec.in_channels), dtype)
         _input_tiles(x, lo, n0, r0, r1 - r0, tiles[1], k, v)
@@ -251,6 +253,8 @@ def conv(
         m = np.matmul(vg, u, out=buffer("products", (36, g, count, og), dtype))
         m = m.transpose(0, 2, 1, 3).reshape(36, count, -1)  # (36, T, O)
         _output_tiles(m, b, n0, r0, r1 - r0, tiles[1], k, y)
+
+    parallel_blocks(chunk, list(chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES)))
     return y
 
 
@@ -270,18 +274,18 @@ def growth(spec: ConvSpec) -> float:
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-    """The filters' transform, the 36 GEMMs and the two compiled transforms.
+    """The filters' transform (:func:`~npconv.algorithms.winograd.filter_work`), the 36
+    GEMMs and the two compiled transforms.
 
     Each compiled transform takes about as long as eight elementwise passes over its 36
     values per tile and channel (measured on the ResNet and VGG layers of ``npconv
-    bench``); the transformed filters, 4x the filters, are written and read once.
+    bench``).
     """
     item = max(np.dtype(dtype).itemsize, 4)
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     tiles = spec.batch * math.prod(-(-o // 4) for o in spec.out_size)
     c, o = spec.in_channels, spec.out_channels
-    total = gemm(36, 9, cg * o, 1, item)  # the filters' transform
-    total["copy"] += 2 * 36 * cg * o * item
+    total = filter_work(36, 9, cg * o, item)
     total += gemm(tiles, cg, og, 36 * g, item)  # the products
     total += units(passes=8 * 36 * tiles * (c + o) * item)
     return total
@@ -298,8 +302,8 @@ def conv_channels_first(
     others are transposed to channels-last and back, for :func:`conv`'s transforms,
     vectorised over channels.
     """
-    tiles = math.prod(-(-o // 4) for o in spec.out_size)  # per sample
-    if spec.in_size[1] < WIDE and spec.group_in <= 4 * tiles:
+    per_sample = math.prod(-(-o // 4) for o in spec.out_size)  # tiles
+    if spec.in_size[1] < WIDE and spec.group_in <= 4 * per_sample:
         x_last, w_last = np.moveaxis(xp, 1, -1), np.moveaxis(wc, (0, 1), (-1, -2))
         return np.ascontiguousarray(np.moveaxis(conv(x_last, w_last, spec, bias), -1, 1))
     g, cg, og = spec.groups, spec.group_in, spec.group_out
@@ -315,9 +319,10 @@ def conv_channels_first(
     y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
     per_tile = 36 * (spec.in_channels + spec.out_channels) * dtype.itemsize
     k = np.array([2, 4, 5, 8], dtype)
-    for batch, rows in chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES):
-        n0, n1, _ = batch.indices(spec.batch)
-        r0, r1, _ = rows.indices(tiles[0])
+
+    def chunk(part: tuple[slice, slice]) -> None:
+        n0, n1, _ = part[0].indices(spec.batch)
+        r0, r1, _ = part[1].indices(tiles[0])
         count = (n1 - n0) * (r1 - r0) * tiles[1]
         v = buffer("transformed", (36, spec.in_channels, count), dtype)
         _input_planes(x, lo, n0, r0, r1 - r0, tiles[1], k, v)
@@ -325,4 +330,6 @@ def conv_channels_first(
             u, v.reshape(36, g, cg, count), out=buffer("products", (36, g, og, count), dtype)
         )
         _output_planes(m.reshape(36, -1, count), b, n0, r0, r1 - r0, tiles[1], k, y)
+
+    parallel_blocks(chunk, list(chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES)))
     return y
