@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -253,3 +254,38 @@ def test_without_numba_the_compiled_rows_decline_and_auto_uses_the_others():
             "it needs numba (pip install 'npconv[jit]')"
         )
     assert lines[2].startswith("auto: ") and not lines[2].endswith("_jit")
+
+
+def test_winograd_jit_from_two_threads_restores_the_blas_threads(rng):
+    """Chunks run on npconv's threads with BLAS on one thread; overlapping calls from two
+    user threads give PyTorch's result and leave BLAS's thread count as it was."""
+    from threadpoolctl import threadpool_info
+
+    x = rng.standard_normal((2, 64, 90, 91)).astype(np.float32)  # several chunks a sample
+    w = rng.standard_normal((32, 64, 3, 3)).astype(np.float32)
+    expected = torch_conv(x, w, pads=[(1, 1), (1, 1)])
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    old = npconv.set_threads(2)
+    results, errors = [], []
+
+    def convolve():
+        try:
+            for _ in range(5):
+                results.append(npconv.conv(x, w, padding=1, algorithm="winograd_jit"))
+        except Exception as error:  # reported below: the main thread asserts
+            errors.append(error)
+
+    try:
+        workers = [threading.Thread(target=convolve) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    finally:
+        npconv.set_threads(old)
+    assert errors == [] and len(results) == 10
+    assert after == [2] * len(after)
+    for y in results:  # float32 F(4x4, 3x3): within 1e-4 of max |y|
+        assert np.abs(y - expected).max() <= 1e-4 * np.abs(expected).max()
+    assert before == [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
