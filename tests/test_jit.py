@@ -256,9 +256,9 @@ def test_without_numba_the_compiled_rows_decline_and_auto_uses_the_others():
     assert lines[2].startswith("auto: ") and not lines[2].endswith("_jit")
 
 
-def test_winograd_jit_from_two_threads_restores_the_blas_threads(rng):
-    """Chunks run on npconv's threads with BLAS on one thread; overlapping calls from two
-    user threads give PyTorch's result and leave BLAS's thread count as it was."""
+def test_winograd_jit_from_two_threads_leaves_the_blas_threads(rng):
+    """Overlapping calls from two user threads (each with its own workspaces) give
+    PyTorch's result and leave BLAS's thread count as it was."""
     from threadpoolctl import threadpool_info
 
     x = rng.standard_normal((2, 64, 90, 91)).astype(np.float32)  # several chunks a sample

@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
-__all__ = ["get_threads", "parallel_blocks", "parallel_map", "set_threads"]
+__all__ = ["get_threads", "parallel_map", "set_threads"]
 
 T = TypeVar("T")
 _state: dict[str, object] = {"threads": os.cpu_count() or 1, "pool": None}
 _lock = threading.Lock()  # guards the swap of the pool against submissions to it
-#: BLAS limited to one thread while ``depth`` calls of parallel_blocks run: the limiter
-#: that restores the previous limits, and the controller (its libraries found once).
-_blas: dict[str, Any] = {"depth": 0, "limiter": None, "controller": None}
-_blas_lock = threading.Lock()
 
 
 def get_threads() -> int:
@@ -105,41 +100,3 @@ def parallel_map(fn: Callable[[T], object], items: Sequence[T]) -> None:
         jobs = [pool.submit(fn, item) for item in items]
     for job in jobs:
         job.result()
-
-
-@contextmanager
-def _blas_on_one_thread() -> Iterator[None]:
-    """BLAS limited to one thread until the last of the overlapping uses ends."""
-    with _blas_lock:
-        if _blas["depth"] == 0:
-            if _blas["controller"] is None:
-                from threadpoolctl import ThreadpoolController
-
-                _blas["controller"] = ThreadpoolController()
-            _blas["limiter"] = _blas["controller"].limit(limits=1, user_api="blas")
-        _blas["depth"] += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas["depth"] -= 1
-            if _blas["depth"] == 0:
-                _blas["limiter"].restore_original_limits()
-
-
-def parallel_blocks(fn: Callable[[T], object], items: Sequence[T]) -> None:
-    """:func:`parallel_map` over blocks that each run their own GEMMs, BLAS on one thread.
-
-    Each of npconv's threads then runs a whole block (its compiled transforms, copies and
-    matrix products) on its own core, instead of the copies running on one thread
-    between two GEMMs spread over all of them, whose threads keep spinning after each
-    call.  While it runs, BLAS calls in other threads of the process run on one thread
-    too.  Measured on two cores: Winograd F(4x4, 3x3) on 3x3 64->64 @56 took 1.5 ms
-    against 2.5 ms, @224 26 ms against 33 ms.
-    """
-    if get_threads() <= 1 or len(items) <= 1:
-        for item in items:
-            fn(item)
-        return
-    with _blas_on_one_thread():
-        parallel_map(fn, items)

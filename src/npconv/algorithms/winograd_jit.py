@@ -40,7 +40,6 @@ import numpy as np
 from .._cost import gemm, units
 from .._jit import kernel
 from .._spec import ConvSpec
-from .._threads import parallel_blocks
 from .._windows import chunks
 from .._workspace import buffer
 from .winograd import _nd_transforms, filter_work
@@ -242,10 +241,9 @@ def conv(
     y = np.empty((spec.batch, *spec.out_size, spec.out_channels), dtype)
     per_tile = 36 * (spec.in_channels + spec.out_channels) * dtype.itemsize
     k = np.array([2, 4, 5, 8], dtype)
-
-    def chunk(part: tuple[slice, slice]) -> None:
-        n0, n1, _ = part[0].indices(spec.batch)
-        r0, r1, _ = part[1].indices(tiles[0])
+    for batch, rows in chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES):
+        n0, n1, _ = batch.indices(spec.batch)
+        r0, r1, _ = rows.indices(tiles[0])
         count = (n1 - n0) * (r1 - r0) * tiles[1]
         v = buffer("transformed", (36, count, spec.in_channels), dtype)
         _input_tiles(x, lo, n0, r0, r1 - r0, tiles[1], k, v)
@@ -253,8 +251,6 @@ def conv(
         m = np.matmul(vg, u, out=buffer("products", (36, g, count, og), dtype))
         m = m.transpose(0, 2, 1, 3).reshape(36, count, -1)  # (36, T, O)
         _output_tiles(m, b, n0, r0, r1 - r0, tiles[1], k, y)
-
-    parallel_blocks(chunk, list(chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES)))
     return y
 
 
@@ -319,10 +315,9 @@ def conv_channels_first(
     y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
     per_tile = 36 * (spec.in_channels + spec.out_channels) * dtype.itemsize
     k = np.array([2, 4, 5, 8], dtype)
-
-    def chunk(part: tuple[slice, slice]) -> None:
-        n0, n1, _ = part[0].indices(spec.batch)
-        r0, r1, _ = part[1].indices(tiles[0])
+    for batch, rows in chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES):
+        n0, n1, _ = batch.indices(spec.batch)
+        r0, r1, _ = rows.indices(tiles[0])
         count = (n1 - n0) * (r1 - r0) * tiles[1]
         v = buffer("transformed", (36, spec.in_channels, count), dtype)
         _input_planes(x, lo, n0, r0, r1 - r0, tiles[1], k, v)
@@ -330,6 +325,4 @@ def conv_channels_first(
             u, v.reshape(36, g, cg, count), out=buffer("products", (36, g, og, count), dtype)
         )
         _output_planes(m.reshape(36, -1, count), b, n0, r0, r1 - r0, tiles[1], k, y)
-
-    parallel_blocks(chunk, list(chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES)))
     return y
