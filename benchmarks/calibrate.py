@@ -73,7 +73,7 @@ def fit(rows: list[dict], threads: int) -> tuple[dict[str, float], float]:
         [
             [
                 work(r["algorithm"], specs[r["case"]], f32)[kind]
-                / (1 if kind == "calls" else threads)
+                / (1 if kind in model.SERIAL else threads)
                 / r["seconds"]
                 for kind in model.KINDS
             ]

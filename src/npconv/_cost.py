@@ -4,7 +4,8 @@ Each algorithm module defines ``work(spec, dtype)``: the units of work of each k
 :data:`KINDS` it does on a problem.  ``gemm`` counts matrix-product flops divided by an
 efficiency that falls for thin matrices, ``copy`` bytes gathered into patch matrices or
 tiles (and moved by BLAS), ``passes`` bytes read and written by elementwise ufuncs,
-``fft`` ``5 n log2 n / 2`` per real transform, and ``calls`` NumPy, BLAS and interpreter
+``fft`` ``5 n log2 n / 2`` per real transform, ``serial`` bytes of passes that run on the
+calling thread alone (the compiled kernels), and ``calls`` NumPy, BLAS and interpreter
 calls.  :data:`SECONDS_PER` prices one unit of each on one thread; the prices were
 fitted (non-negative least squares on relative error) to the measured times of every
 algorithm on the ``npconv bench`` suite by ``benchmarks/calibrate.py``.  Only the
@@ -16,15 +17,18 @@ from __future__ import annotations
 
 from collections import Counter
 
-__all__ = ["KINDS", "SECONDS_PER", "gemm", "seconds", "units"]
+__all__ = ["KINDS", "SECONDS_PER", "SERIAL", "gemm", "seconds", "units"]
 
-KINDS = ("gemm", "copy", "passes", "fft", "calls")
+KINDS = ("gemm", "copy", "passes", "fft", "serial", "calls")
+#: The kinds that run on one thread whatever the thread count.
+SERIAL = ("serial", "calls")
 #: Seconds per unit of work on one thread (fitted by benchmarks/calibrate.py).
 SECONDS_PER = {
     "gemm": 1.32e-11,
     "copy": 4.33e-11,
     "passes": 4.08e-11,
     "fft": 1.09e-10,
+    "serial": 4.08e-11,  # as "passes" (not fitted)
     "calls": 4.81e-08,
 }
 #: A matrix dimension of this size runs a GEMM at half its peak speed.
@@ -46,6 +50,6 @@ def gemm(m: float, k: float, n: float, count: float, item: int) -> Counter[str]:
 
 
 def seconds(work: Counter[str], threads: int) -> float:
-    """Estimated seconds of ``work``: every kind but ``calls`` spread over ``threads``."""
-    parallel = sum(work[kind] * SECONDS_PER[kind] for kind in KINDS if kind != "calls")
-    return parallel / threads + work["calls"] * SECONDS_PER["calls"]
+    """Estimated seconds of ``work``: the kinds but :data:`SERIAL` spread over ``threads``."""
+    spread = sum(work[kind] * SECONDS_PER[kind] for kind in KINDS if kind not in SERIAL)
+    return spread / threads + sum(work[kind] * SECONDS_PER[kind] for kind in SERIAL)

@@ -272,10 +272,11 @@ def conv(
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-    """A vectorised multiply-add per tap and output, a pass over input and output."""
+    """A vectorised multiply-add per tap and output, a pass over input and output, on
+    the calling thread."""
     item = max(np.dtype(dtype).itemsize, 4)
     outputs = spec.batch * spec.out_channels * math.prod(spec.out_size)
     inputs = spec.batch * spec.in_channels * math.prod(spec.in_size)
     taps = math.prod(spec.kernel) * spec.group_in
     copies = inputs * spec.group_out  # every input plane copied once per output plane
-    return units(passes=(taps * outputs + 2 * outputs + copies) * item, calls=1)
+    return units(serial=(taps * outputs + 2 * outputs + copies) * item, calls=1)
