@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -219,6 +220,28 @@ def _output_planes(m, b, n0, r0, rows, cols, k, y):
                     y[n, o, 4 * r + 3, w] = (m1 - m2) + eight * (m3 - m4) + m5 + b[o]
 
 
+def _chunks(spec: ConvSpec, itemsize: int) -> Iterator[tuple[int, int, int, int]]:
+    """``(n0, r0, rows, tiles)`` of each chunk: its first sample and tile row, its tile rows
+    per sample and its tiles, within :data:`CHUNK_BYTES` of transformed tiles."""
+    tiles = tuple(-(-o // 4) for o in spec.out_size)  # tile rows and columns
+    per_tile = 36 * (spec.in_channels + spec.out_channels) * itemsize
+    for batch, rows in chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES):
+        n0, n1, _ = batch.indices(spec.batch)
+        r0, r1, _ = rows.indices(tiles[0])
+        yield n0, r0, r1 - r0, (n1 - n0) * (r1 - r0) * tiles[1]
+
+
+def _constants(
+    spec: ConvSpec, dtype: np.dtype, bias: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The transform ``G`` (36, 9), the bias, the pads before each axis and the constants
+    2, 4, 5, 8 of the kernels, in ``dtype`` (a Python int would promote)."""
+    gw = _nd_transforms((4, 4), (3, 3))[1].astype(dtype)
+    b = np.zeros(spec.out_channels, dtype) if bias is None else bias.astype(dtype)
+    lo = np.array([p[0] for p in spec.pads], dtype=np.int64)
+    return gw, b, lo, np.array([2, 4, 5, 8], dtype)
+
+
 def conv(
     xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
 ) -> np.ndarray:
@@ -229,28 +252,54 @@ def conv(
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     x = np.ascontiguousarray(xp)
     dtype = x.dtype
+    gw, b, lo, k = _constants(spec, dtype, bias)
     # the filters padded to 3x3 (zero taps after), transformed: U (36, G, C/G, O/G)
     w = np.zeros((3, 3, cg, spec.out_channels), dtype)
     w[: spec.kernel[0], : spec.kernel[1]] = wc
-    gw = _nd_transforms((4, 4), (3, 3))[1].astype(dtype)  # (36, 9)
     u = (gw @ w.reshape(9, -1)).reshape(36, cg, g, og).transpose(0, 2, 1, 3)
     u = np.ascontiguousarray(u)  # (36, G, C/G, O/G), a view when G == 1
-    b = np.zeros(spec.out_channels, dtype) if bias is None else bias.astype(dtype)
-    lo = np.array([p[0] for p in spec.pads], dtype=np.int64)
-    tiles = tuple(-(-o // 4) for o in spec.out_size)  # tile rows and columns
     y = np.empty((spec.batch, *spec.out_size, spec.out_channels), dtype)
-    per_tile = 36 * (spec.in_channels + spec.out_channels) * dtype.itemsize
-    k = np.array([2, 4, 5, 8], dtype)
-    for batch, rows in chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES):
-        n0, n1, _ = batch.indices(spec.batch)
-        r0, r1, _ = rows.indices(tiles[0])
-        count = (n1 - n0) * (r1 - r0) * tiles[1]
+    cols = -(-spec.out_size[1] // 4)  # tiles per tile row
+    for n0, r0, rows, count in _chunks(spec, dtype.itemsize):
         v = buffer("transformed", (36, count, spec.in_channels), dtype)
-        _input_tiles(x, lo, n0, r0, r1 - r0, tiles[1], k, v)
+        _input_tiles(x, lo, n0, r0, rows, cols, k, v)
         vg = v.reshape(36, count, g, cg).transpose(0, 2, 1, 3)  # (36, G, T, C/G): a view
         m = np.matmul(vg, u, out=buffer("products", (36, g, count, og), dtype))
         m = m.transpose(0, 2, 1, 3).reshape(36, count, -1)  # (36, T, O)
-        _output_tiles(m, b, n0, r0, r1 - r0, tiles[1], k, y)
+        _output_tiles(m, b, n0, r0, rows, cols, k, y)
+    return y
+
+
+def conv_channels_first(
+    xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
+) -> np.ndarray:
+    """The same on an unpadded ``(N, C, H, W)`` input and ``(O, C/G, kh, kw)``: ``(N, O, *out)``.
+
+    Images at least :data:`WIDE` wide, and small ones of many channels, keep their
+    layout: the tiles are channels-first, ``V (36, C, T)``, the transforms run along
+    image rows and the products are ``M[a] = U[a] (O/G x C/G) @ V[a]`` per group.  The
+    others are transposed to channels-last and back, for :func:`conv`'s transforms,
+    vectorised over channels.
+    """
+    cols = -(-spec.out_size[1] // 4)  # tiles per tile row
+    if spec.in_size[1] < WIDE and spec.group_in <= 4 * cols * -(-spec.out_size[0] // 4):
+        x_last, w_last = np.moveaxis(xp, 1, -1), np.moveaxis(wc, (0, 1), (-1, -2))
+        return np.ascontiguousarray(np.moveaxis(conv(x_last, w_last, spec, bias), -1, 1))
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    x = np.ascontiguousarray(xp)
+    dtype = x.dtype
+    gw, b, lo, k = _constants(spec, dtype, bias)
+    w = np.zeros((spec.out_channels, cg, 3, 3), dtype)
+    w[:, :, : spec.kernel[0], : spec.kernel[1]] = wc
+    u = (gw @ w.reshape(-1, 9).T).reshape(36, g, og, cg)  # (36, G, O/G, C/G)
+    y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
+    for n0, r0, rows, count in _chunks(spec, dtype.itemsize):
+        v = buffer("transformed", (36, spec.in_channels, count), dtype)
+        _input_planes(x, lo, n0, r0, rows, cols, k, v)
+        m = np.matmul(
+            u, v.reshape(36, g, cg, count), out=buffer("products", (36, g, og, count), dtype)
+        )
+        _output_planes(m.reshape(36, -1, count), b, n0, r0, rows, cols, k, y)
     return y
 
 
@@ -281,48 +330,7 @@ def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     tiles = spec.batch * math.prod(-(-o // 4) for o in spec.out_size)
     c, o = spec.in_channels, spec.out_channels
-    total = filter_work(36, 9, cg * o, item)
+    total = filter_work(36, cg * o, item)
     total += gemm(tiles, cg, og, 36 * g, item)  # the products
     total += units(passes=8 * 36 * tiles * (c + o) * item)
     return total
-
-
-def conv_channels_first(
-    xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
-) -> np.ndarray:
-    """The same on an unpadded ``(N, C, H, W)`` input and ``(O, C/G, kh, kw)``: ``(N, O, *out)``.
-
-    Images at least :data:`WIDE` wide, and small ones of many channels, keep their
-    layout: the tiles are channels-first, ``V (36, C, T)``, the transforms run along
-    image rows and the products are ``M[a] = U[a] (O/G x C/G) @ V[a]`` per group.  The
-    others are transposed to channels-last and back, for :func:`conv`'s transforms,
-    vectorised over channels.
-    """
-    per_sample = math.prod(-(-o // 4) for o in spec.out_size)  # tiles
-    if spec.in_size[1] < WIDE and spec.group_in <= 4 * per_sample:
-        x_last, w_last = np.moveaxis(xp, 1, -1), np.moveaxis(wc, (0, 1), (-1, -2))
-        return np.ascontiguousarray(np.moveaxis(conv(x_last, w_last, spec, bias), -1, 1))
-    g, cg, og = spec.groups, spec.group_in, spec.group_out
-    x = np.ascontiguousarray(xp)
-    dtype = x.dtype
-    w = np.zeros((spec.out_channels, cg, 3, 3), dtype)
-    w[:, :, : spec.kernel[0], : spec.kernel[1]] = wc
-    gw = _nd_transforms((4, 4), (3, 3))[1].astype(dtype)  # (36, 9)
-    u = (gw @ w.reshape(-1, 9).T).reshape(36, g, og, cg)  # (36, G, O/G, C/G)
-    b = np.zeros(spec.out_channels, dtype) if bias is None else bias.astype(dtype)
-    lo = np.array([p[0] for p in spec.pads], dtype=np.int64)
-    tiles = tuple(-(-o // 4) for o in spec.out_size)  # tile rows and columns
-    y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
-    per_tile = 36 * (spec.in_channels + spec.out_channels) * dtype.itemsize
-    k = np.array([2, 4, 5, 8], dtype)
-    for batch, rows in chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES):
-        n0, n1, _ = batch.indices(spec.batch)
-        r0, r1, _ = rows.indices(tiles[0])
-        count = (n1 - n0) * (r1 - r0) * tiles[1]
-        v = buffer("transformed", (36, spec.in_channels, count), dtype)
-        _input_planes(x, lo, n0, r0, r1 - r0, tiles[1], k, v)
-        m = np.matmul(
-            u, v.reshape(36, g, cg, count), out=buffer("products", (36, g, og, count), dtype)
-        )
-        _output_planes(m.reshape(36, -1, count), b, n0, r0, r1 - r0, tiles[1], k, y)
-    return y
