@@ -2,6 +2,8 @@
 
 python benchmarks/table.py benchmarks/forward.json [more runs of the same suite ...]
 
+Forward and ``--backward`` runs alike (a backward run's GFLOP count both gradients).
+
 With several runs, every time is the median over the runs of each run's median (a
 shared machine's slow spells then move no single figure).
 """
@@ -63,7 +65,7 @@ def main(paths: list[str]) -> None:
             f"{r['gflop']:.3f}",
             f"{r['gflop'] / t['torch']:.0f}",
             f"{r['gflop'] / t['auto']:.0f}",
-            r["auto_choice"],
+            r.get("auto_choice", "-"),  # a backward run states no single choice
             f"**{ratio:.2f}**",
         ]
         cells += [f"{t['torch'] / t[n]:.2f}" if n in t else "-" for n in names]
