@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import npconv
 import npconv.grad
-from npconv.algorithms import REGISTRY
+from npconv.algorithms import REGISTRY, im2col
 
 from conftest import FORWARD, RTOL, assert_close, declines, refuses_without_numba, torch_conv
 from strategies import Case, as_view, cases
@@ -238,3 +238,16 @@ def test_pointwise_bias_in_the_gemm_or_after_it(layout, c, o, size, rng):
                 rng.standard_normal(o), {"stride": 1, "padding": 0, "dilation": 1, "groups": 1,
                                          "padding_mode": "zeros"}, [(0, 0), (0, 0)])  # fmt: skip
     check(case, "im2col", layout)
+
+
+@pytest.mark.parametrize("wide_points", [0, 10**9], ids=["per-sample", "side-by-side"])
+@pytest.mark.parametrize(("groups", "stride", "size"), [(1, 1, 7), (2, 2, 9), (4, 1, 5)])
+def test_channels_first_patches_per_sample_or_side_by_side(
+    wide_points, groups, stride, size, rng, monkeypatch
+):
+    # samples of few output positions share one GEMM per group; both ways match torch
+    monkeypatch.setattr(im2col, "WIDE_POINTS", wide_points)
+    x, w = rng.standard_normal((3, 8, size, size)), rng.standard_normal((12, 8 // groups, 3, 3))
+    options = {"stride": stride, "padding": 1, "dilation": 1, "groups": groups}
+    case = Case(x, w, rng.standard_normal(12), {**options, "padding_mode": "zeros"}, [(1, 1)] * 2)
+    check(case, "im2col", "NCHW")

@@ -144,6 +144,15 @@ def conv_channels_first(
     def product(batch: slice, rows: slice) -> None:  # its temporaries are freed on return
         index = (batch, *every, rows)
         block = patches[index]  # (n, G, C/G, *kernel, r, *out[1:])
+        n, points = block.shape[0], math.prod(block.shape[3 + spec.nd :])
+        if n > 1 and points < WIDE_POINTS and not fold:  # the samples side by side
+            cols = buffer("patches", (g, k, n, points), dtype)  # (G, C/G*K, n, P)
+            for i in range(n):
+                np.copyto(cols[:, :, i].reshape(block.shape[1:]), block[i])
+            prod = buffer("products", (g, og, n, points), dtype)  # (G, O/G, n, P)
+            np.matmul(w_mat, cols.reshape(g, k, n * points), out=prod.reshape(g, og, n * points))
+            np.copyto(y[batch].reshape(n, g, og, points), prod.transpose(2, 0, 1, 3))
+            return
         if fold:
             points = math.prod(block.shape[3 + spec.nd :])  # P
             cols = _with_ones(block, (*block.shape[:2], k + 1, points), 2)
@@ -163,6 +172,13 @@ def conv_channels_first(
     if bias is not None and not fold:
         y += bias.reshape(g, og, *(1,) * spec.nd).astype(dtype)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
+
+
+#: Output positions per sample below which the samples of a chunk are multiplied side
+#: by side in one GEMM per group (channels-first), rather than one thin GEMM each:
+#: 7-10% faster on ResNet's 3x3 512->512 @7 and 256->256 @14 at batch 8, slower from
+#: 28x28 outputs on (2 cores, OpenBLAS 0.3.31).
+WIDE_POINTS = 256
 
 
 def patch_product_work(spec: ConvSpec, dtype: np.dtype, copies: int = 1) -> Counter[str]:
