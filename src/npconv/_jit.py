@@ -7,14 +7,13 @@ row asks whether it can run (importing numba takes ~0.4 s), and a kernel is comp
 its first call for each combination of argument types, with ``cache=True``, so that a
 second process loads the machine code from numba's cache instead of compiling again.
 
-Kernels run on the thread that calls them, without the GIL (``nogil``), so that an
-algorithm may run them on parts of a problem from npconv's own threads; never on
-numba's threads.  They sit between BLAS calls, whose OpenBLAS threads keep spinning on
-every core for a while after each one, and numba's threads shared the cores with them:
-on two cores they made the Winograd transforms 1.5x slower (3x3 64->64 @224) and a
-depthwise layer run right after a GEMM 2-3x slower than on one thread (NumPy 2.4,
-OpenBLAS 0.3.31, numba 0.68).  They are compiled without ``fastmath``: IEEE arithmetic,
-so that NaN and Inf propagate as in a direct convolution.
+Kernels run on the calling thread, without the GIL (``nogil``): they sit between BLAS
+calls, whose OpenBLAS threads keep spinning on every core for a while after each one,
+so numba's own threads would share the cores with them.  On two cores numba's threads
+made the Winograd transforms 1.5x slower (3x3 64->64 @224) and a depthwise layer run
+right after a GEMM 2-3x slower than on one thread (NumPy 2.4, OpenBLAS 0.3.31, numba
+0.68).  They are compiled without ``fastmath``: IEEE arithmetic, so that NaN and Inf
+propagate as in a direct convolution.
 """
 
 from __future__ import annotations
