@@ -18,31 +18,26 @@ ones with unit leading axes.  Channels-first data go straight in and out; channe
 data are transposed to and from channels-first.
 
 Cost: ``N * O * C/G * prod(kernel) * prod(out)`` multiply-adds at SIMD speed, plus a copy
-of each input plane per output plane of its group and a copy of the output: for
-depthwise layers near PyTorch's CPU convolution, for dense layers (``C/G`` large) far
-slower than a GEMM.  Layers of at least :data:`PARALLEL_PRODUCTS` multiply-adds are cut
-into ranges of groups run on npconv's threads (:func:`npconv.set_threads`), smaller ones
-run on the calling thread, since a hand-off to the pool costs more than they take.  The
-kernels are never run on numba's own threads: in a network they follow a GEMM whose
-OpenBLAS threads still spin on the cores, and there MobileNetV2's 3x3 144 @56 layer took
-2.3-2.6 ms on two numba threads against 0.5-0.8 ms alone (2 cores).  Exact for integers
+of each input plane per output plane of its group and a copy of the output, on one
+thread: for depthwise layers near PyTorch's CPU convolution, for dense layers (``C/G``
+large) far slower than a GEMM.  One thread because these passes are bound by memory and
+because, in a network, they follow a GEMM whose OpenBLAS threads still spin on the
+cores: on two numba threads MobileNetV2's 3x3 144 @56 layer took 0.5-0.8 ms alone but
+2.3-2.6 ms right after a 512x512 GEMM, on one 0.7-1.2 ms either way (2 cores).  Exact for integers
 (it sums in int64, or in float64 below 2**53).  It needs numba (the ``jit`` extra); its
 kernels compile on first use for each dtype (seconds), then load from numba's cache.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
-from collections.abc import Callable
 
 import numpy as np
 
 from .._cost import units
 from .._jit import kernel
 from .._spec import ConvSpec
-from .._threads import get_threads, parallel_map
 
 
 @kernel
@@ -237,74 +232,34 @@ def _planes_3x3(x, w, b, stride, lo, out):
     return y
 
 
-#: Multiply-adds below which a layer stays on the calling thread: a hand-off to the
-#: pool costs tens of microseconds (MobileNetV2's 3x3 384 @14, 0.7M, ran no faster on two).
-PARALLEL_PRODUCTS = 2**21
-
-
-def _blocks(spec: ConvSpec) -> list[tuple[int, int]]:
-    """Contiguous ranges of groups, one per thread where the layer is large enough."""
-    groups = spec.groups
-    products = spec.batch * spec.out_channels * spec.group_in * math.prod(spec.kernel)
-    products *= math.prod(spec.out_size)
-    parts = min(get_threads(), groups) if products >= PARALLEL_PRODUCTS else 1
-    edges = [groups * i // parts for i in range(parts + 1)]
-    return list(itertools.pairwise(edges))
-
-
 def conv_channels_first(
     xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
 ) -> np.ndarray:
     """Depthwise convolution of an unpadded ``(N, C, *in)`` input: ``(N, O, *out)``.
 
-    ``wc`` is ``(O, C/G, *kernel)``; the spec's zero pads are applied here.  A large
-    layer is cut into ranges of groups, one per thread of :func:`npconv.set_threads`.
+    ``wc`` is ``(O, C/G, *kernel)``; the spec's zero pads are applied here.
     """
     b = np.zeros(spec.out_channels, xp.dtype) if bias is None else bias.astype(xp.dtype)
     x, w = np.ascontiguousarray(xp), np.ascontiguousarray(wc, dtype=xp.dtype)
-    lo = np.array([p[0] for p in spec.pads], dtype=np.int64)
-    planes: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
     if spec.kernel == (3, 3) and spec.dilation == (1, 1) and spec.stride in ((1, 1), (2, 2)):
-        out = np.array(spec.out_size)
+        lo, out = np.array([p[0] for p in spec.pads]), np.array(spec.out_size)
+        return _planes_3x3(x, w, b, spec.stride[0], lo, out)
+    lead = (1,) * (3 - spec.nd)  # 1-d and 2-d as 3-d with unit leading axes
 
-        def planes(xs: np.ndarray, ws: np.ndarray, bs: np.ndarray) -> np.ndarray:
-            return _planes_3x3(xs, ws, bs, spec.stride[0], lo, out)  # type: ignore[no-any-return]
+    def ints(values: tuple[int, ...], fill: int) -> np.ndarray:
+        return np.array((fill,) * len(lead) + values, dtype=np.int64)
 
-    else:
-        lead = (1,) * (3 - spec.nd)  # 1-d and 2-d as 3-d with unit leading axes
-
-        def ints(values: tuple[int, ...], fill: int) -> np.ndarray:
-            return np.array((fill,) * len(lead) + values, dtype=np.int64)
-
-        x = x.reshape(spec.batch, spec.in_channels, *lead, *xp.shape[2:])  # (N, C, 3 axes)
-        w = w.reshape(spec.out_channels, spec.group_in, *lead, *spec.kernel)  # (O, C/G, 3 axes)
-        lo3, stride, dilation = ints(tuple(lo), 0), ints(spec.stride, 1), ints(spec.dilation, 1)
-        out3 = ints(spec.out_size, 1)
-        # one output at a time where the kernel has far more taps than there are outputs:
-        # weight gradients of 3x3 depthwise layers at 56x56 took 1.2 ms so and 12 ms plane
-        # by plane, at 14x14 1.0 ms and 0.8 ms (MobileNetV2, 2 threads)
-        few = 32 * math.prod(spec.out_size) < math.prod(spec.kernel)
-        kernel = _planes_dots if few else _planes
-
-        def planes(xs: np.ndarray, ws: np.ndarray, bs: np.ndarray) -> np.ndarray:
-            return kernel(xs, ws, bs, stride, dilation, lo3, out3)  # type: ignore[no-any-return]
-
-    def run(groups: tuple[int, int]) -> np.ndarray:  # (N, O of these groups, *out)
-        inputs = slice(groups[0] * spec.group_in, groups[1] * spec.group_in)
-        outputs = slice(groups[0] * spec.group_out, groups[1] * spec.group_out)
-        part = planes(x[:, inputs], w[outputs], b[outputs])
-        return part.reshape(spec.batch, -1, *spec.out_size)
-
-    blocks = _blocks(spec)
-    if len(blocks) == 1:  # the whole layer on the calling thread
-        return run(blocks[0])
-    y = np.empty((spec.batch, spec.out_channels, *spec.out_size), xp.dtype)  # (N, O, *out)
-
-    def block(groups: tuple[int, int]) -> None:
-        y[:, groups[0] * spec.group_out : groups[1] * spec.group_out] = run(groups)
-
-    parallel_map(block, blocks)
-    return y
+    x = x.reshape(spec.batch, spec.in_channels, *lead, *xp.shape[2:])  # (N, C, 3 axes)
+    w = w.reshape(spec.out_channels, spec.group_in, *lead, *spec.kernel)  # (O, C/G, 3 axes)
+    lo = ints(tuple(p[0] for p in spec.pads), 0)
+    stride, dilation, out = ints(spec.stride, 1), ints(spec.dilation, 1), ints(spec.out_size, 1)
+    # one output at a time where the kernel has far more taps than there are outputs:
+    # weight gradients of 3x3 depthwise layers at 56x56 took 1.2 ms so and 12 ms plane by
+    # plane, at 14x14 1.0 ms and 0.8 ms (MobileNetV2, 2 threads)
+    few = 32 * math.prod(spec.out_size) < math.prod(spec.kernel)
+    planes = _planes_dots if few else _planes
+    y = planes(x, w, b, stride, dilation, lo, out)
+    return y.reshape(spec.batch, spec.out_channels, *spec.out_size)  # (N, O, *out)
 
 
 def conv(
@@ -317,12 +272,11 @@ def conv(
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-    """A vectorised multiply-add per tap and output, a pass over input and output; on
-    the calling thread below :data:`PARALLEL_PRODUCTS`, else spread over the threads."""
+    """A vectorised multiply-add per tap and output, a pass over input and output, on
+    the calling thread."""
     item = max(np.dtype(dtype).itemsize, 4)
     outputs = spec.batch * spec.out_channels * math.prod(spec.out_size)
     inputs = spec.batch * spec.in_channels * math.prod(spec.in_size)
     taps = math.prod(spec.kernel) * spec.group_in
     copies = inputs * spec.group_out  # every input plane copied once per output plane
-    kind = "serial" if len(_blocks(spec)) == 1 else "passes"
-    return units(**{kind: (taps * outputs + 2 * outputs + copies) * item}, calls=1)
+    return units(serial=(taps * outputs + 2 * outputs + copies) * item, calls=1)
