@@ -144,7 +144,7 @@ def conv_channels_first(
     def product(batch: slice, rows: slice) -> None:  # its temporaries are freed on return
         index = (batch, *every, rows)
         block = patches[index]  # (n, G, C/G, *kernel, r, *out[1:])
-        n, points = block.shape[0], math.prod(block.shape[3 + spec.nd :])
+        n, points = block.shape[0], math.prod(block.shape[3 + spec.nd :])  # P per sample
         if n > 1 and points < WIDE_POINTS and not fold:  # the samples side by side
             cols = buffer("patches", (g, k, n, points), dtype)  # (G, C/G*K, n, P)
             for i in range(n):
@@ -154,10 +154,8 @@ def conv_channels_first(
             np.copyto(y[batch].reshape(n, g, og, points), prod.transpose(2, 0, 1, 3))
             return
         if fold:
-            points = math.prod(block.shape[3 + spec.nd :])  # P
             cols = _with_ones(block, (*block.shape[:2], k + 1, points), 2)
         else:
-            points = math.prod(block.shape[3 + spec.nd :])  # P
             cols = _patch_matrix(block, (*block.shape[:2], k, points))  # (n, G, C/G*K, P)
         out_block = y[batch, :, :, rows]  # (n, G, O/G, r, *out[1:]): a view of y
         if out_block.flags.c_contiguous:  # whole samples: the GEMMs write the result
