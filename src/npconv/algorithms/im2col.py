@@ -39,6 +39,12 @@ from .._spec import ConvSpec
 from .._windows import WORKSPACE_BYTES, chunks, reshaped_view, windows, windows_channels_first
 from .._workspace import buffer
 
+#: Output positions per sample below which the samples of a chunk are multiplied side
+#: by side in one GEMM per group (channels-first), rather than one thin GEMM each:
+#: 7-10% faster on ResNet's 3x3 512->512 @7 and 256->256 @14 at batch 8, slower from
+#: 28x28 outputs on (2 cores, OpenBLAS 0.3.31).
+WIDE_POINTS = 256
+
 
 def _with_ones(block: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
     """``block`` copied into the patch buffer, as matrices of ``shape`` whose last index on
@@ -170,13 +176,6 @@ def conv_channels_first(
     if bias is not None and not fold:
         y += bias.reshape(g, og, *(1,) * spec.nd).astype(dtype)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
-
-
-#: Output positions per sample below which the samples of a chunk are multiplied side
-#: by side in one GEMM per group (channels-first), rather than one thin GEMM each:
-#: 7-10% faster on ResNet's 3x3 512->512 @7 and 256->256 @14 at batch 8, slower from
-#: 28x28 outputs on (2 cores, OpenBLAS 0.3.31).
-WIDE_POINTS = 256
 
 
 def patch_product_work(spec: ConvSpec, dtype: np.dtype, copies: int = 1) -> Counter[str]:
