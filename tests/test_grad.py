@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import npconv
 from npconv import ConvSpec
 from npconv._adjoint import weight_gradient
 from npconv._choose import reason
-from npconv.algorithms import REGISTRY
+from npconv.algorithms import REGISTRY, im2col
 from npconv.grad import conv_backward, conv_transpose_backward
 
 from conftest import RTOL, assert_close
@@ -125,6 +126,35 @@ def test_resnet_layer(algorithm, rng):
         )
         got = (getattr(grads, needs), grads.bias)
         assert_grads_close(got, (expected[needs], expected["bias"]), algorithm)
+
+
+@pytest.mark.parametrize("transposed_points", [0, 10**9], ids=["patches-gy^T", "gy-patches^T"])
+@pytest.mark.parametrize("chunk_bytes", [1, 2**30], ids=["row-chunks", "one-chunk"])
+@pytest.mark.parametrize(
+    ("groups", "stride", "dilation", "size"), [(1, 1, 1, 7), (2, 2, 1, (9, 8)), (4, 1, 2, 6)]
+)
+def test_im2col_weight_gradient_by_its_own_patches(
+    transposed_points, chunk_bytes, groups, stride, dilation, size, rng, monkeypatch
+):
+    # channels-first float weight gradients take im2col's side-by-side patch GEMMs: in
+    # chunks of output rows or of whole samples, as dW or as dW^T, each matches torch
+    monkeypatch.setattr(im2col, "TRANSPOSED_POINTS", transposed_points)
+    monkeypatch.setattr(im2col, "GRAD_CHUNK_BYTES", chunk_bytes)
+    calls = []
+    own = im2col.weight_grad_channels_first
+    spy = replace(
+        REGISTRY["im2col"], weight_grad_channels_first=lambda *a: calls.append(a) or own(*a)
+    )
+    monkeypatch.setitem(REGISTRY, "im2col", spy)
+    x = rng.standard_normal((3, 8, *np.broadcast_to(size, 2)))
+    w = rng.standard_normal((12, 8 // groups, 3, 3))
+    kwargs = {"stride": stride, "padding": 1, "dilation": dilation, "groups": groups}
+    case = Case(x, w, None, {**kwargs, "padding_mode": "zeros"}, [(1, 1)] * 2)
+    gy = rng.standard_normal(npconv.conv(x, w, **kwargs).shape)
+    for algorithm in ("im2col", "auto"):
+        got = conv_backward(gy, x, w, algorithm=algorithm, needs="weight", **kwargs).weight
+        assert_grads_close((got,), (torch_grads(case, gy)[1],), "im2col")
+    assert calls, "the weight gradient did not take im2col's own patch GEMMs"
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])

@@ -35,7 +35,15 @@ import numpy as np
 from ._spec import ConvSpec
 from ._windows import canonical_input
 
-__all__ = ["Phase", "fold_padding", "phases", "region", "swapped_filters", "weight_gradient"]
+__all__ = [
+    "Phase",
+    "fold_padding",
+    "phases",
+    "region",
+    "swapped_filters",
+    "weight_gradient",
+    "weight_gradient_spec",
+]
 
 #: Where each padded position reads from, for ``t`` = position - pad_before in an axis of
 #: ``n`` elements (numpy.pad's "reflect", "edge" and "wrap"; pads are smaller than ``n``).
@@ -215,6 +223,33 @@ def fold_padding(xp_bar: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return xp_bar
 
 
+def weight_gradient_spec(spec: ConvSpec) -> tuple[ConvSpec, list[slice]]:
+    """The convolution that computes ``dL/dw`` of the zero-padded ``spec``, and the crop of
+    the input it reads (see :func:`weight_gradient`)."""
+    crop, pads = [], []
+    for size, (lo, _), k, s, d, o in zip(
+        spec.in_size, spec.pads, spec.kernel, spec.stride, spec.dilation, spec.out_size
+    ):
+        used = (o - 1) * s + (k - 1) * d + 1  # padded positions read by some window
+        kept = min(max(used - lo, 0), size)  # x[:kept]; zeros around it fill [0, used)
+        crop.append(slice(0, kept))
+        pads.append((min(lo, used), used - min(lo, used) - kept))
+    inner = replace(
+        spec,
+        layout="NHWC",
+        padding_mode="zeros",
+        batch=spec.group_in,
+        in_channels=spec.groups * spec.batch,
+        in_size=tuple(c.stop for c in crop),
+        kernel=spec.out_size,
+        stride=spec.dilation,
+        dilation=spec.stride,
+        pads=tuple(pads),
+        out_size=spec.kernel,
+    )
+    return inner, crop
+
+
 def weight_gradient(
     spec: ConvSpec, x: np.ndarray, gy: np.ndarray
 ) -> tuple[ConvSpec, np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
@@ -234,15 +269,8 @@ def weight_gradient(
         x = canonical_input(x, spec, channels_last=spec.layout == "NHWC")
         spec = spec.valid()
     nd, g, n = spec.nd, spec.groups, spec.batch
-    crop, pads = [], []
-    for size, (lo, _), k, s, d, o in zip(
-        spec.in_size, spec.pads, spec.kernel, spec.stride, spec.dilation, spec.out_size
-    ):
-        used = (o - 1) * s + (k - 1) * d + 1  # padded positions read by some window
-        kept = min(max(used - lo, 0), size)  # x[:kept]; zeros around it fill [0, used)
-        crop.append(slice(0, kept))
-        pads.append((min(lo, used), used - min(lo, used) - kept))
-    sizes = [c.stop for c in crop]
+    inner, crop = weight_gradient_spec(spec)
+    sizes = inner.in_size
     if spec.layout == "NCHW":
         x = x[tuple([slice(None), slice(None), *crop])]
         xt = x.reshape(n, g, spec.group_in, *sizes)  # (N, G, C/G, *in)
@@ -254,19 +282,6 @@ def weight_gradient(
         xt = xt.transpose(1 + nd + 1, *range(1, 1 + nd), 1 + nd, 0)  # (C/G, *in, G, N)
         wt = gy.transpose(*range(1, 1 + nd), 0, 1 + nd)  # (*out, N, O)
     xt = xt.reshape(spec.group_in, *sizes, g * n)  # (C/G, *in, G*N): a copy if G, N > 1
-    inner = replace(
-        spec,
-        layout="NHWC",
-        padding_mode="zeros",
-        batch=spec.group_in,
-        in_channels=g * n,
-        in_size=tuple(sizes),
-        kernel=spec.out_size,
-        stride=spec.dilation,
-        dilation=spec.stride,
-        pads=tuple(pads),
-        out_size=spec.kernel,
-    )
 
     def as_weight(y: np.ndarray) -> np.ndarray:  # (C/G, *kernel, O) -> the weight's layout
         if spec.layout == "NCHW":

@@ -20,15 +20,24 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._adjoint import fold_padding, phase_operands, phase_target, phases, region, swapped_filters
+from ._adjoint import (
+    fold_padding,
+    phase_operands,
+    phase_target,
+    phases,
+    region,
+    swapped_filters,
+    weight_gradient,
+    weight_gradient_spec,
+)
 from ._choose import choose, resolve
-from ._operands import Problem, prepare
+from ._operands import Problem, compute_dtypes, prepare
 from ._spec import ConvOptions, ConvSpec
 from ._threads import get_threads
 from ._windows import canonical_input, canonical_weight, sample_blocks
 from .algorithms import REGISTRY, Kernel
 
-__all__ = ["convolve", "run"]
+__all__ = ["convolve", "run", "run_weight_gradient"]
 
 
 def run(problem: Problem, algorithm: str = "auto") -> np.ndarray:
@@ -52,6 +61,38 @@ def convolve(
 ) -> np.ndarray:
     """``conv(x, w, bias)`` with these options: :func:`run` of :func:`prepare`."""
     return run(prepare(options, x, w, bias), algorithm)
+
+
+def run_weight_gradient(
+    fn: str, spec: ConvSpec, x: np.ndarray, gy: np.ndarray, algorithm: str = "auto"
+) -> np.ndarray:
+    """``dL/dw`` of the convolution ``spec`` at input ``x`` for the output gradient ``gy``.
+
+    Both are batched and in the spec's layout; the result is in the weight's layout and
+    the dtype of :func:`compute_dtypes`' result (exact integers as int64 or Python ints).
+    It is a convolution of ``x`` with ``gy``, batch and channels exchanged
+    (:func:`npconv._adjoint.weight_gradient`), run by :func:`run`; where that convolution
+    would run by an algorithm with a weight gradient of its own for channels-first data
+    (``im2col``) and the data are channels-first floats, that function computes it from
+    the forward's patch matrices, without transposing ``x`` or ``gy``.
+    """
+    compute, result = compute_dtypes(fn, x, gy)
+    if spec.layout == "NCHW" and compute.kind in "fc" and spec.macs:
+        zero_padded = spec if spec.padding_mode == "zeros" else spec.valid()
+        inner = weight_gradient_spec(zero_padded)[0]
+        name = resolve(algorithm, inner, compute, fn, get_threads())
+        own = REGISTRY[name].weight_grad_channels_first
+        if own is not None:
+            dw = None
+            for block in sample_blocks(spec, compute.itemsize):
+                part = replace(spec, batch=len(range(spec.batch)[block]))
+                x_part = x[block].astype(compute, copy=False)
+                xp = canonical_input(x_part, part, channels_last=False, reuse=True)
+                share = own(xp, gy[block].astype(compute, copy=False), part)
+                dw = share if dw is None else np.add(dw, share, out=dw)
+            return cast(np.ndarray, dw).astype(result, copy=False)
+    inner, xt, wt, as_weight = weight_gradient(spec, x, gy)
+    return np.ascontiguousarray(as_weight(run(Problem.of(fn, inner, xt, wt), algorithm)))
 
 
 def _channel_row(b: np.ndarray, spec: ConvSpec, channels_first: bool) -> np.ndarray:

@@ -6,7 +6,9 @@ For ``y = conv(x, w) + bias`` and an upstream gradient ``gy = dL/dy``:
   (:func:`npconv.conv_transpose`), followed by the adjoint of the padding mode (pads
   that copied input elements send their gradient back to them);
 * ``dL/dw`` is a convolution of ``x`` with ``gy``, the batch and the channels exchanged
-  (:func:`npconv._adjoint.weight_gradient`);
+  (:func:`npconv._adjoint.weight_gradient`); for channels-first floats where that
+  convolution would run by ``im2col``, im2col computes it from the forward's own patch
+  matrices (:func:`npconv._dispatch.run_weight_gradient`);
 * ``dL/dbias`` is ``gy`` summed over the batch and every position.
 
 Both convolutions run through the same dispatch as :func:`npconv.conv`, by the
@@ -31,8 +33,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._adjoint import weight_gradient
-from ._dispatch import run
+from ._dispatch import run, run_weight_gradient
 from ._operands import Problem, as_array, bind_shapes, compute_dtypes
 from ._ranked import rank_variant
 from ._spec import ConvOptions, IntOrTuple, PaddingArg
@@ -128,8 +129,7 @@ def _grads(
         grad_x = grad_x[0] if unbatched else grad_x
     if "weight" in names and xa is not None:  # conv(x, gy), the batch and channels exchanged
         x_in, x_out = (gy, _conjugated(xa)) if transposed else (_conjugated(xa), gy)
-        inner, xt, wt, as_weight = weight_gradient(spec, x_in, x_out)
-        grad_w = np.ascontiguousarray(as_weight(run(Problem.of(fn, inner, xt, wt), algorithm)))
+        grad_w = run_weight_gradient(fn, spec, x_in, x_out, algorithm)
     if "bias" in names:
         channel_axis = 1 if spec.layout == "NCHW" else gy.ndim - 1
         axes = tuple(i for i in range(gy.ndim) if i != channel_axis)

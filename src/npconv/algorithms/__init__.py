@@ -65,6 +65,11 @@ class Algorithm:
     #: ``(*kernel, C/G, O)`` -> ``(N, *padded, C)``.  Algorithms without it transpose
     #: through phases of forward convolutions.
     adjoint: Kernel | None = None
+    #: The weight gradient by its own products, for channels-first data: padded input
+    #: ``(N, C, *padded)`` and output gradient ``(N, O, *out)`` -> ``(O, C/G, *kernel)``.
+    #: Where the weight gradient's convolution (:func:`npconv._adjoint.weight_gradient`)
+    #: would run by this algorithm on floats in "NCHW", the dispatch calls it instead.
+    weight_grad_channels_first: Kernel | None = None
     dims: tuple[int, ...] = (1, 2, 3)
     exact_integers: bool = True  # integer inputs give exact integer results
     python_ints: bool = True  # runs on object arrays of Python ints (beyond int64)
@@ -146,6 +151,7 @@ REGISTRY: dict[str, Algorithm] = {
             im2col.work,
             im2col.conv,
             fn_channels_first=im2col.conv_channels_first,
+            weight_grad_channels_first=im2col.weight_grad_channels_first,
             adds_bias=True,
         ),
         Algorithm(
