@@ -48,11 +48,14 @@ WIDE_POINTS = 256
 #: computes the transposed gradient, ``patches @ gy^T``: on ResNet's 3x3 layers BLAS ran
 #: it at 140-170 GFLOP/s against 110-120 for ``gy @ patches^T`` (64 and 128 channels),
 #: while transposing a result of 512x4608 cost more than it saved (2 cores, OpenBLAS 0.3.31).
-TRANSPOSED_POINTS = 1024
+TRANSPOSED_POINTS = 512
 #: Bytes of one chunk's patch matrices and output gradients in the weight gradient: 4-8
-#: MiB ran 10-15% faster than 32 MiB on ResNet's 3x3 layers at batch 8, the patches being
-#: read back from the caches (2 cores, OpenBLAS 0.3.31).
+#: MiB ran 10-15% faster than 32 MiB on 3x3 64->64 @56 batch 8, the patches being read
+#: back from the caches (2 cores, OpenBLAS 0.3.31) ...
 GRAD_CHUNK_BYTES = 8 * 2**20
+#: ... but a chunk spans at least this many output positions (within WORKSPACE_BYTES), so
+#: that adding its share into the gradient (a pass over it) costs little against its GEMM.
+GRAD_CHUNK_POINTS = 2048
 
 
 def _with_ones(block: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
@@ -204,6 +207,19 @@ def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     return patch_product_work(spec, dtype)
 
 
+def _side_by_side(block: np.ndarray, axis: int, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``block`` (n, ...) with its samples moved to ``axis`` and merged with the axes
+    after it, as ``shape``: a view where one sample's axes merge, else a copy in the
+    thread's ``name`` buffer."""
+    view = reshaped_view(block[0], shape) if len(block) == 1 else None
+    if view is not None:
+        return view
+    moved = np.moveaxis(block, 0, axis)
+    side = buffer(name, shape, block.dtype)
+    np.copyto(side.reshape(moved.shape), moved)  # a view: axes only split
+    return side
+
+
 def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """``dL/dw`` of :func:`conv_channels_first` from its own patch matrices.
 
@@ -226,17 +242,14 @@ def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -
     gy = gy.reshape(spec.batch, g, og, *spec.out_size)  # (N, G, O/G, *out)
     every = (slice(None),) * (2 + nd)  # the G, C/G and kernel axes
     per_output = (k * g + spec.out_channels) * dtype.itemsize
-    for i, (batch, rows) in enumerate(chunks(spec, per_output, GRAD_CHUNK_BYTES)):
+    budget = min(max(GRAD_CHUNK_BYTES, GRAD_CHUNK_POINTS * per_output), WORKSPACE_BYTES)
+    for i, (batch, rows) in enumerate(chunks(spec, per_output, budget)):
         index = (batch, *every, rows)
         block = patches[index]  # (n, G, C/G, *kernel, r, *out[1:])
         n, points = block.shape[0], math.prod(block.shape[3 + nd :])
-        cols = buffer("patches", (g, k, n, points), dtype)  # (G, C/G*K, n, P)
-        moved = np.moveaxis(block, 0, 2 + nd)  # (G, C/G, *kernel, n, r, *out[1:])
-        np.copyto(cols.reshape(moved.shape), moved)
+        a = _side_by_side(block, 2 + nd, (g, k, n * points), "patches")  # (G, C/G*K, n*P)
         grads = gy[batch, :, :, rows]  # (n, G, O/G, r, *out[1:])
-        side = buffer("products", (g, og, n, points), dtype)  # (G, O/G, n, P)
-        np.copyto(side.reshape(g, og, n, *grads.shape[3:]), np.moveaxis(grads, 0, 2))
-        a, b = cols.reshape(g, k, n * points), side.reshape(g, og, n * points)
+        b = _side_by_side(grads, 2, (g, og, n * points), "products")  # (G, O/G, n*P)
         a, b = (a, b.transpose(0, 2, 1)) if transposed else (b, a.transpose(0, 2, 1))
         if i == 0:
             np.matmul(a, b, out=dw)
