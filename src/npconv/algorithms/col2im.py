@@ -11,7 +11,11 @@ It computes transposed convolutions only (and input gradients).  Cost: the forwa
 flops in one GEMM per group and chunk, plus ``prod(kernel)`` strided additions over the
 input: it wins when the convolution widens the channels (``C < O``: a stem, whose
 adjoint narrows 64 channels to 3), where the phases' patch matrices would be many times
-the forward's.  Memory: the forward ``im2col``'s patch matrix, in the same chunks.
+the forward's, and on small images of many channels (3x3 512->512 @7), where the
+phases' copy of the swapped, flipped filters costs as much as their products.  Samples of
+few output positions (:data:`~npconv.algorithms.im2col.WIDE_POINTS`) are multiplied side
+by side in one GEMM per group, as im2col's forward does.  Memory: the forward
+``im2col``'s patch matrix, in the same chunks, in the thread's reused buffers.
 Exact for integers.
 """
 
@@ -20,12 +24,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
 from .._cost import gemm
 from .._spec import ConvSpec
 from .._windows import WORKSPACE_BYTES, chunks
+from .._workspace import buffer
+from .im2col import WIDE_POINTS
 
 
 def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
@@ -43,8 +50,18 @@ def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
         grad = gy[batch, rows]  # (n, r, *out[1:], O)
         n, *out_block = grad.shape[: 1 + spec.nd]  # n, (r, *out[1:])
-        grad = grad.reshape(n, -1, g, og).transpose(0, 2, 3, 1)  # (n, G, O/G, P)
-        cols = w_t @ grad  # (n, G, C/G*K, P)
+        points = math.prod(out_block)
+        grad = grad.reshape(n, points, g, og)  # (n, P, G, O/G)
+        if n > 1 and points < WIDE_POINTS:  # the samples side by side: one GEMM per group
+            side = buffer("patches", (g, og, n, points), dtype)  # (G, O/G, n, P)
+            np.copyto(side, grad.transpose(2, 3, 0, 1))
+            cols = buffer("products", (g, cg * taps, n * points), dtype)
+            np.matmul(w_t, side.reshape(g, og, n * points), out=cols)
+            cols = cols.reshape(g, cg, *spec.kernel, n, *out_block)
+            cols = np.moveaxis(cols, 2 + spec.nd, 0)  # (n, G, C/G, *k, r, *out[1:])
+        else:
+            cols = buffer("products", (n, g, cg * taps, points), dtype)
+            np.matmul(w_t, grad.transpose(0, 2, 3, 1), out=cols)  # (n, G, C/G*K, P)
         cols = cols.reshape(n, spec.in_channels, *spec.kernel, *out_block)  # (n, C, *k, ...)
         first_row = rows.indices(spec.out_size[0])[0]
         for k in itertools.product(*map(range, spec.kernel)):
@@ -53,9 +70,9 @@ def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
             target = tuple(
                 slice(a, a + (m - 1) * s + 1, s) for a, m, s in zip(starts, out_block, spec.stride)
             )
-            index, tap = (batch, slice(None), *target), (slice(None), slice(None), *k)
+            index = (batch, slice(None), *target)
+            tap: tuple[Any, ...] = (slice(None), slice(None), *k)
             xp_bar[index] += cols[tap]  # (n, C, r, *out[1:])
-        del cols  # before the next chunk's product: one chunk of workspace at a time
     return np.moveaxis(xp_bar, 1, -1)  # (N, *padded, C): a view
 
 
