@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 import npconv
 import npconv.grad
-from npconv.algorithms import winograd_jit
+from npconv.algorithms import REGISTRY, depthwise_jit, winograd_jit
 
 from conftest import RTOL, assert_close, torch_conv
 
@@ -73,10 +74,17 @@ def test_depthwise_jit_matches_torch(
     ],
 )
 def test_depthwise_jit_weight_gradients_match_torch(
-    layout, size, kernel, stride, dilation, pads, groups, rng
+    layout, size, kernel, stride, dilation, pads, groups, rng, monkeypatch
 ):
-    """Weight gradients as convolutions whose kernel (the output gradient) has far more
-    taps than their outputs (the weight's size): the one-output-at-a-time path."""
+    """Weight gradients: channels-first floats by depthwise_jit's own kernel (a pass per
+    tap and output row), channels-last data and integers as convolutions whose kernel
+    (the output gradient) has far more taps than their outputs (one output at a time)."""
+    calls = []
+    own = depthwise_jit.weight_grad_channels_first
+    spy = replace(
+        REGISTRY["depthwise_jit"], weight_grad_channels_first=lambda *a: calls.append(a) or own(*a)
+    )
+    monkeypatch.setitem(REGISTRY, "depthwise_jit", spy)
     x = rng.standard_normal((2, 6, *size))
     w = np.zeros((6, 6 // groups, *kernel))
     options = dict(stride=stride, dilation=dilation, groups=groups)
@@ -100,6 +108,7 @@ def test_depthwise_jit_weight_gradients_match_torch(
     )  # fmt: skip
     dw = grads.weight if layout == "NCHW" else np.moveaxis(grads.weight, (-1, -2), (0, 1))
     assert_close(dw, torch_weight_grad(x, gy))
+    assert len(calls) == (layout == "NCHW")
     ix, igy = np.round(x * 4).astype(np.int64), np.round(gy * 4).astype(np.int64)
     exact = npconv.grad.conv_backward(
         igy, ix, w.astype(np.int64), padding=pads, algorithm="depthwise_jit", needs=("weight",),

@@ -73,8 +73,9 @@ def run_weight_gradient(
     It is a convolution of ``x`` with ``gy``, batch and channels exchanged
     (:func:`npconv._adjoint.weight_gradient`), run by :func:`run`; where that convolution
     would run by an algorithm with a weight gradient of its own for channels-first data
-    (``im2col``) and the data are channels-first floats, that function computes it from
-    the forward's patch matrices, without transposing ``x`` or ``gy``.
+    (``im2col``: the forward's patch matrices; ``depthwise_jit``: a compiled pass per
+    tap) and the data are channels-first floats, that function computes it, without
+    transposing ``x`` or ``gy``.
     """
     compute, result = compute_dtypes(fn, x, gy)
     if spec.layout == "NCHW" and compute.kind in "fc" and spec.macs:

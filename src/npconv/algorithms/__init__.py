@@ -68,7 +68,8 @@ class Algorithm:
     #: The weight gradient by its own products, for channels-first data: padded input
     #: ``(N, C, *padded)`` and output gradient ``(N, O, *out)`` -> ``(O, C/G, *kernel)``.
     #: Where the weight gradient's convolution (:func:`npconv._adjoint.weight_gradient`)
-    #: would run by this algorithm on floats in "NCHW", the dispatch calls it instead.
+    #: would run by this algorithm on floats in "NCHW", the dispatch calls it instead
+    #: (without transposing the input and the output gradient).
     weight_grad_channels_first: Kernel | None = None
     dims: tuple[int, ...] = (1, 2, 3)
     exact_integers: bool = True  # integer inputs give exact integer results
@@ -222,6 +223,7 @@ REGISTRY: dict[str, Algorithm] = {
             depthwise_jit.work,
             depthwise_jit.conv,
             fn_channels_first=depthwise_jit.conv_channels_first,
+            weight_grad_channels_first=depthwise_jit.weight_grad_channels_first,
             python_ints=False,
             compiled=True,
             adds_bias=True,

@@ -14,7 +14,9 @@ output planes one after another on the calling thread and, for each input plane 
    are dropped): ``acc[m] += w[tap] * buf[offset(tap) + m]``.
 
 Then it copies the plane out of the accumulator.  1-d and 2-d convolutions run as 3-d
-ones with unit leading axes.  Channels-first data go straight in and out; channels-last
+ones with unit leading axes.  Its weight gradient for channels-first data
+(:func:`weight_grad_channels_first`) adds, per output channel and tap, the products of
+each output-gradient row with the input row the tap reads into a row of partial sums.  Channels-first data go straight in and out; channels-last
 data are transposed to and from channels-first.
 
 Cost: ``N * O * C/G * prod(kernel) * prod(out)`` multiply-adds at SIMD speed, plus a copy
@@ -230,6 +232,64 @@ def _planes_3x3(x, w, b, stride, lo, out):
                             + w6 * r2[2 * j] + w7 * r2[2 * j + 1] + w8 * r2[2 * j + 2]
                         )  # fmt: skip
     return y
+
+
+@kernel
+def _weight_grad(xp, gy, group_in, stride, dilation, acc, dw):
+    """``dw[o, c] = sum gy[n, o, i] * xp[n, ci, i * stride + k * dilation]`` (3 axes).
+
+    ``xp`` (N, C, D, H, W) is padded, ``gy`` (N, O, *out), ``ci`` the ``c``-th input
+    channel of ``o``'s group.  Per output channel and tap, the products of each output
+    row are added into a row of partial sums, ``acc`` (KD, KH, KW, out[2]): a vectorised
+    pass per tap and row; each row is summed once at the end.
+    """
+    o_channels = gy.shape[1]
+    group_out = o_channels // (xp.shape[1] // group_in)
+    kd, kh, kw = dw.shape[2], dw.shape[3], dw.shape[4]
+    od, oh, ow = gy.shape[2], gy.shape[3], gy.shape[4]
+    s0, s1, s2 = stride[0], stride[1], stride[2]
+    d0, d1, d2 = dilation[0], dilation[1], dilation[2]
+    for o in range(o_channels):
+        for c in range(group_in):
+            ci = o // group_out * group_in + c
+            acc[:] = 0
+            for n in range(gy.shape[0]):
+                for i in range(od):
+                    for j in range(oh):
+                        g = gy[n, o, i, j]
+                        for a in range(kd):
+                            for r in range(kh):
+                                row = xp[n, ci, i * s0 + a * d0, j * s1 + r * d1]
+                                for t in range(kw):
+                                    sums = acc[a, r, t]
+                                    if s2 == 1:  # a slice: no negative indices to check
+                                        seg = row[t * d2 : t * d2 + ow]
+                                        for m in range(ow):
+                                            sums[m] += g[m] * seg[m]
+                                    else:
+                                        for m in range(ow):
+                                            sums[m] += g[m] * row[t * d2 + m * s2]
+            for a in range(kd):
+                for r in range(kh):
+                    for t in range(kw):
+                        dw[o, c, a, r, t] = acc[a, r, t].sum()
+
+
+def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """``dL/dw`` of a padded ``(N, C, *padded)`` input and output gradient ``(N, O, *out)``.
+
+    Returns ``(O, C/G, *kernel)``, by :func:`_weight_grad` on the calling thread.
+    """
+    lead = (1,) * (3 - spec.nd)  # 1-d and 2-d as 3-d with unit leading axes
+    x = np.ascontiguousarray(xp).reshape(*xp.shape[:2], *lead, *xp.shape[2:])
+    g = np.ascontiguousarray(gy, dtype=x.dtype).reshape(*gy.shape[:2], *lead, *gy.shape[2:])
+    stride = np.array((1,) * len(lead) + spec.stride, dtype=np.int64)
+    dilation = np.array((1,) * len(lead) + spec.dilation, dtype=np.int64)
+    kernel3 = (*lead, *spec.kernel)
+    dw = np.empty((spec.out_channels, spec.group_in, *kernel3), x.dtype)
+    acc = np.empty((*kernel3, g.shape[-1]), x.dtype)  # a row of partial sums per tap
+    _weight_grad(x, g, spec.group_in, stride, dilation, acc, dw)
+    return dw.reshape(spec.out_channels, spec.group_in, *spec.kernel)
 
 
 def conv_channels_first(
