@@ -14,10 +14,10 @@ output planes one after another on the calling thread and, for each input plane 
    are dropped): ``acc[m] += w[tap] * buf[offset(tap) + m]``.
 
 Then it copies the plane out of the accumulator.  1-d and 2-d convolutions run as 3-d
-ones with unit leading axes.  Its weight gradient for channels-first data
-(:func:`weight_grad_channels_first`) adds, per output channel and tap, the products of
-each output-gradient row with the input row the tap reads into a row of partial sums.  Channels-first data go straight in and out; channels-last
-data are transposed to and from channels-first.
+ones with unit leading axes.  Channels-first data go straight in and out; channels-last
+data are transposed to and from channels-first.  Its weight gradient for channels-first
+data (:func:`weight_grad_channels_first`) adds, per output channel and tap, the products
+of each output-gradient row with the input row the tap reads into a row of partial sums.
 
 Cost: ``N * O * C/G * prod(kernel) * prod(out)`` multiply-adds at SIMD speed, plus a copy
 of each input plane per output plane of its group and a copy of the output, on one

@@ -85,6 +85,19 @@ def _patch_matrix(block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cols
 
 
+def _side_by_side(block: np.ndarray, axis: int, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``block`` (n, ...) with its samples moved to ``axis`` and merged with the axes
+    after it, as ``shape``: a view where one sample's axes merge, else a copy in the
+    thread's ``name`` buffer."""
+    view = reshaped_view(block[0], shape) if len(block) == 1 else None
+    if view is not None:
+        return view
+    moved = np.moveaxis(block, 0, axis)
+    side = buffer(name, shape, block.dtype)
+    np.copyto(side.reshape(moved.shape), moved)  # a view: axes only split
+    return side
+
+
 def _fold_bias(spec: ConvSpec, bias: np.ndarray | None) -> bool:
     """Whether to add ``bias`` through a column of ones in the patch matrix (see above).
 
@@ -164,11 +177,9 @@ def conv_channels_first(
         block = patches[index]  # (n, G, C/G, *kernel, r, *out[1:])
         n, points = block.shape[0], math.prod(block.shape[3 + spec.nd :])  # P per sample
         if n > 1 and points < WIDE_POINTS and not fold:  # the samples side by side
-            cols = buffer("patches", (g, k, n, points), dtype)  # (G, C/G*K, n, P)
-            for i in range(n):
-                np.copyto(cols[:, :, i].reshape(block.shape[1:]), block[i])
+            cols = _side_by_side(block, 2 + spec.nd, (g, k, n * points), "patches")
             prod = buffer("products", (g, og, n, points), dtype)  # (G, O/G, n, P)
-            np.matmul(w_mat, cols.reshape(g, k, n * points), out=prod.reshape(g, og, n * points))
+            np.matmul(w_mat, cols, out=prod.reshape(g, og, n * points))
             np.copyto(y[batch].reshape(n, g, og, points), prod.transpose(2, 0, 1, 3))
             return
         if fold:
@@ -205,19 +216,6 @@ def patch_product_work(spec: ConvSpec, dtype: np.dtype, copies: int = 1) -> Coun
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     """One copy of the patches and one GEMM per group and chunk."""
     return patch_product_work(spec, dtype)
-
-
-def _side_by_side(block: np.ndarray, axis: int, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """``block`` (n, ...) with its samples moved to ``axis`` and merged with the axes
-    after it, as ``shape``: a view where one sample's axes merge, else a copy in the
-    thread's ``name`` buffer."""
-    view = reshaped_view(block[0], shape) if len(block) == 1 else None
-    if view is not None:
-        return view
-    moved = np.moveaxis(block, 0, axis)
-    side = buffer(name, shape, block.dtype)
-    np.copyto(side.reshape(moved.shape), moved)  # a view: axes only split
-    return side
 
 
 def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
