@@ -7,8 +7,9 @@ For ``y = conv(x, w) + bias`` and an upstream gradient ``gy = dL/dy``:
   that copied input elements send their gradient back to them);
 * ``dL/dw`` is a convolution of ``x`` with ``gy``, the batch and the channels exchanged
   (:func:`npconv._adjoint.weight_gradient`); for channels-first floats where that
-  convolution would run by ``im2col``, im2col computes it from the forward's own patch
-  matrices (:func:`npconv._dispatch.run_weight_gradient`);
+  convolution would run by an algorithm with a weight gradient of its own (``im2col``,
+  ``depthwise_jit``), that function computes it
+  (:func:`npconv._dispatch.run_weight_gradient`);
 * ``dL/dbias`` is ``gy`` summed over the batch and every position.
 
 Both convolutions run through the same dispatch as :func:`npconv.conv`, by the
