@@ -1,4 +1,4 @@
-"""Steps shared by the algorithms: canonical layout, padding, sliding windows, chunks.
+"""Steps shared by the algorithms: layout, padding, sliding windows, chunks, side by side.
 
 Canonical forms (what every algorithm receives):
 
@@ -28,6 +28,7 @@ __all__ = [
     "chunks",
     "reshaped_view",
     "sample_blocks",
+    "side_by_side",
     "windows",
     "windows_channels_first",
 ]
@@ -163,3 +164,16 @@ def reshaped_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
         return a.reshape(shape) if a.flags.c_contiguous else None
     except ValueError:
         return None
+
+
+def side_by_side(block: np.ndarray, axis: int, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``block`` (n, ...) with its samples moved to ``axis`` and merged with the axes
+    after it, as ``shape``: a view where one sample's axes merge, else a copy in the
+    thread's ``name`` buffer."""
+    view = reshaped_view(block[0], shape) if len(block) == 1 else None
+    if view is not None:
+        return view
+    moved = np.moveaxis(block, 0, axis)
+    side = buffer(name, shape, block.dtype)
+    np.copyto(side.reshape(moved.shape), moved)  # a view: axes only split
+    return side

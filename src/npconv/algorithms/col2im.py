@@ -30,7 +30,7 @@ import numpy as np
 
 from .._cost import gemm
 from .._spec import ConvSpec
-from .._windows import WORKSPACE_BYTES, chunks
+from .._windows import WORKSPACE_BYTES, chunks, side_by_side
 from .._workspace import buffer
 from .im2col import WIDE_POINTS
 
@@ -53,10 +53,9 @@ def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
         points = math.prod(out_block)
         grad = grad.reshape(n, points, g, og)  # (n, P, G, O/G)
         if n > 1 and points < WIDE_POINTS:  # the samples side by side: one GEMM per group
-            side = buffer("patches", (g, og, n, points), dtype)  # (G, O/G, n, P)
-            np.copyto(side, grad.transpose(2, 3, 0, 1))
+            side = side_by_side(grad.transpose(0, 2, 3, 1), 2, (g, og, n * points), "patches")
             cols = buffer("products", (g, cg * taps, n * points), dtype)
-            np.matmul(w_t, side.reshape(g, og, n * points), out=cols)
+            np.matmul(w_t, side, out=cols)  # (G, C/G*K, n*P)
             cols = cols.reshape(g, cg, *spec.kernel, n, *out_block)
             cols = np.moveaxis(cols, 2 + spec.nd, 0)  # (n, G, C/G, *k, r, *out[1:])
         else:

@@ -36,7 +36,14 @@ import numpy as np
 
 from .._cost import gemm
 from .._spec import ConvSpec
-from .._windows import WORKSPACE_BYTES, chunks, reshaped_view, windows, windows_channels_first
+from .._windows import (
+    WORKSPACE_BYTES,
+    chunks,
+    reshaped_view,
+    side_by_side,
+    windows,
+    windows_channels_first,
+)
 from .._workspace import buffer
 
 #: Output positions per sample below which the samples of a chunk are multiplied side
@@ -83,19 +90,6 @@ def _patch_matrix(block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     cols = buffer("patches", shape, block.dtype)
     np.copyto(cols.reshape(block.shape), block)  # a view: axes only split
     return cols
-
-
-def _side_by_side(block: np.ndarray, axis: int, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """``block`` (n, ...) with its samples moved to ``axis`` and merged with the axes
-    after it, as ``shape``: a view where one sample's axes merge, else a copy in the
-    thread's ``name`` buffer."""
-    view = reshaped_view(block[0], shape) if len(block) == 1 else None
-    if view is not None:
-        return view
-    moved = np.moveaxis(block, 0, axis)
-    side = buffer(name, shape, block.dtype)
-    np.copyto(side.reshape(moved.shape), moved)  # a view: axes only split
-    return side
 
 
 def _fold_bias(spec: ConvSpec, bias: np.ndarray | None) -> bool:
@@ -177,7 +171,7 @@ def conv_channels_first(
         block = patches[index]  # (n, G, C/G, *kernel, r, *out[1:])
         n, points = block.shape[0], math.prod(block.shape[3 + spec.nd :])  # P per sample
         if n > 1 and points < WIDE_POINTS and not fold:  # the samples side by side
-            cols = _side_by_side(block, 2 + spec.nd, (g, k, n * points), "patches")
+            cols = side_by_side(block, 2 + spec.nd, (g, k, n * points), "patches")
             prod = buffer("products", (g, og, n, points), dtype)  # (G, O/G, n, P)
             np.matmul(w_mat, cols, out=prod.reshape(g, og, n * points))
             np.copyto(y[batch].reshape(n, g, og, points), prod.transpose(2, 0, 1, 3))
@@ -245,9 +239,9 @@ def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -
         index = (batch, *every, rows)
         block = patches[index]  # (n, G, C/G, *kernel, r, *out[1:])
         n, points = block.shape[0], math.prod(block.shape[3 + nd :])
-        a = _side_by_side(block, 2 + nd, (g, k, n * points), "patches")  # (G, C/G*K, n*P)
+        a = side_by_side(block, 2 + nd, (g, k, n * points), "patches")  # (G, C/G*K, n*P)
         grads = gy[batch, :, :, rows]  # (n, G, O/G, r, *out[1:])
-        b = _side_by_side(grads, 2, (g, og, n * points), "products")  # (G, O/G, n*P)
+        b = side_by_side(grads, 2, (g, og, n * points), "products")  # (G, O/G, n*P)
         a, b = (a, b.transpose(0, 2, 1)) if transposed else (b, a.transpose(0, 2, 1))
         if i == 0:
             np.matmul(a, b, out=dw)
