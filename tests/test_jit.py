@@ -120,10 +120,16 @@ def test_depthwise_jit_weight_gradients_match_torch(
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("groups", [1, 3])
-def test_depthwise_jit_sums_the_channels_of_a_group(layout, groups, rng):
-    x = rng.standard_normal((2, 6, 9, 8))
-    w = rng.standard_normal((9, 6 // groups, 3, 2))
-    check("depthwise_jit", x, w, None, layout, [(1, 1), (1, 0)], 1e-12, groups=groups)
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride"),
+    [((9, 8), (3, 2), 1), ((9, 21), (3, 3), 1), ((9, 40), (3, 3), 2)],  # general, 3x3 rows
+)
+def test_depthwise_jit_sums_the_channels_of_a_group(layout, groups, size, kernel, stride, rng):
+    x = rng.standard_normal((2, 6, *size))
+    w, bias = rng.standard_normal((9, 6 // groups, *kernel)), rng.standard_normal(9)
+    check(
+        "depthwise_jit", x, w, bias, layout, [(1, 1), (1, 0)], 1e-12, groups=groups, stride=stride
+    )
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
