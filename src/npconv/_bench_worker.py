@@ -18,8 +18,8 @@ Jobs (``kind``):
 
 A timed job returns the first call's seconds (in this fresh process: imports already
 done, arrays built, so compile and first-use costs), the median of ``repeats`` calls
-after a warm-up, and minor page faults per steady call; ``auto`` also its choice and
-its peak temporary bytes.  With ``warm_allocator``, the worker first frees a large
+after a warm-up, and minor page faults per steady call (:func:`_steady_faults`);
+``auto`` also its choice and its peak temporary bytes.  With ``warm_allocator``, the worker first frees a large
 block (:func:`warm_allocator`), so that temporaries are served as in a process that has
 been working with large arrays for a while, not from fresh pages.  A contender that
 cannot run the layer returns ``{"unsupported": reason}``.
@@ -175,6 +175,21 @@ def warm_allocator() -> None:
     del block
 
 
+#: Calls after the timed ones over which the minor page faults per call are counted.
+FAULT_CALLS = 3
+
+
+def _steady_faults(run: Callable[[], Any]) -> float:
+    """Minor page faults per call of ``run`` in steady state: over :data:`FAULT_CALLS`
+    calls after the timed ones (the first calls may still fault in memory that a
+    compilation freed back to the system: a few hundred faults on the second call of a
+    process whose first compiled numba kernels)."""
+    before = _minor_faults()
+    for _ in range(FAULT_CALLS):
+        run()
+    return (_minor_faults() - before) / FAULT_CALLS
+
+
 def _timed(job: dict[str, Any]) -> dict[str, Any]:
     if job["warm_allocator"]:
         warm_allocator()
@@ -190,14 +205,12 @@ def _timed(job: dict[str, Any]) -> dict[str, Any]:
         return {"unsupported": f"{type(error).__name__}: {error}"}
     # the first call may have compiled kernels: the warm-up after it tells a slow contender,
     # which is then not repeated (its faults per call unknown)
-    faults = _minor_faults()
     seconds = median_seconds(run, job["repeats"], slow=SLOW_SECONDS)
     slow = seconds > SLOW_SECONDS
-    calls = job["repeats"] + 1  # the warm-up and the repeats
     result: dict[str, Any] = {
         "first_call_seconds": first,
         "seconds": seconds,
-        "minor_faults_per_call": None if slow else (_minor_faults() - faults) / calls,
+        "minor_faults_per_call": None if slow else _steady_faults(run),
     }
     if contender == "auto":
         result["auto_peak_temp_bytes"] = _peak_temporary_bytes(run)
