@@ -19,10 +19,10 @@ Jobs (``kind``):
 A timed job returns the first call's seconds (in this fresh process: imports already
 done, arrays built, so compile and first-use costs), the median of ``repeats`` calls
 after a warm-up, and minor page faults per steady call (:func:`_steady_faults`);
-``auto`` also its choice and its peak temporary bytes.  With ``warm_allocator``, the worker first frees a large
-block (:func:`warm_allocator`), so that temporaries are served as in a process that has
-been working with large arrays for a while, not from fresh pages.  A contender that
-cannot run the layer returns ``{"unsupported": reason}``.
+``auto`` also its choice and its peak temporary bytes.  With ``warm_allocator``, the
+worker first frees a large block (:func:`warm_allocator`), so that temporaries are
+served as in a process that has been working with large arrays for a while, not from
+fresh pages.  A contender that cannot run the layer returns ``{"unsupported": reason}``.
 """
 
 from __future__ import annotations
