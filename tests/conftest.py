@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -84,6 +85,21 @@ def refuses_without_numba(algorithm: str, call: Callable[[], object]) -> bool:
 
 
 _PAD_MODE = {"reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
+def spy_weight_gradient(monkeypatch: pytest.MonkeyPatch, name: str) -> list[tuple]:
+    """The arguments of every call of registry row ``name``'s own weight gradient, for
+    this test (the row is replaced by a copy whose function records its calls)."""
+    calls: list[tuple] = []
+    own = REGISTRY[name].weight_grad_channels_first
+
+    def recorded(*args: object) -> np.ndarray:
+        calls.append(args)
+        return own(*args)
+
+    spy = replace(REGISTRY[name], weight_grad_channels_first=recorded)
+    monkeypatch.setitem(REGISTRY, name, spy)
+    return calls
 
 
 def torch_conv(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from npconv._choose import reason
 from npconv.algorithms import REGISTRY, im2col
 from npconv.grad import conv_backward, conv_transpose_backward
 
-from conftest import RTOL, assert_close
+from conftest import RTOL, assert_close, spy_weight_gradient
 from strategies import Case, cases
 
 ALGORITHMS = [*REGISTRY, "auto"]
@@ -140,12 +139,7 @@ def test_im2col_weight_gradient_by_its_own_patches(
     # chunks of output rows or of whole samples, as dW or as dW^T, each matches torch
     monkeypatch.setattr(im2col, "TRANSPOSED_POINTS", transposed_points)
     monkeypatch.setattr(im2col, "GRAD_CHUNK_BYTES", chunk_bytes)
-    calls = []
-    own = im2col.weight_grad_channels_first
-    spy = replace(
-        REGISTRY["im2col"], weight_grad_channels_first=lambda *a: calls.append(a) or own(*a)
-    )
-    monkeypatch.setitem(REGISTRY, "im2col", spy)
+    calls = spy_weight_gradient(monkeypatch, "im2col")
     x = rng.standard_normal((3, 8, *np.broadcast_to(size, 2)))
     w = rng.standard_normal((12, 8 // groups, 3, 3))
     kwargs = {"stride": stride, "padding": 1, "dilation": dilation, "groups": groups}

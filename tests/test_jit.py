@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,9 +12,9 @@ import torch
 
 import npconv
 import npconv.grad
-from npconv.algorithms import REGISTRY, depthwise_jit, winograd_jit
+from npconv.algorithms import winograd_jit
 
-from conftest import RTOL, assert_close, torch_conv
+from conftest import RTOL, assert_close, spy_weight_gradient, torch_conv
 
 
 def channels_last(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,12 +78,7 @@ def test_depthwise_jit_weight_gradients_match_torch(
     """Weight gradients: channels-first floats by depthwise_jit's own kernel (a pass per
     tap and output row), channels-last data and integers as convolutions whose kernel
     (the output gradient) has far more taps than their outputs (one output at a time)."""
-    calls = []
-    own = depthwise_jit.weight_grad_channels_first
-    spy = replace(
-        REGISTRY["depthwise_jit"], weight_grad_channels_first=lambda *a: calls.append(a) or own(*a)
-    )
-    monkeypatch.setitem(REGISTRY, "depthwise_jit", spy)
+    calls = spy_weight_gradient(monkeypatch, "depthwise_jit")
     x = rng.standard_normal((2, 6, *size))
     w = np.zeros((6, 6 // groups, *kernel))
     options = dict(stride=stride, dilation=dilation, groups=groups)
