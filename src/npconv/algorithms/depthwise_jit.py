@@ -324,20 +324,26 @@ def _weight_grad(xp, gy, group_in, stride, dilation, acc, dw):
                         dw[o, c, a, r, t] = acc[a, r, t].sum()
 
 
+def _as_3d(a: np.ndarray) -> np.ndarray:
+    """``a`` (N, C, *spatial) of a 1-, 2- or 3-d convolution as 3-d: unit leading axes."""
+    return a.reshape(*a.shape[:2], *(1,) * (5 - a.ndim), *a.shape[2:])
+
+
+def _axes_3d(values: tuple[int, ...], fill: int) -> np.ndarray:
+    """Per-axis ``values`` (stride, pads, ...) for :func:`_as_3d`'s axes: ``fill`` first."""
+    return np.array((fill,) * (3 - len(values)) + tuple(values), dtype=np.int64)
+
+
 def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """``dL/dw`` of a padded ``(N, C, *padded)`` input and output gradient ``(N, O, *out)``.
 
     Returns ``(O, C/G, *kernel)``, by :func:`_weight_grad` on the calling thread.
     """
-    lead = (1,) * (3 - spec.nd)  # 1-d and 2-d as 3-d with unit leading axes
-    x = np.ascontiguousarray(xp).reshape(*xp.shape[:2], *lead, *xp.shape[2:])
-    g = np.ascontiguousarray(gy, dtype=x.dtype).reshape(*gy.shape[:2], *lead, *gy.shape[2:])
-    stride = np.array((1,) * len(lead) + spec.stride, dtype=np.int64)
-    dilation = np.array((1,) * len(lead) + spec.dilation, dtype=np.int64)
-    kernel3 = (*lead, *spec.kernel)
-    dw = np.empty((spec.out_channels, spec.group_in, *kernel3), x.dtype)
-    acc = np.empty((*kernel3, g.shape[-1]), x.dtype)  # a row of partial sums per tap
-    _weight_grad(x, g, spec.group_in, stride, dilation, acc, dw)
+    x = _as_3d(np.ascontiguousarray(xp))
+    g = _as_3d(np.ascontiguousarray(gy, dtype=x.dtype))
+    dw = _as_3d(np.empty((spec.out_channels, spec.group_in, *spec.kernel), x.dtype))
+    acc = np.empty((*dw.shape[2:], g.shape[-1]), x.dtype)  # a row of partial sums per tap
+    _weight_grad(x, g, spec.group_in, _axes_3d(spec.stride, 1), _axes_3d(spec.dilation, 1), acc, dw)
     return dw.reshape(spec.out_channels, spec.group_in, *spec.kernel)
 
 
@@ -353,15 +359,10 @@ def conv_channels_first(
     if spec.kernel == (3, 3) and spec.dilation == (1, 1) and spec.stride in ((1, 1), (2, 2)):
         lo, out = np.array([p[0] for p in spec.pads]), np.array(spec.out_size)
         return _planes_3x3(x, w, b, spec.stride[0], lo, out)
-    lead = (1,) * (3 - spec.nd)  # 1-d and 2-d as 3-d with unit leading axes
-
-    def ints(values: tuple[int, ...], fill: int) -> np.ndarray:
-        return np.array((fill,) * len(lead) + values, dtype=np.int64)
-
-    x = x.reshape(spec.batch, spec.in_channels, *lead, *xp.shape[2:])  # (N, C, 3 axes)
-    w = w.reshape(spec.out_channels, spec.group_in, *lead, *spec.kernel)  # (O, C/G, 3 axes)
-    lo = ints(tuple(p[0] for p in spec.pads), 0)
-    stride, dilation, out = ints(spec.stride, 1), ints(spec.dilation, 1), ints(spec.out_size, 1)
+    x, w = _as_3d(x), _as_3d(w)  # (N, C, 3 axes), (O, C/G, 3 axes)
+    lo = _axes_3d(tuple(p[0] for p in spec.pads), 0)
+    stride, dilation = _axes_3d(spec.stride, 1), _axes_3d(spec.dilation, 1)
+    out = _axes_3d(spec.out_size, 1)
     # one output at a time where the kernel has far more taps than there are outputs:
     # weight gradients of 3x3 depthwise layers at 56x56 took 1.2 ms so and 12 ms plane by
     # plane, at 14x14 1.0 ms and 0.8 ms (MobileNetV2, 2 threads)
