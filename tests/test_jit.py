@@ -210,6 +210,14 @@ def test_winograd_jit_refuses_strides_and_large_kernels():
             npconv.conv(x, w, algorithm="winograd_jit", **kwargs)
 
 
+def test_winograd_jit_refuses_filters_beyond_the_memory_bound():
+    """1024 -> 1024 channels: transformed filters of 36 x 1024 x 1024 float32 (144 MiB)."""
+    x, w = np.ones((1, 1024, 4, 4), np.float32), np.ones((1024, 1024, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"'winograd_jit' cannot .*: it would hold 151,"):
+        npconv.conv(x, w, padding=1, algorithm="winograd_jit")
+    assert npconv.explain(x, w, padding=1).algorithm != "winograd_jit"
+
+
 def test_auto_takes_the_compiled_rows_where_they_win():
     depthwise = npconv.explain(
         np.zeros((1, 144, 56, 56), np.float32), np.zeros((144, 1, 3, 3), np.float32),

@@ -13,8 +13,8 @@ Rules:
   same name again, so a use site never holds one across a call that asks for it;
 * names are roles shared by the algorithms (only one runs at a time in a thread):
   ``"input"`` (the dispatch's padded input), ``"patches"`` (patch matrices, gathered
-  tiles), ``"transformed"``, ``"products"``, ``"tiles"`` and ``"region"``, so a thread
-  keeps the largest of each role, not one set per algorithm;
+  tiles), ``"transformed"``, ``"filters"``, ``"products"``, ``"tiles"`` and
+  ``"region"``, so a thread keeps the largest of each role, not one set per algorithm;
 * each thread has its own buffers (``threading.local``): the threads of
   :func:`npconv._threads.parallel_map` and of a user's own pool never share one;
 * results returned to the user never live in a buffer (they are fresh arrays);

@@ -195,6 +195,7 @@ REGISTRY: dict[str, Algorithm] = {
             dims=(2,),
             exact_integers=False,
             error_scale=10.0,  # as winograd's F(4x4, 3x3)
+            memory=winograd_jit.memory,
             limits=winograd_jit.unsupported,
             adds_bias=True,
             growth=winograd_jit.growth,

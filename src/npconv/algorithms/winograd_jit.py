@@ -41,21 +41,25 @@ import numpy as np
 from .._cost import gemm, units
 from .._jit import kernel
 from .._spec import ConvSpec
-from .._windows import chunks
+from .._windows import WORKSPACE_BYTES, chunks
 from .._workspace import buffer
 from .winograd import _nd_transforms, filter_work
 from .winograd import growth as _growth
 
 #: Channels-first images at least this wide are transformed where they lie; narrower
 #: ones are transposed, their rows being too short to vectorise the transforms along,
-#: unless their channels outnumber their tiles four times, where ``U @ V`` runs the thin
-#: GEMMs faster than ``V @ U``.  Measured in one process, 2 threads, 3x3 layers, ms
+#: unless their channels outnumber the batch's tiles four times, where ``U @ V`` runs the
+#: thin GEMMs faster than ``V @ U``.  Measured in one process, 2 threads, 3x3 layers, ms
 #: transposed / in place: 64->64 @56 batch 8 25 / 28, 128->128 @28 batch 8 14 / 21,
-#: 256->256 @14 9.5 / 5.9, 64->64 @224 65 / 39.
+#: 256->256 @14 3.3 / 2.8, at batch 8 7.9 / 12.3, 64->64 @224 65 / 39.
 WIDE = 112
 #: Bytes of the transformed tiles (input and product) of one chunk: a few MiB, so that
 #: they stay in the caches between the transforms and the GEMMs.
 CHUNK_BYTES = 2 * 2**20
+#: ... but a chunk holds at least this many tiles (within WORKSPACE_BYTES), so that the
+#: GEMMs are not thin where the channels are many: 256 channels at 2 MiB gave chunks of
+#: 28 tiles, whose GEMMs ran at a third of BLAS's speed.
+CHUNK_TILES = 256
 
 
 @kernel
@@ -220,12 +224,19 @@ def _output_planes(m, b, n0, r0, rows, cols, k, y):
                     y[n, o, 4 * r + 3, w] = (m1 - m2) + eight * (m3 - m4) + m5 + b[o]
 
 
+def _chunk_budget(spec: ConvSpec, itemsize: int) -> tuple[int, int]:
+    """Bytes of transformed tiles (input and product) per tile, and per chunk: at least
+    :data:`CHUNK_BYTES` and :data:`CHUNK_TILES` tiles, within ``WORKSPACE_BYTES``."""
+    per_tile = 36 * (spec.in_channels + spec.out_channels) * itemsize
+    return per_tile, min(max(CHUNK_BYTES, CHUNK_TILES * per_tile), WORKSPACE_BYTES)
+
+
 def _chunks(spec: ConvSpec, itemsize: int) -> Iterator[tuple[int, int, int, int]]:
     """``(n0, r0, rows, tiles)`` of each chunk: its first sample and tile row, its tile rows
-    per sample and its tiles, within :data:`CHUNK_BYTES` of transformed tiles."""
+    per sample and its tiles (:func:`_chunk_budget`)."""
     tiles = tuple(-(-o // 4) for o in spec.out_size)  # tile rows and columns
-    per_tile = 36 * (spec.in_channels + spec.out_channels) * itemsize
-    for batch, rows in chunks(replace(spec, out_size=tiles), per_tile, CHUNK_BYTES):
+    per_tile, budget = _chunk_budget(spec, itemsize)
+    for batch, rows in chunks(replace(spec, out_size=tiles), per_tile, budget):
         n0, n1, _ = batch.indices(spec.batch)
         r0, r1, _ = rows.indices(tiles[0])
         yield n0, r0, r1 - r0, (n1 - n0) * (r1 - r0) * tiles[1]
@@ -233,13 +244,37 @@ def _chunks(spec: ConvSpec, itemsize: int) -> Iterator[tuple[int, int, int, int]
 
 def _constants(
     spec: ConvSpec, dtype: np.dtype, bias: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The transform ``G`` (36, 9), the bias, the pads before each axis and the constants
-    2, 4, 5, 8 of the kernels, in ``dtype`` (a Python int would promote)."""
-    gw = _nd_transforms((4, 4), (3, 3))[1].astype(dtype)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bias, the pads before each axis and the constants 2, 4, 5, 8 of the kernels,
+    in ``dtype`` (a Python int would promote)."""
     b = np.zeros(spec.out_channels, dtype) if bias is None else bias.astype(dtype)
     lo = np.array([p[0] for p in spec.pads], dtype=np.int64)
-    return gw, b, lo, np.array([2, 4, 5, 8], dtype)
+    return b, lo, np.array([2, 4, 5, 8], dtype)
+
+
+def _filters(wc: np.ndarray, spec: ConvSpec, dtype: np.dtype) -> np.ndarray:
+    """The transformed filters ``U = G w G^T``, ``(36, G, O/G, C/G)``, of the channels-last
+    weight ``wc`` ``(kh, kw, C/G, O)`` (padded to 3x3 with zero taps after).
+
+    One product by the transform ``G`` (36, 9) into the thread's ``"filters"`` buffer,
+    over whichever order the weight's taps are stored in: from a channels-first weight
+    (a view ``(O, C/G, 3, 3)`` seen channels-last) ``U`` is contiguous, from a
+    channels-last one it is a transposed view.  Either way no transposed copy of the
+    weight is made (it cost more than the product: 1.8 against 0.9 ms for 256x256x3x3).
+    """
+    g, cg, og, o = spec.groups, spec.group_in, spec.group_out, spec.out_channels
+    gw = _nd_transforms((4, 4), (3, 3))[1].astype(dtype)
+    if spec.kernel != (3, 3):
+        w = np.zeros((3, 3, cg, o), dtype)
+        w[: spec.kernel[0], : spec.kernel[1]] = wc
+        wc = w
+    w_first = np.moveaxis(wc, (-1, -2), (0, 1))  # (O, C/G, 3, 3)
+    u = buffer("filters", (36, cg * o), dtype)
+    if w_first.flags.c_contiguous:  # U[a, o, c] = sum_t G[a, t] w[o, c, t]
+        np.matmul(gw, w_first.reshape(o * cg, 9).T, out=u)
+        return u.reshape(36, g, og, cg)
+    np.matmul(gw, np.ascontiguousarray(wc, dtype).reshape(9, cg * o), out=u)  # (36, C/G*O)
+    return u.reshape(36, cg, g, og).transpose(0, 2, 3, 1)  # (36, G, O/G, C/G): a view
 
 
 def conv(
@@ -252,12 +287,8 @@ def conv(
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     x = np.ascontiguousarray(xp)
     dtype = x.dtype
-    gw, b, lo, k = _constants(spec, dtype, bias)
-    # the filters padded to 3x3 (zero taps after), transformed: U (36, G, C/G, O/G)
-    w = np.zeros((3, 3, cg, spec.out_channels), dtype)
-    w[: spec.kernel[0], : spec.kernel[1]] = wc
-    u = (gw @ w.reshape(9, -1)).reshape(36, cg, g, og).transpose(0, 2, 1, 3)
-    u = np.ascontiguousarray(u)  # (36, G, C/G, O/G), a view when G == 1
+    b, lo, k = _constants(spec, dtype, bias)
+    u = _filters(wc, spec, dtype).transpose(0, 1, 3, 2)  # (36, G, C/G, O/G)
     y = np.empty((spec.batch, *spec.out_size, spec.out_channels), dtype)
     cols = -(-spec.out_size[1] // 4)  # tiles per tile row
     for n0, r0, rows, count in _chunks(spec, dtype.itemsize):
@@ -282,16 +313,15 @@ def conv_channels_first(
     vectorised over channels.
     """
     cols = -(-spec.out_size[1] // 4)  # tiles per tile row
-    if spec.in_size[1] < WIDE and spec.group_in <= 4 * cols * -(-spec.out_size[0] // 4):
+    tiles = spec.batch * cols * -(-spec.out_size[0] // 4)
+    if spec.in_size[1] < WIDE and spec.group_in <= 4 * tiles:
         x_last, w_last = np.moveaxis(xp, 1, -1), np.moveaxis(wc, (0, 1), (-1, -2))
         return np.ascontiguousarray(np.moveaxis(conv(x_last, w_last, spec, bias), -1, 1))
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     x = np.ascontiguousarray(xp)
     dtype = x.dtype
-    gw, b, lo, k = _constants(spec, dtype, bias)
-    w = np.zeros((spec.out_channels, cg, 3, 3), dtype)
-    w[:, :, : spec.kernel[0], : spec.kernel[1]] = wc
-    u = (gw @ w.reshape(-1, 9).T).reshape(36, g, og, cg)  # (36, G, O/G, C/G)
+    b, lo, k = _constants(spec, dtype, bias)
+    u = _filters(np.moveaxis(wc, (0, 1), (-1, -2)), spec, dtype)  # (36, G, O/G, C/G)
     y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
     for n0, r0, rows, count in _chunks(spec, dtype.itemsize):
         v = buffer("transformed", (36, spec.in_channels, count), dtype)
@@ -311,6 +341,20 @@ def unsupported(spec: ConvSpec) -> str | None:
             f"stride={spec.stride}, dilation={spec.dilation}, kernel={spec.kernel}"
         )
     return None
+
+
+def memory(spec: ConvSpec, dtype: np.dtype) -> int:
+    """Bytes of temporaries :func:`conv_channels_first` holds at once: the transformed
+    filters, one chunk's tiles and, for a narrow image, its input and result transposed."""
+    item = np.dtype(dtype).itemsize
+    tiles = spec.batch * math.prod(-(-o // 4) for o in spec.out_size)
+    per_tile, budget = _chunk_budget(spec, item)
+    need = 36 * spec.group_in * spec.out_channels * item + min(budget, tiles * per_tile)
+    if spec.in_size[1] < WIDE:
+        sample = math.prod(spec.in_size) * spec.in_channels
+        sample += math.prod(spec.out_size) * spec.out_channels
+        need += spec.batch * sample * item
+    return need
 
 
 def growth(spec: ConvSpec) -> float:
