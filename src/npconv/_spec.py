@@ -85,7 +85,7 @@ class ConvSpec:
         """Output channels produced by one group, O / G."""
         return self.out_channels // self.groups
 
-    @property
+    @functools.cached_property
     def padded_size(self) -> tuple[int, ...]:
         """Spatial size of the input after padding."""
         return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_size, self.pads))
@@ -128,6 +128,12 @@ class ConvSpec:
 
     def valid(self) -> ConvSpec:
         """The same convolution of the already padded input: no pads, ``in_size`` padded."""
+        return self._valid
+
+    @functools.cached_property
+    def _valid(self) -> ConvSpec:
+        """:meth:`valid`, made once per spec (specs are cached: a layer called again
+        reuses its own)."""
         return replace(self, in_size=self.padded_size, pads=((0, 0),) * self.nd)
 
     # ------------------------------------------------------------------ construction
