@@ -39,7 +39,7 @@ from dataclasses import replace
 import numpy as np
 
 from .._cost import gemm, units
-from .._jit import kernel
+from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
 from .._windows import WORKSPACE_BYTES, chunks
 from .._workspace import buffer
@@ -50,9 +50,10 @@ from .winograd import growth as _growth
 #: ones are transposed, their rows being too short to vectorise the transforms along,
 #: unless their channels outnumber the batch's tiles four times, where ``U @ V`` runs the
 #: thin GEMMs faster than ``V @ U``.  Measured in one process, 2 threads, 3x3 layers, ms
-#: transposed / in place: 64->64 @56 batch 8 25 / 28, 128->128 @28 batch 8 14 / 21,
-#: 256->256 @14 3.3 / 2.8, at batch 8 7.9 / 12.3, 64->64 @224 65 / 39.
-WIDE = 112
+#: transposed / in place: 64->64 @224 33 / 18, @112 5.5 / 4.6, @56 1.30 / 1.20, at batch
+#: 8 11.3 / 10.5; 128->128 @28 1.26 / 1.20, at batch 8 6.8 / 7.1; 256->256 @14 batch 8
+#: 7.1 / 9.0.
+WIDE = 56
 #: Bytes of the transformed tiles (input and product) of one chunk: a few MiB, so that
 #: they stay in the caches between the transforms and the GEMMs.
 CHUNK_BYTES = 2 * 2**20
@@ -149,45 +150,47 @@ def _output_tiles(m, b, n0, r0, rows, cols, k, y):
 def _input_planes(x, lo, n0, r0, rows, cols, k, v):
     """``v[a, c, t]``: as :func:`_input_tiles`, from channels-first ``x`` (N, C, H, W).
 
-    Per tile row and channel, the zero-padded 6-row band is copied in four phases,
-    ``band[i, j, q] = x[h0 + i, w0 + 4 q + j]``, so that tile ``q`` holds the columns
-    ``(j, q)`` for ``j < 4`` and ``(0, q + 1), (1, q + 1)``: both transforms then run
-    along ``q`` with unit strides (vectorised).
+    Per tile row and channel, the six input rows the tiles read are copied into a
+    zero-padded band as they lie, ``band[i, 4 q + j] = x[h0 + i, w0 + 4 q + j]`` (a
+    contiguous copy); the first transform runs down the band's columns, vectorised along
+    the rows, and the second across each row, tile ``q`` reading its six values from
+    ``4 q`` on.
     """
     two, four, five = k[0], k[1], k[2]
-    band = np.zeros((6, 4, cols + 1), x.dtype)  # the zero columns beyond stay zero
-    s = np.empty((6, 4, cols + 1), x.dtype)
+    width = 4 * (cols + 1)
+    band = np.zeros((6, width), x.dtype)
+    s = np.empty((6, width), x.dtype)
     for p in range(v.shape[2] // cols):  # one tile row each
         n, h0, w0 = n0 + p // rows, 4 * (r0 + p % rows) - lo[0], -lo[1]
-        for c in range(x.shape[1]):
+        j0, j1 = max(0, -w0), min(width, x.shape[3] - w0)  # the band's columns in x
+        i0, i1 = max(0, -h0), min(6, x.shape[2] - h0)  # the band's rows in x
+        for c in range(x.shape[1]):  # (the columns beyond the image stay zero)
             for i in range(6):
-                inside = 0 <= h0 + i < x.shape[2]
-                for j in range(4):
-                    for q in range(cols + 1):
-                        w = w0 + 4 * q + j
-                        inside_w = inside and 0 <= w < x.shape[3]
-                        band[i, j, q] = x[n, c, h0 + i, w] if inside_w else 0
-            for j in range(4):  # s[:, j, q] = BT @ band[:, j, q]
-                for q in range(cols + 1):
-                    d0, d1, d2 = band[0, j, q], band[1, j, q], band[2, j, q]
-                    d3, d4, d5 = band[3, j, q], band[4, j, q], band[5, j, q]
-                    s[0, j, q] = four * d0 - five * d2 + d4
-                    s[1, j, q] = four * (d1 + d2) - (d3 + d4)
-                    s[2, j, q] = four * (d2 - d1) + (d3 - d4)
-                    s[3, j, q] = two * (d3 - d1) + (d4 - d2)
-                    s[4, j, q] = two * (d1 - d3) + (d4 - d2)
-                    s[5, j, q] = four * d1 - five * d3 + d5
+                if i < i0 or i >= i1:
+                    band[i, j0:j1] = 0
+            copy_rows(band[i0:i1, j0:j1], x[n, c, h0 + i0 : h0 + i1, w0 + j0 : w0 + j1])
+            b0, b1, b2, b3, b4, b5 = band[0], band[1], band[2], band[3], band[4], band[5]
+            s0, s1, s2, s3, s4, s5 = s[0], s[1], s[2], s[3], s[4], s[5]
+            for j in range(width):  # s[:, j] = BT @ band[:, j]
+                d0, d1, d2, d3, d4, d5 = b0[j], b1[j], b2[j], b3[j], b4[j], b5[j]
+                s0[j] = four * d0 - five * d2 + d4
+                s1[j] = four * (d1 + d2) - (d3 + d4)
+                s2[j] = four * (d2 - d1) + (d3 - d4)
+                s3[j] = two * (d3 - d1) + (d4 - d2)
+                s4[j] = two * (d1 - d3) + (d4 - d2)
+                s5[j] = four * d1 - five * d3 + d5
             t0 = p * cols
-            for i in range(6):  # v[6 i + j, tile q] = (BT @ s[i, tile q])[j]
+            for i in range(6):  # v[6 i + j, tile q] = (BT @ s[i, 4 q : 4 q + 6])[j]
+                si, out = s[i], v[6 * i : 6 * i + 6, c, t0 : t0 + cols]
                 for q in range(cols):
-                    d0, d1, d2, d3 = s[i, 0, q], s[i, 1, q], s[i, 2, q], s[i, 3, q]
-                    d4, d5 = s[i, 0, q + 1], s[i, 1, q + 1]
-                    v[6 * i, c, t0 + q] = four * d0 - five * d2 + d4
-                    v[6 * i + 1, c, t0 + q] = four * (d1 + d2) - (d3 + d4)
-                    v[6 * i + 2, c, t0 + q] = four * (d2 - d1) + (d3 - d4)
-                    v[6 * i + 3, c, t0 + q] = two * (d3 - d1) + (d4 - d2)
-                    v[6 * i + 4, c, t0 + q] = two * (d1 - d3) + (d4 - d2)
-                    v[6 * i + 5, c, t0 + q] = four * d1 - five * d3 + d5
+                    d0, d1, d2 = si[4 * q], si[4 * q + 1], si[4 * q + 2]
+                    d3, d4, d5 = si[4 * q + 3], si[4 * q + 4], si[4 * q + 5]
+                    out[0, q] = four * d0 - five * d2 + d4
+                    out[1, q] = four * (d1 + d2) - (d3 + d4)
+                    out[2, q] = four * (d2 - d1) + (d3 - d4)
+                    out[3, q] = two * (d3 - d1) + (d4 - d2)
+                    out[4, q] = two * (d1 - d3) + (d4 - d2)
+                    out[5, q] = four * d1 - five * d3 + d5
 
 
 @kernel
@@ -195,33 +198,37 @@ def _output_planes(m, b, n0, r0, rows, cols, k, y):
     """As :func:`_output_tiles`, from products ``m`` (36, O, T) into channels-first ``y``.
 
     Per tile row and channel, each tile is transformed across into a 6-row band, then
-    the band down its columns, straight into ``y``'s rows.
+    the band down its columns, a vectorised pass straight into each of ``y``'s rows.
     """
     two, four, eight = k[0], k[1], k[3]
     s = np.empty((6, 4 * cols), y.dtype)
+    width = y.shape[3]
     for p in range(m.shape[2] // cols):  # one tile row each
-        n, r = n0 + p // rows, r0 + p % rows
+        n, r, t0 = n0 + p // rows, r0 + p % rows, p * cols
+        last = min(4, y.shape[2] - 4 * r)  # rows of this tile row within y
         for o in range(m.shape[1]):
             for i in range(6):  # s[i, 4 q + j] = (AT @ m[6 i : 6 i + 6, tile q])[j]
+                si, mi = s[i], m[6 * i : 6 * i + 6, o, t0 : t0 + cols]
                 for q in range(cols):
-                    t, w = p * cols + q, 4 * q
-                    m0, m1, m2 = m[6 * i, o, t], m[6 * i + 1, o, t], m[6 * i + 2, o, t]
-                    m3, m4, m5 = m[6 * i + 3, o, t], m[6 * i + 4, o, t], m[6 * i + 5, o, t]
-                    s[i, w] = m0 + (m1 + m2) + (m3 + m4)
-                    s[i, w + 1] = (m1 - m2) + two * (m3 - m4)
-                    s[i, w + 2] = (m1 + m2) + four * (m3 + m4)
-                    s[i, w + 3] = (m1 - m2) + eight * (m3 - m4) + m5
-            last = min(4, y.shape[2] - 4 * r)  # rows of this tile row within y
-            for w in range(y.shape[3]):  # y[4 r + i, w] = (AT @ s[:, w])[i] + b
-                m0, m1, m2 = s[0, w], s[1, w], s[2, w]
-                m3, m4, m5 = s[3, w], s[4, w], s[5, w]
-                y[n, o, 4 * r, w] = m0 + (m1 + m2) + (m3 + m4) + b[o]
-                if last > 1:
-                    y[n, o, 4 * r + 1, w] = (m1 - m2) + two * (m3 - m4) + b[o]
-                if last > 2:
-                    y[n, o, 4 * r + 2, w] = (m1 + m2) + four * (m3 + m4) + b[o]
-                if last > 3:
-                    y[n, o, 4 * r + 3, w] = (m1 - m2) + eight * (m3 - m4) + m5 + b[o]
+                    m0, m1, m2 = mi[0, q], mi[1, q], mi[2, q]
+                    m3, m4, m5 = mi[3, q], mi[4, q], mi[5, q]
+                    si[4 * q] = m0 + (m1 + m2) + (m3 + m4)
+                    si[4 * q + 1] = (m1 - m2) + two * (m3 - m4)
+                    si[4 * q + 2] = (m1 + m2) + four * (m3 + m4)
+                    si[4 * q + 3] = (m1 - m2) + eight * (m3 - m4) + m5
+            s0, s1, s2, s3, s4, s5 = s[0], s[1], s[2], s[3], s[4], s[5]
+            bo, out = b[o], y[n, o, 4 * r : 4 * r + last]  # y[4 r + i] = (AT @ s)[i] + b
+            for w in range(width):
+                out[0, w] = s0[w] + (s1[w] + s2[w]) + (s3[w] + s4[w]) + bo
+            if last > 1:
+                for w in range(width):
+                    out[1, w] = (s1[w] - s2[w]) + two * (s3[w] - s4[w]) + bo
+            if last > 2:
+                for w in range(width):
+                    out[2, w] = (s1[w] + s2[w]) + four * (s3[w] + s4[w]) + bo
+            if last > 3:
+                for w in range(width):
+                    out[3, w] = (s1[w] - s2[w]) + eight * (s3[w] - s4[w]) + s5[w] + bo
 
 
 def _chunk_budget(spec: ConvSpec, itemsize: int) -> tuple[int, int]:
