@@ -6,6 +6,7 @@ when npconv is imported: :func:`unavailable` imports numba the first time a regi
 row asks whether it can run (importing numba takes ~0.4 s), and a kernel is compiled on
 its first call for each combination of argument types, with ``cache=True``, so that a
 second process loads the machine code from numba's cache instead of compiling again.
+Kernels that several algorithms call (:func:`copy_rows`) live here.
 
 Kernels run on the calling thread, without the GIL (``nogil``): they sit between BLAS
 calls, whose OpenBLAS threads keep spinning on every core for a while after each one,
