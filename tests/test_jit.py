@@ -179,6 +179,7 @@ def in_place(request, monkeypatch):
         ((5, 11), (3, 2), [(2, 0), (1, 3)], 2),
         ((7, 6), (1, 1), [(0, 1), (0, 0)], 1),
         ((4, 5), (2, 3), [(1, 1), (1, 1)], 3),
+        ((4, 5), (3, 3), [(0, 9), (5, 1)], 1),  # tiles wholly below and left of the image
     ],
 )
 @pytest.mark.parametrize("batch", [0, 1, 3])

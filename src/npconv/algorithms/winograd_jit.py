@@ -163,7 +163,8 @@ def _input_planes(x, lo, n0, r0, rows, cols, k, v):
     for p in range(v.shape[2] // cols):  # one tile row each
         n, h0, w0 = n0 + p // rows, 4 * (r0 + p % rows) - lo[0], -lo[1]
         j0, j1 = max(0, -w0), min(width, x.shape[3] - w0)  # the band's columns in x
-        i0, i1 = max(0, -h0), min(6, x.shape[2] - h0)  # the band's rows in x
+        i0 = max(0, -h0)  # the band's rows in x: i0 <= i < i1, none below the image
+        i1 = max(i0, min(6, x.shape[2] - h0))
         for c in range(x.shape[1]):  # (the columns beyond the image stay zero)
             for i in range(6):
                 if i < i0 or i >= i1:
