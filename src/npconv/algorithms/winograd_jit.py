@@ -232,6 +232,17 @@ def _output_planes(m, b, n0, r0, rows, cols, k, y):
                     out[3, w] = (s1[w] - s2[w]) + eight * (s3[w] - s4[w]) + s5[w] + bo
 
 
+def _tile_count(spec: ConvSpec) -> int:
+    """The 4x4 output tiles of the whole batch."""
+    return spec.batch * math.prod(-(-o // 4) for o in spec.out_size)
+
+
+def _transposed(spec: ConvSpec) -> bool:
+    """Whether :func:`conv_channels_first` transposes the image to channels-last: a
+    narrow one (:data:`WIDE`) whose channels do not outnumber the batch's tiles 4x."""
+    return spec.in_size[1] < WIDE and spec.group_in <= 4 * _tile_count(spec)
+
+
 def _chunk_budget(spec: ConvSpec, itemsize: int) -> tuple[int, int]:
     """Bytes of transformed tiles (input and product) per tile, and per chunk: at least
     :data:`CHUNK_BYTES` and :data:`CHUNK_TILES` tiles, within ``WORKSPACE_BYTES``."""
@@ -320,9 +331,7 @@ def conv_channels_first(
     others are transposed to channels-last and back, for :func:`conv`'s transforms,
     vectorised over channels.
     """
-    cols = -(-spec.out_size[1] // 4)  # tiles per tile row
-    tiles = spec.batch * cols * -(-spec.out_size[0] // 4)
-    if spec.in_size[1] < WIDE and spec.group_in <= 4 * tiles:
+    if _transposed(spec):
         x_last, w_last = np.moveaxis(xp, 1, -1), np.moveaxis(wc, (0, 1), (-1, -2))
         return np.ascontiguousarray(np.moveaxis(conv(x_last, w_last, spec, bias), -1, 1))
     g, cg, og = spec.groups, spec.group_in, spec.group_out
@@ -331,6 +340,7 @@ def conv_channels_first(
     b, lo, k = _constants(spec, dtype, bias)
     u = _filters(np.moveaxis(wc, (0, 1), (-1, -2)), spec, dtype)  # (36, G, O/G, C/G)
     y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
+    cols = -(-spec.out_size[1] // 4)  # tiles per tile row
     for n0, r0, rows, count in _chunks(spec, dtype.itemsize):
         v = buffer("transformed", (36, spec.in_channels, count), dtype)
         _input_planes(x, lo, n0, r0, rows, cols, k, v)
@@ -353,12 +363,13 @@ def unsupported(spec: ConvSpec) -> str | None:
 
 def memory(spec: ConvSpec, dtype: np.dtype) -> int:
     """Bytes of temporaries :func:`conv_channels_first` holds at once: the transformed
-    filters, one chunk's tiles and, for a narrow image, its input and result transposed."""
+    filters, one chunk's tiles and, where it transposes the image, its input and result
+    transposed."""
     item = np.dtype(dtype).itemsize
-    tiles = spec.batch * math.prod(-(-o // 4) for o in spec.out_size)
     per_tile, budget = _chunk_budget(spec, item)
-    need = 36 * spec.group_in * spec.out_channels * item + min(budget, tiles * per_tile)
-    if spec.in_size[1] < WIDE:
+    need = 36 * spec.group_in * spec.out_channels * item
+    need += min(budget, _tile_count(spec) * per_tile)
+    if _transposed(spec):
         sample = math.prod(spec.in_size) * spec.in_channels
         sample += math.prod(spec.out_size) * spec.out_channels
         need += spec.batch * sample * item
@@ -380,7 +391,7 @@ def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     """
     item = max(np.dtype(dtype).itemsize, 4)
     g, cg, og = spec.groups, spec.group_in, spec.group_out
-    tiles = spec.batch * math.prod(-(-o // 4) for o in spec.out_size)
+    tiles = _tile_count(spec)
     c, o = spec.in_channels, spec.out_channels
     total = filter_work(36, cg * o, item)
     total += gemm(tiles, cg, og, 36 * g, item)  # the products
