@@ -88,16 +88,21 @@ _PAD_MODE = {"reflect": "reflect", "replicate": "replicate", "circular": "circul
 
 
 def spy_weight_gradient(monkeypatch: pytest.MonkeyPatch, name: str) -> list[tuple]:
-    """The arguments of every call of registry row ``name``'s own weight gradient, for
-    this test (the row is replaced by a copy whose function records its calls)."""
+    """The arguments of every call of registry row ``name``'s own weight gradient (its
+    ``weight_grad`` if it has one, else its ``weight_grad_channels_first``), for this
+    test (the row is replaced by a copy whose function records its calls)."""
     calls: list[tuple] = []
-    own = REGISTRY[name].weight_grad_channels_first
+    row = REGISTRY[name]
+    own = row.weight_grad.fn if row.weight_grad else row.weight_grad_channels_first
 
     def recorded(*args: object) -> np.ndarray:
         calls.append(args)
         return own(*args)
 
-    spy = replace(REGISTRY[name], weight_grad_channels_first=recorded)
+    if row.weight_grad:
+        spy = replace(row, weight_grad=replace(row.weight_grad, fn=recorded))
+    else:
+        spy = replace(row, weight_grad_channels_first=recorded)
     monkeypatch.setitem(REGISTRY, name, spy)
     return calls
 

@@ -46,6 +46,8 @@ def declined(algorithm: str, x, w, gy, needs: str, **kwargs) -> bool:
     spec = ConvSpec.build(x.shape, w.shape, **kwargs)
     if needs == "input":
         return reason(algorithm, spec, np.dtype(np.float64), transposed=True) is not None
+    if REGISTRY[algorithm].weight_unsupported(spec, np.dtype(np.float64)) is None:
+        return False  # its own weight gradient
     inner = weight_gradient(spec, x, gy)[0]
     return reason(algorithm, inner, np.dtype(np.float64)) is not None
 

@@ -159,6 +159,16 @@ def test_depthwise_jit_gives_the_same_result_on_any_number_of_threads(rng):
     np.testing.assert_array_equal(results[0], results[1])
 
 
+WINOGRAD_CASES = [  # (size, kernel, pads, groups)
+    ((9, 13), (3, 3), [(1, 1), (1, 1)], 1),
+    ((8, 8), (3, 3), [(0, 0), (0, 0)], 1),
+    ((5, 11), (3, 2), [(2, 0), (1, 3)], 2),
+    ((7, 6), (1, 1), [(0, 1), (0, 0)], 1),
+    ((4, 5), (2, 3), [(1, 1), (1, 1)], 3),
+    ((4, 5), (3, 3), [(0, 9), (5, 1)], 1),  # tiles wholly below and left of the image
+]
+
+
 @pytest.fixture(params=[False, True], ids=["transposed", "in-place"])
 def in_place(request, monkeypatch):
     """winograd_jit's two ways with channels-first data: transposed to channels-last, or
@@ -171,17 +181,7 @@ def in_place(request, monkeypatch):
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-@pytest.mark.parametrize(
-    ("size", "kernel", "pads", "groups"),
-    [
-        ((9, 13), (3, 3), [(1, 1), (1, 1)], 1),
-        ((8, 8), (3, 3), [(0, 0), (0, 0)], 1),
-        ((5, 11), (3, 2), [(2, 0), (1, 3)], 2),
-        ((7, 6), (1, 1), [(0, 1), (0, 0)], 1),
-        ((4, 5), (2, 3), [(1, 1), (1, 1)], 3),
-        ((4, 5), (3, 3), [(0, 9), (5, 1)], 1),  # tiles wholly below and left of the image
-    ],
-)
+@pytest.mark.parametrize(("size", "kernel", "pads", "groups"), WINOGRAD_CASES)
 @pytest.mark.parametrize("batch", [0, 1, 3])
 def test_winograd_jit_matches_torch(layout, size, kernel, pads, groups, batch, rng, in_place):
     x = rng.standard_normal((batch, 6, *size))
@@ -202,6 +202,96 @@ def test_winograd_jit_float32_error_bound_over_several_chunks(layout, batch, rng
     w = rng.standard_normal((48, 64, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(48).astype(np.float32)
     check("winograd_jit", x, w, bias, layout, [(1, 1), (1, 1)], 1e-4)
+
+
+def torch_weight_grad(x, w_shape, gy, pads, groups=1, padding_mode="zeros") -> np.ndarray:
+    """dL/dw by torch autograd (float64); the pads applied by F.pad first."""
+    flat = [p for pair in reversed(pads) for p in pair]
+    mode = {"zeros": "constant"}.get(padding_mode, padding_mode)
+    padded = torch.nn.functional.pad(torch.tensor(x, dtype=torch.float64), flat, mode=mode)
+    w = torch.zeros(w_shape, dtype=torch.float64, requires_grad=True)
+    gy = torch.tensor(gy, dtype=torch.float64)
+    torch.nn.functional.conv2d(padded, w, groups=groups).backward(gy)
+    return w.grad.numpy()
+
+
+def weight_grad(x, w_shape, gy, pads, layout, algorithm="winograd_jit", **kwargs) -> np.ndarray:
+    """npconv's dL/dw in ``layout``, returned as (O, C/G, kh, kw)."""
+    w = np.zeros(w_shape, x.dtype)
+    if layout == "NHWC":
+        x, w, gy = np.moveaxis(x, 1, -1), np.moveaxis(w, (0, 1), (-1, -2)), np.moveaxis(gy, 1, -1)
+    dw = npconv.grad.conv_backward(
+        gy, x, w, padding=pads, layout=layout, algorithm=algorithm, needs="weight", **kwargs
+    ).weight
+    return dw if layout == "NCHW" else np.moveaxis(dw, (-1, -2), (0, 1))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize(("size", "kernel", "pads", "groups"), WINOGRAD_CASES)
+@pytest.mark.parametrize("batch", [0, 1, 3])
+def test_winograd_jit_weight_gradient_matches_torch(
+    layout, size, kernel, pads, groups, batch, rng, monkeypatch
+):
+    """The adjoint of its transforms: input tiles as in the forward, the output
+    gradient's tiles by AT^T, summed over tiles by 36 GEMMs, back by G^T."""
+    calls = spy_weight_gradient(monkeypatch, "winograd_jit")
+    x = rng.standard_normal((batch, 6, *size))
+    w_shape = (12, 6 // groups, *kernel)
+    out = npconv.conv_output_shape(x.shape, w_shape, padding=pads, groups=groups)
+    gy = rng.standard_normal(out)
+    got = weight_grad(x, w_shape, gy, pads, layout, groups=groups)
+    assert_close(got, torch_weight_grad(x, w_shape, gy, pads, groups))
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("mode", ["reflect", "circular"])
+def test_winograd_jit_weight_gradient_with_padding_modes_the_dispatch_pads(mode, rng):
+    x, gy = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((2, 5, 7, 6))
+    got = weight_grad(x, (5, 4, 3, 3), gy, 1, "NCHW", padding_mode=mode)
+    expected = torch_weight_grad(x, (5, 4, 3, 3), gy, [(1, 1)] * 2, padding_mode=mode)
+    assert_close(got, expected)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_winograd_jit_weight_gradient_float32_error_bound_over_several_chunks(layout, rng):
+    """Unit-scale float32 within 1e-4 of max |dw| (the registry's error_scale x 1e-5),
+    summed over the chunks of two samples of 23 x 23 tiles of 64 + 48 channels."""
+    x = rng.standard_normal((2, 64, 90, 91)).astype(np.float32)
+    gy = rng.standard_normal((2, 48, 90, 91)).astype(np.float32)
+    got = weight_grad(x, (48, 64, 3, 3), gy, [(1, 1)] * 2, layout)
+    assert got.dtype == np.float32
+    expected = torch_weight_grad(x, (48, 64, 3, 3), gy, [(1, 1)] * 2)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_winograd_jit_weight_gradient_leaves_nan_and_inf_to_a_direct_algorithm(value, rng):
+    """A NaN or Inf would spread over a transform's 36 points: such operands take the
+    weight gradient's convolution, which puts them where the definition does."""
+    x, gy = rng.standard_normal((1, 4, 9, 9)), rng.standard_normal((1, 3, 9, 9))
+    gy[0, 1, 4, 4] = value
+    got = weight_grad(x, (3, 4, 3, 3), gy, [(1, 1)] * 2, "NCHW")
+    expected = torch_weight_grad(x, (3, 4, 3, 3), gy, [(1, 1)] * 2)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert_close(got[finite], expected[finite])
+
+
+def test_auto_takes_the_winograd_weight_gradient_where_it_wins(rng, monkeypatch):
+    """Many tiles of 64 channels: its own weight gradient.  512 channels at 7x7: four
+    tiles a sample and 36 x 512 x 512 transformed sums (beyond its memory bound): the
+    weight gradient's convolution."""
+    calls = spy_weight_gradient(monkeypatch, "winograd_jit")
+    for channels, size, used in [(64, 56, 1), (512, 7, 0)]:
+        x = rng.standard_normal((2, channels, size, size)).astype(np.float32)
+        gy = rng.standard_normal((2, channels, size, size)).astype(np.float32)
+        w_shape = (channels, channels, 3, 3)
+        got = weight_grad(x, w_shape, gy, 1, "NCHW", algorithm="auto")
+        expected = torch_weight_grad(x, w_shape, gy, [(1, 1)] * 2)
+        assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+        assert len(calls) == used
+        calls.clear()
 
 
 def test_winograd_jit_refuses_strides_and_large_kernels():

@@ -21,7 +21,16 @@ from ._cost import seconds, units
 from ._spec import ConvSpec
 from .algorithms import REGISTRY
 
-__all__ = ["TUNED", "check_name", "choose", "estimate", "reason", "reasons", "resolve"]
+__all__ = [
+    "TUNED",
+    "check_name",
+    "choose",
+    "estimate",
+    "reason",
+    "reasons",
+    "resolve",
+    "weight_gradient_choice",
+]
 
 #: Measured seconds per algorithm, by (spec, compute dtype), filled by npconv.tune.
 TUNED: dict[tuple[ConvSpec, np.dtype], dict[str, float]] = {}
@@ -111,6 +120,29 @@ def choose(
     costs = {n: estimate(n, spec, dtype, threads, transposed=True) for n in own}
     best = min(costs, key=costs.__getitem__, default=None)
     return PHASES if best is None or split <= costs[best] else best
+
+
+@functools.lru_cache(maxsize=1024)
+def weight_gradient_choice(
+    name: str, spec: ConvSpec, inner: ConvSpec, dtype: np.dtype, threads: int
+) -> str | None:
+    """The algorithm whose own weight gradient (its row's ``weight_grad``) computes
+    ``dL/dw`` of the forward ``spec``, or None for the weight gradient's convolution
+    ``inner`` (:func:`npconv._adjoint.weight_gradient_spec`).
+
+    A named algorithm uses its own where it can; "auto" takes the cheapest estimate.
+    """
+    own = [
+        n
+        for n, algorithm in REGISTRY.items()
+        if name in ("auto", n) and algorithm.weight_unsupported(spec, dtype) is None
+    ]
+    if name != "auto" or not own:
+        return own[0] if own else None
+    costs = {n: seconds(REGISTRY[n].weight_work(spec, dtype), threads) for n in own}
+    best = min(costs, key=costs.__getitem__)
+    convolution = estimate(choose(inner, dtype, threads), inner, dtype, threads)
+    return best if costs[best] < convolution else None
 
 
 def check_name(name: object, fn: str, transposed: bool = False) -> None:

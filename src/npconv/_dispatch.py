@@ -30,7 +30,7 @@ from ._adjoint import (
     weight_gradient,
     weight_gradient_spec,
 )
-from ._choose import choose, resolve
+from ._choose import choose, resolve, weight_gradient_choice
 from ._operands import Problem, compute_dtypes, prepare
 from ._spec import ConvOptions, ConvSpec
 from ._threads import get_threads
@@ -71,29 +71,56 @@ def run_weight_gradient(
     Both are batched and in the spec's layout; the result is in the weight's layout and
     the dtype of :func:`compute_dtypes`' result (exact integers as int64 or Python ints).
     It is a convolution of ``x`` with ``gy``, batch and channels exchanged
-    (:func:`npconv._adjoint.weight_gradient`), run by :func:`run`; where that convolution
-    would run by an algorithm with a weight gradient of its own for channels-first data
-    (``im2col``: the forward's patch matrices; ``depthwise_jit``: a compiled pass per
-    tap) and the data are channels-first floats, that function computes it, without
-    transposing ``x`` or ``gy``.
+    (:func:`npconv._adjoint.weight_gradient`), run by :func:`run`, except for floats:
+
+    * an algorithm with a weight gradient of its own for the forward ``spec``
+      (``winograd_jit``: the adjoint of its transforms) computes it where it is named,
+      or where "auto" estimates it cheaper (:func:`weight_gradient_choice`), unless the
+      operands hold NaN or Inf or could overflow in its transforms;
+    * for channels-first data, where that convolution would run by an algorithm with a
+      weight gradient of the convolution's own (``im2col``: the forward's patch
+      matrices; ``depthwise_jit``: a compiled pass per tap), that function computes it,
+      without transposing ``x`` or ``gy``.
     """
     compute, result = compute_dtypes(fn, x, gy)
-    if spec.layout == "NCHW" and compute.kind in "fc" and spec.macs:
+    if compute.kind in "fc":
+        threads = get_threads()
         zero_padded = spec if spec.padding_mode == "zeros" else spec.valid()
         inner = weight_gradient_spec(zero_padded)[0]
-        name = resolve(algorithm, inner, compute, fn, get_threads())
-        own = REGISTRY[name].weight_grad_channels_first
-        if own is not None:
+        own = weight_gradient_choice(algorithm, spec, inner, compute, threads)
+        grad = None if own is None else REGISTRY[own].weight_grad
+        if grad is not None:
+            if not spec.macs or _within_range(x, gy, grad.growth(spec), compute):
+                return _own_weight_gradient(grad.fn, spec, x, gy, compute).astype(result)
+            algorithm = "auto"  # out of its range: the weight gradient's convolution
+        name = resolve(algorithm, inner, compute, fn, threads)
+        own_channels_first = REGISTRY[name].weight_grad_channels_first
+        if spec.layout == "NCHW" and spec.macs and own_channels_first is not None:
             dw = None
             for block in sample_blocks(spec, compute.itemsize):
                 part = replace(spec, batch=len(range(spec.batch)[block]))
                 x_part = x[block].astype(compute, copy=False)
                 xp = canonical_input(x_part, part, channels_last=False, reuse=True)
-                share = own(xp, gy[block].astype(compute, copy=False), part)
+                share = own_channels_first(xp, gy[block].astype(compute, copy=False), part)
                 dw = share if dw is None else np.add(dw, share, out=dw)
             return cast(np.ndarray, dw).astype(result, copy=False)
     inner, xt, wt, as_weight = weight_gradient(spec, x, gy)
     return np.ascontiguousarray(as_weight(run(Problem.of(fn, inner, xt, wt), algorithm)))
+
+
+def _own_weight_gradient(
+    grad: Kernel, spec: ConvSpec, x: np.ndarray, gy: np.ndarray, compute: np.dtype
+) -> np.ndarray:
+    """``dL/dw`` by an algorithm's own weight gradient (channels-first, zero pads), from
+    operands and to a result in the spec's layouts."""
+    if spec.layout == "NHWC":
+        x, gy = np.moveaxis(x, -1, 1), np.moveaxis(gy, -1, 1)
+    x, gy = x.astype(compute, copy=False), gy.astype(compute, copy=False)
+    if spec.padding_mode != "zeros":  # pads that copy x: padded here, then zero pads
+        x = canonical_input(x, spec, channels_last=False)
+        spec = spec.valid()
+    dw = grad(x, gy, spec)  # (O, C/G, *kernel)
+    return np.ascontiguousarray(dw.transpose(2, 3, 1, 0)) if spec.layout == "NHWC" else dw
 
 
 def _channel_row(b: np.ndarray, spec: ConvSpec, channels_first: bool) -> np.ndarray:
@@ -116,14 +143,15 @@ def _max_abs(a: np.ndarray) -> float:
     return float(np.abs(np.array([a.min(), a.max()], dtype=np.float64)).max())
 
 
-def _transforms_hold(problem: Problem, growth: float) -> bool:
-    """Whether the operands are finite and ``max|x| * max|w| * growth`` is within range.
+def _within_range(a: np.ndarray, b: np.ndarray, growth: float, dtype: np.dtype) -> bool:
+    """Whether ``a`` and ``b`` are finite and ``max|a| * max|b| * growth`` is within the
+    range of ``dtype``.
 
     When they are not, an algorithm computing through transforms would spread NaN and
     Inf beyond the outputs that sum them, or overflow where the result does not.
     """
-    bound = growth * _max_abs(problem.x) * _max_abs(problem.w)
-    return bound <= float(np.finfo(problem.numerics.compute).max)  # False for NaN
+    bound = growth * _max_abs(a) * _max_abs(b)
+    return bound <= float(np.finfo(dtype).max)  # False for NaN
 
 
 def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
@@ -136,7 +164,9 @@ def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
     algo = REGISTRY[resolve(algorithm, spec, numerics.exact, fn, threads)]
     if spec.macs == 0:
         return _without_products(problem, spec.output_shape, spec.layout == "NCHW")
-    if algo.growth is not None and not _transforms_hold(problem, algo.growth(spec)):
+    if algo.growth is not None and not _within_range(
+        problem.x, problem.w, algo.growth(spec), numerics.compute
+    ):
         algo = REGISTRY[choose(spec, numerics.exact, threads, direct=True)]
     compute, carry = numerics.compute, numerics.carry
     first = spec.layout == "NCHW" and algo.fn_channels_first is not None

@@ -6,9 +6,11 @@ For ``y = conv(x, w) + bias`` and an upstream gradient ``gy = dL/dy``:
   (:func:`npconv.conv_transpose`), followed by the adjoint of the padding mode (pads
   that copied input elements send their gradient back to them);
 * ``dL/dw`` is a convolution of ``x`` with ``gy``, the batch and the channels exchanged
-  (:func:`npconv._adjoint.weight_gradient`); for channels-first floats where that
-  convolution would run by an algorithm with a weight gradient of its own (``im2col``,
-  ``depthwise_jit``), that function computes it
+  (:func:`npconv._adjoint.weight_gradient`); for floats, an algorithm with a weight
+  gradient of the forward's own (``winograd_jit``: the adjoint of its transforms)
+  computes it where named or estimated cheaper, and for channels-first floats where
+  that convolution would run by an algorithm with a weight gradient of its own
+  (``im2col``, ``depthwise_jit``), that function computes it
   (:func:`npconv._dispatch.run_weight_gradient`);
 * ``dL/dbias`` is ``gy`` summed over the batch and every position.
 

@@ -42,9 +42,41 @@ from . import (
     winograd_jit,
 )
 
-__all__ = ["REGISTRY", "Algorithm", "Kernel"]
+__all__ = ["REGISTRY", "Algorithm", "Kernel", "WeightGradient"]
 
 Kernel = Callable[..., np.ndarray]
+
+
+def _memory_reason(need: int, spec: ConvSpec, dtype: np.dtype) -> str | None:
+    """Why ``need`` bytes of temporaries are too many for ``spec``, or None."""
+    result = spec.batch * math.prod(spec.out_size) * spec.out_channels * dtype.itemsize
+    limit = max(TEMPORARY_BYTES, result)
+    if need <= limit:
+        return None
+    return (
+        f"it would hold {need:,} bytes of temporaries, more than its limit of "
+        f"{limit:,} (64 MiB, or the result's size)"
+    )
+
+
+@dataclass(frozen=True)
+class WeightGradient:
+    """An algorithm's own weight gradient of the forward convolutions it runs.
+
+    :func:`npconv._dispatch.run_weight_gradient` uses it where the algorithm is named,
+    and under "auto" where its ``work`` is estimated below that of the weight
+    gradient's convolution (:func:`npconv._choose.weight_gradient_choice`).
+    """
+
+    #: Channels-first: the unpadded input ``(N, C, *in_size)`` and the output gradient
+    #: ``(N, O, *out)`` -> ``(O, C/G, *kernel)``; it applies the spec's zero pads.
+    fn: Kernel
+    work: Callable[[ConvSpec, np.dtype], Counter[str]]
+    #: Bytes of the temporaries it holds at once (limited as the row's ``memory``).
+    memory: Callable[[ConvSpec, np.dtype], int]
+    #: A bound on its intermediate values relative to ``max|x| * max|gy|`` (as the
+    #: row's ``growth``: NaN, Inf and operands that would overflow go elsewhere).
+    growth: Callable[[ConvSpec], float]
 
 
 @dataclass(frozen=True)
@@ -71,6 +103,9 @@ class Algorithm:
     #: would run by this algorithm on floats in "NCHW", the dispatch calls it instead
     #: (without transposing the input and the output gradient).
     weight_grad_channels_first: Kernel | None = None
+    #: Its own weight gradient of the forward convolutions it runs (by its transforms),
+    #: where that is cheaper than the weight gradient's convolution; or None.
+    weight_grad: WeightGradient | None = None
     dims: tuple[int, ...] = (1, 2, 3)
     exact_integers: bool = True  # integer inputs give exact integer results
     python_ints: bool = True  # runs on object arrays of Python ints (beyond int64)
@@ -121,16 +156,23 @@ class Algorithm:
                 f"the problem has {spec.macs:,} multiply-accumulates, more than its "
                 f"limit of {self.max_macs:,}"
             )
-        if self.memory is not None:
-            need = self.memory(spec, dtype)
-            result = spec.batch * math.prod(spec.out_size) * spec.out_channels * dtype.itemsize
-            limit = max(TEMPORARY_BYTES, result)
-            if need > limit:
-                return (
-                    f"it would hold {need:,} bytes of temporaries, more than its limit of "
-                    f"{limit:,} (64 MiB, or the result's size)"
-                )
-        return None if self.limits is None else self.limits(spec)
+        why = None if self.memory is None else _memory_reason(self.memory(spec, dtype), spec, dtype)
+        if why is None and self.limits is not None:
+            why = self.limits(spec)
+        return why
+
+    def weight_unsupported(self, spec: ConvSpec, dtype: np.dtype) -> str | None:
+        """Why its own weight gradient cannot run the forward ``spec`` in ``dtype``, or None."""
+        if self.weight_grad is None:
+            return "it has no weight gradient of its own"
+        why = self.unsupported(spec, dtype)
+        return why or _memory_reason(self.weight_grad.memory(spec, dtype), spec, dtype)
+
+    def weight_work(self, spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+        """The work of its own weight gradient of the forward ``spec``."""
+        if self.weight_grad is None:
+            raise ValueError(f"{self.name} has no weight gradient of its own")
+        return self.weight_grad.work(spec, dtype)
 
 
 REGISTRY: dict[str, Algorithm] = {
@@ -196,6 +238,12 @@ REGISTRY: dict[str, Algorithm] = {
             exact_integers=False,
             error_scale=10.0,  # as winograd's F(4x4, 3x3)
             memory=winograd_jit.memory,
+            weight_grad=WeightGradient(
+                winograd_jit.weight_grad,
+                winograd_jit.weight_work,
+                winograd_jit.weight_memory,
+                winograd_jit.weight_growth,
+            ),
             limits=winograd_jit.unsupported,
             adds_bias=True,
             growth=winograd_jit.growth,

@@ -21,6 +21,11 @@ write image rows and the tiles are ``V (36, C, T)``, the products
 ``M[a] = U[a] (O/G x C/G) @ V[a]`` (a transposed copy of a large input and of its result
 costs more than the transforms); narrow ones are transposed (:data:`WIDE`).
 
+The weight gradient (:func:`weight_grad`, the row's ``weight_grad``) is the adjoint of
+the same computation in the filters: the input tiles transformed as above, the output
+gradient's tiles by ``AT^T`` (:func:`_gradient_planes`), 36 GEMMs per chunk summing
+over the tiles, and ``G^T`` back to 3x3 taps.
+
 Cost: 36/16 = 2.25 multiplications per output and input channel instead of 9, plus
 transforms proportional to ``C + O`` per tile: it wins on 3x3 layers with many
 channels.  Error: as the NumPy ``winograd`` (F(4, 3), float32: within 1e-4 of max |y| on
@@ -232,6 +237,49 @@ def _output_planes(m, b, n0, r0, rows, cols, k, y):
                     out[3, w] = (s1[w] - s2[w]) + eight * (s3[w] - s4[w]) + s5[w] + bo
 
 
+@kernel
+def _gradient_planes(gy, n0, r0, rows, cols, k, g):
+    """``g[a, o, t]``: the 4x4 tiles ``t`` of the output gradient ``gy`` (N, O, H, W), zero
+    beyond its edges, transformed by ``AT^T g AT`` (the adjoint of :func:`_output_planes`);
+    the tiles are those of tile rows ``r0..`` of samples ``n0..``.
+
+    Per tile row and channel, ``gy``'s four rows are copied into a zero-padded band, the
+    band is transformed down its columns (vectorised along the rows) into six rows, and
+    each row across, tile ``q`` reading its four values from ``4 q`` on.
+    """
+    two, four, eight = k[0], k[1], k[3]
+    width = 4 * cols
+    band = np.zeros((4, width), gy.dtype)
+    s = np.empty((6, width), gy.dtype)
+    for p in range(g.shape[2] // cols):  # one tile row each
+        n, r, t0 = n0 + p // rows, r0 + p % rows, p * cols
+        last = min(4, gy.shape[2] - 4 * r)  # rows of this tile row within gy
+        for o in range(gy.shape[1]):  # (the columns beyond gy stay zero)
+            for i in range(last, 4):
+                band[i] = 0
+            copy_rows(band[:last, : gy.shape[3]], gy[n, o, 4 * r : 4 * r + last])
+            b0, b1, b2, b3 = band[0], band[1], band[2], band[3]
+            s0, s1, s2, s3, s4, s5 = s[0], s[1], s[2], s[3], s[4], s[5]
+            for j in range(width):  # s[:, j] = AT^T @ band[:, j]
+                d0, d1, d2, d3 = b0[j], b1[j], b2[j], b3[j]
+                s0[j] = d0
+                s1[j] = (d0 + d1) + (d2 + d3)
+                s2[j] = (d0 - d1) + (d2 - d3)
+                s3[j] = (d0 + two * d1) + (four * d2 + eight * d3)
+                s4[j] = (d0 - two * d1) + (four * d2 - eight * d3)
+                s5[j] = d3
+            for i in range(6):  # g[6 i + j, o, tile q] = (AT^T @ s[i, 4 q : 4 q + 4])[j]
+                si, out = s[i], g[6 * i : 6 * i + 6, o, t0 : t0 + cols]
+                for q in range(cols):
+                    d0, d1, d2, d3 = si[4 * q], si[4 * q + 1], si[4 * q + 2], si[4 * q + 3]
+                    out[0, q] = d0
+                    out[1, q] = (d0 + d1) + (d2 + d3)
+                    out[2, q] = (d0 - d1) + (d2 - d3)
+                    out[3, q] = (d0 + two * d1) + (four * d2 + eight * d3)
+                    out[4, q] = (d0 - two * d1) + (four * d2 - eight * d3)
+                    out[5, q] = d3
+
+
 def _tile_count(spec: ConvSpec) -> int:
     """The 4x4 output tiles of the whole batch."""
     return spec.batch * math.prod(-(-o // 4) for o in spec.out_size)
@@ -351,6 +399,42 @@ def conv_channels_first(
     return y
 
 
+def weight_grad(x: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """``dL/dw`` by F(4x4, 3x3): unpadded ``(N, C, H, W)`` input and output gradient
+    ``(N, O, *out)`` -> ``(O, C/G, kh, kw)``.
+
+    The adjoint of :func:`conv_channels_first` in the filters: per chunk of tiles, the
+    input tiles transformed as in the forward, ``V (36, C, T)``, and the output
+    gradient's tiles by the adjoint of the output transform, ``Gy (36, O, T)``
+    (:func:`_gradient_planes`); 36 GEMMs per group sum the tiles,
+    ``M[a] += Gy[a] (O/G x T) @ V[a]^T (T x C/G)``; then one product by the filters'
+    transform ``G^T`` (9, 36) gives the 3x3 taps (a smaller kernel keeps its own).  The
+    spec's zero pads are applied here.
+    """
+    g, cg, og, o = spec.groups, spec.group_in, spec.group_out, spec.out_channels
+    if not spec.batch:  # no products
+        return np.zeros((o, cg, *spec.kernel), x.dtype)
+    x = np.ascontiguousarray(x)
+    dtype = x.dtype
+    gy = np.ascontiguousarray(gy, dtype)
+    _, lo, k = _constants(spec, dtype, None)
+    gw = _nd_transforms((4, 4), (3, 3))[1].astype(dtype)  # (36, 9)
+    cols = -(-spec.out_size[1] // 4)  # tiles per tile row
+    total = buffer("filters", (36, g, og, cg), dtype)  # the filters' gradient, transformed
+    for i, (n0, r0, rows, count) in enumerate(_chunks(spec, dtype.itemsize)):
+        v = buffer("transformed", (36, spec.in_channels, count), dtype)
+        _input_planes(x, lo, n0, r0, rows, cols, k, v)
+        gt = buffer("products", (36, o, count), dtype)
+        _gradient_planes(gy, n0, r0, rows, cols, k, gt)
+        share = total if i == 0 else buffer("tiles", total.shape, dtype)  # this chunk's
+        vt = v.reshape(36, g, cg, count).transpose(0, 1, 3, 2)  # (36, G, T, C/G): a view
+        np.matmul(gt.reshape(36, g, og, count), vt, out=share)
+        if i:
+            total += share
+    dw = (gw.T @ total.reshape(36, o * cg)).T.reshape(o, cg, 3, 3)  # w[t] = G^T @ M
+    return np.ascontiguousarray(dw[:, :, : spec.kernel[0], : spec.kernel[1]])
+
+
 def unsupported(spec: ConvSpec) -> str | None:
     """Why :func:`conv` cannot run ``spec``, or None."""
     if max(spec.stride) > 1 or max(spec.dilation) > 1 or max(spec.kernel) > 3:
@@ -374,6 +458,41 @@ def memory(spec: ConvSpec, dtype: np.dtype) -> int:
         sample += math.prod(spec.out_size) * spec.out_channels
         need += spec.batch * sample * item
     return need
+
+
+def weight_memory(spec: ConvSpec, dtype: np.dtype) -> int:
+    """Bytes of temporaries :func:`weight_grad` holds at once: the transformed gradient
+    and one chunk's share of it, and one chunk's tiles."""
+    item = np.dtype(dtype).itemsize
+    per_tile, budget = _chunk_budget(spec, item)
+    return 2 * 36 * spec.group_in * spec.out_channels * item + min(
+        budget, _tile_count(spec) * per_tile
+    )
+
+
+def weight_growth(spec: ConvSpec) -> float:
+    """The bound of :func:`weight_grad` on intermediate values, relative to
+    ``max|x| * max|gy|``: the transforms' norms (the input's ``BT``, the output
+    gradient's ``AT^T``, then ``G^T``), times the tiles summed and the channels' groups."""
+    at, gw, bt = _nd_transforms((4, 4), (3, 3))
+    norms = np.abs(bt).sum(1).max() * np.abs(at).sum(0).max() * np.abs(gw).sum(0).max()
+    return float(norms) * _tile_count(spec)
+
+
+def weight_work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """The work of :func:`weight_grad`: the two compiled transforms (priced as the
+    forward's), 36 GEMMs per group and chunk, the chunks' shares added up, and the
+    filters' transform back."""
+    item = max(np.dtype(dtype).itemsize, 4)
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    tiles = _tile_count(spec)
+    per_tile, budget = _chunk_budget(spec, item)
+    count = max(1, -(-tiles // max(1, min(tiles, budget // per_tile))))  # chunks
+    filters = 36 * cg * spec.out_channels * item
+    total = filter_work(36, cg * spec.out_channels, item)
+    total += gemm(og, tiles / count, cg, 36 * g * count, item)
+    total += units(passes=8 * 36 * tiles * (spec.in_channels + spec.out_channels) * item)
+    return total + units(passes=3 * filters * (count - 1))
 
 
 def growth(spec: ConvSpec) -> float:
