@@ -12,7 +12,7 @@ import torch
 
 import npconv
 import npconv.grad
-from npconv.algorithms import winograd_jit
+from npconv.algorithms import depthwise_jit, winograd_jit
 
 from conftest import RTOL, assert_close, spy_weight_gradient, torch_conv
 
@@ -110,6 +110,35 @@ def test_depthwise_jit_weight_gradients_match_torch(
     ).weight  # fmt: skip
     expected = torch_weight_grad(ix.astype(np.float64), igy.astype(np.float64))
     assert exact.dtype == np.int64 and np.array_equal(exact, expected.astype(np.int64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize(
+    ("stride", "pads"), [((1, 1), [(1, 1), (1, 1)]), ((2, 1), [(0, 1), (1, 0)])]
+)
+def test_depthwise_jit_3x3_weight_gradient_in_registers(dtype, stride, pads, rng, monkeypatch):
+    """3x3 depthwise kernels, here with a channel multiplier of 2: the nine sums of a
+    channel in registers, additions reassociated (float32 within its tolerance)."""
+    calls = []
+    own = depthwise_jit._weight_grad_3x3
+    monkeypatch.setattr(
+        depthwise_jit, "_weight_grad_3x3", lambda *args: calls.append(1) or own(*args)
+    )
+    x = rng.standard_normal((2, 4, 17, 23)).astype(dtype)
+    w_shape = (8, 1, 3, 3)
+    out = npconv.conv_output_shape(x.shape, w_shape, padding=pads, stride=stride, groups=4)
+    gy = rng.standard_normal(out).astype(dtype)
+    dw = npconv.grad.conv_backward(
+        gy, x, np.zeros(w_shape, dtype), padding=pads, stride=stride, groups=4,
+        algorithm="depthwise_jit", needs="weight",
+    ).weight  # fmt: skip
+    tw = torch.zeros(w_shape, dtype=torch.complex128, requires_grad=True)
+    flat = [p for pair in reversed(pads) for p in pair]
+    padded = torch.nn.functional.pad(torch.tensor(x.astype(np.complex128)), flat)
+    y = torch.nn.functional.conv2d(padded, tw, stride=stride, groups=4)
+    y.backward(torch.tensor(gy.astype(np.complex128)))
+    assert dw.dtype == dtype and calls == [1]
+    assert_close(dw, tw.grad.numpy(), dtype)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])

@@ -14,7 +14,11 @@ so numba's own threads would share the cores with them.  On two cores numba's th
 made the Winograd transforms 1.5x slower (3x3 64->64 @224) and a depthwise layer run
 right after a GEMM 2-3x slower than on one thread (NumPy 2.4, OpenBLAS 0.3.31, numba
 0.68).  They are compiled without ``fastmath``: IEEE arithmetic, so that NaN and Inf
-propagate as in a direct convolution.
+propagate as in a direct convolution.  A kernel that sums long dot products may allow
+its additions to be reassociated (``kernel(reassociate=True)``, LLVM's ``reassoc`` and
+``contract``): the order of the additions changes, as in a BLAS call, and NaN and Inf
+still propagate, but the sums are vectorised (without it a sum is a chain of scalar
+additions).
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ def unavailable() -> str | None:
 class Kernel:
     """A function compiled by numba on its first call (cached on disk)."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], reassociate: bool = False) -> None:
         self.fn = fn
+        self.fastmath = {"reassoc", "contract"} if reassociate else False
         self._compiled: Any = None
         self.__doc__ = fn.__doc__
 
@@ -65,7 +70,8 @@ class Kernel:
                     names[name] = names[name].compiled()
             fn = types.FunctionType(self.fn.__code__, names, self.fn.__name__)
             fn.__qualname__, fn.__module__ = self.fn.__qualname__, self.fn.__module__
-            self._compiled = numba.njit(cache=True, nogil=True, inline="always")(fn)
+            options = dict(cache=True, nogil=True, inline="always", fastmath=self.fastmath)
+            self._compiled = numba.njit(**options)(fn)
         return self._compiled
 
     def __call__(self, *args: Any) -> Any:
@@ -75,9 +81,12 @@ class Kernel:
         return self.compiled()(*args)
 
 
-def kernel(fn: Callable[..., Any]) -> Kernel:
-    """Decorator: ``fn`` as a :class:`Kernel`, compiled on first use."""
-    return Kernel(fn)
+def kernel(fn: Callable[..., Any] | None = None, *, reassociate: bool = False) -> Any:
+    """Decorator: ``fn`` as a :class:`Kernel`, compiled on first use; ``@kernel`` or
+    ``@kernel(reassociate=True)`` (see above)."""
+    if fn is None:
+        return lambda f: Kernel(f, reassociate)
+    return Kernel(fn, reassociate)
 
 
 @kernel
