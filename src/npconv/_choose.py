@@ -132,14 +132,16 @@ def weight_gradient_choice(
 
     A named algorithm uses its own where it can; "auto" takes the cheapest estimate.
     """
-    own = [
-        n
+    own = {
+        n: algorithm.weight_grad
         for n, algorithm in REGISTRY.items()
-        if name in ("auto", n) and algorithm.weight_unsupported(spec, dtype) is None
-    ]
+        if algorithm.weight_grad is not None
+        and name in ("auto", n)
+        and algorithm.weight_unsupported(spec, dtype) is None
+    }
     if name != "auto" or not own:
-        return own[0] if own else None
-    costs = {n: seconds(REGISTRY[n].weight_work(spec, dtype), threads) for n in own}
+        return next(iter(own), None)
+    costs = {n: seconds(grad.work(spec, dtype), threads) for n, grad in own.items()}
     best = min(costs, key=costs.__getitem__)
     convolution = estimate(choose(inner, dtype, threads), inner, dtype, threads)
     return best if costs[best] < convolution else None

@@ -168,12 +168,6 @@ class Algorithm:
         why = self.unsupported(spec, dtype)
         return why or _memory_reason(self.weight_grad.memory(spec, dtype), spec, dtype)
 
-    def weight_work(self, spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-        """The work of its own weight gradient of the forward ``spec``."""
-        if self.weight_grad is None:
-            raise ValueError(f"{self.name} has no weight gradient of its own")
-        return self.weight_grad.work(spec, dtype)
-
 
 REGISTRY: dict[str, Algorithm] = {
     a.name: a

@@ -238,10 +238,11 @@ def _output_planes(m, b, n0, r0, rows, cols, k, y):
 
 
 @kernel
-def _gradient_planes(gy, n0, r0, rows, cols, k, g):
-    """``g[a, o, t]``: the 4x4 tiles ``t`` of the output gradient ``gy`` (N, O, H, W), zero
-    beyond its edges, transformed by ``AT^T g AT`` (the adjoint of :func:`_output_planes`);
-    the tiles are those of tile rows ``r0..`` of samples ``n0..``.
+def _gradient_planes(gy, n0, r0, rows, cols, k, gt):
+    """``gt[a, o, t]``: each 4x4 tile ``d`` of the output gradient ``gy`` (N, O, H, W),
+    zero beyond its edges, transformed by ``AT^T d AT`` (the adjoint of
+    :func:`_output_planes`); the tiles are those of tile rows ``r0..`` of samples
+    ``n0..``.
 
     Per tile row and channel, ``gy``'s four rows are copied into a zero-padded band, the
     band is transformed down its columns (vectorised along the rows) into six rows, and
@@ -251,7 +252,7 @@ def _gradient_planes(gy, n0, r0, rows, cols, k, g):
     width = 4 * cols
     band = np.zeros((4, width), gy.dtype)
     s = np.empty((6, width), gy.dtype)
-    for p in range(g.shape[2] // cols):  # one tile row each
+    for p in range(gt.shape[2] // cols):  # one tile row each
         n, r, t0 = n0 + p // rows, r0 + p % rows, p * cols
         last = min(4, gy.shape[2] - 4 * r)  # rows of this tile row within gy
         for o in range(gy.shape[1]):  # (the columns beyond gy stay zero)
@@ -268,8 +269,8 @@ def _gradient_planes(gy, n0, r0, rows, cols, k, g):
                 s3[j] = (d0 + two * d1) + (four * d2 + eight * d3)
                 s4[j] = (d0 - two * d1) + (four * d2 - eight * d3)
                 s5[j] = d3
-            for i in range(6):  # g[6 i + j, o, tile q] = (AT^T @ s[i, 4 q : 4 q + 4])[j]
-                si, out = s[i], g[6 * i : 6 * i + 6, o, t0 : t0 + cols]
+            for i in range(6):  # gt[6 i + j, o, tile q] = (AT^T @ s[i, 4 q : 4 q + 4])[j]
+                si, out = s[i], gt[6 * i : 6 * i + 6, o, t0 : t0 + cols]
                 for q in range(cols):
                     d0, d1, d2, d3 = si[4 * q], si[4 * q + 1], si[4 * q + 2], si[4 * q + 3]
                     out[0, q] = d0
@@ -473,7 +474,7 @@ def weight_memory(spec: ConvSpec, dtype: np.dtype) -> int:
 def weight_growth(spec: ConvSpec) -> float:
     """The bound of :func:`weight_grad` on intermediate values, relative to
     ``max|x| * max|gy|``: the transforms' norms (the input's ``BT``, the output
-    gradient's ``AT^T``, then ``G^T``), times the tiles summed and the channels' groups."""
+    gradient's ``AT^T``, then ``G^T``), times the number of tiles summed."""
     at, gw, bt = _nd_transforms((4, 4), (3, 3))
     norms = np.abs(bt).sum(1).max() * np.abs(at).sum(0).max() * np.abs(gw).sum(0).max()
     return float(norms) * _tile_count(spec)
