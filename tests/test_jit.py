@@ -426,3 +426,10 @@ def test_winograd_jit_from_two_threads_leaves_the_blas_threads(rng):
     for y in results:  # float32 F(4x4, 3x3): within 1e-4 of max |y|
         assert np.abs(y - expected).max() <= 1e-4 * np.abs(expected).max()
     assert before == [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_kernels_take_only_the_fast_math_flags_that_keep_nan_and_inf():
+    from npconv._jit import kernel
+
+    with pytest.raises(ValueError, match=r"kernel flags must be among \['contract', 'reassoc'\]"):
+        kernel(flags=("contract", "nnan"))(lambda: None)

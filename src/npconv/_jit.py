@@ -14,23 +14,25 @@ so numba's own threads would share the cores with them.  On two cores numba's th
 made the Winograd transforms 1.5x slower (3x3 64->64 @224) and a depthwise layer run
 right after a GEMM 2-3x slower than on one thread (NumPy 2.4, OpenBLAS 0.3.31, numba
 0.68).  They are compiled without ``fastmath``: IEEE arithmetic, so that NaN and Inf
-propagate as in a direct convolution.  A kernel that sums long dot products may allow
-its additions to be reassociated (``kernel(reassociate=True)``, LLVM's ``reassoc`` and
-``contract``): the order of the additions changes, as in a BLAS call, and NaN and Inf
-still propagate, but the sums are vectorised (without it a sum is a chain of scalar
-additions).
+propagate as in a direct convolution.  A kernel may ask for two of LLVM's fast-math
+flags (:data:`FLAGS`), which keep that: ``contract`` fuses ``a * b + c`` into one
+multiply-add (one rounding instead of two; exact integers in float64 stay exact), and
+``reassoc`` lets the additions of a sum be reordered, as a BLAS call does, so that a
+long dot product is vectorised instead of being a chain of scalar additions.
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
-__all__ = ["MISSING", "Kernel", "copy_rows", "kernel", "unavailable"]
+__all__ = ["FLAGS", "MISSING", "Kernel", "copy_rows", "kernel", "unavailable"]
 
 #: Why a compiled algorithm cannot run when numba is not installed.
 MISSING = "it needs numba (pip install 'npconv[jit]')"
+#: The fast-math flags a kernel may ask for: neither assumes away NaN, Inf or signed zeros.
+FLAGS = frozenset({"contract", "reassoc"})
 
 _numba: dict[str, Any] = {}  # "module" once imported, or "error": why it cannot be
 
@@ -50,9 +52,11 @@ def unavailable() -> str | None:
 class Kernel:
     """A function compiled by numba on its first call (cached on disk)."""
 
-    def __init__(self, fn: Callable[..., Any], reassociate: bool = False) -> None:
+    def __init__(self, fn: Callable[..., Any], flags: Collection[str] = ()) -> None:
+        if not FLAGS.issuperset(flags):
+            raise ValueError(f"kernel flags must be among {sorted(FLAGS)}, got {flags!r}")
         self.fn = fn
-        self.fastmath = {"reassoc", "contract"} if reassociate else False
+        self.fastmath = set(flags) or False
         self._compiled: Any = None
         self.__doc__ = fn.__doc__
 
@@ -81,12 +85,12 @@ class Kernel:
         return self.compiled()(*args)
 
 
-def kernel(fn: Callable[..., Any] | None = None, *, reassociate: bool = False) -> Any:
-    """Decorator: ``fn`` as a :class:`Kernel`, compiled on first use; ``@kernel`` or
-    ``@kernel(reassociate=True)`` (see above)."""
+def kernel(fn: Callable[..., Any] | None = None, *, flags: Collection[str] = ()) -> Any:
+    """Decorator: ``fn`` as a :class:`Kernel`, compiled on first use; ``@kernel``, or
+    ``@kernel(flags=("contract",))`` for fast-math flags among :data:`FLAGS`."""
     if fn is None:
-        return lambda f: Kernel(f, reassociate)
-    return Kernel(fn, reassociate)
+        return lambda f: Kernel(f, flags)
+    return Kernel(fn, flags)
 
 
 @kernel

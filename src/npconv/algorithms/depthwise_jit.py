@@ -242,7 +242,7 @@ def _rows_3x3_stride2(plane, buf, k, start, add, sums):
         _write_row(plane[i], sums, add)
 
 
-@kernel
+@kernel(flags=("contract",))
 def _planes_3x3(x, w, b, stride, lo, out):
     """The same for a 2-d 3x3 kernel of dilation 1 and stride 1 or 2, ``x`` (N, C, H, W).
 
@@ -250,7 +250,9 @@ def _planes_3x3(x, w, b, stride, lo, out):
     rounded up to a multiple of 16 outputs (:data:`LANES`) into a scratch row, so that
     the whole pass runs in vectors (a 14-wide row would otherwise run in scalar code);
     the row's own outputs are then copied out.  The stride is chosen per plane, outside
-    the loops over rows (within them it cost a third of the time).
+    the loops over rows (within them it cost a third of the time).  Compiled with
+    multiply-adds fused (``contract``): 5-10% faster on MobileNetV2's 144 @56 and
+    96 @112 layers.
     """
     o_channels, group_in = w.shape[0], w.shape[1]
     group_out = o_channels // (x.shape[1] // group_in)
@@ -315,7 +317,7 @@ def _weight_grad(xp, gy, group_in, stride, dilation, acc, dw):
                         dw[o, c, a, r, t] = acc[a, r, t].sum()
 
 
-@kernel(reassociate=True)
+@kernel(flags=("contract", "reassoc"))
 def _weight_grad_3x3(xp, gy, s0, zero, dw):
     """:func:`_weight_grad` for 2-d 3x3 kernels (dilation 1, stride ``s0`` down the
     columns, 1 along the rows) with one input channel per output channel: ``xp`` (N, C,
