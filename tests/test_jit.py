@@ -114,11 +114,18 @@ def test_depthwise_jit_weight_gradients_match_torch(
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
 @pytest.mark.parametrize(
-    ("stride", "pads"), [((1, 1), [(1, 1), (1, 1)]), ((2, 1), [(0, 1), (1, 0)])]
+    ("stride", "pads"),
+    [
+        ((1, 1), [(1, 1), (1, 1)]),
+        ((2, 1), [(0, 1), (1, 0)]),
+        ((2, 2), [(1, 1), (1, 1)]),
+        ((1, 2), [(1, 0), (0, 1)]),
+    ],
 )
 def test_depthwise_jit_3x3_weight_gradient_in_registers(dtype, stride, pads, rng, monkeypatch):
-    """3x3 depthwise kernels, here with a channel multiplier of 2: the nine sums of a
-    channel in registers, additions reassociated (float32 within its tolerance)."""
+    """3x3 depthwise kernels, here with a channel multiplier of 2, at strides 1 and 2:
+    the nine sums of a channel in registers, additions reassociated (float32 within its
+    tolerance)."""
     calls = []
     own = depthwise_jit._weight_grad_3x3
     monkeypatch.setattr(

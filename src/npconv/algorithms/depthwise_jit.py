@@ -318,14 +318,16 @@ def _weight_grad(xp, gy, group_in, stride, dilation, acc, dw):
 
 
 @kernel(flags=("contract", "reassoc"))
-def _weight_grad_3x3(xp, gy, s0, zero, dw):
+def _weight_grad_3x3(xp, gy, s0, s1, zero, dw):
     """:func:`_weight_grad` for 2-d 3x3 kernels (dilation 1, stride ``s0`` down the
-    columns, 1 along the rows) with one input channel per output channel: ``xp`` (N, C,
-    H, W), ``gy`` (N, O, *out), ``dw`` (O, 1, 3, 3).
+    columns and 1 or 2 along the rows, ``s1``) with one input channel per output
+    channel: ``xp`` (N, C, H, W), ``gy`` (N, O, *out), ``dw`` (O, 1, 3, 3).
 
     A channel's nine sums stay in nine scalars while each output-gradient row is
     multiplied by the three input rows its taps read; the additions are reassociated,
-    so that they are vectorised along the row (``zero`` holds a 0 in their dtype).
+    so that they are vectorised along the row (``zero`` holds a 0 in their dtype).  The
+    row stride is a constant in each loop (a variable one kept the loads from being
+    vectorised: 1.6 against 0.3 ms on MobileNetV2's 144 @56).
     """
     group_out = gy.shape[1] // xp.shape[1]
     for o in range(gy.shape[1]):
@@ -335,17 +337,30 @@ def _weight_grad_3x3(xp, gy, s0, zero, dw):
             for j in range(gy.shape[2]):
                 g = gy[n, o, j]
                 x0, x1, x2 = xp[n, c, j * s0], xp[n, c, j * s0 + 1], xp[n, c, j * s0 + 2]
-                for m in range(gy.shape[3]):
-                    v = g[m]
-                    s00 += v * x0[m]
-                    s01 += v * x0[m + 1]
-                    s02 += v * x0[m + 2]
-                    s10 += v * x1[m]
-                    s11 += v * x1[m + 1]
-                    s12 += v * x1[m + 2]
-                    s20 += v * x2[m]
-                    s21 += v * x2[m + 1]
-                    s22 += v * x2[m + 2]
+                if s1 == 1:
+                    for m in range(gy.shape[3]):
+                        v = g[m]
+                        s00 += v * x0[m]
+                        s01 += v * x0[m + 1]
+                        s02 += v * x0[m + 2]
+                        s10 += v * x1[m]
+                        s11 += v * x1[m + 1]
+                        s12 += v * x1[m + 2]
+                        s20 += v * x2[m]
+                        s21 += v * x2[m + 1]
+                        s22 += v * x2[m + 2]
+                else:
+                    for m in range(gy.shape[3]):
+                        v = g[m]
+                        s00 += v * x0[2 * m]
+                        s01 += v * x0[2 * m + 1]
+                        s02 += v * x0[2 * m + 2]
+                        s10 += v * x1[2 * m]
+                        s11 += v * x1[2 * m + 1]
+                        s12 += v * x1[2 * m + 2]
+                        s20 += v * x2[2 * m]
+                        s21 += v * x2[2 * m + 1]
+                        s22 += v * x2[2 * m + 2]
         dw[o, 0, 0, 0], dw[o, 0, 0, 1], dw[o, 0, 0, 2] = s00, s01, s02
         dw[o, 0, 1, 0], dw[o, 0, 1, 1], dw[o, 0, 1, 2] = s10, s11, s12
         dw[o, 0, 2, 0], dw[o, 0, 2, 1], dw[o, 0, 2, 2] = s20, s21, s22
@@ -365,15 +380,15 @@ def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -
     """``dL/dw`` of a padded ``(N, C, *padded)`` input and output gradient ``(N, O, *out)``.
 
     Returns ``(O, C/G, *kernel)``, by :func:`_weight_grad` on the calling thread
-    (:func:`_weight_grad_3x3` for 3x3 depthwise kernels, 2-4x faster on MobileNetV2's).
+    (:func:`_weight_grad_3x3` for 3x3 depthwise kernels, 2-5x faster on MobileNetV2's).
     """
     x, g = np.ascontiguousarray(xp), np.ascontiguousarray(gy, dtype=xp.dtype)
     if (
         spec.kernel == (3, 3) and spec.dilation == (1, 1)
-        and spec.stride[1] == 1 and spec.group_in == 1
+        and spec.stride[1] in (1, 2) and spec.group_in == 1
     ):  # fmt: skip
         dw = np.empty((spec.out_channels, 1, 3, 3), x.dtype)
-        _weight_grad_3x3(x, g, spec.stride[0], np.zeros(1, x.dtype), dw)
+        _weight_grad_3x3(x, g, *spec.stride, np.zeros(1, x.dtype), dw)
         return dw
     x, g = _as_3d(x), _as_3d(g)
     dw = _as_3d(np.empty((spec.out_channels, spec.group_in, *spec.kernel), x.dtype))
