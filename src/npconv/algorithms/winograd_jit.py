@@ -53,11 +53,12 @@ from .winograd import growth as _growth
 
 #: Channels-first images at least this wide are transformed where they lie; narrower
 #: ones are transposed, their rows being too short to vectorise the transforms along,
-#: unless their channels outnumber the batch's tiles four times, where ``U @ V`` runs the
-#: thin GEMMs faster than ``V @ U``.  Measured in one process, 2 threads, 3x3 layers, ms
-#: transposed / in place: 64->64 @224 33 / 18, @112 5.5 / 4.6, @56 1.30 / 1.20, at batch
-#: 8 11.3 / 10.5; 128->128 @28 1.26 / 1.20, at batch 8 6.8 / 7.1; 256->256 @14 batch 8
-#: 7.1 / 9.0.
+#: unless their channels outnumber the batch's tiles (four times below half this
+#: width), where ``U @ V`` runs the thin GEMMs faster than ``V @ U``.  Measured in one
+#: process, 2 threads, 3x3 layers, ms transposed / in place: 64->64 @224 33 / 18, @112
+#: 5.5 / 4.6, @56 1.30 / 1.20, at batch 8 11.3 / 10.5; 128->128 @28 2.44-2.62 /
+#: 1.80-1.82, batch 2 4.15-4.19 / 3.07-3.13, batch 4 5.8 / 7.6; 64->64 @28 0.72 / 0.58;
+#: 256->256 @14 batch 8 7.1 / 9.0 (10.6 / 11.9 in a slower period).
 WIDE = 56
 #: Bytes of the transformed tiles (input and product) of one chunk: a few MiB, so that
 #: they stay in the caches between the transforms and the GEMMs.
@@ -288,8 +289,11 @@ def _tile_count(spec: ConvSpec) -> int:
 
 def _transposed(spec: ConvSpec) -> bool:
     """Whether :func:`conv_channels_first` transposes the image to channels-last: a
-    narrow one (:data:`WIDE`) whose channels do not outnumber the batch's tiles 4x."""
-    return spec.in_size[1] < WIDE and spec.group_in <= 4 * _tile_count(spec)
+    narrow one (:data:`WIDE`) whose channels do not outnumber the batch's tiles (4x
+    below half that width)."""
+    width = spec.in_size[1]
+    factor = 1 if 2 * width >= WIDE else 4
+    return width < WIDE and spec.group_in <= factor * _tile_count(spec)
 
 
 def _chunk_budget(spec: ConvSpec, itemsize: int) -> tuple[int, int]:
