@@ -120,7 +120,9 @@ def _own_weight_gradient(
         x = canonical_input(x, spec, channels_last=False)
         spec = spec.valid()
     dw = grad(x, gy, spec)  # (O, C/G, *kernel)
-    return np.ascontiguousarray(dw.transpose(2, 3, 1, 0)) if spec.layout == "NHWC" else dw
+    if spec.layout == "NHWC":  # (*kernel, C/G, O)
+        return np.ascontiguousarray(np.moveaxis(dw, (0, 1), (-1, -2)))
+    return dw
 
 
 def _channel_row(b: np.ndarray, spec: ConvSpec, channels_first: bool) -> np.ndarray:
