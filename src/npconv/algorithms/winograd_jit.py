@@ -303,6 +303,19 @@ def _chunk_budget(spec: ConvSpec, itemsize: int) -> tuple[int, int]:
     return per_tile, min(max(CHUNK_BYTES, CHUNK_TILES * per_tile), WORKSPACE_BYTES)
 
 
+def _chunk_bytes(spec: ConvSpec, itemsize: int) -> int:
+    """Bytes of the transformed tiles of the largest chunk (all tiles, or the budget)."""
+    per_tile, budget = _chunk_budget(spec, itemsize)
+    return min(budget, _tile_count(spec) * per_tile)
+
+
+def _transforms_work(spec: ConvSpec, item: int) -> Counter[str]:
+    """The two compiled transforms of every tile: each takes about as long as eight
+    elementwise passes over its 36 values per tile and channel (measured on the ResNet
+    and VGG layers of ``npconv bench``)."""
+    return units(passes=8 * 36 * _tile_count(spec) * (spec.in_channels + spec.out_channels) * item)
+
+
 def _chunks(spec: ConvSpec, itemsize: int) -> Iterator[tuple[int, int, int, int]]:
     """``(n0, r0, rows, tiles)`` of each chunk: its first sample and tile row, its tile rows
     per sample and its tiles (:func:`_chunk_budget`)."""
@@ -324,6 +337,11 @@ def _constants(
     return b, lo, np.array([2, 4, 5, 8], dtype)
 
 
+def _filter_transform(dtype: np.dtype) -> np.ndarray:
+    """The filters' transform ``G`` of F(4x4, 3x3), ``(36, 9)``, in ``dtype``."""
+    return _nd_transforms((4, 4), (3, 3))[1].astype(dtype)
+
+
 def _filters(wc: np.ndarray, spec: ConvSpec, dtype: np.dtype) -> np.ndarray:
     """The transformed filters ``U = G w G^T``, ``(36, G, O/G, C/G)``, of the channels-last
     weight ``wc`` ``(kh, kw, C/G, O)`` (padded to 3x3 with zero taps after).
@@ -335,7 +353,7 @@ def _filters(wc: np.ndarray, spec: ConvSpec, dtype: np.dtype) -> np.ndarray:
     weight is made (it cost more than the product: 1.8 against 0.9 ms for 256x256x3x3).
     """
     g, cg, og, o = spec.groups, spec.group_in, spec.group_out, spec.out_channels
-    gw = _nd_transforms((4, 4), (3, 3))[1].astype(dtype)
+    gw = _filter_transform(dtype)
     if spec.kernel != (3, 3):
         w = np.zeros((3, 3, cg, o), dtype)
         w[: spec.kernel[0], : spec.kernel[1]] = wc
@@ -423,7 +441,7 @@ def weight_grad(x: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
     dtype = x.dtype
     gy = np.ascontiguousarray(gy, dtype)
     _, lo, k = _constants(spec, dtype, None)
-    gw = _nd_transforms((4, 4), (3, 3))[1].astype(dtype)  # (36, 9)
+    gw = _filter_transform(dtype)  # (36, 9)
     cols = -(-spec.out_size[1] // 4)  # tiles per tile row
     total = buffer("filters", (36, g, og, cg), dtype)  # the filters' gradient, transformed
     for i, (n0, r0, rows, count) in enumerate(_chunks(spec, dtype.itemsize)):
@@ -455,9 +473,7 @@ def memory(spec: ConvSpec, dtype: np.dtype) -> int:
     filters, one chunk's tiles and, where it transposes the image, its input and result
     transposed."""
     item = np.dtype(dtype).itemsize
-    per_tile, budget = _chunk_budget(spec, item)
-    need = 36 * spec.group_in * spec.out_channels * item
-    need += min(budget, _tile_count(spec) * per_tile)
+    need = 36 * spec.group_in * spec.out_channels * item + _chunk_bytes(spec, item)
     if _transposed(spec):
         sample = math.prod(spec.in_size) * spec.in_channels
         sample += math.prod(spec.out_size) * spec.out_channels
@@ -469,10 +485,7 @@ def weight_memory(spec: ConvSpec, dtype: np.dtype) -> int:
     """Bytes of temporaries :func:`weight_grad` holds at once: the transformed gradient
     and one chunk's share of it, and one chunk's tiles."""
     item = np.dtype(dtype).itemsize
-    per_tile, budget = _chunk_budget(spec, item)
-    return 2 * 36 * spec.group_in * spec.out_channels * item + min(
-        budget, _tile_count(spec) * per_tile
-    )
+    return 2 * 36 * spec.group_in * spec.out_channels * item + _chunk_bytes(spec, item)
 
 
 def weight_growth(spec: ConvSpec) -> float:
@@ -485,9 +498,9 @@ def weight_growth(spec: ConvSpec) -> float:
 
 
 def weight_work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-    """The work of :func:`weight_grad`: the two compiled transforms (priced as the
-    forward's), 36 GEMMs per group and chunk, the chunks' shares added up, and the
-    filters' transform back."""
+    """The work of :func:`weight_grad`: the two compiled transforms
+    (:func:`_transforms_work`), 36 GEMMs per group and chunk, the chunks' shares added
+    up, and the filters' transform back."""
     item = max(np.dtype(dtype).itemsize, 4)
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     tiles = _tile_count(spec)
@@ -496,8 +509,7 @@ def weight_work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     filters = 36 * cg * spec.out_channels * item
     total = filter_work(36, cg * spec.out_channels, item)
     total += gemm(og, tiles / count, cg, 36 * g * count, item)
-    total += units(passes=8 * 36 * tiles * (spec.in_channels + spec.out_channels) * item)
-    return total + units(passes=3 * filters * (count - 1))
+    return total + _transforms_work(spec, item) + units(passes=3 * filters * (count - 1))
 
 
 def growth(spec: ConvSpec) -> float:
@@ -507,17 +519,9 @@ def growth(spec: ConvSpec) -> float:
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     """The filters' transform (:func:`~npconv.algorithms.winograd.filter_work`), the 36
-    GEMMs and the two compiled transforms.
-
-    Each compiled transform takes about as long as eight elementwise passes over its 36
-    values per tile and channel (measured on the ResNet and VGG layers of ``npconv
-    bench``).
-    """
+    GEMMs and the two compiled transforms (:func:`_transforms_work`)."""
     item = max(np.dtype(dtype).itemsize, 4)
     g, cg, og = spec.groups, spec.group_in, spec.group_out
-    tiles = _tile_count(spec)
-    c, o = spec.in_channels, spec.out_channels
-    total = filter_work(36, cg * o, item)
-    total += gemm(tiles, cg, og, 36 * g, item)  # the products
-    total += units(passes=8 * 36 * tiles * (c + o) * item)
-    return total
+    total = filter_work(36, cg * spec.out_channels, item)
+    total += gemm(_tile_count(spec), cg, og, 36 * g, item)  # the products
+    return total + _transforms_work(spec, item)
