@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._spec import ConvSpec
-from ._windows import canonical_input
+from ._windows import padded_by_mode
 
 __all__ = [
     "Phase",
@@ -265,9 +265,7 @@ def weight_gradient(
     windows reach past ``x``), so that the result is exactly the kernel's size; a
     padding mode other than zeros is applied to ``x`` first.
     """
-    if spec.padding_mode != "zeros":  # pads that copy x: pad here, then as zeros without pads
-        x = canonical_input(x, spec, channels_last=spec.layout == "NHWC")
-        spec = spec.valid()
+    x, spec = padded_by_mode(x, spec, channels_last=spec.layout == "NHWC")
     nd, g, n = spec.nd, spec.groups, spec.batch
     inner, crop = weight_gradient_spec(spec)
     sizes = inner.in_size

@@ -34,7 +34,7 @@ from ._choose import choose, resolve, weight_gradient_choice
 from ._operands import Problem, compute_dtypes, prepare
 from ._spec import ConvOptions, ConvSpec
 from ._threads import get_threads
-from ._windows import canonical_input, canonical_weight, sample_blocks
+from ._windows import canonical_input, canonical_weight, padded_by_mode, sample_blocks
 from .algorithms import REGISTRY, Kernel
 
 __all__ = ["convolve", "run", "run_weight_gradient"]
@@ -116,9 +116,7 @@ def _own_weight_gradient(
     if spec.layout == "NHWC":
         x, gy = np.moveaxis(x, -1, 1), np.moveaxis(gy, -1, 1)
     x, gy = x.astype(compute, copy=False), gy.astype(compute, copy=False)
-    if spec.padding_mode != "zeros":  # pads that copy x: padded here, then zero pads
-        x = canonical_input(x, spec, channels_last=False)
-        spec = spec.valid()
+    x, spec = padded_by_mode(x, spec, channels_last=False)
     dw = grad(x, gy, spec)  # (O, C/G, *kernel)
     if spec.layout == "NHWC":  # (*kernel, C/G, O)
         return np.ascontiguousarray(np.moveaxis(dw, (0, 1), (-1, -2)))

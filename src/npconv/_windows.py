@@ -26,6 +26,7 @@ __all__ = [
     "canonical_input",
     "canonical_weight",
     "chunks",
+    "padded_by_mode",
     "reshaped_view",
     "sample_blocks",
     "side_by_side",
@@ -75,6 +76,17 @@ def canonical_input(
         else:
             x = np.pad(x, pad_width, mode=mode)  # type: ignore[call-overload]
     return x
+
+
+def padded_by_mode(
+    x: np.ndarray, spec: ConvSpec, channels_last: bool
+) -> tuple[np.ndarray, ConvSpec]:
+    """``x`` and ``spec``, or for a padding mode other than zeros (pads that copy ``x``)
+    ``x`` padded by it (:func:`canonical_input`) and the spec of the padded input
+    (:meth:`ConvSpec.valid`), so that what follows sees zero pads only."""
+    if spec.padding_mode == "zeros":
+        return x, spec
+    return canonical_input(x, spec, channels_last=channels_last), spec.valid()
 
 
 def canonical_weight(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
