@@ -33,6 +33,20 @@ def check(algorithm, x, w, bias, layout, pads, rtol, **kwargs):
     assert float(np.abs(y - ref).max(initial=0.0)) <= rtol * scale
 
 
+def torch_weight_grad(
+    x, w_shape, gy, pads, padding_mode="zeros", dtype=torch.float64, **options
+) -> np.ndarray:
+    """dL/dw of a 1-3-d convolution by torch autograd, computed in ``dtype``: the pads
+    (asymmetric, any mode) applied by F.pad first; ``options`` stride, dilation, groups."""
+    flat = [p for pair in reversed(pads) for p in pair]  # torch pads the last dim first
+    mode = {"zeros": "constant"}.get(padding_mode, padding_mode)
+    padded = torch.nn.functional.pad(torch.tensor(x).to(dtype), flat, mode=mode)
+    w = torch.zeros(w_shape, dtype=dtype, requires_grad=True)
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)
+    conv[len(w_shape) - 3](padded, w, **options).backward(torch.tensor(gy).to(dtype))
+    return w.grad.numpy()
+
+
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
@@ -84,16 +98,6 @@ def test_depthwise_jit_weight_gradients_match_torch(
     options = dict(stride=stride, dilation=dilation, groups=groups)
     out = npconv.conv_output_shape(x.shape, w.shape, padding=pads, **options)
     gy = rng.standard_normal(out)
-    conv = [torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d]
-    flat = [p for pair in reversed(pads) for p in pair]
-
-    def torch_weight_grad(x: np.ndarray, gy: np.ndarray) -> np.ndarray:
-        """dL/dw by torch autograd: the pads (asymmetric) applied by F.pad first."""
-        tw = torch.tensor(w, requires_grad=True)
-        padded = torch.nn.functional.pad(torch.tensor(x), flat)
-        conv[len(size) - 1](padded, tw, **options).backward(torch.tensor(gy))
-        return tw.grad.numpy()
-
     a, g = (x, gy) if layout == "NCHW" else (np.moveaxis(x, 1, -1), np.moveaxis(gy, 1, -1))
     b = w if layout == "NCHW" else np.moveaxis(w, (0, 1), (-1, -2))
     grads = npconv.grad.conv_backward(
@@ -101,14 +105,14 @@ def test_depthwise_jit_weight_gradients_match_torch(
         **options,
     )  # fmt: skip
     dw = grads.weight if layout == "NCHW" else np.moveaxis(grads.weight, (-1, -2), (0, 1))
-    assert_close(dw, torch_weight_grad(x, gy))
+    assert_close(dw, torch_weight_grad(x, w.shape, gy, pads, **options))
     assert len(calls) == (layout == "NCHW")
     ix, igy = np.round(x * 4).astype(np.int64), np.round(gy * 4).astype(np.int64)
     exact = npconv.grad.conv_backward(
         igy, ix, w.astype(np.int64), padding=pads, algorithm="depthwise_jit", needs=("weight",),
         **options,
     ).weight  # fmt: skip
-    expected = torch_weight_grad(ix.astype(np.float64), igy.astype(np.float64))
+    expected = torch_weight_grad(ix, w.shape, igy, pads, **options)
     assert exact.dtype == np.int64 and np.array_equal(exact, expected.astype(np.int64))
 
 
@@ -139,13 +143,11 @@ def test_depthwise_jit_3x3_weight_gradient_in_registers(dtype, stride, pads, rng
         gy, x, np.zeros(w_shape, dtype), padding=pads, stride=stride, groups=4,
         algorithm="depthwise_jit", needs="weight",
     ).weight  # fmt: skip
-    tw = torch.zeros(w_shape, dtype=torch.complex128, requires_grad=True)
-    flat = [p for pair in reversed(pads) for p in pair]
-    padded = torch.nn.functional.pad(torch.tensor(x.astype(np.complex128)), flat)
-    y = torch.nn.functional.conv2d(padded, tw, stride=stride, groups=4)
-    y.backward(torch.tensor(gy.astype(np.complex128)))
+    expected = torch_weight_grad(
+        x, w_shape, gy, pads, dtype=torch.complex128, stride=stride, groups=4
+    )
     assert dw.dtype == dtype and calls == [1]
-    assert_close(dw, tw.grad.numpy(), dtype)
+    assert_close(dw, expected, dtype)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -240,17 +242,6 @@ def test_winograd_jit_float32_error_bound_over_several_chunks(layout, batch, rng
     check("winograd_jit", x, w, bias, layout, [(1, 1), (1, 1)], 1e-4)
 
 
-def torch_weight_grad(x, w_shape, gy, pads, groups=1, padding_mode="zeros") -> np.ndarray:
-    """dL/dw by torch autograd (float64); the pads applied by F.pad first."""
-    flat = [p for pair in reversed(pads) for p in pair]
-    mode = {"zeros": "constant"}.get(padding_mode, padding_mode)
-    padded = torch.nn.functional.pad(torch.tensor(x, dtype=torch.float64), flat, mode=mode)
-    w = torch.zeros(w_shape, dtype=torch.float64, requires_grad=True)
-    gy = torch.tensor(gy, dtype=torch.float64)
-    torch.nn.functional.conv2d(padded, w, groups=groups).backward(gy)
-    return w.grad.numpy()
-
-
 def weight_grad(x, w_shape, gy, pads, layout, algorithm="winograd_jit", **kwargs) -> np.ndarray:
     """npconv's dL/dw in ``layout``, returned as (O, C/G, kh, kw)."""
     w = np.zeros(w_shape, x.dtype)
@@ -276,7 +267,7 @@ def test_winograd_jit_weight_gradient_matches_torch(
     out = npconv.conv_output_shape(x.shape, w_shape, padding=pads, groups=groups)
     gy = rng.standard_normal(out)
     got = weight_grad(x, w_shape, gy, pads, layout, groups=groups)
-    assert_close(got, torch_weight_grad(x, w_shape, gy, pads, groups))
+    assert_close(got, torch_weight_grad(x, w_shape, gy, pads, groups=groups))
     assert len(calls) == 1
 
 
