@@ -20,6 +20,7 @@ import numpy.typing as npt
 from ._choose import TUNED, estimate, reasons, resolve
 from ._dispatch import run
 from ._operands import Problem, prepare
+from ._prepared import is_constant
 from ._spec import ConvOptions
 from ._threads import get_threads
 
@@ -71,7 +72,8 @@ def explain(x: npt.ArrayLike, w: npt.ArrayLike, **kwargs: Any) -> Explanation:
     Parameters
     ----------
     x, w : array_like
-        As for :func:`npconv.conv` (only shapes and dtypes are read).
+        As for :func:`npconv.conv` (only shapes, dtypes and whether ``w`` is read-only
+        are read: see :func:`npconv.free_workspaces` on constant weights).
     **kwargs
         ``stride``, ``padding``, ``dilation``, ``groups``, ``padding_mode``, ``layout``.
 
@@ -101,11 +103,14 @@ def explain(x: npt.ArrayLike, w: npt.ArrayLike, **kwargs: Any) -> Explanation:
     """
     problem = _problem("explain", x, w, kwargs)
     spec, dtype, threads = problem.spec, problem.numerics.exact, get_threads()
+    constant = is_constant(problem.w.astype(problem.numerics.compute, copy=False))
     why = reasons(spec, dtype)
-    estimated = {n: estimate(n, spec, dtype, threads) for n, r in why.items() if r is None}
+    estimated = {
+        n: estimate(n, spec, dtype, threads, constant=constant) for n, r in why.items() if r is None
+    }
     measured = dict(TUNED.get((spec, dtype), {}))
     return Explanation(
-        algorithm=resolve("auto", spec, dtype, "explain", threads),
+        algorithm=resolve("auto", spec, dtype, "explain", threads, constant=constant),
         source="tuned" if measured else "cost model",
         threads=threads,
         estimated=estimated,
