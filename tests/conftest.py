@@ -125,8 +125,8 @@ def torch_conv(
     """
     nd = w.ndim - 2
     dtype = torch.complex128 if np.iscomplexobj(x) or np.iscomplexobj(w) else torch.float64
-    xt = torch.from_numpy(np.array(x)).to(dtype)  # copies: the arrays may be read-only
-    wt = torch.from_numpy(np.array(w)).to(dtype)
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
+    wt = torch.from_numpy(np.ascontiguousarray(w)).to(dtype)
     bt = None if bias is None else torch.from_numpy(np.asarray(bias)).to(dtype)
     pads = pads or [(0, 0)] * nd
     flat = [p for pair in reversed(pads) for p in pair]  # torch pads the last dim first

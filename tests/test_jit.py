@@ -12,7 +12,6 @@ import torch
 
 import npconv
 import npconv.grad
-from npconv import _cost, _prepared
 from npconv.algorithms import depthwise_jit, winograd_jit
 
 from conftest import RTOL, assert_close, spy_weight_gradient, torch_conv
@@ -241,49 +240,6 @@ def test_winograd_jit_float32_error_bound_over_several_chunks(layout, batch, rng
     w = rng.standard_normal((48, 64, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(48).astype(np.float32)
     check("winograd_jit", x, w, bias, layout, [(1, 1), (1, 1)], 1e-4)
-
-
-def constant(a: np.ndarray) -> np.ndarray:
-    """A read-only copy of ``a``: a constant weight (npconv._prepared)."""
-    a = a.copy()
-    a.flags.writeable = False
-    return a
-
-
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-@pytest.mark.parametrize(("size", "kernel", "pads", "groups"), WINOGRAD_CASES[:3])
-def test_winograd_jit_keeps_the_filters_of_constant_weights(
-    layout, size, kernel, pads, groups, rng, in_place
-):
-    """Constant weights of one shape, their views and a writeable weight changed in place,
-    in turn: every call gets torch's result, and only the constant ones keep a transform."""
-    npconv.free_workspaces()
-    x = rng.standard_normal((2, 6, *size))
-    first, second = (constant(rng.standard_normal((12, 6 // groups, *kernel))) for _ in "ab")
-    writeable = rng.standard_normal((12, 6 // groups, *kernel))
-    for w in (first, second, first[::-1], first, second, writeable):
-        check("winograd_jit", x, w, None, layout, pads, 1e-12, groups=groups)
-    kept = _prepared.kept_bytes()
-    assert kept > 0
-    writeable *= -2.0  # a writeable weight's transform is never kept: changes are seen
-    check("winograd_jit", x, writeable, None, layout, pads, 1e-12, groups=groups)
-    assert _prepared.kept_bytes() == kept
-    npconv.free_workspaces()
-    assert _prepared.kept_bytes() == 0
-
-
-def test_auto_prices_a_constant_weight_without_its_filters_transform():
-    """explain(): the estimate for winograd_jit drops by the filters' transform (its row's
-    filters_work) when the weight is constant; the other rows' do not change."""
-    x = np.zeros((1, 256, 14, 14), np.float32)
-    w = np.zeros((256, 256, 3, 3), np.float32)
-    writeable, fixed = npconv.explain(x, w, padding=1), npconv.explain(x, constant(w), padding=1)
-    spec, f32 = npconv.ConvSpec.build(x.shape, w.shape, padding=1), np.dtype(np.float32)
-    work = winograd_jit.work(spec, f32) - winograd_jit.filters_work(spec, f32)
-    assert fixed.estimated["winograd_jit"] == _cost.seconds(work, fixed.threads)
-    assert fixed.estimated["winograd_jit"] < writeable.estimated["winograd_jit"]
-    for name, seconds in writeable.estimated.items():
-        assert name == "winograd_jit" or fixed.estimated[name] == seconds
 
 
 def weight_grad(x, w_shape, gy, pads, layout, algorithm="winograd_jit", **kwargs) -> np.ndarray:

@@ -23,7 +23,6 @@ from onnx.reference import ReferenceEvaluator
 
 import npconv.onnx
 from npconv._cli import main
-from npconv._prepared import is_constant
 
 from conftest import assert_close, torch_conv
 from strategies import Case, cases
@@ -869,8 +868,6 @@ def test_constant_inputs_are_folded_once(rng):
     c, w, _ = sess.run(None, {"x": x})
     np.testing.assert_array_equal(w, np.full((4, 3, 3, 3), 0.25, np.float32))
     assert not w.flags.writeable  # shared by every run
-    for value in sess.rt_inits_.values():  # initializers and folded values: constant, so
-        assert is_constant(value)  # an algorithm may keep its transform of one as a weight
     assert_close(c, ReferenceEvaluator(model).run(["c"], {"x": x})[0])
     kept = npconv.onnx.evaluator(model, fold_constants=False)
     assert kept.rt_nodes_[0].op_type == "ConstantOfShape"

@@ -8,7 +8,6 @@ with each other or with the buffers.
 
 from __future__ import annotations
 
-import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 
 import npconv
-from npconv import _prepared, _workspace
+from npconv import _workspace
 
 from conftest import assert_close, torch_conv
 
@@ -164,57 +163,3 @@ def test_patch_matrices_in_reused_buffers_give_pytorch_results(layout: str) -> N
             x, w, b, stride=case[4], pads=[(case[5], case[5])] * 2, groups=case[7]
         )
         assert_close(y, expected.astype(y.dtype) if y.dtype.kind == "i" else expected)
-
-
-def test_constant_arrays_are_read_only_down_to_their_memory():
-    """is_constant: read-only, and so every array viewed, down to owned memory or bytes."""
-    a = np.arange(6.0)
-    assert not _prepared.is_constant(a)
-    view = a[1:]
-    view.flags.writeable = False
-    assert not _prepared.is_constant(view)  # a writeable array holds its memory
-    a.flags.writeable = False
-    assert _prepared.is_constant(a) and _prepared.is_constant(a[1:].reshape(1, 5))
-    assert _prepared.is_constant(np.frombuffer(bytes(8), np.float32))
-    shared = np.frombuffer(bytearray(8), np.float32)  # writeable through the bytearray
-    shared.flags.writeable = False
-    assert not _prepared.is_constant(shared)
-
-
-def test_prepared_transforms_are_kept_for_constant_arrays_only(monkeypatch):
-    """A transform is computed once per constant array, view and tag; never kept for a
-    writeable one; dropped with its array, beyond KEPT_BYTES and by free_workspaces."""
-    npconv.free_workspaces()
-    calls = []
-
-    def double(a: np.ndarray) -> np.ndarray:
-        calls.append(a.shape)  # not the array: it must be free to go
-        return 2 * a
-
-    a = np.arange(12.0).reshape(3, 4).copy()  # owns its memory
-    for _ in range(2):  # writeable: computed each time
-        np.testing.assert_array_equal(_prepared.prepared(a, "x2", lambda: double(a)), 2 * a)
-    assert len(calls) == 2 and _prepared.kept_bytes() == 0
-    a.flags.writeable = False
-    views = [a, a, a[1:], a.T, a[1:], a]
-    for v in views:
-        kept = _prepared.prepared(v, "x2", lambda v=v: double(v))
-        np.testing.assert_array_equal(kept, 2 * v)
-        assert not kept.flags.writeable
-    assert len(calls) == 2 + 3  # a, a[1:] and a.T once each
-    assert _prepared.kept_bytes() == (12 + 8 + 12) * 8
-    _prepared.prepared(a, "another tag", lambda: double(a))
-    assert len(calls) == 6
-
-    b = np.ones(4)
-    b.flags.writeable = False
-    _prepared.prepared(b, "x2", functools.partial(double, b))
-    before = _prepared.kept_bytes()
-    del b
-    assert _prepared.kept_bytes() == before - 4 * 8  # dropped with its array
-
-    monkeypatch.setattr(_prepared, "KEPT_BYTES", 20 * 8)
-    _prepared.prepared(a[2:], "x2", lambda: double(a[2:]))
-    assert 0 < _prepared.kept_bytes() <= 20 * 8  # the least recently used dropped
-    npconv.free_workspaces()
-    assert _prepared.kept_bytes() == 0

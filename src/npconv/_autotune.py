@@ -20,7 +20,6 @@ import numpy.typing as npt
 from ._choose import TUNED, estimate, reasons, resolve
 from ._dispatch import run
 from ._operands import Problem, prepare
-from ._prepared import is_constant
 from ._spec import ConvOptions
 from ._threads import get_threads
 
@@ -72,8 +71,7 @@ def explain(x: npt.ArrayLike, w: npt.ArrayLike, **kwargs: Any) -> Explanation:
     Parameters
     ----------
     x, w : array_like
-        As for :func:`npconv.conv` (only shapes, dtypes and whether ``w`` is read-only
-        are read: see :func:`npconv.free_workspaces` on constant weights).
+        As for :func:`npconv.conv` (only shapes and dtypes are read).
     **kwargs
         ``stride``, ``padding``, ``dilation``, ``groups``, ``padding_mode``, ``layout``.
 
@@ -103,14 +101,11 @@ def explain(x: npt.ArrayLike, w: npt.ArrayLike, **kwargs: Any) -> Explanation:
     """
     problem = _problem("explain", x, w, kwargs)
     spec, dtype, threads = problem.spec, problem.numerics.exact, get_threads()
-    constant = is_constant(problem.w.astype(problem.numerics.compute, copy=False))
     why = reasons(spec, dtype)
-    estimated = {
-        n: estimate(n, spec, dtype, threads, constant=constant) for n, r in why.items() if r is None
-    }
+    estimated = {n: estimate(n, spec, dtype, threads) for n, r in why.items() if r is None}
     measured = dict(TUNED.get((spec, dtype), {}))
     return Explanation(
-        algorithm=resolve("auto", spec, dtype, "explain", threads, constant=constant),
+        algorithm=resolve("auto", spec, dtype, "explain", threads),
         source="tuned" if measured else "cost model",
         threads=threads,
         estimated=estimated,

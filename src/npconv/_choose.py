@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import Counter
 
 import numpy as np
 
@@ -66,28 +65,19 @@ def reasons(spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> dict[s
 
 
 def estimate(
-    name: str,
-    spec: ConvSpec,
-    dtype: np.dtype,
-    threads: int,
-    transposed: bool = False,
-    constant: bool = False,
+    name: str, spec: ConvSpec, dtype: np.dtype, threads: int, transposed: bool = False
 ) -> float:
     """Estimated seconds of algorithm ``name`` on ``spec`` on ``threads`` threads.
 
     Channels-first (``"NCHW"``) data costs a transposed copy of the input and of the
     output for an algorithm that only runs channels-last; a forward algorithm's
-    transposed convolution costs the sum of its phases.  For a ``constant`` weight an
-    algorithm that keeps its transformed filters (its row's ``filters_work``) does not
-    pay for them.
+    transposed convolution costs the sum of its phases.
     """
     algorithm = REGISTRY[name]
     if transposed and algorithm.adjoint is None:
         split = sum(estimate(name, part.spec, dtype, threads) for part in phases(spec))
         return split + _filters_copy(spec, dtype, threads)
-    work = Counter(algorithm.work(spec, dtype))  # a copy: a row may return a cached one
-    if constant and not transposed and algorithm.filters_work is not None:
-        work -= algorithm.filters_work(spec, dtype)
+    work = algorithm.work(spec, dtype)
     if spec.layout == "NCHW" and not transposed and algorithm.fn_channels_first is None:
         item = max(np.dtype(dtype).itemsize, 4)
         work["copy"] += spec.batch * spec.in_channels * math.prod(spec.in_size) * item
@@ -106,19 +96,14 @@ def _filters_copy(spec: ConvSpec, dtype: np.dtype, threads: int) -> float:
 
 @functools.lru_cache(maxsize=1024)
 def choose(
-    spec: ConvSpec,
-    dtype: np.dtype,
-    threads: int,
-    transposed: bool = False,
-    direct: bool = False,
-    constant: bool = False,
+    spec: ConvSpec, dtype: np.dtype, threads: int, transposed: bool = False, direct: bool = False
 ) -> str:
     """The supported algorithm with the lowest estimate on ``threads`` threads.
 
     For a transposed convolution: an algorithm with an adjoint of its own, or
     :data:`PHASES` when the phases, each with its own cheapest algorithm, cost less.
     ``direct`` leaves out the algorithms that compute through transforms (a ``growth``
-    in their row); ``constant`` estimates for a constant weight (:func:`estimate`).
+    in their row).
     """
     supported = [
         n
@@ -126,7 +111,7 @@ def choose(
         if why is None and not (direct and REGISTRY[n].growth is not None)
     ]
     if not transposed:
-        return min(supported, key=lambda n: estimate(n, spec, dtype, threads, constant=constant))
+        return min(supported, key=lambda n: estimate(n, spec, dtype, threads))
     own = [n for n in supported if REGISTRY[n].adjoint is not None]
     split = _filters_copy(spec, dtype, threads) + sum(
         estimate(choose(part.spec, dtype, threads), part.spec, dtype, threads)
@@ -180,22 +165,20 @@ def resolve(
     fn: str,
     threads: int,
     transposed: bool = False,
-    constant: bool = False,
 ) -> str:
     """The algorithm to run: ``name`` checked against ``spec`` and ``dtype``, or the choice.
 
     ``dtype`` is the one the algorithm must be exact in (int64 or object for integers).
     "auto" takes the measured winner of :data:`TUNED` for a forward convolution, else
-    :func:`choose`'s (for a ``constant`` weight: :mod:`npconv._prepared`).  Raises a
-    ValueError naming ``fn`` for an unknown name or an algorithm that cannot run the
-    problem.
+    :func:`choose`'s.  Raises a ValueError naming ``fn`` for an unknown name or an
+    algorithm that cannot run the problem.
     """
     check_name(name, fn, transposed)
     if name == "auto":
         measured = None if transposed else TUNED.get((spec, dtype))
         if measured:
             return min(measured, key=measured.__getitem__)
-        return choose(spec, dtype, threads, transposed, constant=constant)
+        return choose(spec, dtype, threads, transposed)
     why = reason(name, spec, dtype, transposed)
     if why is not None:
         raise ValueError(f"{fn}: algorithm {name!r} cannot run this convolution: {why}")

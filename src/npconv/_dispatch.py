@@ -32,7 +32,6 @@ from ._adjoint import (
 )
 from ._choose import choose, resolve, weight_gradient_choice
 from ._operands import Problem, compute_dtypes, prepare
-from ._prepared import is_constant
 from ._spec import ConvOptions, ConvSpec
 from ._threads import get_threads
 from ._windows import canonical_input, canonical_weight, padded_by_mode, sample_blocks
@@ -162,18 +161,17 @@ def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
     the cheapest direct one on operands it would not keep exact in NaN, Inf and range.
     """
     spec, numerics, fn = problem.spec, problem.numerics, problem.fn
-    compute, carry = numerics.compute, numerics.carry
-    w = problem.w.astype(compute, copy=False)
-    constant = is_constant(w)  # an algorithm may keep its filters' transform
-    algo = REGISTRY[resolve(algorithm, spec, numerics.exact, fn, threads, constant=constant)]
+    algo = REGISTRY[resolve(algorithm, spec, numerics.exact, fn, threads)]
     if spec.macs == 0:
         return _without_products(problem, spec.output_shape, spec.layout == "NCHW")
     if algo.growth is not None and not _within_range(
         problem.x, problem.w, algo.growth(spec), numerics.compute
     ):
         algo = REGISTRY[choose(spec, numerics.exact, threads, direct=True)]
+    compute, carry = numerics.compute, numerics.carry
     first = spec.layout == "NCHW" and algo.fn_channels_first is not None
     kernel = cast(Kernel, algo.fn_channels_first if first else algo.fn)  # resolve(): forward
+    w = problem.w.astype(compute, copy=False)
     wc = w if first else canonical_weight(w, spec)  # (O, C/G, *kernel) or (*kernel, C/G, O)
     b = None if problem.bias is None else problem.bias.astype(compute)
     fused = b is not None and algo.adds_bias  # the algorithm adds it in its products

@@ -32,8 +32,6 @@ import weakref
 import numpy as np
 import numpy.typing as npt
 
-from . import _prepared
-
 __all__ = ["KEPT_BYTES", "buffer", "free_workspaces", "kept_bytes"]
 
 #: Bytes of buffers one thread keeps between calls: the padded input's blocks
@@ -104,14 +102,6 @@ def free_workspaces() -> None:
     keeps at most 64 MiB; they are reallocated on the next call that needs them.
     Results are never affected: they are fresh arrays.
 
-    It also drops the transformed filters kept for constant weights (at most 256 MiB
-    over all threads): an algorithm that transforms its filters (``winograd_jit``)
-    keeps the transform of a weight that is read-only, and so is every array it views
-    (the ONNX evaluator's initializers, or any array after
-    ``w.flags.writeable = False``), and reuses it while that weight lives.  A constant
-    weight made writeable again and modified would find a stale transform: call this
-    after doing so, or convolve with a copy.
-
     Examples
     --------
     >>> import numpy as np
@@ -125,4 +115,3 @@ def free_workspaces() -> None:
         every = list(_every)
     for buffers in every:
         buffers.clear()
-    _prepared.clear()

@@ -132,10 +132,6 @@ class Algorithm:
     pads_itself: bool = False
     #: Its kernels are compiled by numba (the ``jit`` extra): without numba it declines.
     compiled: bool = False
-    #: The part of ``work`` spent transforming the filters, which it computes once and
-    #: keeps for a constant weight (:mod:`npconv._prepared`): "auto" leaves it out of
-    #: the estimate for one.  None: nothing of the filters is kept.
-    filters_work: Callable[[ConvSpec, np.dtype], Counter[str]] | None = None
 
     def unsupported(self, spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> str | None:
         """Why this algorithm's own function cannot run ``spec`` in ``dtype``, or None.
@@ -236,7 +232,6 @@ REGISTRY: dict[str, Algorithm] = {
             exact_integers=False,
             error_scale=10.0,  # as winograd's F(4x4, 3x3)
             memory=winograd_jit.memory,
-            filters_work=winograd_jit.filters_work,
             weight_grad=WeightGradient(
                 winograd_jit.weight_grad,
                 winograd_jit.weight_work,

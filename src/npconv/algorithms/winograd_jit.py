@@ -45,7 +45,6 @@ import numpy as np
 
 from .._cost import gemm, units
 from .._jit import copy_rows, kernel
-from .._prepared import is_constant, prepared
 from .._spec import ConvSpec
 from .._windows import WORKSPACE_BYTES, chunks
 from .._workspace import buffer
@@ -347,33 +346,25 @@ def _filters(wc: np.ndarray, spec: ConvSpec, dtype: np.dtype) -> np.ndarray:
     """The transformed filters ``U = G w G^T``, ``(36, G, O/G, C/G)``, of the channels-last
     weight ``wc`` ``(kh, kw, C/G, O)`` (padded to 3x3 with zero taps after).
 
-    One product by the transform ``G`` (36, 9), over whichever order the weight's taps
-    are stored in: from a channels-first weight (a view ``(O, C/G, 3, 3)`` seen
-    channels-last) ``U`` is contiguous, from a channels-last one it is a transposed
-    view.  Either way no transposed copy of the weight is made (it cost more than the
-    product: 1.8 against 0.9 ms for 256x256x3x3).  Into the thread's ``"filters"``
-    buffer, except for a constant weight, whose transform is computed once and kept
-    (:mod:`npconv._prepared`).
+    One product by the transform ``G`` (36, 9) into the thread's ``"filters"`` buffer,
+    over whichever order the weight's taps are stored in: from a channels-first weight
+    (a view ``(O, C/G, 3, 3)`` seen channels-last) ``U`` is contiguous, from a
+    channels-last one it is a transposed view.  Either way no transposed copy of the
+    weight is made (it cost more than the product: 1.8 against 0.9 ms for 256x256x3x3).
     """
     g, cg, og, o = spec.groups, spec.group_in, spec.group_out, spec.out_channels
-
-    def transform(u: np.ndarray) -> np.ndarray:  # u: (36, C/G*O)
-        w = wc
-        if spec.kernel != (3, 3):
-            w = np.zeros((3, 3, cg, o), dtype)
-            w[: spec.kernel[0], : spec.kernel[1]] = wc
-        w_first = np.moveaxis(w, (-1, -2), (0, 1))  # (O, C/G, 3, 3)
-        gw = _filter_transform(dtype)
-        if w_first.flags.c_contiguous:  # U[a, o, c] = sum_t G[a, t] w[o, c, t]
-            np.matmul(gw, w_first.reshape(o * cg, 9).T, out=u)
-            return u.reshape(36, g, og, cg)
-        np.matmul(gw, np.ascontiguousarray(w, dtype).reshape(9, cg * o), out=u)
-        return u.reshape(36, cg, g, og).transpose(0, 2, 3, 1)  # (36, G, O/G, C/G): a view
-
-    shape = (36, cg * o)
-    if not is_constant(wc):
-        return transform(buffer("filters", shape, dtype))
-    return prepared(wc, (__name__, g, dtype.str), lambda: transform(np.empty(shape, dtype)))
+    gw = _filter_transform(dtype)
+    if spec.kernel != (3, 3):
+        w = np.zeros((3, 3, cg, o), dtype)
+        w[: spec.kernel[0], : spec.kernel[1]] = wc
+        wc = w
+    w_first = np.moveaxis(wc, (-1, -2), (0, 1))  # (O, C/G, 3, 3)
+    u = buffer("filters", (36, cg * o), dtype)
+    if w_first.flags.c_contiguous:  # U[a, o, c] = sum_t G[a, t] w[o, c, t]
+        np.matmul(gw, w_first.reshape(o * cg, 9).T, out=u)
+        return u.reshape(36, g, og, cg)
+    np.matmul(gw, np.ascontiguousarray(wc, dtype).reshape(9, cg * o), out=u)  # (36, C/G*O)
+    return u.reshape(36, cg, g, og).transpose(0, 2, 3, 1)  # (36, G, O/G, C/G): a view
 
 
 def conv(
@@ -526,17 +517,11 @@ def growth(spec: ConvSpec) -> float:
     return _growth(replace(spec, kernel=(3, 3)))
 
 
-def filters_work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-    """The filters' transform (:func:`~npconv.algorithms.winograd.filter_work`): none for
-    a constant weight, whose transform is kept (:mod:`npconv._prepared`)."""
-    item = max(np.dtype(dtype).itemsize, 4)
-    return filter_work(36, spec.group_in * spec.out_channels, item)
-
-
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-    """The filters' transform (:func:`filters_work`), the 36 GEMMs and the two compiled
-    transforms (:func:`_transforms_work`)."""
+    """The filters' transform (:func:`~npconv.algorithms.winograd.filter_work`), the 36
+    GEMMs and the two compiled transforms (:func:`_transforms_work`)."""
     item = max(np.dtype(dtype).itemsize, 4)
     g, cg, og = spec.groups, spec.group_in, spec.group_out
-    total = filters_work(spec, dtype) + gemm(_tile_count(spec), cg, og, 36 * g, item)
+    total = filter_work(36, cg * spec.out_channels, item)
+    total += gemm(_tile_count(spec), cg, og, 36 * g, item)  # the products
     return total + _transforms_work(spec, item)
