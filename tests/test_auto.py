@@ -82,6 +82,15 @@ def test_explain_lists_estimates_and_reasons():
     assert f"auto -> {choice.algorithm} (cost model)" in str(choice)
 
 
+def test_estimates_do_not_change_from_call_to_call():
+    """Pricing a row never alters what its ``work`` returns (fft's is a cached plan's)."""
+    x, w = np.zeros((1, 256, 14, 14), np.float32), np.zeros((256, 256, 3, 3), np.float32)
+    first = npconv.explain(x, w, padding=1).estimated
+    assert "fft" in first
+    for _ in range(2):
+        assert npconv.explain(x, w, padding=1).estimated == first
+
+
 def test_tune_remembers_the_measured_winner(rng):
     x = rng.standard_normal((1, 3, 10, 10)).astype(np.float32)
     w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)

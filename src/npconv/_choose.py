@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import Counter
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def estimate(
     if transposed and algorithm.adjoint is None:
         split = sum(estimate(name, part.spec, dtype, threads) for part in phases(spec))
         return split + _filters_copy(spec, dtype, threads)
-    work = algorithm.work(spec, dtype)
+    work = Counter(algorithm.work(spec, dtype))  # a copy: a row may return a cached one
     if spec.layout == "NCHW" and not transposed and algorithm.fn_channels_first is None:
         item = max(np.dtype(dtype).itemsize, 4)
         work["copy"] += spec.batch * spec.in_channels * math.prod(spec.in_size) * item
