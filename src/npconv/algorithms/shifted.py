@@ -9,8 +9,9 @@ shifted by one kernel offset ``k`` (a strided view, no copy)::
 With groups, each offset does one product per group on that group's channel slice.
 
 Cost: the direct ``2 * N * O * C/G * prod(kernel) * prod(out)`` flops in
-``prod(kernel) * G`` BLAS calls; memory: the output plus one product's result (in the
-thread's reused ``"products"`` buffer, :mod:`npconv._workspace`).  It wins
+``prod(kernel) * G`` BLAS calls per chunk; memory: the output plus, per chunk of output
+rows, one shifted view's copy and one product's result (in the thread's reused
+``"patches"`` and ``"products"`` buffers, :mod:`npconv._workspace`).  It wins
 when there are many channels and a small kernel (each product is a large GEMM), and
 loses to ``im2col`` when ``C`` is small (many thin GEMMs, each re-reading the output).
 """
@@ -25,31 +26,46 @@ import numpy as np
 
 from .._cost import gemm
 from .._spec import ConvSpec
+from .._windows import chunks, reshaped_view
 from .._workspace import buffer
 
 
 def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    """Sum over kernel offsets of shifted-view matrix products (canonical arguments)."""
+    """Sum over kernel offsets of shifted-view matrix products (canonical arguments).
+
+    Each shifted view is copied into the thread's ``"patches"`` buffer first (unless
+    its axes merge into a matrix as they lie), so that every product is one BLAS call
+    (``np.matmul`` of a view whose rows do not merge loops over many small products):
+    in chunks of output rows whose copy and product fit ``WORKSPACE_BYTES``.
+    """
     cg, og = spec.group_in, spec.group_out
     dtype = np.result_type(xp, wc)
     offsets = list(itertools.product(*map(range, spec.kernel)))
     if len(offsets) == 1 and spec.groups == 1 and spec.stride == (1,) * spec.nd:
         return _pointwise(xp, wc.reshape(spec.in_channels, spec.out_channels), spec, dtype)
     y = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=dtype)
-    for k in offsets:
-        offset = tuple(
-            slice(ki * d, ki * d + (n - 1) * s + 1, s)
-            for ki, d, n, s in zip(k, spec.dilation, spec.out_size, spec.stride)
-        )
-        window = (slice(None), *offset)
-        shifted = xp[window]  # (N, *out_size, C)
-        for g in range(spec.groups):
-            target = y[..., g * og : (g + 1) * og]  # (N, *out, O/G)
-            part = buffer("products", target.shape, dtype)
-            np.matmul(
-                shifted[..., g * cg : (g + 1) * cg], wc[k][:, g * og : (g + 1) * og], out=part
+    per_output = (spec.in_channels + spec.out_channels) * dtype.itemsize
+    for batch, rows in chunks(spec, per_output):
+        target = y[batch, rows]  # (n, r, *out[1:], O)
+        first = range(spec.out_size[0])[rows]  # the chunk's rows of the first output axis
+        points = target.size // spec.out_channels  # output positions in the chunk
+        sums = target.reshape(points, spec.out_channels)  # a view: y is contiguous
+        for k in offsets:
+            starts = [ki * d for ki, d in zip(k, spec.dilation)]
+            starts[0] += first.start * spec.stride[0]
+            counts = (len(first), *spec.out_size[1:])
+            window = tuple(
+                slice(a, a + (n - 1) * s + 1, s) for a, n, s in zip(starts, counts, spec.stride)
             )
-            target += part  # (N, *out, C/G) @ (C/G, O/G) -> (N, *out, O/G)
+            shifted = xp[(batch, *window)]  # (n, r, *out[1:], C)
+            a = reshaped_view(shifted, (points, spec.in_channels))
+            if a is None:
+                a = buffer("patches", (points, spec.in_channels), dtype)
+                np.copyto(a.reshape(shifted.shape), shifted)
+            for g in range(spec.groups):
+                part = buffer("products", (points, og), dtype)
+                np.matmul(a[:, g * cg : (g + 1) * cg], wc[k][:, g * og : (g + 1) * og], out=part)
+                sums[:, g * og : (g + 1) * og] += part  # (P, C/G) @ (C/G, O/G) -> (P, O/G)
     return y
 
 
