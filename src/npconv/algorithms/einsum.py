@@ -42,7 +42,8 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     # the kernel axes of size 1 taken at offset 0 (NumPy 1.x does not hand a sum over
     # axes of size 1, which it treats as broadcast, to BLAS)
     ones = tuple(0 if k == 1 else slice(None) for k in spec.kernel)
-    view = windows(xp, spec)[(Ellipsis, *ones, slice(None))]  # (N, *out, *kernel, C)
+    index = (Ellipsis, *ones, slice(None))
+    view = windows(xp, spec)[index]  # (N, *out, *kernel, C)
     w = wc[ones]  # (*kernel, C/G, O)
     y = np.empty((spec.batch, *spec.out_size, spec.out_channels), dtype=dtype)
     spec_str = subscripts(spec.kernel)

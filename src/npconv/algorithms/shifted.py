@@ -56,10 +56,9 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
             starts = [ki * d for ki, d in zip(k, spec.dilation)]
             starts[0] += first.start * spec.stride[0]
             counts = (len(first), *spec.out_size[1:])
-            window = tuple(
-                slice(a, a + (n - 1) * s + 1, s) for a, n, s in zip(starts, counts, spec.stride)
-            )
-            shifted = xp[(batch, *window)]  # (n, r, *out[1:], C)
+            steps = zip(starts, counts, spec.stride)
+            window = (batch, *(slice(a, a + (n - 1) * s + 1, s) for a, n, s in steps))
+            shifted = xp[window]  # (n, r, *out[1:], C)
             a = reshaped_view(shifted, (points, spec.in_channels))
             if a is None:
                 a = buffer("patches", (points, spec.in_channels), dtype)
