@@ -44,7 +44,6 @@ from onnx.reference.ops import (
 from .._dispatch import convolve, run
 from .._operands import prepare
 from .._spec import ConvOptions, ConvSpec
-from .._windows import windows_channels_first
 from ..compat._onnx import conv_arguments, transpose_window
 from ..quant import quantized_conv
 
@@ -204,27 +203,36 @@ class ConvTranspose(op_conv_transpose.ConvTranspose):
         return (result,)
 
 
-def _pool_windows(op: str, x: np.ndarray, kernel_shape: Any, pad_value: Any, **attributes: Any):
-    """Every kernel offset's strided view ``(N, C, *out)`` of ``x`` padded with ``pad_value``.
+def _pooled(
+    op: str, ufunc: np.ufunc, x: np.ndarray, kernel_shape: Any, pad_value: Any, **attributes: Any
+) -> np.ndarray:
+    """``ufunc`` folded over every window of ``x`` padded with ``pad_value``: ``(N, C, *out)``.
 
     The spec's geometry (pads, SAME, strides, dilations) is that of a depthwise
-    convolution, whose :class:`~npconv.ConvSpec` gives it.
+    convolution, whose :class:`~npconv.ConvSpec` gives it.  A window's reduction is
+    separable: one spatial axis at a time, that axis is padded and its kernel offsets'
+    strided views are combined, one pass over the (partly reduced) result per offset
+    (3x3/2 on 64 @112: 1.1 against 1.7 ms for the nine views of the whole window).
     """
     channels = x.shape[1]
     kwargs = conv_arguments(op, tuple(kernel_shape), **attributes)
     kwargs["groups"] = channels  # one window per channel: a depthwise geometry
     spec = ConvSpec.build(x.shape, (channels, 1, *kernel_shape), fn=op, **kwargs)
-    xp = np.pad(x, [(0, 0), (0, 0), *spec.pads], constant_values=pad_value)
-    patches = windows_channels_first(xp, spec)  # (N, C, *kernel, *out)
-    every = (slice(None), slice(None))  # the N and C axes
-    return [patches[every + offset] for offset in np.ndindex(*kernel_shape)]
-
-
-def _combined(ufunc: np.ufunc, views: list[np.ndarray]) -> np.ndarray:
-    """``ufunc`` folded over the window views, one pass over the output per view."""
-    y = views[0].copy()  # (N, C, *out)
-    for view in views[1:]:
-        ufunc(y, view, out=y)
+    y = x
+    geometry = zip(spec.kernel, spec.stride, spec.dilation, spec.pads, spec.out_size)
+    for axis, (k, stride, dilation, pads, size) in enumerate(geometry, start=2):
+        width = [(0, 0)] * y.ndim
+        width[axis] = pads
+        padded = np.pad(y, width, constant_values=pad_value) if any(pads) else y
+        index: list[slice] = [slice(None)] * y.ndim
+        for offset in range(k):
+            start = offset * dilation
+            index[axis] = slice(start, start + (size - 1) * stride + 1, stride)
+            view = padded[tuple(index)]
+            if offset == 0:
+                y = view.copy()
+            else:
+                ufunc(y, view, out=y)
     return y
 
 
@@ -245,8 +253,7 @@ class MaxPool(op_max_pool.MaxPool):
                 **attributes,
             )  # fmt: skip
         lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        views = _pool_windows("onnx MaxPool", x, kernel_shape, lowest, **attributes)
-        return (_combined(np.maximum, views),)
+        return (_pooled("onnx MaxPool", np.maximum, x, kernel_shape, lowest, **attributes),)
 
 
 class AveragePool(op_average_pool.AveragePool_19):
@@ -263,12 +270,12 @@ class AveragePool(op_average_pool.AveragePool_19):
                 x, ceil_mode=ceil_mode, count_include_pad=count_include_pad, **attributes
             )
         kernel = attributes.pop("kernel_shape")
-        total = _combined(np.add, _pool_windows("onnx AveragePool", x, kernel, 0, **attributes))
+        total = _pooled("onnx AveragePool", np.add, x, kernel, 0, **attributes)
         if count_include_pad:
             count: Any = math.prod(kernel)
         else:  # the inside elements of every window: the same pooling of a ones image
             ones = np.ones((1, 1, *x.shape[2:]), x.dtype)
-            count = sum(_pool_windows("onnx AveragePool", ones, kernel, 0, **attributes))
+            count = _pooled("onnx AveragePool", np.add, ones, kernel, 0, **attributes)
         with np.errstate(invalid="ignore"):  # a window wholly in the pads: 0 / 0 = NaN
             np.divide(total, count, out=total)
         return (total,)
