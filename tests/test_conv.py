@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import npconv
 import npconv.grad
-from npconv.algorithms import REGISTRY, im2col
+from npconv import _windows
+from npconv.algorithms import REGISTRY, im2col, shifted
 
 from conftest import FORWARD, RTOL, assert_close, declines, refuses_without_numba, torch_conv
 from strategies import Case, as_view, cases
@@ -227,6 +228,20 @@ def test_patches_beyond_the_workspace_are_built_in_row_chunks(layout, groups, rn
     case = Case(x, w, bias, {"stride": 1, "padding": 1, "dilation": 1, "groups": groups,
                              "padding_mode": "zeros"}, ((1, 1), (1, 1)))  # fmt: skip
     check(case, "im2col", layout)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("budget", [1, 3000])
+def test_shifted_in_chunks_of_rows(layout, budget, rng, monkeypatch):
+    """shifted's copies and products one output row (or a few) of one sample at a time,
+    strided, dilated, grouped and padded."""
+    monkeypatch.setattr(shifted, "chunks", partial(_windows.chunks, budget=budget))
+    x = rng.standard_normal((3, 6, 17, 15))
+    w = rng.standard_normal((4, 3, 3, 2))
+    bias = rng.standard_normal(4)
+    case = Case(x, w, bias, {"stride": (2, 1), "padding": ((1, 0), (2, 1)), "dilation": (1, 2),
+                             "groups": 2, "padding_mode": "zeros"}, ((1, 0), (2, 1)))  # fmt: skip
+    check(case, "shifted", layout)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])

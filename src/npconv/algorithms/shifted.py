@@ -43,15 +43,19 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     offsets = list(itertools.product(*map(range, spec.kernel)))
     if len(offsets) == 1 and spec.groups == 1 and spec.stride == (1,) * spec.nd:
         return _pointwise(xp, wc.reshape(spec.in_channels, spec.out_channels), spec, dtype)
-    wc = np.ascontiguousarray(wc)  # each offset's (C/G, O/G) a BLAS operand (NumPy 1.x
-    # multiplies operands with no unit stride in a loop of its own, 30x slower)
+    # each offset's (C/G, O/G) a BLAS operand: NumPy 1.x multiplies an operand with no
+    # unit stride (a view of an "NCHW" weight) in a loop of its own, 30x slower
+    wc = np.ascontiguousarray(wc)
     y = np.zeros((spec.batch, *spec.out_size, spec.out_channels), dtype=dtype)
+    flat = y.reshape(-1, spec.out_channels)  # (N * prod(out), O), a view
+    row = math.prod(spec.out_size[1:])  # output positions per row of the first axis
     per_output = (spec.in_channels + spec.out_channels) * dtype.itemsize
     for batch, rows in chunks(spec, per_output):
-        target = y[batch, rows]  # (n, r, *out[1:], O)
         first = range(spec.out_size[0])[rows]  # the chunk's rows of the first output axis
-        points = target.size // spec.out_channels  # output positions in the chunk
-        sums = target.reshape(points, spec.out_channels)  # a view: y is contiguous
+        n = range(spec.batch)[batch]  # its samples: whole ones, or rows of one
+        start = (n.start * spec.out_size[0] + first.start) * row
+        points = len(n) * len(first) * row  # output positions in the chunk
+        sums = flat[start : start + points]  # (P, O)
         for k in offsets:
             starts = [ki * d for ki, d in zip(k, spec.dilation)]
             starts[0] += first.start * spec.stride[0]
