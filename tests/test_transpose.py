@@ -108,6 +108,27 @@ def test_matches_torch_conv_transpose(algorithm, case, layout):
     assert float(np.abs(y - ref).max()) <= error_bound(algorithm, ref)
 
 
+@pytest.mark.parametrize("algorithm", ["auto", "im2col", "shifted", "einsum"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_pointwise_input_gradient_with_input_left_over(algorithm, layout, rng):
+    """1x1 kernel, dilation 2, output_padding 1: dL/dx of the transposed convolution is a
+    forward convolution whose input is one column longer than the part its output reads,
+    which the 1x1 stride-1 shortcuts of im2col and shifted must not take for patches."""
+    x, w = rng.standard_normal((1, 4, 3, 5)), rng.standard_normal((4, 3, 1, 1))
+    xt = torch.from_numpy(x).requires_grad_()
+    y = F.conv_transpose2d(xt, torch.from_numpy(w), dilation=(1, 2), output_padding=(0, 1))
+    gy = rng.standard_normal(tuple(y.shape))
+    y.backward(torch.from_numpy(gy))
+    if layout == "NHWC":
+        x, w, gy = np.moveaxis(x, 1, -1), np.moveaxis(w, (0, 1), (-1, -2)), np.moveaxis(gy, 1, -1)
+    grads = conv_transpose_backward(
+        gy, x, w, dilation=(1, 2), output_padding=(0, 1), layout=layout, algorithm=algorithm,
+        needs=("input",),
+    )  # fmt: skip
+    got = grads.input if layout == "NCHW" else np.moveaxis(grads.input, -1, 1)
+    assert_close(got, xt.grad.numpy())
+
+
 @given(case=transpose_cases(), seed=st.integers(0, 2**16), complex_=st.booleans())
 def test_backward_matches_torch_autograd(case, seed, complex_):
     if complex_:  # torch's convention: the conjugate Wirtinger derivative

