@@ -348,6 +348,15 @@ def test_auto_takes_the_compiled_rows_where_they_win():
     assert dense.algorithm == "winograd_jit"
 
 
+def test_auto_leaves_dense_layers_of_few_pixels_to_a_gemm():
+    """depthwise_jit's price includes every pair of output and input planes: a dense 3x3
+    layer at 1x1 pixels (7.6 ms by depthwise_jit, 0.3 ms by im2col) goes to im2col."""
+    x, w = np.zeros((1, 512, 1, 1), np.float32), np.zeros((512, 512, 3, 3), np.float32)
+    choice = npconv.explain(x, w, padding=1)
+    assert choice.algorithm == "im2col"
+    assert choice.estimated["depthwise_jit"] > 10 * choice.estimated["im2col"]
+
+
 def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300
