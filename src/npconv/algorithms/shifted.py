@@ -41,7 +41,7 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
     cg, og = spec.group_in, spec.group_out
     dtype = np.result_type(xp, wc)
     offsets = list(itertools.product(*map(range, spec.kernel)))
-    if len(offsets) == 1 and spec.groups == 1 and spec.padded_size == spec.out_size:
+    if spec.groups == 1 and spec.padded_size == spec.out_size:  # 1x1, stride 1, no input over
         return _pointwise(xp, wc.reshape(spec.in_channels, spec.out_channels), spec, dtype)
     # each offset's (C/G, O/G) a BLAS operand: NumPy 1.x multiplies an operand with no
     # unit stride (a view of an "NCHW" weight) in a loop of its own, 30x slower
@@ -61,7 +61,7 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
             starts[0] += first.start * spec.stride[0]
             counts = (len(first), *spec.out_size[1:])
             steps = zip(starts, counts, spec.stride)
-            window = (batch, *(slice(a, a + (n - 1) * s + 1, s) for a, n, s in steps))
+            window = (batch, *(slice(a, a + (m - 1) * s + 1, s) for a, m, s in steps))
             shifted = xp[window]  # (n, r, *out[1:], C)
             a = reshaped_view(shifted, (points, spec.in_channels))
             if a is None:
@@ -97,7 +97,7 @@ def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     rows = spec.batch * math.prod(spec.out_size)
     taps = math.prod(spec.kernel)
     total = gemm(rows, spec.group_in, spec.group_out, spec.groups * taps, item)
-    if taps == 1 and spec.groups == 1 and max(spec.stride) == 1:  # one product from the input
+    if spec.groups == 1 and spec.padded_size == spec.out_size:  # one product from the input
         return total
     total["copy"] += taps * rows * spec.in_channels * item  # strided operands
     total["passes"] += 3 * taps * rows * spec.out_channels * item  # y += product
