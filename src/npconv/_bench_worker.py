@@ -106,14 +106,14 @@ def _scipy_run(case: Case, x: np.ndarray, w: np.ndarray) -> Callable[[], np.ndar
     """``scipy.signal.correlate`` (direct or FFT, its own choice) per output channel."""
     import scipy.signal
 
-    from ._windows import canonical_input, canonical_weight
+    from ._windows import canonical_input, canonical_weight, move_channels_first, weight_first
 
     spec = case.spec()
     cg, og = spec.group_in, spec.group_out
 
     def run() -> np.ndarray:
-        xp = np.moveaxis(canonical_input(x, spec), -1, 1)  # (N, C, *padded)
-        wc = np.moveaxis(canonical_weight(w, spec), (-1, -2), (0, 1))  # (O, C/G, *kernel)
+        xp = move_channels_first(canonical_input(x, spec))  # (N, C, *padded)
+        wc = weight_first(canonical_weight(w, spec))  # (O, C/G, *kernel)
         keep = tuple(slice(None, None, s) for s in spec.stride)
         y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=x.dtype)
         for o in range(spec.out_channels):

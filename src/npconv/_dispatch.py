@@ -34,7 +34,15 @@ from ._choose import choose, resolve, weight_gradient_choice
 from ._operands import Problem, compute_dtypes, prepare
 from ._spec import ConvOptions, ConvSpec
 from ._threads import get_threads
-from ._windows import canonical_input, canonical_weight, padded_by_mode, sample_blocks
+from ._windows import (
+    canonical_input,
+    canonical_weight,
+    move_channels_first,
+    move_channels_last,
+    padded_by_mode,
+    sample_blocks,
+    weight_last,
+)
 from .algorithms import REGISTRY, Kernel
 
 __all__ = ["convolve", "run", "run_weight_gradient"]
@@ -114,12 +122,12 @@ def _own_weight_gradient(
     """``dL/dw`` by an algorithm's own weight gradient (channels-first, zero pads), from
     operands and to a result in the spec's layouts."""
     if spec.layout == "NHWC":
-        x, gy = np.moveaxis(x, -1, 1), np.moveaxis(gy, -1, 1)
+        x, gy = move_channels_first(x), move_channels_first(gy)
     x, gy = x.astype(compute, copy=False), gy.astype(compute, copy=False)
     x, spec = padded_by_mode(x, spec, channels_last=False)
     dw = grad(x, gy, spec)  # (O, C/G, *kernel)
     if spec.layout == "NHWC":  # (*kernel, C/G, O)
-        return np.ascontiguousarray(np.moveaxis(dw, (0, 1), (-1, -2)))
+        return np.ascontiguousarray(weight_last(dw))
     return dw
 
 
@@ -193,7 +201,7 @@ def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
             if b is not None:  # y_part is a fresh array of the algorithm's
                 y_part += _channel_row(b, spec, first)
         if spec.layout == "NCHW" and not first:
-            y_part = np.moveaxis(y_part, -1, 1)  # (n, O, *out)
+            y_part = move_channels_first(y_part)  # (n, O, *out)
         if len(blocks) == 1:  # no copy when the algorithm wrote the result's layout
             y = np.ascontiguousarray(y_part, dtype=carry)
         else:
@@ -217,10 +225,10 @@ def _transposed(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
     w = problem.w.astype(numerics.compute, copy=False)
     adjoint = REGISTRY[name].adjoint if name in REGISTRY else None
     if adjoint is not None:
-        gy_last = np.moveaxis(gy, 1, -1) if first else gy  # (N, *out, O)
+        gy_last = move_channels_last(gy) if first else gy  # (N, *out, O)
         xp_bar = adjoint(gy_last, canonical_weight(w, spec), spec)  # (N, *padded, C)
         xp_bar = xp_bar[tuple([slice(None), *(slice(a, a + n) for a, n in zip(start, size))])]
-        x_bar = np.moveaxis(xp_bar, -1, 1) if first else xp_bar
+        x_bar = move_channels_first(xp_bar) if first else xp_bar
         x_bar = x_bar.astype(numerics.carry, copy=False)
     else:
         parts = phases(spec)

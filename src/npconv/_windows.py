@@ -26,10 +26,14 @@ __all__ = [
     "canonical_input",
     "canonical_weight",
     "chunks",
+    "move_channels_first",
+    "move_channels_last",
     "padded_by_mode",
     "reshaped_view",
     "sample_blocks",
     "side_by_side",
+    "weight_first",
+    "weight_last",
     "windows",
     "windows_channels_first",
 ]
@@ -45,6 +49,27 @@ TEMPORARY_BYTES = 64 * 2**20
 NP_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
+def move_channels_last(a: np.ndarray) -> np.ndarray:
+    """``(N, C, *spatial)`` seen as ``(N, *spatial, C)`` (a view; ``np.moveaxis`` costs
+    3-5 us a call, a tenth of a small layer's time)."""
+    return a.transpose(0, *range(2, a.ndim), 1)
+
+
+def move_channels_first(a: np.ndarray) -> np.ndarray:
+    """``(N, *spatial, C)`` seen as ``(N, C, *spatial)`` (a view)."""
+    return a.transpose(0, a.ndim - 1, *range(1, a.ndim - 1))
+
+
+def weight_last(w: np.ndarray) -> np.ndarray:
+    """A weight ``(O, C/G, *kernel)`` seen as ``(*kernel, C/G, O)`` (a view)."""
+    return w.transpose(*range(2, w.ndim), 1, 0)
+
+
+def weight_first(w: np.ndarray) -> np.ndarray:
+    """A weight ``(*kernel, C/G, O)`` seen as ``(O, C/G, *kernel)`` (a view)."""
+    return w.transpose(w.ndim - 1, w.ndim - 2, *range(w.ndim - 2))
+
+
 def canonical_input(
     x: np.ndarray, spec: ConvSpec, channels_last: bool = True, reuse: bool = False
 ) -> np.ndarray:
@@ -57,7 +82,7 @@ def canonical_input(
     valid until the next such call.
     """
     if spec.layout == "NCHW" and channels_last:
-        x = np.moveaxis(x, 1, -1)  # (N, *in_size, C)
+        x = move_channels_last(x)  # (N, *in_size, C)
     if any(lo or hi for lo, hi in spec.pads):
         spatial = list(spec.pads)
         pad_width = [(0, 0), *spatial, (0, 0)] if channels_last else [(0, 0), (0, 0), *spatial]
@@ -92,7 +117,7 @@ def padded_by_mode(
 def canonical_weight(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """The weight as ``(*kernel, C/G, O)`` (a view of ``w``)."""
     if spec.layout == "NCHW":
-        return np.moveaxis(w, (0, 1), (-1, -2))  # (O, C/G, *k) -> (*k, C/G, O)
+        return weight_last(w)  # (O, C/G, *k) -> (*k, C/G, O)
     return w
 
 

@@ -30,7 +30,7 @@ except ImportError as err:  # the fhe extra is optional
 from ._api import conv_matrix
 from ._operands import as_array, bind_shapes
 from ._spec import ConvOptions
-from ._windows import canonical_weight
+from ._windows import canonical_weight, weight_first
 from .quant import extreme_inputs
 
 __all__ = [
@@ -183,7 +183,7 @@ def _native(fn: str, w: np.ndarray, spec: Any, batched: bool) -> Callable[[Any],
             f"{fn}: method='native' (Concrete's fhe.conv) cannot compile this convolution: "
             f"{reason}; use method='matrix'"
         )
-    oihw = np.ascontiguousarray(np.moveaxis(canonical_weight(w, spec), (-1, -2), (0, 1)))
+    oihw = np.ascontiguousarray(weight_first(canonical_weight(w, spec)))
     # oihw: (O, C/G, KH, KW)
     nhwc = spec.layout == "NHWC"
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from .._cost import gemm
 from .._spec import ConvSpec
-from .._windows import WORKSPACE_BYTES, chunks, side_by_side
+from .._windows import WORKSPACE_BYTES, chunks, move_channels_last, side_by_side
 from .._workspace import buffer
 from .im2col import WIDE_POINTS
 
@@ -72,7 +72,7 @@ def adjoint(gy: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
             index = (batch, slice(None), *target)
             tap: tuple[Any, ...] = (slice(None), slice(None), *k)
             xp_bar[index] += cols[tap]  # (n, C, r, *out[1:])
-    return np.moveaxis(xp_bar, 1, -1)  # (N, *padded, C): a view
+    return move_channels_last(xp_bar)  # (N, *padded, C): a view
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:

@@ -41,6 +41,7 @@ import numpy as np
 from .._cost import units
 from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
+from .._windows import move_channels_first, move_channels_last, weight_first
 
 #: The vector width, in float32 lanes, that a row of the 3x3 kernel is rounded up to:
 #: AVX-512's 16 (eight AVX2 lanes twice).  Rounded so, MobileNetV2's 3x3 384 @14 took
@@ -426,9 +427,9 @@ def conv(
     xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
 ) -> np.ndarray:
     """The same on channels-last ``(N, *in, C)`` and ``(*kernel, C/G, O)``: ``(N, *out, O)``."""
-    x = np.moveaxis(xp, -1, 1)  # (N, C, *in)
-    w = np.moveaxis(wc, (-1, -2), (0, 1))  # (O, C/G, *kernel)
-    return np.moveaxis(conv_channels_first(x, w, spec, bias), 1, -1)
+    x = move_channels_first(xp)  # (N, C, *in)
+    w = weight_first(wc)  # (O, C/G, *kernel)
+    return move_channels_last(conv_channels_first(x, w, spec, bias))
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:

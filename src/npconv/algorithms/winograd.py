@@ -50,7 +50,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .._cost import gemm, units
 from .._spec import ConvSpec
-from .._windows import WORKSPACE_BYTES, chunks, reshaped_view
+from .._windows import WORKSPACE_BYTES, chunks, reshaped_view, weight_first
 from .._workspace import buffer
 
 #: The finite interpolation points, in the order they are used (infinity is added last).
@@ -106,7 +106,7 @@ def _stride1(x: np.ndarray, w: np.ndarray, out: tuple[int, ...], spec: ConvSpec,
     if w.flags.c_contiguous:  # (*r, C/G, O), as given in "NHWC": one GEMM over the taps
         wt = (gw @ w.reshape(n_taps, cg * o)).reshape(a, cg, g, og).transpose(0, 2, 1, 3)
     else:  # a view of "NCHW" weights (O, C/G, *r): transform them where they lie
-        w_first = np.moveaxis(w, (-1, -2), (0, 1)).reshape(o * cg, n_taps)  # (O*C/G, R)
+        w_first = weight_first(w).reshape(o * cg, n_taps)  # (O*C/G, R)
         wt = (gw @ w_first.T).reshape(a, g, og, cg).transpose(0, 1, 3, 2)
     # wt: (A, G, C/G, O/G), the transformed filters
 

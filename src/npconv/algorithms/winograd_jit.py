@@ -46,7 +46,14 @@ import numpy as np
 from .._cost import gemm, units
 from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
-from .._windows import WORKSPACE_BYTES, chunks
+from .._windows import (
+    WORKSPACE_BYTES,
+    chunks,
+    move_channels_first,
+    move_channels_last,
+    weight_first,
+    weight_last,
+)
 from .._workspace import buffer
 from .winograd import _nd_transforms, filter_work
 from .winograd import growth as _growth
@@ -358,7 +365,7 @@ def _filters(wc: np.ndarray, spec: ConvSpec, dtype: np.dtype) -> np.ndarray:
         w = np.zeros((3, 3, cg, o), dtype)
         w[: spec.kernel[0], : spec.kernel[1]] = wc
         wc = w
-    w_first = np.moveaxis(wc, (-1, -2), (0, 1))  # (O, C/G, 3, 3)
+    w_first = weight_first(wc)  # (O, C/G, 3, 3)
     u = buffer("filters", (36, cg * o), dtype)
     if w_first.flags.c_contiguous:  # U[a, o, c] = sum_t G[a, t] w[o, c, t]
         np.matmul(gw, w_first.reshape(o * cg, 9).T, out=u)
@@ -403,13 +410,13 @@ def conv_channels_first(
     vectorised over channels.
     """
     if _transposed(spec):
-        x_last, w_last = np.moveaxis(xp, 1, -1), np.moveaxis(wc, (0, 1), (-1, -2))
-        return np.ascontiguousarray(np.moveaxis(conv(x_last, w_last, spec, bias), -1, 1))
+        x_last, w_last = move_channels_last(xp), weight_last(wc)
+        return np.ascontiguousarray(move_channels_first(conv(x_last, w_last, spec, bias)))
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     x = np.ascontiguousarray(xp)
     dtype = x.dtype
     b, lo, k = _constants(spec, dtype, bias)
-    u = _filters(np.moveaxis(wc, (0, 1), (-1, -2)), spec, dtype)  # (36, G, O/G, C/G)
+    u = _filters(weight_last(wc), spec, dtype)  # (36, G, O/G, C/G)
     y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
     cols = -(-spec.out_size[1] // 4)  # tiles per tile row
     for n0, r0, rows, count in _chunks(spec, dtype.itemsize):
