@@ -65,7 +65,7 @@ def main(paths: list[str]) -> None:
             f"{r['gflop']:.3f}",
             f"{r['gflop'] / t['torch']:.0f}",
             f"{r['gflop'] / t['auto']:.0f}",
-            r.get("auto_choice", "-"),  # a backward run states no single choice
+            r.get("auto_choice", "-"),
             f"**{ratio:.2f}**",
         ]
         cells += [f"{t['torch'] / t[n]:.2f}" if n in t else "-" for n in names]

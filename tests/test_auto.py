@@ -6,6 +6,7 @@ import itertools
 import re
 import threading
 import tracemalloc
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -89,6 +90,46 @@ def test_estimates_do_not_change_from_call_to_call():
     assert "fft" in first
     for _ in range(2):
         assert npconv.explain(x, w, padding=1).estimated == first
+
+
+GRADIENT_SHAPES = [
+    *SHAPES,
+    ((4, 32, 16, 16), (32, 32, 3, 3), dict(padding=1)),  # winograd_jit's own, with numba
+    ((2, 128, 16, 16), (128, 128, 3, 3), dict(padding=1)),  # winograd_f2 for the input's
+    ((1, 16, 15, 15), (16, 16, 3, 3), dict(stride=2, padding=1)),  # phases
+]
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), GRADIENT_SHAPES)
+def test_gradient_choices_name_what_conv_backward_runs(x_shape, w_shape, kwargs, monkeypatch, rng):
+    """``npconv bench --backward`` reports them: every function of the named algorithms
+    runs, and no other algorithm's."""
+    calls: list[str] = []
+
+    def spy(name, fn):
+        def run(*args, **kw):
+            calls.append(name)
+            return fn(*args, **kw)
+
+        return None if fn is None else run
+
+    for name, row in REGISTRY.items():
+        kernels = ("fn", "fn_channels_first", "adjoint", "weight_grad_channels_first")
+        spied = {k: spy(name, getattr(row, k)) for k in kernels}
+        if row.weight_grad is not None:
+            spied["weight_grad"] = replace(row.weight_grad, fn=spy(name, row.weight_grad.fn))
+        monkeypatch.setitem(REGISTRY, name, replace(row, **spied))
+    spec = ConvSpec.build(x_shape, w_shape, **kwargs)
+    inputs, weight = choosing.gradient_choices(spec, np.dtype(np.float32), npconv.get_threads())
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    gy = rng.standard_normal(spec.output_shape).astype(np.float32)
+    npconv.grad.conv_backward(gy, x, w, needs=("input",), **kwargs)
+    phases = re.fullmatch(r"phases \((.*)\)", inputs)
+    assert set(calls) == (set(phases.group(1).split(", ")) if phases else {inputs})
+    calls.clear()
+    npconv.grad.conv_backward(gy, x, w, needs=("weight",), **kwargs)
+    assert set(calls) == {weight}
 
 
 def test_tune_remembers_the_measured_winner(rng):

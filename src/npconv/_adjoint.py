@@ -224,8 +224,11 @@ def fold_padding(xp_bar: np.ndarray, spec: ConvSpec) -> np.ndarray:
 
 
 def weight_gradient_spec(spec: ConvSpec) -> tuple[ConvSpec, list[slice]]:
-    """The convolution that computes ``dL/dw`` of the zero-padded ``spec``, and the crop of
-    the input it reads (see :func:`weight_gradient`)."""
+    """The convolution that computes ``dL/dw`` of ``spec``, and the crop of the input it
+    reads (see :func:`weight_gradient`); for a padding mode other than zeros, of the
+    input padded by it (:meth:`ConvSpec.valid`)."""
+    if spec.padding_mode != "zeros":
+        spec = spec.valid()
     crop, pads = [], []
     for size, (lo, _), k, s, d, o in zip(
         spec.in_size, spec.pads, spec.kernel, spec.stride, spec.dilation, spec.out_size

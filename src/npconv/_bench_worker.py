@@ -43,6 +43,8 @@ import numpy as np
 from ._api import conv
 from ._autotune import explain, median_seconds
 from ._bench_suites import Case
+from ._choose import gradient_choices
+from ._operands import compute_dtypes
 from ._threads import get_threads, set_threads
 from ._workspace import free_workspaces
 from .grad import conv_backward
@@ -216,6 +218,10 @@ def _timed(job: dict[str, Any]) -> dict[str, Any]:
         result["auto_peak_temp_bytes"] = _peak_temporary_bytes(run)
         if kind == "forward":
             result["auto_choice"] = explain(x, w, **case.options()).algorithm
+        else:
+            dtype = compute_dtypes("conv_backward", gy, x, w)[0]
+            choices = gradient_choices(case.spec(), dtype, get_threads())
+            result["auto_choice"] = " / ".join(choices)  # input's / weight's
     return result
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 
 import numpy as np
 
-from ._adjoint import phases
+from ._adjoint import phases, weight_gradient_spec
 from ._cost import seconds, units
 from ._spec import ConvSpec
 from .algorithms import REGISTRY
@@ -27,6 +27,7 @@ __all__ = [
     "check_name",
     "choose",
     "estimate",
+    "gradient_choices",
     "reason",
     "reasons",
     "resolve",
@@ -146,6 +147,25 @@ def weight_gradient_choice(
     best = min(costs, key=costs.__getitem__)
     convolution = estimate(choose(inner, dtype, threads), inner, dtype, threads)
     return best if costs[best] < convolution else None
+
+
+def gradient_choices(spec: ConvSpec, dtype: np.dtype, threads: int) -> tuple[str, str]:
+    """What "auto" runs for the input and weight gradients of the forward ``spec``.
+
+    The input's is a transposed convolution: an algorithm's own adjoint, or
+    ``"phases (a, b)"``, the forward algorithms its phases choose.  The weight's is an
+    algorithm's own weight gradient or the algorithm of the weight gradient's
+    convolution, as :func:`npconv._dispatch.run_weight_gradient` decides for floats
+    within range.
+    """
+    fn = "gradient_choices"
+    inputs = resolve("auto", spec, dtype, fn, threads, transposed=True)
+    if inputs == PHASES:
+        picks = sorted({resolve("auto", p.spec, dtype, fn, threads) for p in phases(spec)})
+        inputs = f"phases ({', '.join(picks)})"
+    inner = weight_gradient_spec(spec)[0]
+    own = weight_gradient_choice("auto", spec, inner, dtype, threads)
+    return inputs, own or resolve("auto", inner, dtype, fn, threads)
 
 
 def check_name(name: object, fn: str, transposed: bool = False) -> None:

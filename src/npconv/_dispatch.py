@@ -93,8 +93,7 @@ def run_weight_gradient(
     compute, result = compute_dtypes(fn, x, gy)
     if compute.kind in "fc":
         threads = get_threads()
-        zero_padded = spec if spec.padding_mode == "zeros" else spec.valid()
-        inner = weight_gradient_spec(zero_padded)[0]
+        inner = weight_gradient_spec(spec)[0]
         own = weight_gradient_choice(algorithm, spec, inner, compute, threads)
         grad = None if own is None else REGISTRY[own].weight_grad
         if grad is not None:
