@@ -694,7 +694,7 @@ def test_relu_and_add_overwrite_only_values_no_one_else_reads(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int8, np.int32])
-@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 40, 41), (1, 2048, 7, 7)])
+@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 40, 41), (1, 2048, 7, 7), (4, 8192)])
 def test_relu_matches_the_reference(rng, dtype, shape):
     x = (rng.standard_normal(shape) * 50).astype(dtype)
     if x.dtype.kind == "f":  # NaN stays NaN, -inf becomes 0, -0.0 stays a zero

@@ -281,6 +281,13 @@ class AveragePool(op_average_pool.AveragePool_19):
         return (total,)
 
 
+#: Values per row that :class:`Relu` compares with one row of zeros: NumPy vectorizes
+#: ``maximum(array, array)`` but not ``maximum(array, scalar)``, and long rows beat
+#: short ones (a 3 MiB activation: 0.08 ms in rows of 16384, 0.14 in rows of 3136).
+RELU_ROW = 16384
+_ZEROS: dict[np.dtype, np.ndarray] = {}  # a read-only row of RELU_ROW zeros per dtype
+
+
 class Relu(op_relu.Relu):
     """ONNX ``Relu``: ``max(x, 0)`` in x's dtype (NaN stays NaN).
 
@@ -291,19 +298,19 @@ class Relu(op_relu.Relu):
 
     def _run(self, x):  # type: ignore[no-untyped-def]
         out = x if self.overwrite and x.flags.writeable else None
-        if not (x.flags.c_contiguous and x.size):
+        if not x.flags.c_contiguous:
             return (np.maximum(x, x.dtype.type(0), out=out),)
-        # NumPy vectorizes maximum(array, array) but not maximum(array, scalar): compare
-        # rows of at least 1024 values (trailing axes) with one row of zeros, 2-4x faster
-        length = 1
-        for n in reversed(x.shape):
-            length *= n
-            if length >= 1024:
-                break
-        rows = x.reshape(-1, length)
-        zeros = np.zeros(length, x.dtype)
-        y = np.maximum(rows, zeros, out=None if out is None else out.reshape(rows.shape))
-        return (y.reshape(x.shape),)
+        zeros = _ZEROS.get(x.dtype)
+        if zeros is None:
+            zeros = _ZEROS[x.dtype] = np.zeros(RELU_ROW, x.dtype)
+            zeros.flags.writeable = False
+        y = np.empty_like(x) if out is None else out
+        src, dst = x.reshape(-1), y.reshape(-1)
+        whole = src.size - src.size % RELU_ROW  # in rows, then the rest
+        rows = (-1, RELU_ROW)
+        np.maximum(src[:whole].reshape(rows), zeros, out=dst[:whole].reshape(rows))
+        np.maximum(src[whole:], zeros[: src.size - whole], out=dst[whole:])
+        return (y,)
 
 
 def _sum_in_place(args: tuple[np.ndarray, ...], overwrite: tuple[int, ...]) -> np.ndarray | None:
