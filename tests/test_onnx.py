@@ -846,6 +846,50 @@ def test_sum_and_batch_norm_overwrite_only_private_values(rng):
     assert_close(ours, reference)
 
 
+@pytest.mark.parametrize("opset", [9, 15])
+@pytest.mark.parametrize(("groups", "with_bias"), [(1, True), (2, False)])
+def test_batch_norm_folds_into_the_conv_before_it(opset, groups, with_bias, rng):
+    c, o = 4, 6
+    x = rng.standard_normal((2, c, 7, 7)).astype(np.float32)
+    arrays = {
+        "w": rng.standard_normal((o, c // groups, 3, 3)),
+        "b": rng.standard_normal(o),
+        "s": rng.standard_normal(o),
+        "beta": rng.standard_normal(o),
+        "m": rng.standard_normal(o),
+        "v": rng.uniform(0.5, 2, o),
+    }
+    inits = [onnx.numpy_helper.from_array(v.astype(np.float32), n) for n, v in arrays.items()]
+    stats = ["s", "beta", "m", "v"]
+    conv = dict(pads=[1] * 4, group=groups)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"] if with_bias else ["x", "w"], ["c"], **conv),
+        helper.make_node("BatchNormalization", ["c", *stats], ["n"], epsilon=1e-3),  # folded
+        helper.make_node("Relu", ["n"], ["y"]),
+        helper.make_node("Conv", ["x", "w"], ["d"], **conv),
+        helper.make_node("BatchNormalization", ["d", *stats], ["e"]),  # d is read twice
+        helper.make_node("Add", ["d", "e"], ["z"]),
+    ]
+    f32 = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", f32, None)],
+        [helper.make_tensor_value_info(n, f32, None) for n in "yz"], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = IR_VERSION
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    theirs = ort.InferenceSession(model.SerializeToString(), options).run(None, {"x": x})
+    for fuse, norms in ((False, 2), (True, 1)):
+        sess = npconv.onnx.evaluator(model, fuse=fuse)
+        assert [op.op_type for op in sess.rt_nodes_].count("BatchNormalization") == norms
+        for ours, expected in zip(sess.run(None, {"x": x}), theirs):
+            assert_close(ours, expected)
+    values = sess.run(None, {"x": x}, intermediate=True)  # the nodes as the model has them
+    assert_close(values["c"], ReferenceEvaluator(model).run(["c"], {"x": x})[0])
+    assert [op.op_type for op in sess.rt_nodes_].count("BatchNormalization") == 1
+
+
 # ------------------------------------------------------------------- constant folding
 def test_constant_inputs_are_folded_once(rng):
     x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)

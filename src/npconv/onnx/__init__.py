@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx.reference import ReferenceEvaluator
 
-from ._ops import FRESH, OPS, Add, BatchNormalization, Relu, Sum
+from ._ops import FRESH, OPS, Add, BatchNormalization, Conv, Relu, Sum, scale_and_shift
 from ._profile import Profile, profile
 
 __all__ = ["OPS", "Evaluator", "Profile", "evaluator", "profile", "run"]
@@ -46,11 +46,19 @@ class Evaluator(ReferenceEvaluator):
     (constant folding, as onnxruntime does when it loads a model; random generators
     excepted) run once, here, and their outputs become read-only initializers.
 
+    With ``fuse`` (the default), an inference ``BatchNormalization`` whose input only a
+    ``Conv`` of constant weights writes and only it reads is folded into that
+    convolution's weight and bias, as onnxruntime does when it loads a model: one pass
+    over the activation instead of three, the results within float rounding of the
+    unfolded nodes'.
+
     With ``reuse_buffers`` (the default), ``Relu``, ``BatchNormalization``, ``Add`` and
     ``Sum`` write their result over an input that only they read, when that input is
     the fresh output of an operator of npconv's (not a graph input, initializer, graph
-    output, or a value a subgraph reads); ``run(..., intermediate=True)`` turns this off
-    for its call, so that every intermediate value it returns is the node's own.
+    output, or a value a subgraph reads).
+
+    ``run(..., intermediate=True)`` runs every node as the model has it, folding and
+    overwriting nothing, so that every intermediate value it returns is the node's own.
     """
 
     def __init__(
@@ -59,6 +67,7 @@ class Evaluator(ReferenceEvaluator):
         *,
         new_ops: list[type] | None = None,
         fold_constants: bool = True,
+        fuse: bool = True,
         reuse_buffers: bool = True,
         **kwargs: Any,
     ):
@@ -70,6 +79,9 @@ class Evaluator(ReferenceEvaluator):
             raise ValueError(f"npconv.onnx: {shown} has no graph (an empty or truncated file?)")
         if fold_constants:
             self.rt_nodes_ = _fold_constants(self.rt_nodes_, self.rt_inits_)
+        self._as_given = self.rt_nodes_  # the nodes an intermediate=True run runs
+        if fuse:
+            self.rt_nodes_ = _fold_batch_norms(self.rt_nodes_, self.rt_inits_, self.output_names)
         self._overwriting = (
             _plan_overwrites(self.rt_nodes_, self.output_names) if reuse_buffers else []
         )
@@ -86,9 +98,11 @@ class Evaluator(ReferenceEvaluator):
         planned = [(op, op.overwrite) for op in self._overwriting] if intermediate else []
         for op, _ in planned:
             op.overwrite = type(op).overwrite  # the class default: nothing overwritten
+        fused, self.rt_nodes_ = self.rt_nodes_, self._as_given if intermediate else self.rt_nodes_
         try:
             return super().run(output_names, feed_inputs, attributes, intermediate, **kwargs)
         finally:
+            self.rt_nodes_ = fused
             for op, overwrite in planned:
                 op.overwrite = overwrite
 
@@ -174,6 +188,59 @@ def _fold_constants(ops: list[Any], constants: dict[str, Any]) -> list[Any]:
     return left
 
 
+def _fold_batch_norms(ops: list[Any], constants: dict[str, Any], outputs: list[str]) -> list[Any]:
+    """``ops`` with each inference BatchNormalization folded into the Conv before it.
+
+    A BatchNormalization folds when its statistics are constant 1-d floats and its input
+    is read by it alone (not a graph output) and written by a Conv whose weight and
+    bias are constant floats of the same dtype (float32 or float64): the Conv becomes
+    one that writes the BatchNormalization's output, with ``w * a`` and ``(b - mean) * a
+    + bias`` per output channel (``a = scale / sqrt(var + epsilon)``, computed in float64),
+    and the BatchNormalization goes.
+    """
+    writer = {name: op for op in ops for name in op.onnx_node.output}
+    reads = Counter(name for op in ops for name in _names_read(op.onnx_node))
+    folded: dict[int, Any] = {}  # id of a Conv -> the Conv that replaces it
+    dropped: set[int] = set()  # ids of the folded BatchNormalizations
+    for op in ops:
+        node = op.onnx_node
+        if not isinstance(op, BatchNormalization) or len(node.input) != 5:
+            continue
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        x, *stats = node.input
+        conv = writer.get(x)
+        if not (
+            op.inference(attributes)
+            and reads[x] == 1
+            and x not in outputs
+            and isinstance(conv, Conv)
+            and id(conv) not in folded
+            and all(name in constants for name in (*stats, *conv.onnx_node.input[1:]) if name)
+        ):
+            continue
+        w, *b = (constants[name] for name in conv.onnx_node.input[1:] if name)
+        scale, beta, mean, var = (constants[name] for name in stats)
+        dtype = w.dtype
+        if dtype not in (np.float32, np.float64) or any(
+            v.dtype != dtype or v.shape != (len(w),) for v in (*b, scale, beta, mean, var)
+        ):
+            continue
+        a, shift = scale_and_shift(scale, beta, mean, var, attributes.get("epsilon"))
+        per_channel = (-1, *(1,) * (w.ndim - 1))
+        weight = (w.astype(np.float64) * a.reshape(per_channel)).astype(dtype)
+        bias = ((b[0].astype(np.float64) if b else 0.0) * a + shift).astype(dtype)
+        weight.flags.writeable = bias.flags.writeable = False
+        fused = onnx.NodeProto()
+        fused.CopyFrom(conv.onnx_node)
+        del fused.input[1:]  # it reads X; its weight and bias are its own
+        fused.output[:] = [node.output[0]]
+        replacement = type(conv)(fused, conv.run_params)
+        replacement.folded = (weight, bias)
+        folded[id(conv)] = replacement
+        dropped.add(id(op))
+    return [folded.get(id(op), op) for op in ops if id(op) not in dropped]
+
+
 def _names_read(node: onnx.NodeProto) -> Iterator[str]:
     """Every value name ``node`` reads, including those read inside its subgraphs."""
     yield from node.input
@@ -216,7 +283,7 @@ def evaluator(model: ModelLike, **kwargs: Any) -> Evaluator:
         The model (or a GraphProto/FunctionProto/NodeProto, as ``ReferenceEvaluator``
         takes them).
     **kwargs
-        ``fold_constants`` and ``reuse_buffers`` (both default True, see
+        ``fold_constants``, ``fuse`` and ``reuse_buffers`` (all default True, see
         :class:`Evaluator`), and what
         ``onnx.reference.ReferenceEvaluator`` takes (``verbose``, ``new_ops``, ...).
 

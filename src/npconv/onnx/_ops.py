@@ -71,9 +71,17 @@ def _npconv_can_run(*arrays: np.ndarray, nd: int) -> bool:
 
 
 class Conv(op_conv.Conv):
-    """ONNX ``Conv`` (opsets 1, 11, 22): ``Y = conv(X, W) + B``, in X's dtype."""
+    """ONNX ``Conv`` (opsets 1, 11, 22): ``Y = conv(X, W) + B``, in X's dtype.
 
-    def _run(self, X, W, B=None, **attributes):  # type: ignore[no-untyped-def]
+    ``folded`` (set by the evaluator, which then feeds it ``X`` only) holds the weight and
+    bias of a Conv with the BatchNormalization that followed it folded in.
+    """
+
+    folded: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _run(self, X, W=None, B=None, **attributes):  # type: ignore[no-untyped-def]
+        if self.folded is not None:
+            W, B = self.folded
         if not _npconv_can_run(X, W, nd=W.ndim - 2):
             return super()._run(X, W, B, **attributes)
         kwargs = conv_arguments("onnx Conv", W.shape[2:], **attributes)
@@ -352,6 +360,15 @@ class Sum(op_sum.Sum):
         return super()._run(*args) if y is None else (y,)
 
 
+def scale_and_shift(
+    scale: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray, epsilon: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inference batch norm as ``x * a + b`` per channel, ``a`` and ``b`` in float64."""
+    eps = 1e-5 if epsilon is None else float(epsilon)
+    a = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
+    return a, bias.astype(np.float64) - mean.astype(np.float64) * a
+
+
 class BatchNormalization(op_batch_normalization.BatchNormalization_14):
     """ONNX ``BatchNormalization`` in inference mode: ``x * a + b`` per channel.
 
@@ -366,20 +383,21 @@ class BatchNormalization(op_batch_normalization.BatchNormalization_14):
 
     overwrite = False
 
-    def _run(self, x, scale, bias, mean, var, epsilon=None, **attributes):  # type: ignore[no-untyped-def]
+    def inference(self, attributes: dict[str, Any]) -> bool:
+        """Whether the node normalizes by its running statistics, given its attributes."""
         version = self.run_params["opsets"].get("", 22)
-        training = (
+        return not (
             len(self.onnx_node.output) > 1
             or attributes.get("training_mode")
             or (version < 7 and not attributes.get("is_test"))
             or attributes.get("spatial") == 0
         )
-        if training or x.dtype.kind != "f" or scale.ndim != 1 or x.ndim < 2:
-            reference = _reference_batch_norm(version)
+
+    def _run(self, x, scale, bias, mean, var, epsilon=None, **attributes):  # type: ignore[no-untyped-def]
+        if not self.inference(attributes) or x.dtype.kind != "f" or scale.ndim != 1 or x.ndim < 2:
+            reference = _reference_batch_norm(self.run_params["opsets"].get("", 22))
             return reference._run(self, x, scale, bias, mean, var, epsilon=epsilon, **attributes)
-        eps = 1e-5 if epsilon is None else float(epsilon)
-        a = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
-        b = bias.astype(np.float64) - mean.astype(np.float64) * a
+        a, b = scale_and_shift(scale, bias, mean, var, epsilon)
         per_channel = (-1, *(1,) * (x.ndim - 2))  # (C, 1, ...): broadcasts over (N, C, ...)
         out = x if self.overwrite and x.flags.writeable else None
         y = np.multiply(x, a.astype(x.dtype).reshape(per_channel), out=out)
