@@ -7,6 +7,7 @@ import re
 import threading
 import tracemalloc
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import pytest
 import npconv
 from npconv import ConvSpec
 from npconv import _choose as choosing
-from npconv._windows import WORKSPACE_BYTES
+from npconv._windows import WORKSPACE_BYTES, thread_chunks
 from npconv.algorithms import REGISTRY
 
 from conftest import FORWARD, assert_close, refuses_without_numba, torch_conv
@@ -196,6 +197,61 @@ def test_set_threads_while_a_conv_runs_in_another_thread(rng):
     finally:
         npconv.set_threads(old)
     assert errors == [] and len(results) == 100
+    for y in results:
+        assert_close(y, expected)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+@pytest.mark.parametrize(("batch", "rows"), [(1, 7), (2, 5), (5, 3), (16, 1), (1, 1)])
+def test_thread_chunks_cover_the_output_once_and_feed_every_thread(threads, batch, rows):
+    spec = ConvSpec.build((batch, 4, rows + 2, 6), (4, 4, 3, 3))
+    old = npconv.set_threads(threads)
+    try:
+        shares = thread_chunks(spec, 4 * 4)
+    finally:
+        npconv.set_threads(old)
+    covered = [(n, r) for b, rs in shares for n in range(batch)[b] for r in range(rows)[rs]]
+    assert sorted(covered) == [(n, r) for n in range(batch) for r in range(rows)]
+    assert len(shares) >= min(threads, batch * rows)
+    samples = {len(range(batch)[b]) for b, _ in shares}
+    lines = {len(range(rows)[rs]) for _, rs in shares}
+    assert max(samples) - min(samples) <= 1 and max(lines) - min(lines) <= 1  # even shares
+
+
+def test_parallel_regions_restore_blas_threads_and_agree(rng):
+    """Convolutions whose chunks run on npconv's threads, with BLAS on one thread each,
+    from two threads at once: the BLAS thread count is restored, the results agree."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    x = rng.standard_normal((3, 8, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    expected = torch_conv(x, w, pads=[(1, 1)] * 2).astype(np.float32)
+    old = npconv.set_threads(2)
+    before = blas_threads()
+    results, errors = [], []
+
+    def convolve():
+        try:
+            for algorithm in ["im2col", "winograd_jit"] * 10:
+                run = partial(npconv.conv, x, w, padding=1, algorithm=algorithm)
+                if not refuses_without_numba(algorithm, run):
+                    results.append(run())
+        except Exception as err:  # reported below
+            errors.append(err)
+
+    try:
+        workers = [threading.Thread(target=convolve) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert blas_threads() == before
+    finally:
+        npconv.set_threads(old)
+    assert errors == [] and len(results) >= 20
     for y in results:
         assert_close(y, expected)
 

@@ -1,11 +1,16 @@
-"""The threads setting: how many cores npconv's elementwise stages, FFTs and BLAS use.
+"""The threads setting: how many cores npconv's stages, FFTs and BLAS use.
 
-Matrix products run in the BLAS library's own threads; FFTs in ``scipy.fft``'s workers;
-the elementwise stages without a matrix product (the ``depthwise`` algorithm) on several
-Python threads, each on its own block of the output (NumPy releases the GIL in its
-loops).  Copies that sit between two BLAS calls stay on one thread: BLAS's worker
-threads spin for a while after each call, and extra copying threads would compete with
-them for the cores.  :func:`set_threads` sets every count; the default is every core
+FFTs run in ``scipy.fft``'s workers.  npconv's own stages run on a pool of its own
+threads (:func:`parallel_map`), one per core, each pinned to its core: the chunks of
+an algorithm (patch matrices and their GEMMs, Winograd tiles, depthwise blocks) are
+shared out among them, each thread copying into its own buffers and multiplying them
+by single-threaded BLAS calls.  On the 2-core virtual machines this was measured on,
+writing memory that the other core had read last cost 5-10x a plain copy: a patch
+matrix copied by the calling thread, then read by OpenBLAS's two threads, took 1.9
+against 0.17 ms to copy again (10 images of 32x32x8); threads that migrate between
+cores pay the same, hence the pinning.  Shared out so, the 3x3 layers of the notes
+and a 64-channel layer at batch 8 ran 2-6x faster than by one copy and a two-thread
+GEMM.  :func:`set_threads` sets every count; the default is every core
 (``os.cpu_count()``).  It changes how npconv runs, never what it computes: the cost
 model that "auto" consults takes the thread count as an input, so the choice of
 algorithm may differ between counts, and every algorithm gives the same result up to
@@ -14,17 +19,25 @@ its stated rounding error.
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from contextlib import contextmanager, nullcontext
+from typing import Any, TypeVar
 
 __all__ = ["get_threads", "parallel_map", "set_threads"]
 
 T = TypeVar("T")
 _state: dict[str, object] = {"threads": os.cpu_count() or 1, "pool": None}
 _lock = threading.Lock()  # guards the swap of the pool against submissions to it
+_local = threading.local()  # ``in_pool``: set in the pool's own threads
+#: The OpenBLAS libraries' thread count functions (:func:`_openblas`), how many parallel
+#: regions run with single-threaded BLAS now, and the counts to restore after the last.
+_blas: dict[str, Any] = {"controllers": None, "regions": 0, "saved": []}
+_blas_lock = threading.Lock()
 
 
 def get_threads() -> int:
@@ -74,7 +87,9 @@ def set_threads(threads: int) -> int:
         raise ValueError(f"set_threads: threads must be >= 1, got {threads}")
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=threads, user_api="blas")
+    with _blas_lock:  # a parallel region restores this count when it ends
+        threadpool_limits(limits=1 if _blas["regions"] else threads, user_api="blas")
+        _blas["saved"] = [threads] * len(_blas["saved"])
     with _lock:  # no parallel_map is submitting to the pool being replaced
         old, pool = get_threads(), _state["pool"]
         _state.update(threads=threads, pool=None)
@@ -83,20 +98,86 @@ def set_threads(threads: int) -> int:
     return old
 
 
-def parallel_map(fn: Callable[[T], object], items: Sequence[T]) -> None:
-    """Call ``fn`` on every item, on up to :func:`get_threads` threads; re-raise errors.
+def _pinned(cpus: list[int], counter: Iterator[int]) -> None:
+    """Pool thread initializer: pin the thread to the next of ``cpus`` (Linux)."""
+    _local.in_pool = True
+    if hasattr(os, "sched_setaffinity") and len(cpus) > 1:
+        os.sched_setaffinity(0, {cpus[next(counter) % len(cpus)]})
 
-    Safe while another thread calls :func:`set_threads`: the jobs are submitted to one
-    pool at once, which finishes them even when it has been replaced.
+
+def _pool() -> ThreadPoolExecutor:
+    """The pool of :func:`get_threads` threads, each pinned to one of the process's cores
+    (created on first use; the caller holds ``_lock``)."""
+    if _state["pool"] is None:
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        _state["pool"] = ThreadPoolExecutor(
+            get_threads(),
+            thread_name_prefix="npconv",
+            initializer=_pinned,
+            initargs=(cpus, itertools.count()),
+        )
+    return _state["pool"]  # type: ignore[return-value]
+
+
+def _openblas() -> list[tuple[Any, Any]]:
+    """``(get, set)`` of the thread count of every OpenBLAS with a process-wide pool
+    (NumPy's and SciPy's wheels), called directly: threadpoolctl lets only the first
+    thread that set a limit change it, and npconv's callers may be any thread."""
+    from threadpoolctl import ThreadpoolController
+
+    found = []
+    for lib in ThreadpoolController().select(internal_api="openblas").lib_controllers:
+        if lib.threading_layer == "openmp":  # per-thread limits: not shared by the pool
+            continue
+        dll = ctypes.CDLL(lib.filepath)
+        for prefix, suffix in itertools.product(("", "scipy_"), ("", "64_", "_64")):
+            get = getattr(dll, f"{prefix}openblas_get_num_threads{suffix}", None)
+            put = getattr(dll, f"{prefix}openblas_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                put.argtypes = [ctypes.c_int]
+                found.append((get, put))
+                break
+    return found
+
+
+@contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """OpenBLAS limited to one thread while the block runs (regions may overlap, in any
+    threads; the thread counts are restored when the last one ends)."""
+    with _blas_lock:
+        if _blas["controllers"] is None:
+            _blas["controllers"] = _openblas()
+        if _blas["regions"] == 0:
+            _blas["saved"] = [get() for get, _ in _blas["controllers"]]
+            for _, put in _blas["controllers"]:
+                put(1)
+        _blas["regions"] += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas["regions"] -= 1
+            if _blas["regions"] == 0:
+                for (_, put), count in zip(_blas["controllers"], _blas["saved"]):
+                    put(count)
+
+
+def parallel_map(fn: Callable[[T], object], items: Sequence[T], blas: bool = False) -> None:
+    """Call ``fn`` on every item, on up to :func:`get_threads` pinned threads; re-raise errors.
+
+    With ``blas``, the items' BLAS calls run single-threaded, each on its item's thread
+    (BLAS is limited to one thread for the duration, for every caller in the process).
+    Runs on the calling thread when there is one thread, one item, or when called from
+    one of the pool's threads.  Safe while another thread calls :func:`set_threads`:
+    the jobs are submitted to one pool at once, which finishes them even when it has
+    been replaced.
     """
-    if get_threads() <= 1 or len(items) <= 1:
+    if get_threads() <= 1 or len(items) <= 1 or getattr(_local, "in_pool", False):
         for item in items:
             fn(item)
         return
-    with _lock:
-        if _state["pool"] is None:
-            _state["pool"] = ThreadPoolExecutor(get_threads(), thread_name_prefix="npconv")
-        pool: ThreadPoolExecutor = _state["pool"]  # type: ignore[assignment]
-        jobs = [pool.submit(fn, item) for item in items]
-    for job in jobs:
-        job.result()
+    with _single_threaded_blas() if blas else nullcontext():
+        with _lock:
+            jobs = [_pool().submit(fn, item) for item in items]
+        for job in jobs:
+            job.result()

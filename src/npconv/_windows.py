@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from itertools import pairwise
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ._spec import ConvSpec
+from ._threads import get_threads
 from ._workspace import buffer
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "reshaped_view",
     "sample_blocks",
     "side_by_side",
+    "thread_chunks",
     "weight_first",
     "weight_last",
     "windows",
@@ -186,6 +189,26 @@ def chunks(
     for n in range(spec.batch):
         for r0 in range(0, rows, step):
             yield slice(n, n + 1), slice(r0, min(r0 + step, rows))
+
+
+def thread_chunks(
+    spec: ConvSpec, bytes_per_output: int, budget: int = WORKSPACE_BYTES
+) -> list[tuple[slice, slice]]:
+    """:func:`chunks` to share out among :func:`npconv.get_threads` threads
+    (:func:`npconv._threads.parallel_map`): the threads' chunks together within
+    ``budget``, and where the output has fewer such chunks than threads, one even
+    share of its samples, or of each sample's rows, per thread."""
+    threads = get_threads()
+    found = list(chunks(spec, bytes_per_output, max(budget // threads, 1)))
+    rows = spec.out_size[0] if spec.out_size else 1
+    if len(found) >= threads or not spec.batch * rows:
+        return found
+    if spec.batch >= threads:  # samples, as evenly as they go
+        cuts = [i * spec.batch // threads for i in range(threads + 1)]
+        return [(slice(a, b), slice(None)) for a, b in pairwise(cuts)]
+    parts = min(-(-threads // spec.batch), rows)  # each sample's rows, as evenly
+    cuts = [i * rows // parts for i in range(parts + 1)]
+    return [(slice(n, n + 1), slice(a, b)) for n in range(spec.batch) for a, b in pairwise(cuts)]
 
 
 def reshaped_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:

@@ -36,11 +36,13 @@ import numpy as np
 
 from .._cost import gemm
 from .._spec import ConvSpec
+from .._threads import parallel_map
 from .._windows import (
     WORKSPACE_BYTES,
     chunks,
     reshaped_view,
     side_by_side,
+    thread_chunks,
     windows,
     windows_channels_first,
 )
@@ -129,9 +131,11 @@ def conv(
     if bias is not None and fold:  # the weights of a column of ones: (G, K + 1, O/G)
         w_mat = np.concatenate([w_mat, bias.reshape(g, 1, og).astype(dtype)], axis=1)
 
-    def product(batch: slice, rows: slice) -> None:  # its temporaries are freed on return
-        block = patches[batch, rows]  # (n, r, *out[1:], G, *kernel, C/G)
-        out_block = y[batch, rows]  # (n, r, *out[1:], O): contiguous
+    b = None if bias is None or fold else bias.astype(dtype)  # added to each block
+
+    def product(chunk: tuple[slice, slice]) -> None:  # its temporaries are freed on return
+        block = patches[chunk]  # (n, r, *out[1:], G, *kernel, C/G)
+        out_block = y[chunk]  # (n, r, *out[1:], O): contiguous
         if fold:
             cols = _with_ones(block, (math.prod(block.shape[: 1 + spec.nd]), g, k + 1), 2)
         else:
@@ -139,21 +143,23 @@ def conv(
             # cols: the patch matrix (rows, G, K*C/G)
         if g == 1:  # one GEMM straight into the result
             np.matmul(cols[:, 0], w_mat[0], out=out_block.reshape(-1, og))
-            return
-        prod = buffer("products", (g, len(cols), og), dtype)  # (G, rows, O/G)
-        np.matmul(cols.transpose(1, 0, 2), w_mat, out=prod)
-        np.copyto(out_block, prod.transpose(1, 0, 2).reshape(out_block.shape))
+        else:
+            prod = buffer("products", (g, len(cols), og), dtype)  # (G, rows, O/G)
+            np.matmul(cols.transpose(1, 0, 2), w_mat, out=prod)
+            np.copyto(out_block, prod.transpose(1, 0, 2).reshape(out_block.shape))
+        if b is not None:
+            out_block += b
 
     if _pointwise(spec, xp, fold) and g == 1:  # the input is the patch matrix
         np.matmul(xp.reshape(-1, cg), w_mat[0], out=y.reshape(-1, og))
-    else:
-        patches = windows(xp, spec)  # (N, *out, *kernel, C)
-        patches = patches.reshape(*patches.shape[:-1], g, cg)  # (N, *out, *kernel, G, C/G)
-        patches = np.moveaxis(patches, -2, 1 + spec.nd)  # (N, *out, G, *kernel, C/G)
-        for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
-            product(batch, rows)
-    if bias is not None and not fold:
-        y += bias.astype(dtype)
+        if b is not None:
+            y += b
+        return y
+    patches = windows(xp, spec)  # (N, *out, *kernel, C)
+    patches = patches.reshape(*patches.shape[:-1], g, cg)  # (N, *out, *kernel, G, C/G)
+    patches = np.moveaxis(patches, -2, 1 + spec.nd)  # (N, *out, G, *kernel, C/G)
+    per_output = taps * spec.in_channels * dtype.itemsize
+    parallel_map(product, thread_chunks(spec, per_output), blas=True)
     return y
 
 
@@ -176,39 +182,45 @@ def conv_channels_first(
         w_mat = np.concatenate([w_mat, bias.reshape(g, og, 1).astype(dtype)], axis=2)
     every = (slice(None),) * (2 + spec.nd)  # the G, C/G and kernel axes
 
-    def product(batch: slice, rows: slice) -> None:  # its temporaries are freed on return
+    b = None if bias is None or fold else bias.reshape(g, og, *(1,) * spec.nd).astype(dtype)
+
+    def product(chunk: tuple[slice, slice]) -> None:  # its temporaries are freed on return
+        batch, rows = chunk
         index = (batch, *every, rows)
         block = patches[index]  # (n, G, C/G, *kernel, r, *out[1:])
         n, points = block.shape[0], math.prod(block.shape[3 + spec.nd :])  # P per sample
+        out_block = y[batch, :, :, rows]  # (n, G, O/G, r, *out[1:]): a view of y
         if n > 1 and points < WIDE_POINTS and not fold:  # the samples side by side
             cols = side_by_side(block, 2 + spec.nd, (g, k, n * points), "patches")
             prod = buffer("products", (g, og, n, points), dtype)  # (G, O/G, n, P)
             np.matmul(w_mat, cols, out=prod.reshape(g, og, n * points))
-            np.copyto(y[batch].reshape(n, g, og, points), prod.transpose(2, 0, 1, 3))
-            return
-        if fold:
-            cols = _with_ones(block, (*block.shape[:2], k + 1, points), 2)
+            np.copyto(out_block.reshape(n, g, og, points), prod.transpose(2, 0, 1, 3))
         else:
-            cols = _patch_matrix(block, (*block.shape[:2], k, points))  # (n, G, C/G*K, P)
-        out_block = y[batch, :, :, rows]  # (n, G, O/G, r, *out[1:]): a view of y
-        if out_block.flags.c_contiguous:  # whole samples: the GEMMs write the result
-            np.matmul(w_mat, cols, out=out_block.reshape(*out_block.shape[:3], -1))
-        else:
-            prod = buffer("products", (*cols.shape[:2], og, cols.shape[-1]), dtype)
-            np.matmul(w_mat, cols, out=prod)  # (n, G, O/G, P)
-            np.copyto(out_block, prod.reshape(out_block.shape))
+            if fold:
+                cols = _with_ones(block, (*block.shape[:2], k + 1, points), 2)
+            else:
+                cols = _patch_matrix(block, (*block.shape[:2], k, points))  # (n, G, C/G*K, P)
+            out = reshaped_view(out_block, (*out_block.shape[:3], points))  # (n, G, O/G, P)
+            if out is not None:  # the GEMMs write the result (runs of whole rows)
+                np.matmul(w_mat, cols, out=out)
+            else:
+                prod = buffer("products", (*cols.shape[:2], og, points), dtype)
+                np.matmul(w_mat, cols, out=prod)
+                np.copyto(out_block, prod.reshape(out_block.shape))
+        if b is not None:
+            out_block += b
 
     points = math.prod(spec.out_size)
     if _pointwise(spec, xp, fold) and (spec.batch == 1 or points >= WIDE_POINTS):
         shape = (spec.batch, g, cg, points)  # the input is the patch matrix
         np.matmul(w_mat, xp.reshape(shape), out=y.reshape(*shape[:2], og, points))
+        if b is not None:
+            y += b
     else:
         patches = windows_channels_first(xp, spec)  # (N, C, *kernel, *out)
         patches = patches.reshape(spec.batch, g, cg, *patches.shape[2:])  # (N, G, C/G, *k, *out)
-        for batch, rows in chunks(spec, taps * spec.in_channels * dtype.itemsize):
-            product(batch, rows)
-    if bias is not None and not fold:
-        y += bias.reshape(g, og, *(1,) * spec.nd).astype(dtype)
+        per_output = taps * spec.in_channels * dtype.itemsize
+        parallel_map(product, thread_chunks(spec, per_output), blas=True)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
 
 
