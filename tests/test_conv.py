@@ -266,3 +266,22 @@ def test_channels_first_patches_per_sample_or_side_by_side(
     options = {"stride": stride, "padding": 1, "dilation": 1, "groups": groups}
     case = Case(x, w, rng.standard_normal(12), {**options, "padding_mode": "zeros"}, [(1, 1)] * 2)
     check(case, "im2col", "NCHW")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("batch", "groups", "size", "out"),
+    [(1, 1, 3, 64), (2, 2, 2, 48), (1, 4, 5, 8), (5, 1, 6, 4), (1, 1, 9, 6)],
+)
+def test_channels_first_chunks_shared_among_threads(threads, batch, groups, size, out, rng):
+    """By shares of the outputs of each group (weights outweighing the patches: the
+    first two) or of the positions, on 1-3 threads; with a bias, strided."""
+    x = rng.standard_normal((batch, 8, size, size))
+    w = rng.standard_normal((out, 8 // groups, 3, 3))
+    options = {"stride": 2 if size > 5 else 1, "padding": 1, "dilation": 1, "groups": groups}
+    case = Case(x, w, rng.standard_normal(out), {**options, "padding_mode": "zeros"}, [(1, 1)] * 2)
+    old = npconv.set_threads(threads)
+    try:
+        check(case, "im2col", "NCHW")
+    finally:
+        npconv.set_threads(old)
