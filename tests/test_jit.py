@@ -184,17 +184,28 @@ def test_depthwise_jit_is_exact_for_integers(rng):
     np.testing.assert_array_equal(y, npconv.conv(x, w, padding=1, groups=6, algorithm="naive"))
 
 
-def test_depthwise_jit_gives_the_same_result_on_any_number_of_threads(rng):
-    x = rng.standard_normal((2, 32, 20, 20)).astype(np.float32)
-    w = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
+@pytest.mark.parametrize(
+    ("kernel", "stride", "multiplier"), [((3, 3), 1, 1), ((3, 3), 2, 2), ((5, 3), 2, 1)]
+)
+def test_depthwise_jit_gives_the_same_result_on_any_number_of_threads(
+    kernel, stride, multiplier, rng, monkeypatch
+):
+    """Its planes shared out among 1-3 threads (from any size on: SHARED_VALUES 0)."""
+    monkeypatch.setattr(depthwise_jit, "SHARED_VALUES", 0)
+    x = rng.standard_normal((2, 7, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((7 * multiplier, 1, *kernel)).astype(np.float32)
+    options = {"stride": stride, "padding": 1, "groups": 7}
+    expected = torch_conv(x, w, pads=[(1, 1)] * 2, stride=stride, groups=7)
     results = []
-    for threads in (1, 2):
+    for threads in (1, 2, 3):
         old = npconv.set_threads(threads)
         try:
-            results.append(npconv.conv(x, w, padding=1, groups=32, algorithm="depthwise_jit"))
+            results.append(npconv.conv(x, w, algorithm="depthwise_jit", **options))
         finally:
             npconv.set_threads(old)
-    np.testing.assert_array_equal(results[0], results[1])
+    assert_close(results[0], expected.astype(np.float32))
+    for y in results[1:]:
+        np.testing.assert_array_equal(y, results[0])
 
 
 WINOGRAD_CASES = [  # (size, kernel, pads, groups)

@@ -8,12 +8,12 @@ its first call for each combination of argument types, with ``cache=True``, so t
 second process loads the machine code from numba's cache instead of compiling again.
 Kernels that several algorithms call (:func:`copy_rows`) live here.
 
-Kernels run on the calling thread, without the GIL (``nogil``): they sit between BLAS
-calls, whose OpenBLAS threads keep spinning on every core for a while after each one,
-so numba's own threads would share the cores with them.  On two cores numba's threads
-made the Winograd transforms 1.5x slower (3x3 64->64 @224) and a depthwise layer run
-right after a GEMM 2-3x slower than on one thread (NumPy 2.4, OpenBLAS 0.3.31, numba
-0.68).  They are compiled without ``fastmath``: IEEE arithmetic, so that NaN and Inf
+Kernels run on the thread that calls them, without the GIL (``nogil``): the calling
+thread, or npconv's own pinned threads, among which an algorithm shares out its chunks
+(:mod:`npconv._threads`).  numba's own threads are not used: on two cores they made the
+Winograd transforms 1.5x slower (3x3 64->64 @224) and a depthwise layer run right
+after a GEMM 2-3x slower than on one thread (NumPy 2.4, OpenBLAS 0.3.31, numba 0.68).
+They are compiled without ``fastmath``: IEEE arithmetic, so that NaN and Inf
 propagate as in a direct convolution.  A kernel may ask for two of LLVM's fast-math
 flags (:data:`FLAGS`), which keep that: ``contract`` fuses ``a * b + c`` into one
 multiply-add (one rounding instead of two; exact integers in float64 stay exact), and

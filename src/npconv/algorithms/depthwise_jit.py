@@ -3,7 +3,8 @@
 In a depthwise layer (``groups == C``) every output channel ``o`` sees one input plane
 (``c = o // (O/C)``, for a channel multiplier ``O/C`` of 1 or more); in general an
 output plane sums the ``C/G`` input planes of its group.  The kernel (numba) runs the
-output planes one after another on the calling thread and, for each input plane of one:
+output planes one after another (on the calling thread, or for large layers a share
+of them on each of npconv's threads) and, for each input plane of one:
 
 1. copies the plane into a zero-padded buffer split into stride phases (input rows and
    columns ``p * s + r`` of phase ``r`` stored together), so that every tap of a
@@ -22,11 +23,11 @@ for 3x3 depthwise kernels it keeps a channel's nine sums in registers instead.
 
 Cost: ``N * O * C/G * prod(kernel) * prod(out)`` multiply-adds at SIMD speed, plus a copy
 of each input plane per output plane of its group and a copy of the output, on one
-thread: for depthwise layers near PyTorch's CPU convolution, for dense layers (``C/G``
-large) far slower than a GEMM.  One thread because these passes are bound by memory and
-because, in a network, they follow a GEMM whose OpenBLAS threads still spin on the
-cores: on two numba threads MobileNetV2's 3x3 144 @56 layer took 0.5-0.8 ms alone but
-2.3-2.6 ms right after a 512x512 GEMM, on one 0.7-1.2 ms either way (2 cores).  Exact for integers
+thread below :data:`SHARED_VALUES` input and output values and shared among the threads
+from there on: for depthwise layers near PyTorch's CPU convolution, for dense layers
+(``C/G`` large) far slower than a GEMM.  The threads are npconv's pinned ones
+(:mod:`npconv._threads`), not numba's: on two numba threads MobileNetV2's 3x3 144 @56
+layer took 0.5-0.8 ms alone but 2.3-2.6 ms right after a 512x512 GEMM.  Exact for integers
 (it sums in int64, or in float64 below 2**53).  It needs numba (the ``jit`` extra); its
 kernels compile on first use for each dtype (seconds), then load from numba's cache.
 """
@@ -35,12 +36,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from itertools import pairwise
 
 import numpy as np
 
 from .._cost import units
 from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
+from .._threads import get_threads, parallel_map
 from .._windows import move_channels_first, move_channels_last, weight_first
 
 #: The vector width, in float32 lanes, that a row of the 3x3 kernel is rounded up to:
@@ -103,11 +108,11 @@ def _add_taps(acc, buf, taps, offsets, span):
 
 
 @kernel
-def _planes(x, w, b, stride, dilation, lo, out):
-    """Grouped convolution of ``x`` (N, C, D, H, W) with ``w`` (O, C/G, KD, KH, KW) plus ``b``.
-
-    Returns ``(N, O, *out)``; ``lo`` are the zero pads before each axis.
-    """
+def _planes(x, w, b, stride, dilation, lo, y, first, last):
+    """Grouped convolution of ``x`` (N, C, D, H, W) with ``w`` (O, C/G, KD, KH, KW) plus ``b``
+    into planes ``first..last-1`` (sample-major) of ``y`` (N, O, *out); ``lo`` are the
+    zero pads before each axis."""
+    out = y.shape[2:]
     o_channels, group_in = w.shape[0], w.shape[1]
     group_out = o_channels // (x.shape[1] // group_in)
     taps = w.shape[2] * w.shape[3] * w.shape[4]
@@ -127,13 +132,12 @@ def _planes(x, w, b, stride, dilation, lo, out):
         offsets[t] = r * phase + q
     span = ((out[0] - 1) * size[1] + out[1] - 1) * size[2] + out[2]
     n_phases = stride[0] * stride[1] * stride[2]
-    y = np.empty((x.shape[0], o_channels, out[0], out[1], out[2]), x.dtype)
     # scratch, allocated here (the compiler then knows that no two of these arrays
     # overlap, and vectorises the passes without checks) and reused from plane to plane
     # (warm in the cache)
     buf = np.empty((n_phases, size[0], size[1], size[2]), x.dtype)
     acc = np.empty(out[0] * rows, x.dtype)
-    for p in range(x.shape[0] * o_channels):
+    for p in range(first, last):
         n, o = p // o_channels, p % o_channels
         acc[:] = b[o]
         for c in range(group_in):  # the input channels of o's group
@@ -143,7 +147,6 @@ def _planes(x, w, b, stride, dilation, lo, out):
             for j in range(out[1]):
                 start = (i * size[1] + j) * size[2]
                 y[n, o, i, j] = acc[start : start + out[2]]
-    return y
 
 
 @kernel
@@ -244,7 +247,7 @@ def _rows_3x3_stride2(plane, buf, k, start, add, sums):
 
 
 @kernel(flags=("contract",))
-def _planes_3x3(x, w, b, stride, lo, out):
+def _planes_3x3(x, w, b, stride, lo, y, first, last):
     """The same for a 2-d 3x3 kernel of dilation 1 and stride 1 or 2, ``x`` (N, C, H, W).
 
     The nine taps stay in registers: one pass per output row over three input rows,
@@ -257,14 +260,13 @@ def _planes_3x3(x, w, b, stride, lo, out):
     """
     o_channels, group_in = w.shape[0], w.shape[1]
     group_out = o_channels // (x.shape[1] // group_in)
-    oh, ow = out[0], out[1]
+    oh, ow = y.shape[2], y.shape[3]
     wide = -(-ow // LANES) * LANES  # the outputs computed per row
     height, width = (oh - 1) * stride + 3, (wide - 1) * stride + 3  # the input read
     rows_in, cols_in = min(x.shape[2], height - lo[0]), min(x.shape[3], width - lo[1])
-    y = np.empty((x.shape[0], o_channels, oh, ow), x.dtype)
     buf = np.zeros((height, width), x.dtype)  # zero borders, written once
     sums = np.empty(wide, x.dtype)
-    for p in range(x.shape[0] * o_channels):
+    for p in range(first, last):
         n, o = p // o_channels, p % o_channels
         for c in range(group_in):
             plane = x[n, o // group_out * group_in + c]
@@ -274,7 +276,6 @@ def _planes_3x3(x, w, b, stride, lo, out):
                 _rows_3x3(y[n, o], buf, w[o, c], start, c > 0, sums)
             else:
                 _rows_3x3_stride2(y[n, o], buf, w[o, c], start, c > 0, sums)
-    return y
 
 
 @kernel
@@ -407,20 +408,39 @@ def conv_channels_first(
     """
     b = np.zeros(spec.out_channels, xp.dtype) if bias is None else bias.astype(xp.dtype)
     x, w = np.ascontiguousarray(xp), np.ascontiguousarray(wc, dtype=xp.dtype)
+    y = np.empty((spec.batch, spec.out_channels, *spec.out_size), x.dtype)  # (N, O, *out)
     if spec.kernel == (3, 3) and spec.dilation == (1, 1) and spec.stride in ((1, 1), (2, 2)):
-        lo, out = np.array([p[0] for p in spec.pads]), np.array(spec.out_size)
-        return _planes_3x3(x, w, b, spec.stride[0], lo, out)
+        lo = np.array([p[0] for p in spec.pads])
+        _shared_planes(partial(_planes_3x3, x, w, b, spec.stride[0], lo, y), x, y)
+        return y
     x, w = _as_3d(x), _as_3d(w)  # (N, C, 3 axes), (O, C/G, 3 axes)
     lo = _axes_3d(tuple(p[0] for p in spec.pads), 0)
     stride, dilation = _axes_3d(spec.stride, 1), _axes_3d(spec.dilation, 1)
-    out = _axes_3d(spec.out_size, 1)
     # one output at a time where the kernel has far more taps than there are outputs:
     # weight gradients of 3x3 depthwise layers at 56x56 took 1.2 ms so and 12 ms plane by
     # plane, at 14x14 1.0 ms and 0.8 ms (MobileNetV2, 2 threads)
-    few = 32 * math.prod(spec.out_size) < math.prod(spec.kernel)
-    planes = _planes_dots if few else _planes
-    y = planes(x, w, b, stride, dilation, lo, out)
-    return y.reshape(spec.batch, spec.out_channels, *spec.out_size)  # (N, O, *out)
+    if 32 * math.prod(spec.out_size) < math.prod(spec.kernel):
+        out = _axes_3d(spec.out_size, 1)
+        return _planes_dots(x, w, b, stride, dilation, lo, out).reshape(y.shape)
+    _shared_planes(partial(_planes, x, w, b, stride, dilation, lo, _as_3d(y)), x, y)
+    return y
+
+
+#: Input and output values from which a layer's planes are shared out among the threads
+#: (below, the pool's hand-offs cost more than they save).  Measured on MobileNetV2's
+#: 3x3 layers, ms on two threads / one: 96 @112 stride 2 0.45 / 0.64, 144 @56 at batch 8
+#: 1.06 / 1.97, 144 @56 0.25 / 0.24, 32 @112 0.24 / 0.19, 384 @14 0.16 / 0.09.
+SHARED_VALUES = 2**20
+
+
+def _shared_planes(planes: Callable[[int, int], None], x: np.ndarray, y: np.ndarray) -> None:
+    """``planes(first, last)`` over the output planes of ``y`` (N, O, ...) for input ``x``:
+    one share per thread (npconv's pinned threads, :func:`npconv._threads.parallel_map`)
+    from :data:`SHARED_VALUES` on, else all on the calling thread."""
+    count = y.shape[0] * y.shape[1]
+    shares = min(get_threads() if x.size + y.size >= SHARED_VALUES else 1, count)
+    cuts = [i * count // shares for i in range(shares + 1)]
+    parallel_map(lambda share: planes(*share), list(pairwise(cuts)))
 
 
 def conv(
@@ -433,8 +453,9 @@ def conv(
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-    """A vectorised multiply-add per tap and output, a pass over input and output, on
-    the calling thread, and a call's worth of setting up per pair of output and input
+    """A vectorised multiply-add per tap and output, a pass over input and output (on
+    the calling thread, or shared among the threads from :data:`SHARED_VALUES` values
+    on), and a call's worth of setting up per pair of output and input
     planes (measured 27-45 ns a pair on dense 3x3 layers of 1x1 to 4x4 pixels, 63-112 ns
     on 1x1 and 5x5 kernels: 2-30 ms where ``im2col`` takes 0.3 ms)."""
     item = max(np.dtype(dtype).itemsize, 4)
@@ -443,4 +464,6 @@ def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     taps = math.prod(spec.kernel) * spec.group_in
     copies = inputs * spec.group_out  # every input plane copied once per output plane
     pairs = spec.batch * spec.out_channels * spec.group_in
-    return units(serial=(taps * outputs + 2 * outputs + copies) * item, calls=1 + pairs)
+    passes = (taps * outputs + 2 * outputs + copies) * item
+    kind = "passes" if inputs + outputs >= SHARED_VALUES else "serial"  # shared or not
+    return units(**{kind: passes}, calls=1 + pairs)
