@@ -50,7 +50,6 @@ from .._threads import parallel_map
 from .._windows import (
     WORKSPACE_BYTES,
     chunks,
-    move_channels_first,
     move_channels_last,
     thread_chunks,
     weight_first,
@@ -95,10 +94,16 @@ def _input_tiles(x, lo, n0, r0, rows, cols, k, v):
         for i in range(6):  # rows beyond the image (the columns beyond stay zero)
             if i < i0 or i >= i1:
                 band[i] = 0
+        j0, j1 = max(0, -w0), min(band_w, x.shape[2] - w0)
         for i in range(i0, i1):
-            for j in range(max(0, -w0), min(band_w, x.shape[2] - w0)):
+            if x.strides[3] == x.itemsize:  # channels-last data: a run per pixel
+                for j in range(j0, j1):
+                    for c in range(channels):
+                        band[i, j, c] = x[n, h0 + i, w0 + j, c]
+            else:  # a channels-first image seen channels-last: a run per image row
                 for c in range(channels):
-                    band[i, j, c] = x[n, h0 + i, w0 + j, c]
+                    for j in range(j0, j1):
+                        band[i, j, c] = x[n, h0 + i, w0 + j, c]
         for q in range(cols):
             t = p * cols + q
             for j in range(6):  # s[:, j] = BT @ d[:, j]
@@ -156,9 +161,14 @@ def _output_tiles(m, b, n0, r0, rows, cols, k, y):
                     band[i, 4 * q + 2, o] = (m1 + m2) + four * (m3 + m4) + b[o]
                     band[i, 4 * q + 3, o] = (m1 - m2) + eight * (m3 - m4) + m5 + b[o]
         for i in range(min(4, y.shape[1] - 4 * r)):
-            for j in range(y.shape[2]):
+            if y.strides[3] == y.itemsize:  # as for the input in _input_tiles
+                for j in range(y.shape[2]):
+                    for o in range(channels):
+                        y[n, 4 * r + i, j, o] = band[i, j, o]
+            else:
                 for o in range(channels):
-                    y[n, 4 * r + i, j, o] = band[i, j, o]
+                    for j in range(y.shape[2]):
+                        y[n, 4 * r + i, j, o] = band[i, j, o]
 
 
 @kernel
@@ -409,12 +419,23 @@ def conv(
 
     The spec's zero pads are applied here.
     """
-    g, cg, og = spec.groups, spec.group_in, spec.group_out
     x = np.ascontiguousarray(xp)
+    y = np.empty((spec.batch, *spec.out_size, spec.out_channels), x.dtype)
+    _tiles(x, wc, spec, bias, y)
+    return y
+
+
+def _tiles(
+    x: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None, y: np.ndarray
+) -> None:
+    """:func:`conv` of ``x`` (N, H, W, C) into ``y`` (N, *out, O): contiguous arrays, or
+    channels-first ones seen channels-last, which the kernels read and write a row of
+    an image at a time (each thread its own rows, with no transposed copy of the whole
+    input and result)."""
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
     dtype = x.dtype
     b, lo, k = _constants(spec, dtype, bias)
     u = _filters(wc, spec, dtype).transpose(0, 1, 3, 2)  # (36, G, C/G, O/G)
-    y = np.empty((spec.batch, *spec.out_size, spec.out_channels), dtype)
     cols = -(-spec.out_size[1] // 4)  # tiles per tile row
 
     def chunk(c: tuple[int, int, int, int]) -> None:
@@ -427,7 +448,6 @@ def conv(
         _output_tiles(m, b, n0, r0, rows, cols, k, y)
 
     _run_chunks(chunk, spec, dtype.itemsize)
-    return y
 
 
 def conv_channels_first(
@@ -441,12 +461,13 @@ def conv_channels_first(
     others are transposed to channels-last and back, for :func:`conv`'s transforms,
     vectorised over channels.
     """
-    if _transposed(spec):
-        x_last, w_last = move_channels_last(xp), weight_last(wc)
-        return np.ascontiguousarray(move_channels_first(conv(x_last, w_last, spec, bias)))
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     x = np.ascontiguousarray(xp)
     dtype = x.dtype
+    if _transposed(spec):
+        y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
+        _tiles(move_channels_last(x), weight_last(wc), spec, bias, move_channels_last(y))
+        return y
     b, lo, k = _constants(spec, dtype, bias)
     u = _filters(weight_last(wc), spec, dtype)  # (36, G, O/G, C/G)
     y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
