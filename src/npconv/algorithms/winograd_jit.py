@@ -14,12 +14,13 @@ tiles, each reading a 6x6 tile of the input; per chunk of tile rows:
 3. a compiled kernel transforms back, ``y = AT m AT^T`` per tile, adds the bias and writes
    the 4x4 outputs into the channels-last result (the edge tiles cropped).
 
-The transforms run on the calling thread (a loop over tile rows; numba's threads between
-two GEMMs would compete with OpenBLAS's spinning ones, :mod:`npconv._jit`), the GEMMs on
-BLAS's threads.  Wide channels-first images keep their layout: their kernels read and
-write image rows and the tiles are ``V (36, C, T)``, the products
-``M[a] = U[a] (O/G x C/G) @ V[a]`` (a transposed copy of a large input and of its result
-costs more than the transforms); narrow ones are transposed (:data:`WIDE`).
+Where the tiles outweigh the transformed filters, npconv's threads share the chunks out,
+each running the transforms and single-threaded GEMMs of its own tiles
+(:mod:`npconv._threads`); otherwise the chunks run one after another on the calling
+thread, the GEMMs on BLAS's threads.  Wide channels-first images keep their layout:
+their kernels read and write image rows and the tiles are ``V (36, C, T)``, the
+products ``M[a] = U[a] (O/G x C/G) @ V[a]``; narrow ones are seen channels-last
+(:data:`WIDE`), the kernels reading and writing a row of the image at a time.
 
 The weight gradient (:func:`weight_grad`, the row's ``weight_grad``) is the adjoint of
 the same computation in the filters: the input tiles transformed as above, the output
@@ -59,11 +60,11 @@ from .._workspace import buffer
 from .winograd import _nd_transforms, filter_work
 from .winograd import growth as _growth
 
-#: Channels-first images at least this wide are transformed where they lie; narrower
-#: ones are transposed, their rows being too short to vectorise the transforms along,
+#: Channels-first images at least this wide are transformed along their rows; narrower
+#: ones channels-last, their rows being too short to vectorise the transforms along,
 #: unless their channels outnumber the batch's tiles (four times below half this
 #: width), where ``U @ V`` runs the thin GEMMs faster than ``V @ U``.  Measured in one
-#: process, 2 threads, 3x3 layers, ms transposed / in place: 64->64 @224 33 / 18, @112
+#: process, 2 threads, 3x3 layers, ms transposed / along rows: 64->64 @224 33 / 18, @112
 #: 5.5 / 4.6, @56 1.30 / 1.20, at batch 8 11.3 / 10.5; 128->128 @28 2.44-2.62 /
 #: 1.80-1.82, batch 2 4.15-4.19 / 3.07-3.13, batch 4 5.8 / 7.6; 64->64 @28 0.72 / 0.58;
 #: 256->256 @14 batch 8 7.1 / 9.0 (10.6 / 11.9 in a slower period).
@@ -307,9 +308,9 @@ def _tile_count(spec: ConvSpec) -> int:
 
 
 def _transposed(spec: ConvSpec) -> bool:
-    """Whether :func:`conv_channels_first` transposes the image to channels-last: a
-    narrow one (:data:`WIDE`) whose channels do not outnumber the batch's tiles (4x
-    below half that width)."""
+    """Whether :func:`conv_channels_first` sees the image channels-last: a narrow one
+    (:data:`WIDE`) whose channels do not outnumber the batch's tiles (4x below half
+    that width)."""
     width = spec.in_size[1]
     factor = 1 if 2 * width >= WIDE else 4
     return width < WIDE and spec.group_in <= factor * _tile_count(spec)
@@ -458,8 +459,8 @@ def conv_channels_first(
     Images at least :data:`WIDE` wide, and small ones of many channels, keep their
     layout: the tiles are channels-first, ``V (36, C, T)``, the transforms run along
     image rows and the products are ``M[a] = U[a] (O/G x C/G) @ V[a]`` per group.  The
-    others are transposed to channels-last and back, for :func:`conv`'s transforms,
-    vectorised over channels.
+    others are seen channels-last, for :func:`conv`'s transforms, vectorised over
+    channels.
     """
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     x = np.ascontiguousarray(xp)
@@ -534,15 +535,9 @@ def unsupported(spec: ConvSpec) -> str | None:
 
 def memory(spec: ConvSpec, dtype: np.dtype) -> int:
     """Bytes of temporaries :func:`conv_channels_first` holds at once: the transformed
-    filters, one chunk's tiles and, where it transposes the image, its input and result
-    transposed."""
+    filters and one chunk's tiles (the threads' chunks together)."""
     item = np.dtype(dtype).itemsize
-    need = 36 * spec.group_in * spec.out_channels * item + _chunk_bytes(spec, item)
-    if _transposed(spec):
-        sample = math.prod(spec.in_size) * spec.in_channels
-        sample += math.prod(spec.out_size) * spec.out_channels
-        need += spec.batch * sample * item
-    return need
+    return 36 * spec.group_in * spec.out_channels * item + _chunk_bytes(spec, item)
 
 
 def weight_memory(spec: ConvSpec, dtype: np.dtype) -> int:
