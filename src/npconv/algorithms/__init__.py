@@ -190,6 +190,7 @@ REGISTRY: dict[str, Algorithm] = {
             fn_channels_first=im2col.conv_channels_first,
             weight_grad_channels_first=im2col.weight_grad_channels_first,
             adds_bias=True,
+            pads_itself=True,
         ),
         Algorithm(
             "einsum", "sliding windows contracted by np.einsum, chunked", einsum.work, einsum.conv

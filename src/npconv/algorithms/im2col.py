@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import replace
 from itertools import pairwise
 
 import numpy as np
@@ -40,6 +41,7 @@ from .._spec import ConvSpec
 from .._threads import get_threads, parallel_map
 from .._windows import (
     WORKSPACE_BYTES,
+    canonical_input,
     chunks,
     reshaped_view,
     side_by_side,
@@ -113,8 +115,38 @@ def _pointwise(spec: ConvSpec, xp: np.ndarray, fold: bool) -> bool:
     bias is not folded into the GEMM): then :func:`conv` and :func:`conv_channels_first`
     multiply it without the windows, chunks and buffers (15-20 us of Python a call:
     1x1 64->384 @14 took 75 against 88 us)."""
-    every = spec.padded_size == spec.out_size  # 1x1, stride 1 and no input left over
+    every = spec.in_size == spec.out_size and max(spec.kernel) == 1  # no pads, stride 1
     return every and xp.flags.c_contiguous and not fold
+
+
+def _chunk_input(
+    x: np.ndarray, spec: ConvSpec, chunk: tuple[slice, slice], channels_last: bool
+) -> tuple[np.ndarray, ConvSpec]:
+    """The input that output rows ``rows`` of samples ``batch`` (``chunk``) read,
+    zero-padded in the calling thread's ``"input"`` buffer (a view of ``x`` where
+    nothing is padded), and the spec of their convolution.
+
+    Each thread pads the rows its chunks read: on these machines the calling thread's
+    padded copy of the whole input, read by the other threads, took 4x its own time to
+    write again at the next call (0.66 of 2.6 ms on 3x3/2 128->128 @56).
+    """
+    batch, rows = chunk
+    r0, r1, _ = rows.indices(spec.out_size[0])
+    (lo, _), size = spec.pads[0], spec.in_size[0]
+    first = r0 * spec.stride[0] - lo  # the input rows read, first and past the last
+    last = (r1 - 1) * spec.stride[0] + (spec.kernel[0] - 1) * spec.dilation[0] + 1 - lo
+    a = min(max(first, 0), size)
+    b = max(min(last, size), a)
+    sub = replace(
+        spec,
+        batch=len(range(spec.batch)[batch]),
+        in_size=(b - a, *spec.in_size[1:]),
+        pads=((a - first, last - b), *spec.pads[1:]),
+        out_size=(r1 - r0, *spec.out_size[1:]),
+        layout="NHWC" if channels_last else "NCHW",  # as x lies: nothing moved
+    )
+    index = (batch, slice(a, b)) if channels_last else (batch, slice(None), slice(a, b))
+    return canonical_input(x[index], sub, channels_last, reuse=True), sub
 
 
 def conv(
@@ -135,7 +167,10 @@ def conv(
     b = None if bias is None or fold else bias.astype(dtype)  # added to each block
 
     def product(chunk: tuple[slice, slice]) -> None:  # its temporaries are freed on return
-        block = patches[chunk]  # (n, r, *out[1:], G, *kernel, C/G)
+        x_chunk, sub = _chunk_input(xp, spec, chunk, channels_last=True)
+        block = windows(x_chunk, sub)  # (n, r, *out[1:], *kernel, C)
+        block = block.reshape(*block.shape[:-1], g, cg)  # (n, r, *out[1:], *kernel, G, C/G)
+        block = np.moveaxis(block, -2, 1 + spec.nd)  # (n, r, *out[1:], G, *kernel, C/G)
         out_block = y[chunk]  # (n, r, *out[1:], O): contiguous
         if fold:
             cols = _with_ones(block, (math.prod(block.shape[: 1 + spec.nd]), g, k + 1), 2)
@@ -156,9 +191,6 @@ def conv(
         if b is not None:
             y += b
         return y
-    patches = windows(xp, spec)  # (N, *out, *kernel, C)
-    patches = patches.reshape(*patches.shape[:-1], g, cg)  # (N, *out, *kernel, G, C/G)
-    patches = np.moveaxis(patches, -2, 1 + spec.nd)  # (N, *out, G, *kernel, C/G)
     per_output = taps * spec.in_channels * dtype.itemsize
     parallel_map(product, thread_chunks(spec, per_output), blas=True)
     return y
@@ -181,14 +213,13 @@ def conv_channels_first(
     fold = _fold_bias(spec, bias)
     if bias is not None and fold:  # the weights of a row of ones: (G, O/G, K + 1)
         w_mat = np.concatenate([w_mat, bias.reshape(g, og, 1).astype(dtype)], axis=2)
-    every = (slice(None),) * (2 + spec.nd)  # the G, C/G and kernel axes
-
     b = None if bias is None or fold else bias.reshape(g, og, *(1,) * spec.nd).astype(dtype)
 
     def product(chunk: tuple[slice, slice, slice]) -> None:  # its temporaries are freed on return
         batch, rows, outs = chunk  # outs: the chunk's share of each group's outputs
-        index = (batch, *every, rows)
-        block = patches[index]  # (n, G, C/G, *kernel, r, *out[1:])
+        x_chunk, sub = _chunk_input(xp, spec, (batch, rows), channels_last=False)
+        block = windows_channels_first(x_chunk, sub)  # (n, C, *kernel, r, *out[1:])
+        block = block.reshape(len(block), g, cg, *block.shape[2:])  # (n, G, C/G, ...)
         n, points = block.shape[0], math.prod(block.shape[3 + spec.nd :])  # P per sample
         w_part = w_mat[:, outs]  # (G, o, C/G*K)
         o = w_part.shape[1]
@@ -220,8 +251,6 @@ def conv_channels_first(
         if b is not None:
             y += b
     else:
-        patches = windows_channels_first(xp, spec)  # (N, C, *kernel, *out)
-        patches = patches.reshape(spec.batch, g, cg, *patches.shape[2:])  # (N, G, C/G, *k, *out)
         parallel_map(product, _shares(spec, dtype.itemsize), blas=True)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
 
