@@ -246,12 +246,16 @@ def test_shifted_in_chunks_of_rows(layout, budget, rng, monkeypatch):
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize(("c", "o", "size"), [(4, 32, 24), (32, 64, 2)])
-def test_pointwise_bias_in_the_gemm_or_after_it(layout, c, o, size, rng):
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pointwise_bias_in_the_gemm_or_after_it(layout, c, o, size, stride, rng):
     # a 1x1 layer widening the channels on a large image adds the bias through a row of
-    # ones in the GEMM; on a small one, after it
-    case = Case(rng.standard_normal((2, c, size, size)), rng.standard_normal((o, c, 1, 1)),
-                rng.standard_normal(o), {"stride": 1, "padding": 0, "dilation": 1, "groups": 1,
-                                         "padding_mode": "zeros"}, [(0, 0), (0, 0)])  # fmt: skip
+    # ones in the GEMM; on a small one, after it.  Stride 2 with padding 1 keeps a size of
+    # 2 (the output grid is the input's, yet the input is not the patch matrix)
+    pad = stride - 1
+    case = Case(rng.standard_normal((1, c, size, size)), rng.standard_normal((o, c, 1, 1)),
+                rng.standard_normal(o), {"stride": stride, "padding": pad, "dilation": 1,
+                                         "groups": 1, "padding_mode": "zeros"},
+                [(pad, pad)] * 2)  # fmt: skip
     check(case, "im2col", layout)
 
 
