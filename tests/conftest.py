@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -105,6 +106,25 @@ def spy_weight_gradient(monkeypatch: pytest.MonkeyPatch, name: str) -> list[tupl
         spy = replace(row, weight_grad_channels_first=recorded)
     monkeypatch.setitem(REGISTRY, name, spy)
     return calls
+
+
+def in_threads(fn: Callable[[], object], count: int = 2) -> list[Exception]:
+    """Call ``fn`` on ``count`` new threads at once, wait for them, and return the
+    exceptions they raised (for the test's own thread to assert on)."""
+    errors: list[Exception] = []
+
+    def guarded() -> None:
+        try:
+            fn()
+        except Exception as err:  # returned to the caller
+            errors.append(err)
+
+    workers = [threading.Thread(target=guarded) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return errors
 
 
 def torch_conv(

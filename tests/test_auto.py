@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import npconv
-from npconv import ConvSpec
+from npconv import ConvSpec, _threads
 from npconv import _choose as choosing
 from npconv._windows import WORKSPACE_BYTES, thread_chunks
-from npconv.algorithms import REGISTRY
+from npconv.algorithms import REGISTRY, im2col
 
-from conftest import FORWARD, assert_close, refuses_without_numba, torch_conv
+from conftest import FORWARD, assert_close, in_threads, refuses_without_numba, torch_conv
 
 
 @pytest.fixture(autouse=True)
@@ -218,10 +218,12 @@ def test_thread_chunks_cover_the_output_once_and_feed_every_thread(threads, batc
     assert max(samples) - min(samples) <= 1 and max(lines) - min(lines) <= 1  # even shares
 
 
-def test_parallel_regions_restore_blas_threads_and_agree(rng):
+def test_parallel_regions_restore_blas_threads_and_agree(rng, monkeypatch):
     """Convolutions whose chunks run on npconv's threads, with BLAS on one thread each,
     from two threads at once: the BLAS thread count is restored, the results agree."""
     from threadpoolctl import threadpool_info
+
+    monkeypatch.setattr(im2col, "_shared", lambda spec: True)
 
     def blas_threads():
         return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
@@ -231,29 +233,43 @@ def test_parallel_regions_restore_blas_threads_and_agree(rng):
     expected = torch_conv(x, w, pads=[(1, 1)] * 2).astype(np.float32)
     old = npconv.set_threads(2)
     before = blas_threads()
-    results, errors = [], []
+    results = []
 
     def convolve():
-        try:
-            for algorithm in ["im2col", "winograd_jit"] * 10:
-                run = partial(npconv.conv, x, w, padding=1, algorithm=algorithm)
-                if not refuses_without_numba(algorithm, run):
-                    results.append(run())
-        except Exception as err:  # reported below
-            errors.append(err)
+        for algorithm in ["im2col", "winograd_jit"] * 10:
+            run = partial(npconv.conv, x, w, padding=1, algorithm=algorithm)
+            if not refuses_without_numba(algorithm, run):
+                results.append(run())
 
     try:
-        workers = [threading.Thread(target=convolve) for _ in range(2)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        errors = in_threads(convolve)
         assert blas_threads() == before
     finally:
         npconv.set_threads(old)
     assert errors == [] and len(results) >= 20
     for y in results:
         assert_close(y, expected)
+
+
+@pytest.mark.parametrize(("ratio", "pays"), [(1.0, False), (10.0, True)])
+def test_sharing_pays_where_writing_what_another_core_read_costs(ratio, pays, monkeypatch):
+    """Measured once per process: shared where overwriting what a multi-threaded GEMM
+    read costs more than WRITE_AFTER_READ plain copies; never on one thread."""
+    measured = []
+    monkeypatch.setattr(_threads, "_write_after_read", lambda: measured.append(1) or ratio)
+    monkeypatch.setattr(_threads, "_sharing", {})
+    old = npconv.set_threads(2)
+    try:
+        assert [_threads.sharing_pays() for _ in range(3)] == [pays] * 3
+        assert measured == [1]
+        npconv.set_threads(1)
+        assert not _threads.sharing_pays()
+    finally:
+        npconv.set_threads(old)
+
+
+def test_write_after_read_is_a_ratio_of_times():
+    assert 0.0 < _threads._write_after_read() < 1000.0
 
 
 def test_threads_setting_round_trips_and_gives_the_same_result(rng):

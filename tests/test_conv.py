@@ -272,20 +272,41 @@ def test_channels_first_patches_per_sample_or_side_by_side(
     check(case, "im2col", "NCHW")
 
 
+@pytest.mark.parametrize(("pays", "batch", "threads", "shared"),
+                         [(True, 1, 2, True), (False, 1, 2, False), (False, 2, 2, True),
+                          (False, 3, 4, False)])  # fmt: skip
+def test_im2col_shares_its_chunks_where_the_machine_or_the_batch_favours_it(
+    pays, batch, threads, shared, monkeypatch
+):
+    monkeypatch.setattr(im2col, "sharing_pays", lambda: pays)
+    spec = npconv.ConvSpec.build((batch, 8, 9, 9), (8, 8, 3, 3), padding=1)
+    old = npconv.set_threads(threads)
+    try:
+        assert im2col._shared(spec) == shared
+    finally:
+        npconv.set_threads(old)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("sharing", [True, False], ids=["shared", "in-turn"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize(
     ("batch", "groups", "size", "out"),
     [(1, 1, 3, 64), (2, 2, 2, 48), (1, 4, 5, 8), (5, 1, 6, 4), (1, 1, 9, 6)],
 )
-def test_channels_first_chunks_shared_among_threads(threads, batch, groups, size, out, rng):
-    """By shares of the outputs of each group (weights outweighing the patches: the
-    first two) or of the positions, on 1-3 threads; with a bias, strided."""
+def test_im2col_chunks_shared_among_threads_or_in_turn(
+    layout, sharing, threads, batch, groups, size, out, rng, monkeypatch
+):
+    """Shared among 1-3 threads, by shares of the outputs of each group (channels-first,
+    weights outweighing the patches: the first two) or of the positions, or in turn on
+    the calling thread; with a bias, strided."""
+    monkeypatch.setattr(im2col, "_shared", lambda spec: sharing)
     x = rng.standard_normal((batch, 8, size, size))
     w = rng.standard_normal((out, 8 // groups, 3, 3))
     options = {"stride": 2 if size > 5 else 1, "padding": 1, "dilation": 1, "groups": groups}
     case = Case(x, w, rng.standard_normal(out), {**options, "padding_mode": "zeros"}, [(1, 1)] * 2)
     old = npconv.set_threads(threads)
     try:
-        check(case, "im2col", "NCHW")
+        check(case, "im2col", layout)
     finally:
         npconv.set_threads(old)

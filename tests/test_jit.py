@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ import npconv
 import npconv.grad
 from npconv.algorithms import depthwise_jit, winograd_jit
 
-from conftest import RTOL, assert_close, spy_weight_gradient, torch_conv
+from conftest import RTOL, assert_close, in_threads, spy_weight_gradient, torch_conv
 
 
 def channels_last(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -421,21 +420,14 @@ def test_winograd_jit_from_two_threads_leaves_the_blas_threads(rng):
     expected = torch_conv(x, w, pads=[(1, 1), (1, 1)])
     before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     old = npconv.set_threads(2)
-    results, errors = [], []
+    results = []
 
     def convolve():
-        try:
-            for _ in range(5):
-                results.append(npconv.conv(x, w, padding=1, algorithm="winograd_jit"))
-        except Exception as error:  # reported below: the main thread asserts
-            errors.append(error)
+        for _ in range(5):
+            results.append(npconv.conv(x, w, padding=1, algorithm="winograd_jit"))
 
     try:
-        workers = [threading.Thread(target=convolve) for _ in range(2)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        errors = in_threads(convolve)
         after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     finally:
         npconv.set_threads(old)

@@ -4,17 +4,22 @@ FFTs run in ``scipy.fft``'s workers.  npconv's own stages run on a pool of its o
 threads (:func:`parallel_map`), one per core, each pinned to its core: the chunks of
 an algorithm (patch matrices and their GEMMs, Winograd tiles, depthwise blocks) are
 shared out among them, each thread copying into its own buffers and multiplying them
-by single-threaded BLAS calls.  On the 2-core virtual machines this was measured on,
-writing memory that the other core had read last cost 5-10x a plain copy: a patch
+by single-threaded BLAS calls.  On the 2-core AMD EPYC virtual machines this was measured
+on, writing memory that the other core had read last cost 5-10x a plain copy: a patch
 matrix copied by the calling thread, then read by OpenBLAS's two threads, took 1.9
 against 0.17 ms to copy again (10 images of 32x32x8); threads that migrate between
-cores pay the same, hence the pinning.  Shared out so, the 3x3 layers of the notes
-and a 64-channel layer at batch 8 ran 2-6x faster than by one copy and a two-thread
-GEMM.  :func:`set_threads` sets every count; the default is every core
-(``os.cpu_count()``).  It changes how npconv runs, never what it computes: the cost
-model that "auto" consults takes the thread count as an input, so the choice of
-algorithm may differ between counts, and every algorithm gives the same result up to
-its stated rounding error.
+cores pay the same, hence the pinning.  Shared out so, the 3x3 layers of the notes and
+a 64-channel layer at batch 8 ran 2-6x faster than by one copy and a two-thread GEMM.
+Where that copy costs no more (the Intel Xeon machines measured: 0.21 ms either way),
+a two-thread GEMM of a whole chunk is faster than two single-threaded halves, and an
+ONNX ResNet-50 ran in 71 against 104 ms with im2col's chunks in turn on the calling
+thread: :func:`sharing_pays` measures which kind of machine this is, once per process.
+
+:func:`set_threads` sets every count; the default is every core (``os.cpu_count()``).
+It changes how npconv runs, never what it computes: the cost model that "auto"
+consults takes the thread count as an input, so the choice of algorithm may differ
+between counts, and every algorithm gives the same result up to its stated rounding
+error.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ import ctypes
 import itertools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
-__all__ = ["get_threads", "parallel_map", "set_threads"]
+import numpy as np
+
+__all__ = ["get_threads", "parallel_map", "set_threads", "sharing_pays"]
 
 T = TypeVar("T")
 _state: dict[str, object] = {"threads": os.cpu_count() or 1, "pool": None}
@@ -38,6 +46,12 @@ _local = threading.local()  # ``in_pool``: set in the pool's own threads
 #: regions run with single-threaded BLAS now, and the counts to restore after the last.
 _blas: dict[str, Any] = {"controllers": None, "regions": 0, "saved": []}
 _blas_lock = threading.Lock()
+#: How many times a plain copy's time a copy may take that overwrites a matrix which a
+#: multi-threaded GEMM has just read, before chunks are shared among the threads
+#: (:func:`sharing_pays`): 1.0 measured on the Intel Xeon machines, about 10 on the AMD
+#: EPYC ones.
+WRITE_AFTER_READ = 2.0
+_sharing: dict[str, bool] = {}
 
 
 def get_threads() -> int:
@@ -160,6 +174,43 @@ def _single_threaded_blas() -> Iterator[None]:
             if _blas["regions"] == 0:
                 for (_, put), count in zip(_blas["controllers"], _blas["saved"]):
                     put(count)
+
+
+def _write_after_read() -> float:
+    """How many times longer the calling thread takes to overwrite a 3 MiB matrix that a
+    multi-threaded GEMM has just read than to overwrite it again (the fastest of five)."""
+    patches = np.ones((12288, 64), np.float32)
+    source = np.ones_like(patches)
+    weights = np.ones((64, 16), np.float32)
+    after_gemm, again = [], []
+    for _ in range(5):
+        patches @ weights  # read on BLAS's threads
+        start = time.perf_counter()
+        np.copyto(patches, source)
+        middle = time.perf_counter()
+        np.copyto(patches, source)
+        after_gemm.append(middle - start)
+        again.append(time.perf_counter() - middle)
+    return min(after_gemm) / max(min(again), 1e-9)
+
+
+def sharing_pays() -> bool:
+    """Whether an algorithm's chunks should be shared among npconv's threads
+    (:func:`parallel_map` with single-threaded BLAS) rather than run in turn on the
+    calling thread with multi-threaded BLAS.
+
+    Sharing pays where a core overwriting what another core has just read takes more
+    than :data:`WRITE_AFTER_READ` times a plain copy, as measured once per process (a
+    few milliseconds, on the first call with more than one thread outside a parallel
+    region).  The answer changes how npconv runs, never what it computes.
+    """
+    if get_threads() == 1:
+        return False
+    if "pays" not in _sharing:
+        if _blas["regions"]:  # BLAS is single-threaded now: measure another time
+            return True
+        _sharing["pays"] = _write_after_read() > WRITE_AFTER_READ
+    return _sharing["pays"]
 
 
 def parallel_map(fn: Callable[[T], object], items: Sequence[T], blas: bool = False) -> None:

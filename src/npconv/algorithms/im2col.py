@@ -11,8 +11,10 @@ Cost: the direct flops in one large BLAS call per group and chunk, plus copying
 ``prod(kernel)`` times the input.  Memory: the patch matrix is ``prod(kernel)`` times
 the input, so it is built in chunks of samples (or of output rows) whose patches stay
 within :data:`npconv._windows.WORKSPACE_BYTES` (32 MiB; at least one output row), in
-the thread's reused ``"patches"`` buffer (:mod:`npconv._workspace`).  It wins on most layers
-with a small kernel and few to moderate channels.
+the thread's reused ``"patches"`` buffer (:mod:`npconv._workspace`).  The chunks are
+shared among npconv's threads where that pays (:func:`_shared`), each thread padding
+the input rows its chunk reads; otherwise they run in turn with multi-threaded BLAS.
+It wins on most layers with a small kernel and few to moderate channels.
 
 A bias is added to the result, except for a 1x1 stride-1 layer that widens the channels
 on a large image: its patch matrix would be the input itself (no copy), and a copy with
@@ -38,7 +40,7 @@ import numpy as np
 
 from .._cost import gemm
 from .._spec import ConvSpec
-from .._threads import get_threads, parallel_map
+from .._threads import get_threads, parallel_map, sharing_pays
 from .._windows import (
     WORKSPACE_BYTES,
     canonical_input,
@@ -193,7 +195,11 @@ def conv(
             y += b
         return y
     per_output = taps * spec.in_channels * dtype.itemsize
-    parallel_map(product, thread_chunks(spec, per_output), blas=True)
+    if _shared(spec):
+        parallel_map(product, thread_chunks(spec, per_output), blas=True)
+    else:
+        for chunk in chunks(spec, per_output):
+            product(chunk)
     return y
 
 
@@ -251,21 +257,40 @@ def conv_channels_first(
         np.matmul(w_mat, xp.reshape(shape), out=y.reshape(*shape[:2], og, points))
         if b is not None:
             y += b
-    else:
+    elif _shared(spec):
         parallel_map(product, _shares(spec, dtype.itemsize), blas=True)
+    else:
+        per_output = taps * spec.in_channels * dtype.itemsize
+        for batch, rows in chunks(spec, per_output):
+            product((batch, rows, slice(None)))
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
 
 
+def _shared(spec: ConvSpec) -> bool:
+    """Whether the chunks are shared among npconv's threads, each with single-threaded
+    BLAS, rather than run in turn with multi-threaded BLAS: where the machine favours it
+    (:func:`npconv._threads.sharing_pays`), or where each thread gets whole samples.
+
+    Elsewhere a sample's rows or outputs shared out make thinner GEMMs: on a Xeon where
+    sharing does not pay, batch 1 took 1.37 against 1.70 ms in turn (3x3 256->256 @14),
+    1.61 against 1.93 (512->512 @7), while batch 8 took 9.4 against 8.2 ms shared
+    (256->256 @14) and 15-17 against 11 (3x3/2 128->128 @56): its copies ran in turn too.
+    """
+    return sharing_pays() or spec.batch >= get_threads()
+
+
 def _shares(spec: ConvSpec, itemsize: int) -> list[tuple[slice, slice, slice]]:
-    """The chunks of :func:`conv_channels_first` for its threads: ``(samples, rows,
-    outputs)``.  Where the weights outweigh the whole patch matrix twice (more than
-    twice as many outputs per group as output positions: ResNet's 3x3 512->512 @7 at
-    batch 1, 1.87 against 2.36 ms), each thread takes a share of every group's outputs
-    over the same patches (copied by each), so that no thread reads the whole weight;
-    otherwise a share of the positions (:func:`npconv._windows.thread_chunks`)."""
+    """The chunks of :func:`conv_channels_first` for its threads (where :func:`_shared`):
+    ``(samples, rows, outputs)``.
+
+    Where the weights outweigh the whole patch matrix twice (more than twice as many
+    outputs per group as output positions: ResNet's 3x3 512->512 @7 at batch 1, 1.87
+    against 2.36 ms), each thread takes a share of every group's outputs over the same
+    patches (copied by each), so that no thread reads the whole weight; otherwise a
+    share of the positions (:func:`npconv._windows.thread_chunks`)."""
     per_output = math.prod(spec.kernel) * spec.in_channels * itemsize
     threads = get_threads()
-    if threads == 1 or spec.group_out <= 2 * spec.batch * math.prod(spec.out_size):
+    if spec.group_out <= 2 * spec.batch * math.prod(spec.out_size):
         return [(batch, rows, slice(None)) for batch, rows in thread_chunks(spec, per_output)]
     cuts = [i * spec.group_out // threads for i in range(threads + 1)]
     budget = WORKSPACE_BYTES // threads  # each thread holds a chunk's patches
