@@ -46,10 +46,10 @@ _local = threading.local()  # ``in_pool``: set in the pool's own threads
 #: regions run with single-threaded BLAS now, and the counts to restore after the last.
 _blas: dict[str, Any] = {"controllers": None, "regions": 0, "saved": []}
 _blas_lock = threading.Lock()
-#: How many times a plain copy's time a copy may take that overwrites a matrix which a
-#: multi-threaded GEMM has just read, before chunks are shared among the threads
-#: (:func:`sharing_pays`): 1.0 measured on the Intel Xeon machines, about 10 on the AMD
-#: EPYC ones.
+#: How many times a plain copy's time a copy may take that overwrites memory which
+#: another core has just read, before chunks are shared among the threads
+#: (:func:`sharing_pays`): 1.0 measured on the Intel Xeon machines, 5-10 on the AMD EPYC
+#: ones.
 WRITE_AFTER_READ = 2.0
 _sharing: dict[str, bool] = {}
 
@@ -176,22 +176,46 @@ def _single_threaded_blas() -> Iterator[None]:
                     put(count)
 
 
+def _on_cpu(cpu: int, fn: Callable[[], T]) -> T:
+    """``fn()`` called on a new thread pinned to ``cpu``."""
+    result: list[T] = []
+
+    def run() -> None:
+        os.sched_setaffinity(0, {cpu})
+        result.append(fn())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return result[0]
+
+
 def _write_after_read() -> float:
-    """How many times longer the calling thread takes to overwrite a 3 MiB matrix that a
-    multi-threaded GEMM has just read than to overwrite it again (the fastest of five)."""
-    patches = np.ones((12288, 64), np.float32)
-    source = np.ones_like(patches)
-    weights = np.ones((64, 16), np.float32)
-    after_gemm, again = [], []
-    for _ in range(5):
-        patches @ weights  # read on BLAS's threads
+    """How many times longer a core takes to overwrite 3 MiB that another core has just
+    read than to overwrite them again (the fastest of five each; 1.0 with one core).
+
+    The cores are two threads of its own, not BLAS: a multi-threaded GEMM here would
+    leave OpenBLAS's threads spinning into the caller's first parallel regions."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        return 1.0
+    data = np.ones(3 * 2**18, np.float32)
+    source = np.ones_like(data)
+
+    def write_twice() -> tuple[float, float]:
         start = time.perf_counter()
-        np.copyto(patches, source)
+        np.copyto(data, source)
         middle = time.perf_counter()
-        np.copyto(patches, source)
-        after_gemm.append(middle - start)
-        again.append(time.perf_counter() - middle)
-    return min(after_gemm) / max(min(again), 1e-9)
+        np.copyto(data, source)
+        return middle - start, time.perf_counter() - middle
+
+    after_read, again = [], []
+    for _ in range(5):
+        _on_cpu(cpus[0], data.sum)
+        first, second = _on_cpu(cpus[-1], write_twice)
+        after_read.append(first)
+        again.append(second)
+    return min(after_read) / max(min(again), 1e-9)
 
 
 def sharing_pays() -> bool:
@@ -201,14 +225,12 @@ def sharing_pays() -> bool:
 
     Sharing pays where a core overwriting what another core has just read takes more
     than :data:`WRITE_AFTER_READ` times a plain copy, as measured once per process (a
-    few milliseconds, on the first call with more than one thread outside a parallel
-    region).  The answer changes how npconv runs, never what it computes.
+    few milliseconds, on the first call with more than one thread).  The answer changes
+    how npconv runs, never what it computes.
     """
     if get_threads() == 1:
         return False
     if "pays" not in _sharing:
-        if _blas["regions"]:  # BLAS is single-threaded now: measure another time
-            return True
         _sharing["pays"] = _write_after_read() > WRITE_AFTER_READ
     return _sharing["pays"]
 
