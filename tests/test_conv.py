@@ -274,7 +274,7 @@ def test_channels_first_patches_per_sample_or_side_by_side(
 
 @pytest.mark.parametrize(("pays", "batch", "threads", "shared"),
                          [(True, 1, 2, True), (False, 1, 2, False), (False, 2, 2, True),
-                          (False, 3, 4, False)])  # fmt: skip
+                          (False, 3, 4, False), (True, 4, 1, False)])  # fmt: skip
 def test_im2col_shares_its_chunks_where_the_machine_or_the_batch_favours_it(
     pays, batch, threads, shared, monkeypatch
 ):

@@ -4,8 +4,8 @@ FFTs run in ``scipy.fft``'s workers.  npconv's own stages run on a pool of its o
 threads (:func:`parallel_map`), one per core, each pinned to its core: the chunks of
 an algorithm (patch matrices and their GEMMs, Winograd tiles, depthwise blocks) are
 shared out among them, each thread copying into its own buffers and multiplying them
-by single-threaded BLAS calls.  On the 2-core AMD EPYC virtual machines this was measured
-on, writing memory that the other core had read last cost 5-10x a plain copy: a patch
+by single-threaded BLAS calls.  On the 2-core AMD EPYC virtual machines measured,
+writing memory that the other core had read last cost 5-10x a plain copy: a patch
 matrix copied by the calling thread, then read by OpenBLAS's two threads, took 1.9
 against 0.17 ms to copy again (10 images of 32x32x8); threads that migrate between
 cores pay the same, hence the pinning.  Shared out so, the 3x3 layers of the notes and

@@ -272,11 +272,13 @@ def _shared(spec: ConvSpec) -> bool:
     (:func:`npconv._threads.sharing_pays`), or where each thread gets whole samples.
 
     Elsewhere a sample's rows or outputs shared out make thinner GEMMs: on a Xeon where
-    sharing does not pay, batch 1 took 1.37 against 1.70 ms in turn (3x3 256->256 @14),
-    1.61 against 1.93 (512->512 @7), while batch 8 took 9.4 against 8.2 ms shared
-    (256->256 @14) and 15-17 against 11 (3x3/2 128->128 @56): its copies ran in turn too.
+    sharing does not pay, batch 1 took 1.37 ms in turn against 1.70 shared (3x3
+    256->256 @14) and 1.61 against 1.93 (512->512 @7), while batch 8 took 9.4 ms in
+    turn against 8.2 shared (256->256 @14) and 15-17 against 11 (3x3/2 128->128 @56):
+    in turn, its copies run on one core.
     """
-    return sharing_pays() or spec.batch >= get_threads()
+    threads = get_threads()
+    return threads > 1 and (spec.batch >= threads or sharing_pays())
 
 
 def _shares(spec: ConvSpec, itemsize: int) -> list[tuple[slice, slice, slice]]:
