@@ -253,7 +253,7 @@ def test_parallel_regions_restore_blas_threads_and_agree(rng, monkeypatch):
 
 @pytest.mark.parametrize(("ratio", "pays"), [(1.0, False), (10.0, True)])
 def test_sharing_pays_where_writing_what_another_core_read_costs(ratio, pays, monkeypatch):
-    """Measured once per process: shared where overwriting what a multi-threaded GEMM
+    """Measured once per process: shared where overwriting what another core has just
     read costs more than WRITE_AFTER_READ plain copies; never on one thread."""
     measured = []
     monkeypatch.setattr(_threads, "_write_after_read", lambda: measured.append(1) or ratio)
