@@ -112,6 +112,11 @@ def set_threads(threads: int) -> int:
     return old
 
 
+def _cpus() -> list[int]:
+    """The cores this process may run on (Linux; elsewhere none are named)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
 def _pinned(cpus: list[int], counter: Iterator[int]) -> None:
     """Pool thread initializer: pin the thread to the next of ``cpus`` (Linux)."""
     _local.in_pool = True
@@ -123,12 +128,11 @@ def _pool() -> ThreadPoolExecutor:
     """The pool of :func:`get_threads` threads, each pinned to one of the process's cores
     (created on first use; the caller holds ``_lock``)."""
     if _state["pool"] is None:
-        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         _state["pool"] = ThreadPoolExecutor(
             get_threads(),
             thread_name_prefix="npconv",
             initializer=_pinned,
-            initargs=(cpus, itertools.count()),
+            initargs=(_cpus(), itertools.count()),
         )
     return _state["pool"]  # type: ignore[return-value]
 
@@ -196,7 +200,7 @@ def _write_after_read() -> float:
 
     The cores are two threads of its own, not BLAS: a multi-threaded GEMM here would
     leave OpenBLAS's threads spinning into the caller's first parallel regions."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    cpus = _cpus()
     if len(cpus) < 2:
         return 1.0
     data = np.ones(3 * 2**18, np.float32)

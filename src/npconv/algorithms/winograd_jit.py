@@ -307,7 +307,7 @@ def _tile_count(spec: ConvSpec) -> int:
     return spec.batch * math.prod(-(-o // 4) for o in spec.out_size)
 
 
-def _transposed(spec: ConvSpec) -> bool:
+def _channels_last(spec: ConvSpec) -> bool:
     """Whether :func:`conv_channels_first` sees the image channels-last: a narrow one
     (:data:`WIDE`) whose channels do not outnumber the batch's tiles (4x below half
     that width)."""
@@ -465,7 +465,7 @@ def conv_channels_first(
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     x = np.ascontiguousarray(xp)
     dtype = x.dtype
-    if _transposed(spec):
+    if _channels_last(spec):
         y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
         _tiles(move_channels_last(x), weight_last(wc), spec, bias, move_channels_last(y))
         return y
