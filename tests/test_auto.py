@@ -15,7 +15,7 @@ import pytest
 import npconv
 from npconv import ConvSpec, _threads
 from npconv import _choose as choosing
-from npconv._windows import WORKSPACE_BYTES, thread_chunks
+from npconv._windows import WORKSPACE_BYTES, chunks, thread_chunks
 from npconv.algorithms import REGISTRY, im2col
 
 from conftest import FORWARD, assert_close, in_threads, refuses_without_numba, torch_conv
@@ -216,6 +216,26 @@ def test_thread_chunks_cover_the_output_once_and_feed_every_thread(threads, batc
     samples = {len(range(batch)[b]) for b, _ in shares}
     lines = {len(range(rows)[rs]) for _, rs in shares}
     assert max(samples) - min(samples) <= 1 and max(lines) - min(lines) <= 1  # even shares
+
+
+@pytest.mark.parametrize("multiple", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("batch", "rows", "budget"), [(1, 14, 9), (8, 14, 9), (3, 5, 2), (8, 2, 6), (7, 3, 100)]
+)
+def test_chunks_are_even_within_the_budget_and_shared_evenly(multiple, batch, rows, budget):
+    """Blocks of samples or of rows, each within the budget (one row's bytes a unit), as
+    even as they go and as many as a multiple of ``multiple`` where the output has them:
+    14 rows in blocks of at most 9 are two blocks of 7, not 9 and 5."""
+    spec = ConvSpec.build((batch, 4, rows + 2, 6), (4, 4, 3, 3))
+    found = list(chunks(spec, 1, budget * 4, multiple))  # a row: 4 positions of 1 byte
+    covered = [(n, r) for b, rs in found for n in range(batch)[b] for r in range(rows)[rs]]
+    assert sorted(covered) == [(n, r) for n in range(batch) for r in range(rows)]
+    samples = [len(range(batch)[b]) for b, _ in found]
+    lines = [len(range(rows)[rs]) for _, rs in found]
+    assert max(n * r for n, r in zip(samples, lines)) <= budget
+    assert max(samples) - min(samples) <= 1 and max(lines) - min(lines) <= 1
+    if len(found) < batch * rows:  # more blocks were possible
+        assert len(found) % multiple == 0
 
 
 def test_parallel_regions_restore_blas_threads_and_agree(rng, monkeypatch):

@@ -443,3 +443,33 @@ def test_kernels_take_only_the_fast_math_flags_that_keep_nan_and_inf():
 
     with pytest.raises(ValueError, match=r"kernel flags must be among \['contract', 'reassoc'\]"):
         kernel(flags=("contract", "nnan"))(lambda: None)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_winograd_jit_transforms_the_filters_of_shared_chunks_with_blas_on_one_thread(
+    shared, rng, monkeypatch
+):
+    """Where the chunks are shared out, the filters' transform (a BLAS call) runs with
+    BLAS on one thread, so that OpenBLAS's threads are not left spinning on the cores of
+    the chunks that follow; otherwise on every thread. The result is PyTorch's."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    filters = winograd_jit._filters
+
+    def spy(*args):
+        seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+        return filters(*args)
+
+    monkeypatch.setattr(winograd_jit, "_filters", spy)
+    monkeypatch.setattr(winograd_jit, "_shared", lambda spec: shared)
+    x = rng.standard_normal((2, 8, 30, 30)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    old = npconv.set_threads(2)
+    try:
+        y = npconv.conv(x, w, padding=1, algorithm="winograd_jit")
+    finally:
+        npconv.set_threads(old)
+    assert seen == [{1 if shared else 2}]
+    expected = torch_conv(x, w, pads=[(1, 1), (1, 1)])
+    assert np.abs(y - expected).max() <= 1e-4 * np.abs(expected).max()

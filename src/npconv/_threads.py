@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["get_threads", "parallel_map", "set_threads", "sharing_pays"]
+__all__ = ["get_threads", "parallel_map", "set_threads", "sharing_pays", "single_threaded_blas"]
 
 T = TypeVar("T")
 _state: dict[str, object] = {"threads": os.cpu_count() or 1, "pool": None}
@@ -159,9 +159,15 @@ def _openblas() -> list[tuple[Any, Any]]:
 
 
 @contextmanager
-def _single_threaded_blas() -> Iterator[None]:
+def single_threaded_blas() -> Iterator[None]:
     """OpenBLAS limited to one thread while the block runs (regions may overlap, in any
-    threads; the thread counts are restored when the last one ends)."""
+    threads; the thread counts are restored when the last one ends).
+
+    Around a parallel region's preparation too: a multi-threaded BLAS call wakes
+    OpenBLAS's threads, which then spin for a while on the cores that npconv's pinned
+    threads run on (a Winograd layer's filters transformed on two threads made its
+    chunks that followed 1.3-1.8x slower: 3x3 64->64 @56 at batch 8, 7.9-10.9 against
+    5.5-6.3 ms, one process)."""
     with _blas_lock:
         if _blas["controllers"] is None:
             _blas["controllers"] = _openblas()
@@ -253,7 +259,7 @@ def parallel_map(fn: Callable[[T], object], items: Sequence[T], blas: bool = Fal
         for item in items:
             fn(item)
         return
-    with _single_threaded_blas() if blas else nullcontext():
+    with single_threaded_blas() if blas else nullcontext():
         with _lock:
             jobs = [_pool().submit(fn, item) for item in items]
         for job in jobs:

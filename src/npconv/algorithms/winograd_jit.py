@@ -41,13 +41,14 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
 from .._cost import gemm, units
 from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
-from .._threads import parallel_map
+from .._threads import parallel_map, single_threaded_blas
 from .._windows import (
     WORKSPACE_BYTES,
     chunks,
@@ -362,15 +363,23 @@ def _chunks(
 
 
 def _run_chunks(
-    chunk: Callable[[tuple[int, int, int, int]], None], spec: ConvSpec, itemsize: int
+    filters: Callable[[], np.ndarray],
+    chunk: Callable[[np.ndarray, tuple[int, int, int, int]], None],
+    spec: ConvSpec,
+    itemsize: int,
 ) -> None:
-    """``chunk`` of every chunk: shared out among the threads where :func:`_shared`,
-    otherwise one after another on the calling thread (BLAS's threads for the GEMMs)."""
+    """``chunk(u, c)`` of every chunk ``c``, ``u = filters()`` the transformed filters:
+    shared out among the threads where :func:`_shared` (the filters transformed with
+    BLAS on one thread, see :func:`npconv._threads.single_threaded_blas`), otherwise
+    one after another on the calling thread (BLAS's threads for the GEMMs)."""
     if _shared(spec):
-        parallel_map(chunk, list(_chunks(spec, itemsize, shared=True)), blas=True)
+        with single_threaded_blas():
+            u = filters()
+            parallel_map(partial(chunk, u), list(_chunks(spec, itemsize, shared=True)))
     else:
+        u = filters()
         for each in _chunks(spec, itemsize):
-            chunk(each)
+            chunk(u, each)
 
 
 def _constants(
@@ -436,10 +445,12 @@ def _tiles(
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     dtype = x.dtype
     b, lo, k = _constants(spec, dtype, bias)
-    u = _filters(wc, spec, dtype).transpose(0, 1, 3, 2)  # (36, G, C/G, O/G)
     cols = -(-spec.out_size[1] // 4)  # tiles per tile row
 
-    def chunk(c: tuple[int, int, int, int]) -> None:
+    def filters() -> np.ndarray:
+        return _filters(wc, spec, dtype).transpose(0, 1, 3, 2)  # (36, G, C/G, O/G)
+
+    def chunk(u: np.ndarray, c: tuple[int, int, int, int]) -> None:
         n0, r0, rows, count = c
         v = buffer("transformed", (36, count, spec.in_channels), dtype)
         _input_tiles(x, lo, n0, r0, rows, cols, k, v)
@@ -448,7 +459,7 @@ def _tiles(
         m = m.transpose(0, 2, 1, 3).reshape(36, count, -1)  # (36, T, O)
         _output_tiles(m, b, n0, r0, rows, cols, k, y)
 
-    _run_chunks(chunk, spec, dtype.itemsize)
+    _run_chunks(filters, chunk, spec, dtype.itemsize)
 
 
 def conv_channels_first(
@@ -470,11 +481,13 @@ def conv_channels_first(
         _tiles(move_channels_last(x), weight_last(wc), spec, bias, move_channels_last(y))
         return y
     b, lo, k = _constants(spec, dtype, bias)
-    u = _filters(weight_last(wc), spec, dtype)  # (36, G, O/G, C/G)
     y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
     cols = -(-spec.out_size[1] // 4)  # tiles per tile row
 
-    def chunk(c: tuple[int, int, int, int]) -> None:
+    def filters() -> np.ndarray:
+        return _filters(weight_last(wc), spec, dtype)  # (36, G, O/G, C/G)
+
+    def chunk(u: np.ndarray, c: tuple[int, int, int, int]) -> None:
         n0, r0, rows, count = c
         v = buffer("transformed", (36, spec.in_channels, count), dtype)
         _input_planes(x, lo, n0, r0, rows, cols, k, v)
@@ -483,7 +496,7 @@ def conv_channels_first(
         )
         _output_planes(m.reshape(36, -1, count), b, n0, r0, rows, cols, k, y)
 
-    _run_chunks(chunk, spec, dtype.itemsize)
+    _run_chunks(filters, chunk, spec, dtype.itemsize)
     return y
 
 
