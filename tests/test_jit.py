@@ -301,6 +301,26 @@ def test_winograd_jit_weight_gradient_float32_error_bound_over_several_chunks(la
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shared", [False, True])
+def test_winograd_jit_weight_gradient_summed_by_each_thread_or_in_turn(
+    threads, shared, rng, monkeypatch
+):
+    """Chunks shared among the threads (each summing its own transformed gradient, the
+    sums added at the end) or run in turn: PyTorch's gradient, over several chunks a
+    thread (small chunks), with groups."""
+    monkeypatch.setattr(winograd_jit, "_shared", lambda spec: shared)
+    monkeypatch.setattr(winograd_jit, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(winograd_jit, "CHUNK_TILES", 3)
+    x, gy = rng.standard_normal((3, 6, 13, 17)), rng.standard_normal((3, 4, 13, 17))
+    old = npconv.set_threads(threads)
+    try:
+        got = weight_grad(x, (4, 3, 3, 3), gy, [(1, 1)] * 2, "NCHW", groups=2)
+    finally:
+        npconv.set_threads(old)
+    assert_close(got, torch_weight_grad(x, (4, 3, 3, 3), gy, [(1, 1)] * 2, groups=2))
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_winograd_jit_weight_gradient_leaves_nan_and_inf_to_a_direct_algorithm(value, rng):
     """A NaN or Inf would spread over a transform's 36 points: such operands take the
