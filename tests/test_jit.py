@@ -267,10 +267,11 @@ def weight_grad(x, w_shape, gy, pads, layout, algorithm="winograd_jit", **kwargs
 @pytest.mark.parametrize(("size", "kernel", "pads", "groups"), WINOGRAD_CASES)
 @pytest.mark.parametrize("batch", [0, 1, 3])
 def test_winograd_jit_weight_gradient_matches_torch(
-    layout, size, kernel, pads, groups, batch, rng, monkeypatch
+    layout, size, kernel, pads, groups, batch, rng, monkeypatch, in_place
 ):
     """The adjoint of its transforms: input tiles as in the forward, the output
-    gradient's tiles by AT^T, summed over tiles by 36 GEMMs, back by G^T."""
+    gradient's tiles by AT^T, summed over tiles by 36 GEMMs, back by G^T; the tiles
+    channels-first or channels-last."""
     calls = spy_weight_gradient(monkeypatch, "winograd_jit")
     x = rng.standard_normal((batch, 6, *size))
     w_shape = (12, 6 // groups, *kernel)
@@ -290,7 +291,9 @@ def test_winograd_jit_weight_gradient_with_padding_modes_the_dispatch_pads(mode,
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_winograd_jit_weight_gradient_float32_error_bound_over_several_chunks(layout, rng):
+def test_winograd_jit_weight_gradient_float32_error_bound_over_several_chunks(
+    layout, rng, in_place
+):
     """Unit-scale float32 within 1e-4 of max |dw| (the registry's error_scale x 1e-5),
     summed over the chunks of two samples of 23 x 23 tiles of 64 + 48 channels."""
     x = rng.standard_normal((2, 64, 90, 91)).astype(np.float32)
