@@ -562,10 +562,11 @@ def weight_grad(x: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
     spec's zero pads are applied here.  Where the tiles outweigh the filters
     (:func:`_shared`) the chunks are shared out among the threads, each summing its
     own ``M`` (3x3 64->64 @56 b8: 10.1 against 18.9 ms, the transforms on both cores).
-    Narrow images are transformed channels-last, as in the forward
-    (:func:`_channels_last`; :func:`_gradient_tiles`), their tiles ``(36, T, C)``:
-    3x3 256->256 @14 b8 7.2 against 12.5 ms, the channels-first tiles being written a
-    few values at a time far apart.
+    Images up to :data:`WIDE` wide are transformed channels-last (:func:`_input_tiles`,
+    :func:`_gradient_tiles`), their tiles ``(36, T, C)``, whatever their channels
+    (ms, 3x3 layers, against channels-first: 256->256 @14 b8 7.2 / 12.5, 128->128 @28
+    b1 1.29 / 1.60, 64->64 @56 b1 1.21 / 1.40, b8 7.9 / 8.8, but @224 22.4 / 18.1):
+    the channels-first tiles of narrow rows are written a few values at a time.
     """
     g, cg, og, o = spec.groups, spec.group_in, spec.group_out, spec.out_channels
     if not spec.batch:  # no products
@@ -576,7 +577,7 @@ def weight_grad(x: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
     _, lo, k = _constants(spec, dtype, None)
     cols = -(-spec.out_size[1] // 4)  # tiles per tile row
     sums: dict[int, np.ndarray] = {}  # each thread's transformed gradient, (36, G, O/G, C/G)
-    last = _channels_last(spec)  # the tiles (36, T, C) and (36, T, O), else (36, C, T)
+    last = spec.in_size[1] <= WIDE  # the tiles (36, T, C) and (36, T, O), else (36, C, T)
     x_last, gy_last = move_channels_last(x), move_channels_last(gy)  # views
 
     def chunk(c: tuple[int, int, int, int]) -> None:
