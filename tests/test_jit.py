@@ -324,6 +324,30 @@ def test_winograd_jit_weight_gradient_summed_by_each_thread_or_in_turn(
     assert_close(got, torch_weight_grad(x, (4, 3, 3, 3), gy, [(1, 1)] * 2, groups=2))
 
 
+def test_winograd_jit_weight_gradients_from_two_threads_at_once(rng, monkeypatch):
+    """Two user threads' weight gradients, their chunks shared on the same pool at once
+    (each thread's sums its own): PyTorch's gradient every time."""
+    monkeypatch.setattr(winograd_jit, "_shared", lambda spec: True)
+    monkeypatch.setattr(winograd_jit, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(winograd_jit, "CHUNK_TILES", 4)
+    x, gy = rng.standard_normal((3, 5, 18, 19)), rng.standard_normal((3, 7, 18, 19))
+    expected = torch_weight_grad(x, (7, 5, 3, 3), gy, [(1, 1)] * 2)
+    results = []
+
+    def gradients():
+        for _ in range(10):
+            results.append(weight_grad(x, (7, 5, 3, 3), gy, [(1, 1)] * 2, "NCHW"))
+
+    old = npconv.set_threads(2)
+    try:
+        errors = in_threads(gradients)
+    finally:
+        npconv.set_threads(old)
+    assert errors == [] and len(results) == 20
+    for got in results:
+        assert_close(got, expected)
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_winograd_jit_weight_gradient_leaves_nan_and_inf_to_a_direct_algorithm(value, rng):
     """A NaN or Inf would spread over a transform's 36 points: such operands take the

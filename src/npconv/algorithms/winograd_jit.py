@@ -597,13 +597,10 @@ def weight_grad(x: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
             vt = v.reshape(36, g, cg, count).transpose(0, 1, 3, 2)  # (36, G, T, C/G)
             gtg = gt.reshape(36, g, og, count)  # (36, G, O/G, T)
         thread = threading.get_ident()
-        first = thread not in sums
-        share = buffer("filters" if first else "tiles", (36, g, og, cg), dtype)  # this chunk's
-        np.matmul(gtg, vt, out=share)
-        if first:
-            sums[thread] = share
-        else:
-            sums[thread] += share
+        if thread in sums:  # this chunk's share, added to the thread's sum
+            sums[thread] += np.matmul(gtg, vt, out=buffer("tiles", (36, g, og, cg), dtype))
+        else:  # a fresh array: read after the pool's threads have moved on
+            sums[thread] = gtg @ vt
 
     with _single_threaded_blas(spec):
         _run_chunks(chunk, spec, dtype.itemsize)
