@@ -28,6 +28,7 @@ __all__ = [
     "canonical_input",
     "canonical_weight",
     "chunks",
+    "even_runs",
     "move_channels_first",
     "move_channels_last",
     "padded_by_mode",
@@ -168,8 +169,9 @@ def sample_blocks(spec: ConvSpec, itemsize: int, budget: int = WORKSPACE_BYTES /
     return [slice(n, min(n + step, spec.batch)) for n in range(0, max(spec.batch, 1), step)]
 
 
-def _even(total: int, parts: int) -> list[tuple[int, int]]:
-    """``range(total)`` cut into ``parts`` runs whose lengths differ by at most one."""
+def even_runs(total: int, parts: int) -> list[tuple[int, int]]:
+    """``range(total)`` cut into ``parts`` runs ``(start, stop)`` whose lengths differ by at
+    most one."""
     cuts = [i * total // parts for i in range(parts + 1)]
     return list(pairwise(cuts))
 
@@ -181,27 +183,30 @@ def chunks(
 
     ``bytes_per_output`` is what one output position (all channels) costs in workspace.
     Yields ``(batch_slice, rows_slice)``: whole samples while a sample fits, otherwise
-    blocks of rows of the first output axis within one sample (at least one row).  The
-    blocks are as even as they go, and as many as a multiple of ``multiple`` where the
-    output has that many (so that threads sharing them finish together: blocks of 9
-    and 5 tile rows took 0.84 and 0.53 ms on two threads, 3x3 64->64 @56).
+    blocks of rows of the first output axis within one sample (at least one row), also
+    where fewer samples than ``multiple`` fit.  The blocks are as even as they go, and
+    as many as a multiple of ``multiple`` where the output has that many (so that
+    threads sharing them finish together: blocks of 9 and 5 tile rows took 0.84 and
+    0.53 ms on two threads, 3x3 64->64 @56).
     """
     rows = spec.out_size[0]
     row_bytes = max(bytes_per_output * math.prod(spec.out_size[1:]), 1)
     sample_bytes = row_bytes * rows
     if not spec.batch:
         return
-    if sample_bytes <= budget:
+    if sample_bytes <= budget and spec.batch >= multiple:
         count = -(-spec.batch // max(budget // max(sample_bytes, 1), 1))  # blocks of samples
         count = min(-(-count // multiple) * multiple, spec.batch)
-        for a, b in _even(spec.batch, count):
+        for a, b in even_runs(spec.batch, count):
             yield slice(a, b), slice(None)
         return
-    parts = -(-rows // max(budget // row_bytes, 1))  # blocks of rows per sample
+    # blocks of rows per sample: within the budget, and fewer samples than ``multiple``
+    # each cut into as many blocks as make a multiple of it where the rows go
+    parts = max(-(-rows // max(budget // row_bytes, 1)), 1)
     while (spec.batch * parts) % multiple and parts < rows:
         parts += 1
     for n in range(spec.batch):
-        for a, b in _even(rows, parts):
+        for a, b in even_runs(rows, parts):
             yield slice(n, n + 1), slice(a, b)
 
 
@@ -210,17 +215,9 @@ def thread_chunks(
 ) -> list[tuple[slice, slice]]:
     """:func:`chunks` to share out among :func:`npconv.get_threads` threads
     (:func:`npconv._threads.parallel_map`): the threads' chunks together within
-    ``budget``, as many as a multiple of the threads where they go, and where the
-    output has fewer samples than threads, one even share of each sample's rows per
-    thread."""
+    ``budget``, and as many as a multiple of the threads where the output has them."""
     threads = get_threads()
-    found = list(chunks(spec, bytes_per_output, max(budget // threads, 1), threads))
-    rows = spec.out_size[0] if spec.out_size else 1
-    if len(found) >= threads or not spec.batch * rows:
-        return found
-    parts = min(-(-threads // spec.batch), rows)  # each sample's rows, as evenly
-    cuts = _even(rows, parts)
-    return [(slice(n, n + 1), slice(a, b)) for n in range(spec.batch) for a, b in cuts]
+    return list(chunks(spec, bytes_per_output, max(budget // threads, 1), threads))
 
 
 def reshaped_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:

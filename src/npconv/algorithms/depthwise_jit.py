@@ -38,7 +38,6 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from itertools import pairwise
 
 import numpy as np
 
@@ -46,7 +45,7 @@ from .._cost import units
 from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
 from .._threads import get_threads, parallel_map
-from .._windows import move_channels_first, move_channels_last, weight_first
+from .._windows import even_runs, move_channels_first, move_channels_last, weight_first
 
 #: The vector width, in float32 lanes, that a row of the 3x3 kernel is rounded up to:
 #: AVX-512's 16 (eight AVX2 lanes twice).  Rounded so, MobileNetV2's 3x3 384 @14 took
@@ -439,8 +438,7 @@ def _shared_planes(planes: Callable[[int, int], None], x: np.ndarray, y: np.ndar
     from :data:`SHARED_VALUES` on, else all on the calling thread."""
     count = y.shape[0] * y.shape[1]
     shares = min(get_threads() if x.size + y.size >= SHARED_VALUES else 1, count)
-    cuts = [i * count // shares for i in range(shares + 1)]
-    parallel_map(lambda share: planes(*share), list(pairwise(cuts)))
+    parallel_map(lambda share: planes(*share), even_runs(count, shares))
 
 
 def conv(

@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import replace
-from itertools import pairwise
 
 import numpy as np
 
@@ -45,6 +44,7 @@ from .._windows import (
     WORKSPACE_BYTES,
     canonical_input,
     chunks,
+    even_runs,
     reshaped_view,
     side_by_side,
     thread_chunks,
@@ -252,15 +252,15 @@ def conv_channels_first(
             out_block += b[:, outs]
 
     points = math.prod(spec.out_size)
+    per_output = taps * spec.in_channels * dtype.itemsize
     if _pointwise(spec, xp, fold) and (spec.batch == 1 or points >= WIDE_POINTS):
         shape = (spec.batch, g, cg, points)  # the input is the patch matrix
         np.matmul(w_mat, xp.reshape(shape), out=y.reshape(*shape[:2], og, points))
         if b is not None:
             y += b
     elif _shared(spec):
-        parallel_map(product, _shares(spec, dtype.itemsize), blas=True)
+        parallel_map(product, _shares(spec, per_output), blas=True)
     else:
-        per_output = taps * spec.in_channels * dtype.itemsize
         for batch, rows in chunks(spec, per_output):
             product((batch, rows, slice(None)))
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
@@ -281,25 +281,23 @@ def _shared(spec: ConvSpec) -> bool:
     return threads > 1 and (spec.batch >= threads or sharing_pays())
 
 
-def _shares(spec: ConvSpec, itemsize: int) -> list[tuple[slice, slice, slice]]:
-    """The chunks of :func:`conv_channels_first` for its threads (where :func:`_shared`):
-    ``(samples, rows, outputs)``.
+def _shares(spec: ConvSpec, per_output: int) -> list[tuple[slice, slice, slice]]:
+    """The chunks of :func:`conv_channels_first` for its threads (where :func:`_shared`),
+    ``per_output`` bytes of patches per output position: ``(samples, rows, outputs)``.
 
     Where the weights outweigh the whole patch matrix twice (more than twice as many
     outputs per group as output positions: ResNet's 3x3 512->512 @7 at batch 1, 1.87
     against 2.36 ms), each thread takes a share of every group's outputs over the same
     patches (copied by each), so that no thread reads the whole weight; otherwise a
     share of the positions (:func:`npconv._windows.thread_chunks`)."""
-    per_output = math.prod(spec.kernel) * spec.in_channels * itemsize
     threads = get_threads()
     if spec.group_out <= 2 * spec.batch * math.prod(spec.out_size):
         return [(batch, rows, slice(None)) for batch, rows in thread_chunks(spec, per_output)]
-    cuts = [i * spec.group_out // threads for i in range(threads + 1)]
     budget = WORKSPACE_BYTES // threads  # each thread holds a chunk's patches
     return [
         (batch, rows, slice(a, b))
         for batch, rows in chunks(spec, per_output, budget)
-        for a, b in pairwise(cuts)
+        for a, b in even_runs(spec.group_out, threads)
     ]
 
 
