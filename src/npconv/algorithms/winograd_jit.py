@@ -82,6 +82,21 @@ CHUNK_TILES = 256
 
 
 @kernel
+def _copy_pixels(dst, src):
+    """``dst[:] = src`` for a row of pixels ``(W, C)``, in the order of the channels-last
+    side's memory: a run per pixel where both are channels-last, else a run per channel
+    (a channels-first image seen channels-last)."""
+    if dst.strides[1] == dst.itemsize and src.strides[1] == src.itemsize:
+        for j in range(dst.shape[0]):
+            for c in range(dst.shape[1]):
+                dst[j, c] = src[j, c]
+    else:
+        for c in range(dst.shape[1]):
+            for j in range(dst.shape[0]):
+                dst[j, c] = src[j, c]
+
+
+@kernel
 def _input_tiles(x, lo, n0, r0, rows, cols, k, v):
     """``v[a, t, c]``: the transformed 6x6 input tiles ``t`` of tile rows ``r0..`` of
     samples ``n0..`` of ``x`` (N, H, W, C), zero-padded by ``lo`` (top, left) and beyond.
@@ -100,14 +115,7 @@ def _input_tiles(x, lo, n0, r0, rows, cols, k, v):
                 band[i] = 0
         j0, j1 = max(0, -w0), min(band_w, x.shape[2] - w0)
         for i in range(i0, i1):
-            if x.strides[3] == x.itemsize:  # channels-last data: a run per pixel
-                for j in range(j0, j1):
-                    for c in range(channels):
-                        band[i, j, c] = x[n, h0 + i, w0 + j, c]
-            else:  # a channels-first image seen channels-last: a run per image row
-                for c in range(channels):
-                    for j in range(j0, j1):
-                        band[i, j, c] = x[n, h0 + i, w0 + j, c]
+            _copy_pixels(band[i, j0:j1], x[n, h0 + i, w0 + j0 : w0 + j1])
         for q in range(cols):
             t = p * cols + q
             for j in range(6):  # s[:, j] = BT @ d[:, j]
@@ -165,14 +173,7 @@ def _output_tiles(m, b, n0, r0, rows, cols, k, y):
                     band[i, 4 * q + 2, o] = (m1 + m2) + four * (m3 + m4) + b[o]
                     band[i, 4 * q + 3, o] = (m1 - m2) + eight * (m3 - m4) + m5 + b[o]
         for i in range(min(4, y.shape[1] - 4 * r)):
-            if y.strides[3] == y.itemsize:  # as for the input in _input_tiles
-                for j in range(y.shape[2]):
-                    for o in range(channels):
-                        y[n, 4 * r + i, j, o] = band[i, j, o]
-            else:
-                for o in range(channels):
-                    for j in range(y.shape[2]):
-                        y[n, 4 * r + i, j, o] = band[i, j, o]
+            _copy_pixels(y[n, 4 * r + i], band[i, : y.shape[2]])
 
 
 @kernel
@@ -324,14 +325,7 @@ def _gradient_tiles(gy, n0, r0, rows, cols, k, gt):
         for i in range(last, 4):  # (the columns beyond gy stay zero)
             band[i] = 0
         for i in range(last):
-            if gy.strides[3] == gy.itemsize:  # channels-last data: a run per pixel
-                for j in range(gy.shape[2]):
-                    for o in range(channels):
-                        band[i, j, o] = gy[n, 4 * r + i, j, o]
-            else:  # a channels-first gradient seen channels-last: a run per row
-                for o in range(channels):
-                    for j in range(gy.shape[2]):
-                        band[i, j, o] = gy[n, 4 * r + i, j, o]
+            _copy_pixels(band[i, : gy.shape[2]], gy[n, 4 * r + i])
         for q in range(cols):
             t = p * cols + q
             for j in range(4):  # s[:, j] = AT^T @ d[:, j]
