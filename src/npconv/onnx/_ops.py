@@ -369,6 +369,12 @@ def scale_and_shift(
     return a, bias.astype(np.float64) - mean.astype(np.float64) * a
 
 
+def _opset(op: OpRun) -> int:
+    """The version of the default ONNX domain that the node's model imports (the newest
+    this evaluator knows, 22, where the model does not say)."""
+    return int(op.run_params["opsets"].get("", 22))
+
+
 class BatchNormalization(op_batch_normalization.BatchNormalization_14):
     """ONNX ``BatchNormalization`` in inference mode: ``x * a + b`` per channel.
 
@@ -385,7 +391,7 @@ class BatchNormalization(op_batch_normalization.BatchNormalization_14):
 
     def inference(self, attributes: dict[str, Any]) -> bool:
         """Whether the node normalizes by its running statistics, given its attributes."""
-        version = self.run_params["opsets"].get("", 22)
+        version = _opset(self)
         return not (
             len(self.onnx_node.output) > 1
             or attributes.get("training_mode")
@@ -395,7 +401,7 @@ class BatchNormalization(op_batch_normalization.BatchNormalization_14):
 
     def _run(self, x, scale, bias, mean, var, epsilon=None, **attributes):  # type: ignore[no-untyped-def]
         if not self.inference(attributes) or x.dtype.kind != "f" or scale.ndim != 1 or x.ndim < 2:
-            reference = _reference_batch_norm(self.run_params["opsets"].get("", 22))
+            reference = _reference_batch_norm(_opset(self))
             return reference._run(self, x, scale, bias, mean, var, epsilon=epsilon, **attributes)
         a, b = scale_and_shift(scale, bias, mean, var, epsilon)
         per_channel = (-1, *(1,) * (x.ndim - 2))  # (C, 1, ...): broadcasts over (N, C, ...)
@@ -408,7 +414,7 @@ class BatchNormalization(op_batch_normalization.BatchNormalization_14):
 def _softmax(op: OpRun, x: np.ndarray, log: bool) -> np.ndarray:
     """(Log)softmax by the node's opset: 1-12 flatten into 2-d at ``axis`` (default 1)
     and normalize every row; 13+ normalize along ``axis`` (default -1)."""
-    version = op.run_params["opsets"].get("", 22)
+    version = _opset(op)
     given = [a.i for a in op.onnx_node.attribute if a.name == "axis"]
     axis = given[0] if given else (1 if version < 13 else -1)
     if not -x.ndim <= axis < x.ndim:
