@@ -239,10 +239,13 @@ def _output_planes(m, b, n0, r0, rows, cols, k, y):
         last = min(4, y.shape[2] - 4 * r)  # rows of this tile row within y
         for o in range(m.shape[1]):
             for i in range(6):  # s[i, 4 q + j] = (AT @ m[6 i : 6 i + 6, tile q])[j]
-                si, mi = s[i], m[6 * i : 6 * i + 6, o, t0 : t0 + cols]
+                # m's six rows as 1-d arrays: numba types a 2-d slice as non-contiguous
+                # and vectorised its loads as gathers (0.93 against 0.53 ms, 64 @112)
+                si, a = s[i], 6 * i
+                k0, k1, k2 = m[a, o, t0:], m[a + 1, o, t0:], m[a + 2, o, t0:]
+                k3, k4, k5 = m[a + 3, o, t0:], m[a + 4, o, t0:], m[a + 5, o, t0:]
                 for q in range(cols):
-                    m0, m1, m2 = mi[0, q], mi[1, q], mi[2, q]
-                    m3, m4, m5 = mi[3, q], mi[4, q], mi[5, q]
+                    m0, m1, m2, m3, m4, m5 = k0[q], k1[q], k2[q], k3[q], k4[q], k5[q]
                     si[4 * q] = m0 + (m1 + m2) + (m3 + m4)
                     si[4 * q + 1] = (m1 - m2) + two * (m3 - m4)
                     si[4 * q + 2] = (m1 + m2) + four * (m3 + m4)
