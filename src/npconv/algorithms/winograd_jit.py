@@ -97,6 +97,43 @@ def _copy_pixels(dst, src):
 
 
 @kernel
+def _bt(d0, d1, d2, d3, d4, d5, two, four, five):
+    """``BT @ d`` for six input values ``d``: the input transform along one axis."""
+    return (
+        four * d0 - five * d2 + d4,
+        four * (d1 + d2) - (d3 + d4),
+        four * (d2 - d1) + (d3 - d4),
+        two * (d3 - d1) + (d4 - d2),
+        two * (d1 - d3) + (d4 - d2),
+        four * d1 - five * d3 + d5,
+    )
+
+
+@kernel
+def _at(m0, m1, m2, m3, m4, m5, two, four, eight):
+    """``AT @ m`` for six products ``m``: the output transform along one axis."""
+    return (
+        m0 + (m1 + m2) + (m3 + m4),
+        (m1 - m2) + two * (m3 - m4),
+        (m1 + m2) + four * (m3 + m4),
+        (m1 - m2) + eight * (m3 - m4) + m5,
+    )
+
+
+@kernel
+def _at_adjoint(d0, d1, d2, d3, two, four, eight):
+    """``AT^T @ d`` for four output-gradient values ``d``: the adjoint of :func:`_at`."""
+    return (
+        d0,
+        (d0 + d1) + (d2 + d3),
+        (d0 - d1) + (d2 - d3),
+        (d0 + two * d1) + (four * d2 + eight * d3),
+        (d0 - two * d1) + (four * d2 - eight * d3),
+        d3,
+    )
+
+
+@kernel
 def _input_tiles(x, lo, n0, r0, rows, cols, k, v):
     """``v[a, t, c]``: the transformed 6x6 input tiles ``t`` of tile rows ``r0..`` of
     samples ``n0..`` of ``x`` (N, H, W, C), zero-padded by ``lo`` (top, left) and beyond.
@@ -123,22 +160,16 @@ def _input_tiles(x, lo, n0, r0, rows, cols, k, v):
                 for c in range(channels):
                     d0, d1, d2 = band[0, w, c], band[1, w, c], band[2, w, c]
                     d3, d4, d5 = band[3, w, c], band[4, w, c], band[5, w, c]
-                    s[0, j, c] = four * d0 - five * d2 + d4
-                    s[1, j, c] = four * (d1 + d2) - (d3 + d4)
-                    s[2, j, c] = four * (d2 - d1) + (d3 - d4)
-                    s[3, j, c] = two * (d3 - d1) + (d4 - d2)
-                    s[4, j, c] = two * (d1 - d3) + (d4 - d2)
-                    s[5, j, c] = four * d1 - five * d3 + d5
+                    e0, e1, e2, e3, e4, e5 = _bt(d0, d1, d2, d3, d4, d5, two, four, five)
+                    s[0, j, c], s[1, j, c], s[2, j, c] = e0, e1, e2
+                    s[3, j, c], s[4, j, c], s[5, j, c] = e3, e4, e5
             for i in range(6):  # v[6 i + j] = (BT @ s[i])[j]
                 for c in range(channels):
                     d0, d1, d2 = s[i, 0, c], s[i, 1, c], s[i, 2, c]
                     d3, d4, d5 = s[i, 3, c], s[i, 4, c], s[i, 5, c]
-                    v[6 * i, t, c] = four * d0 - five * d2 + d4
-                    v[6 * i + 1, t, c] = four * (d1 + d2) - (d3 + d4)
-                    v[6 * i + 2, t, c] = four * (d2 - d1) + (d3 - d4)
-                    v[6 * i + 3, t, c] = two * (d3 - d1) + (d4 - d2)
-                    v[6 * i + 4, t, c] = two * (d1 - d3) + (d4 - d2)
-                    v[6 * i + 5, t, c] = four * d1 - five * d3 + d5
+                    e0, e1, e2, e3, e4, e5 = _bt(d0, d1, d2, d3, d4, d5, two, four, five)
+                    v[6 * i, t, c], v[6 * i + 1, t, c], v[6 * i + 2, t, c] = e0, e1, e2
+                    v[6 * i + 3, t, c], v[6 * i + 4, t, c], v[6 * i + 5, t, c] = e3, e4, e5
 
 
 @kernel
@@ -160,18 +191,15 @@ def _output_tiles(m, b, n0, r0, rows, cols, k, y):
                 for o in range(channels):
                     m0, m1, m2 = m[j, t, o], m[6 + j, t, o], m[12 + j, t, o]
                     m3, m4, m5 = m[18 + j, t, o], m[24 + j, t, o], m[30 + j, t, o]
-                    s[0, j, o] = m0 + (m1 + m2) + (m3 + m4)
-                    s[1, j, o] = (m1 - m2) + two * (m3 - m4)
-                    s[2, j, o] = (m1 + m2) + four * (m3 + m4)
-                    s[3, j, o] = (m1 - m2) + eight * (m3 - m4) + m5
+                    e0, e1, e2, e3 = _at(m0, m1, m2, m3, m4, m5, two, four, eight)
+                    s[0, j, o], s[1, j, o], s[2, j, o], s[3, j, o] = e0, e1, e2, e3
             for i in range(4):  # band[i, 4 q + j] = (AT @ s[i])[j] + b
                 for o in range(channels):
                     m0, m1, m2 = s[i, 0, o], s[i, 1, o], s[i, 2, o]
                     m3, m4, m5 = s[i, 3, o], s[i, 4, o], s[i, 5, o]
-                    band[i, 4 * q, o] = m0 + (m1 + m2) + (m3 + m4) + b[o]
-                    band[i, 4 * q + 1, o] = (m1 - m2) + two * (m3 - m4) + b[o]
-                    band[i, 4 * q + 2, o] = (m1 + m2) + four * (m3 + m4) + b[o]
-                    band[i, 4 * q + 3, o] = (m1 - m2) + eight * (m3 - m4) + m5 + b[o]
+                    e0, e1, e2, e3 = _at(m0, m1, m2, m3, m4, m5, two, four, eight)
+                    band[i, 4 * q, o], band[i, 4 * q + 1, o] = e0 + b[o], e1 + b[o]
+                    band[i, 4 * q + 2, o], band[i, 4 * q + 3, o] = e2 + b[o], e3 + b[o]
         for i in range(min(4, y.shape[1] - 4 * r)):
             _copy_pixels(y[n, 4 * r + i], band[i, : y.shape[2]])
 
@@ -204,24 +232,17 @@ def _input_planes(x, lo, n0, r0, rows, cols, k, v):
             s0, s1, s2, s3, s4, s5 = s[0], s[1], s[2], s[3], s[4], s[5]
             for j in range(width):  # s[:, j] = BT @ band[:, j]
                 d0, d1, d2, d3, d4, d5 = b0[j], b1[j], b2[j], b3[j], b4[j], b5[j]
-                s0[j] = four * d0 - five * d2 + d4
-                s1[j] = four * (d1 + d2) - (d3 + d4)
-                s2[j] = four * (d2 - d1) + (d3 - d4)
-                s3[j] = two * (d3 - d1) + (d4 - d2)
-                s4[j] = two * (d1 - d3) + (d4 - d2)
-                s5[j] = four * d1 - five * d3 + d5
+                e0, e1, e2, e3, e4, e5 = _bt(d0, d1, d2, d3, d4, d5, two, four, five)
+                s0[j], s1[j], s2[j], s3[j], s4[j], s5[j] = e0, e1, e2, e3, e4, e5
             t0 = p * cols
             for i in range(6):  # v[6 i + j, tile q] = (BT @ s[i, 4 q : 4 q + 6])[j]
                 si, out = s[i], v[6 * i : 6 * i + 6, c, t0 : t0 + cols]
                 for q in range(cols):
                     d0, d1, d2 = si[4 * q], si[4 * q + 1], si[4 * q + 2]
                     d3, d4, d5 = si[4 * q + 3], si[4 * q + 4], si[4 * q + 5]
-                    out[0, q] = four * d0 - five * d2 + d4
-                    out[1, q] = four * (d1 + d2) - (d3 + d4)
-                    out[2, q] = four * (d2 - d1) + (d3 - d4)
-                    out[3, q] = two * (d3 - d1) + (d4 - d2)
-                    out[4, q] = two * (d1 - d3) + (d4 - d2)
-                    out[5, q] = four * d1 - five * d3 + d5
+                    e0, e1, e2, e3, e4, e5 = _bt(d0, d1, d2, d3, d4, d5, two, four, five)
+                    out[0, q], out[1, q], out[2, q] = e0, e1, e2
+                    out[3, q], out[4, q], out[5, q] = e3, e4, e5
 
 
 @kernel
@@ -242,27 +263,19 @@ def _output_planes(m, b, n0, r0, rows, cols, k, y):
                 # m's six rows as 1-d arrays: numba types a 2-d slice as non-contiguous
                 # and vectorised its loads as gathers (0.93 against 0.53 ms, 64 @112)
                 si, a = s[i], 6 * i
-                k0, k1, k2 = m[a, o, t0:], m[a + 1, o, t0:], m[a + 2, o, t0:]
-                k3, k4, k5 = m[a + 3, o, t0:], m[a + 4, o, t0:], m[a + 5, o, t0:]
+                row0, row1, row2 = m[a, o, t0:], m[a + 1, o, t0:], m[a + 2, o, t0:]
+                row3, row4, row5 = m[a + 3, o, t0:], m[a + 4, o, t0:], m[a + 5, o, t0:]
                 for q in range(cols):
-                    m0, m1, m2, m3, m4, m5 = k0[q], k1[q], k2[q], k3[q], k4[q], k5[q]
-                    si[4 * q] = m0 + (m1 + m2) + (m3 + m4)
-                    si[4 * q + 1] = (m1 - m2) + two * (m3 - m4)
-                    si[4 * q + 2] = (m1 + m2) + four * (m3 + m4)
-                    si[4 * q + 3] = (m1 - m2) + eight * (m3 - m4) + m5
+                    m0, m1, m2, m3, m4, m5 = row0[q], row1[q], row2[q], row3[q], row4[q], row5[q]
+                    e0, e1, e2, e3 = _at(m0, m1, m2, m3, m4, m5, two, four, eight)
+                    si[4 * q], si[4 * q + 1], si[4 * q + 2], si[4 * q + 3] = e0, e1, e2, e3
             s0, s1, s2, s3, s4, s5 = s[0], s[1], s[2], s[3], s[4], s[5]
             bo, out = b[o], y[n, o, 4 * r : 4 * r + last]  # y[4 r + i] = (AT @ s)[i] + b
-            for w in range(width):
-                out[0, w] = s0[w] + (s1[w] + s2[w]) + (s3[w] + s4[w]) + bo
-            if last > 1:
+            for i in range(last):  # a pass per row (testing per value which exist cost 2x)
+                row = out[i]
                 for w in range(width):
-                    out[1, w] = (s1[w] - s2[w]) + two * (s3[w] - s4[w]) + bo
-            if last > 2:
-                for w in range(width):
-                    out[2, w] = (s1[w] + s2[w]) + four * (s3[w] + s4[w]) + bo
-            if last > 3:
-                for w in range(width):
-                    out[3, w] = (s1[w] - s2[w]) + eight * (s3[w] - s4[w]) + s5[w] + bo
+                    e = _at(s0[w], s1[w], s2[w], s3[w], s4[w], s5[w], two, four, eight)
+                    row[w] = e[i] + bo
 
 
 @kernel
@@ -290,23 +303,15 @@ def _gradient_planes(gy, n0, r0, rows, cols, k, gt):
             b0, b1, b2, b3 = band[0], band[1], band[2], band[3]
             s0, s1, s2, s3, s4, s5 = s[0], s[1], s[2], s[3], s[4], s[5]
             for j in range(width):  # s[:, j] = AT^T @ band[:, j]
-                d0, d1, d2, d3 = b0[j], b1[j], b2[j], b3[j]
-                s0[j] = d0
-                s1[j] = (d0 + d1) + (d2 + d3)
-                s2[j] = (d0 - d1) + (d2 - d3)
-                s3[j] = (d0 + two * d1) + (four * d2 + eight * d3)
-                s4[j] = (d0 - two * d1) + (four * d2 - eight * d3)
-                s5[j] = d3
+                e0, e1, e2, e3, e4, e5 = _at_adjoint(b0[j], b1[j], b2[j], b3[j], two, four, eight)
+                s0[j], s1[j], s2[j], s3[j], s4[j], s5[j] = e0, e1, e2, e3, e4, e5
             for i in range(6):  # gt[6 i + j, o, tile q] = (AT^T @ s[i, 4 q : 4 q + 4])[j]
                 si, out = s[i], gt[6 * i : 6 * i + 6, o, t0 : t0 + cols]
                 for q in range(cols):
                     d0, d1, d2, d3 = si[4 * q], si[4 * q + 1], si[4 * q + 2], si[4 * q + 3]
-                    out[0, q] = d0
-                    out[1, q] = (d0 + d1) + (d2 + d3)
-                    out[2, q] = (d0 - d1) + (d2 - d3)
-                    out[3, q] = (d0 + two * d1) + (four * d2 + eight * d3)
-                    out[4, q] = (d0 - two * d1) + (four * d2 - eight * d3)
-                    out[5, q] = d3
+                    e0, e1, e2, e3, e4, e5 = _at_adjoint(d0, d1, d2, d3, two, four, eight)
+                    out[0, q], out[1, q], out[2, q] = e0, e1, e2
+                    out[3, q], out[4, q], out[5, q] = e3, e4, e5
 
 
 @kernel
@@ -335,21 +340,15 @@ def _gradient_tiles(gy, n0, r0, rows, cols, k, gt):
                 w = 4 * q + j
                 for o in range(channels):
                     d0, d1, d2, d3 = band[0, w, o], band[1, w, o], band[2, w, o], band[3, w, o]
-                    s[0, j, o] = d0
-                    s[1, j, o] = (d0 + d1) + (d2 + d3)
-                    s[2, j, o] = (d0 - d1) + (d2 - d3)
-                    s[3, j, o] = (d0 + two * d1) + (four * d2 + eight * d3)
-                    s[4, j, o] = (d0 - two * d1) + (four * d2 - eight * d3)
-                    s[5, j, o] = d3
+                    e0, e1, e2, e3, e4, e5 = _at_adjoint(d0, d1, d2, d3, two, four, eight)
+                    s[0, j, o], s[1, j, o], s[2, j, o] = e0, e1, e2
+                    s[3, j, o], s[4, j, o], s[5, j, o] = e3, e4, e5
             for i in range(6):  # gt[6 i + j, t] = (AT^T @ s[i])[j]
                 for o in range(channels):
                     d0, d1, d2, d3 = s[i, 0, o], s[i, 1, o], s[i, 2, o], s[i, 3, o]
-                    gt[6 * i, t, o] = d0
-                    gt[6 * i + 1, t, o] = (d0 + d1) + (d2 + d3)
-                    gt[6 * i + 2, t, o] = (d0 - d1) + (d2 - d3)
-                    gt[6 * i + 3, t, o] = (d0 + two * d1) + (four * d2 + eight * d3)
-                    gt[6 * i + 4, t, o] = (d0 - two * d1) + (four * d2 - eight * d3)
-                    gt[6 * i + 5, t, o] = d3
+                    e0, e1, e2, e3, e4, e5 = _at_adjoint(d0, d1, d2, d3, two, four, eight)
+                    gt[6 * i, t, o], gt[6 * i + 1, t, o], gt[6 * i + 2, t, o] = e0, e1, e2
+                    gt[6 * i + 3, t, o], gt[6 * i + 4, t, o], gt[6 * i + 5, t, o] = e3, e4, e5
 
 
 def _tile_count(spec: ConvSpec) -> int:
