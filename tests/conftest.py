@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 import torch
 from hypothesis import settings
 
+import npconv
 from npconv import ConvSpec
 from npconv._jit import MISSING, unavailable
 from npconv.algorithms import REGISTRY
@@ -106,6 +108,16 @@ def spy_weight_gradient(monkeypatch: pytest.MonkeyPatch, name: str) -> list[tupl
         spy = replace(row, weight_grad_channels_first=recorded)
     monkeypatch.setitem(REGISTRY, name, spy)
     return calls
+
+
+@contextmanager
+def using_threads(count: int) -> Iterator[None]:
+    """npconv set to ``count`` threads while the block runs, then to what it was."""
+    old = npconv.set_threads(count)
+    try:
+        yield
+    finally:
+        npconv.set_threads(old)
 
 
 def in_threads(fn: Callable[[], object], count: int = 2) -> list[Exception]:

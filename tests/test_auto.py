@@ -18,7 +18,14 @@ from npconv import _choose as choosing
 from npconv._windows import WORKSPACE_BYTES, chunks, thread_chunks
 from npconv.algorithms import REGISTRY, im2col
 
-from conftest import FORWARD, assert_close, in_threads, refuses_without_numba, torch_conv
+from conftest import (
+    FORWARD,
+    assert_close,
+    in_threads,
+    refuses_without_numba,
+    torch_conv,
+    using_threads,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -205,11 +212,8 @@ def test_set_threads_while_a_conv_runs_in_another_thread(rng):
 @pytest.mark.parametrize(("batch", "rows"), [(1, 7), (2, 5), (5, 3), (16, 1), (1, 1)])
 def test_thread_chunks_cover_the_output_once_and_feed_every_thread(threads, batch, rows):
     spec = ConvSpec.build((batch, 4, rows + 2, 6), (4, 4, 3, 3))
-    old = npconv.set_threads(threads)
-    try:
+    with using_threads(threads):
         shares = thread_chunks(spec, 4 * 4)
-    finally:
-        npconv.set_threads(old)
     covered = [(n, r) for b, rs in shares for n in range(batch)[b] for r in range(rows)[rs]]
     assert sorted(covered) == [(n, r) for n in range(batch) for r in range(rows)]
     assert len(shares) >= min(threads, batch * rows)
@@ -278,14 +282,11 @@ def test_sharing_pays_where_writing_what_another_core_read_costs(ratio, pays, mo
     measured = []
     monkeypatch.setattr(_threads, "_write_after_read", lambda: measured.append(1) or ratio)
     monkeypatch.setattr(_threads, "_sharing", {})
-    old = npconv.set_threads(2)
-    try:
+    with using_threads(2):
         assert [_threads.sharing_pays() for _ in range(3)] == [pays] * 3
         assert measured == [1]
         npconv.set_threads(1)
         assert not _threads.sharing_pays()
-    finally:
-        npconv.set_threads(old)
 
 
 def test_write_after_read_is_a_ratio_of_times():
@@ -389,11 +390,8 @@ def test_large_problems_use_threads_and_match_torch(algorithm, rng):
     """Arrays of several MiB: the copies are split over two threads."""
     x = rng.standard_normal((2, 32, 64, 64)).astype(np.float32)
     w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
-    old = npconv.set_threads(2)
-    try:
+    with using_threads(2):
         y = npconv.conv(x, w, padding=1, algorithm=algorithm)
-    finally:
-        npconv.set_threads(old)
     ref = torch_conv(x, w, pads=[(1, 1), (1, 1)])
     assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max()
 
@@ -406,11 +404,8 @@ def test_the_thread_count_changes_estimates_not_results(rng):
     assert two < one
     results = []
     for threads in (1, 2):
-        old = npconv.set_threads(threads)
-        try:
+        with using_threads(threads):
             results.append(npconv.conv(x, w, padding=1))
-        finally:
-            npconv.set_threads(old)
     assert_close(results[0], results[1])
     assert_close(results[0], torch_conv(x, w, pads=[(1, 1), (1, 1)]))
 

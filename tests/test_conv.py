@@ -15,7 +15,15 @@ import npconv.grad
 from npconv import _windows
 from npconv.algorithms import REGISTRY, im2col, shifted
 
-from conftest import FORWARD, RTOL, assert_close, declines, refuses_without_numba, torch_conv
+from conftest import (
+    FORWARD,
+    RTOL,
+    assert_close,
+    declines,
+    refuses_without_numba,
+    torch_conv,
+    using_threads,
+)
 from strategies import Case, as_view, cases
 
 ALGORITHMS = [*FORWARD, "auto"]
@@ -280,11 +288,8 @@ def test_im2col_shares_its_chunks_where_the_machine_or_the_batch_favours_it(
 ):
     monkeypatch.setattr(im2col, "sharing_pays", lambda: pays)
     spec = npconv.ConvSpec.build((batch, 8, 9, 9), (8, 8, 3, 3), padding=1)
-    old = npconv.set_threads(threads)
-    try:
+    with using_threads(threads):
         assert im2col._shared(spec) == shared
-    finally:
-        npconv.set_threads(old)
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -305,8 +310,5 @@ def test_im2col_chunks_shared_among_threads_or_in_turn(
     w = rng.standard_normal((out, 8 // groups, 3, 3))
     options = {"stride": 2 if size > 5 else 1, "padding": 1, "dilation": 1, "groups": groups}
     case = Case(x, w, rng.standard_normal(out), {**options, "padding_mode": "zeros"}, [(1, 1)] * 2)
-    old = npconv.set_threads(threads)
-    try:
+    with using_threads(threads):
         check(case, "im2col", layout)
-    finally:
-        npconv.set_threads(old)

@@ -13,7 +13,14 @@ import npconv
 import npconv.grad
 from npconv.algorithms import depthwise_jit, winograd_jit
 
-from conftest import RTOL, assert_close, in_threads, spy_weight_gradient, torch_conv
+from conftest import (
+    RTOL,
+    assert_close,
+    in_threads,
+    spy_weight_gradient,
+    torch_conv,
+    using_threads,
+)
 
 
 def channels_last(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -197,11 +204,8 @@ def test_depthwise_jit_gives_the_same_result_on_any_number_of_threads(
     expected = torch_conv(x, w, pads=[(1, 1)] * 2, stride=stride, groups=7)
     results = []
     for threads in (1, 2, 3):
-        old = npconv.set_threads(threads)
-        try:
+        with using_threads(threads):
             results.append(npconv.conv(x, w, algorithm="depthwise_jit", **options))
-        finally:
-            npconv.set_threads(old)
     assert_close(results[0], expected.astype(np.float32))
     for y in results[1:]:
         np.testing.assert_array_equal(y, results[0])
@@ -316,11 +320,8 @@ def test_winograd_jit_weight_gradient_summed_by_each_thread_or_in_turn(
     monkeypatch.setattr(winograd_jit, "CHUNK_BYTES", 1)
     monkeypatch.setattr(winograd_jit, "CHUNK_TILES", 3)
     x, gy = rng.standard_normal((3, 6, 13, 17)), rng.standard_normal((3, 4, 13, 17))
-    old = npconv.set_threads(threads)
-    try:
+    with using_threads(threads):
         got = weight_grad(x, (4, 3, 3, 3), gy, [(1, 1)] * 2, "NCHW", groups=2)
-    finally:
-        npconv.set_threads(old)
     assert_close(got, torch_weight_grad(x, (4, 3, 3, 3), gy, [(1, 1)] * 2, groups=2))
 
 
@@ -338,11 +339,8 @@ def test_winograd_jit_weight_gradients_from_two_threads_at_once(rng, monkeypatch
         for _ in range(10):
             results.append(weight_grad(x, (7, 5, 3, 3), gy, [(1, 1)] * 2, "NCHW"))
 
-    old = npconv.set_threads(2)
-    try:
+    with using_threads(2):
         errors = in_threads(gradients)
-    finally:
-        npconv.set_threads(old)
     assert errors == [] and len(results) == 20
     for got in results:
         assert_close(got, expected)
@@ -512,11 +510,8 @@ def test_winograd_jit_transforms_the_filters_of_shared_chunks_with_blas_on_one_t
     monkeypatch.setattr(winograd_jit, "_shared", lambda spec: shared)
     x = rng.standard_normal((2, 8, 30, 30)).astype(np.float32)
     w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
-    old = npconv.set_threads(2)
-    try:
+    with using_threads(2):
         y = npconv.conv(x, w, padding=1, algorithm="winograd_jit")
-    finally:
-        npconv.set_threads(old)
     assert seen == [{1 if shared else 2}]
     expected = torch_conv(x, w, pads=[(1, 1), (1, 1)])
     assert np.abs(y - expected).max() <= 1e-4 * np.abs(expected).max()
