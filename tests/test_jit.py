@@ -1,4 +1,5 @@
-"""The compiled algorithms (depthwise_jit, winograd_jit) against PyTorch, and without numba."""
+"""The compiled algorithms (depthwise_jit, direct_jit, winograd_jit) against PyTorch, and
+without numba."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 import npconv
 import npconv.grad
-from npconv.algorithms import depthwise_jit, winograd_jit
+from npconv.algorithms import REGISTRY, depthwise_jit, winograd_jit
 
 from conftest import (
     RTOL,
@@ -180,6 +181,51 @@ def test_depthwise_jit_with_padding_modes_the_dispatch_pads(layout, mode, rng):
     )
     expected = torch_conv(x, w, pads=[(1, 1)] * 2, groups=4, padding_mode=mode)
     assert_close(y if layout == "NCHW" else np.moveaxis(y, -1, 1), expected)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    ("batch", "channels", "outputs", "size", "pads", "groups"),
+    [
+        (2, 8, 16, (12, 12), [(0, 0), (0, 0)], 1),  # the notes' shape, smaller
+        (1, 3, 5, (9, 21), [(1, 1), (1, 1)], 1),  # odd outputs and rows, two vectors a row
+        (3, 6, 9, (11, 7), [(2, 1), (0, 3)], 3),  # groups of 3 outputs: a lone one each
+        (1, 4, 4, (3, 3), [(1, 1), (1, 1)], 2),
+        (0, 4, 6, (5, 5), [(1, 1), (1, 1)], 1),
+    ],
+)
+def test_direct_jit_matches_torch(
+    layout, dtype, threads, batch, channels, outputs, size, pads, groups, rng
+):
+    x = rng.standard_normal((batch, channels, *size)).astype(dtype)
+    w = rng.standard_normal((outputs, channels // groups, 3, 3)).astype(dtype)
+    bias = rng.standard_normal(outputs).astype(dtype) if channels != 4 else None
+    with using_threads(threads):
+        check("direct_jit", x, w, bias, layout, pads, RTOL[np.dtype(dtype)], groups=groups)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "why"),
+    [
+        (dict(stride=2), "3x3 kernels at stride 1"),
+        (dict(dilation=2), "3x3 kernels at stride 1"),
+        (dict(groups=4), "at least 2 input channels per group"),
+    ],
+)
+def test_direct_jit_declines_what_it_does_not_run(kwargs, why):
+    spec = npconv.ConvSpec.build((1, 4, 9, 9), (4, 4 // kwargs.get("groups", 1), 3, 3), **kwargs)
+    assert why in REGISTRY["direct_jit"].unsupported(spec, np.dtype(np.float32))
+
+
+def test_auto_takes_direct_jit_for_few_channels_only():
+    """The notes' first example (8 -> 16 channels) goes to the compiled direct kernel, a
+    ResNet layer (64 -> 64) to a GEMM or Winograd."""
+    x, w = np.zeros((10, 32, 32, 8), np.float32), np.zeros((3, 3, 8, 16), np.float32)
+    assert npconv.explain(x, w, layout="NHWC").algorithm == "direct_jit"
+    x, w = np.zeros((1, 64, 56, 56), np.float32), np.zeros((64, 64, 3, 3), np.float32)
+    assert npconv.explain(x, w, padding=1).algorithm != "direct_jit"
 
 
 def test_depthwise_jit_is_exact_for_integers(rng):
@@ -430,7 +476,7 @@ import numpy as np
 import npconv
 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((8, 1, 3, 3)).astype(np.float32)
-for name in ("depthwise_jit", "winograd_jit"):
+for name in ("depthwise_jit", "winograd_jit", "direct_jit"):
     try:
         npconv.conv(x, w, padding=1, groups=8, algorithm=name)
     except ValueError as error:
@@ -447,12 +493,12 @@ def test_without_numba_the_compiled_rows_decline_and_auto_uses_the_others():
     done = run_python(WITHOUT_NUMBA)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    for name, line in zip(("depthwise_jit", "winograd_jit"), lines):
+    for name, line in zip(("depthwise_jit", "winograd_jit", "direct_jit"), lines):
         assert line == (
             f"conv: algorithm '{name}' cannot run this convolution: "
             "it needs numba (pip install 'npconv[jit]')"
         )
-    assert lines[2].startswith("auto: ") and not lines[2].endswith("_jit")
+    assert lines[3].startswith("auto: ") and not lines[3].endswith("_jit")
 
 
 def test_winograd_jit_from_two_threads_leaves_the_blas_threads(rng):

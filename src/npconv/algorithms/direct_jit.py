@@ -1,0 +1,229 @@
+"""``direct_jit``: compiled direct convolution of 3x3 stride-1 layers with few channels.
+
+Where a layer has few input channels, its patch matrix is thin (``9 * C/G`` columns)
+and BLAS runs the product far below its peak, while copying the patches costs more
+than the product itself.  This kernel (numba) multiplies the taps straight from the
+image instead, two output channels by two output rows at a time:
+
+1. each sample's input rows are copied channel by channel into a zero-bordered buffer
+   ``(C, rows, cols)`` (padding fused; channels-last data are transposed on the way),
+   each row as long as the output row rounded up to whole vectors (:data:`LANES`) plus
+   the two columns the taps reach beyond it;
+2. for each pair of output channels ``o, o'`` and output rows ``i, i + 1``, four rows of
+   accumulators start at the bias, and for each input channel ``c`` of their group one
+   vectorised pass along the row adds the 36 products of the two channels' nine taps
+   (held in registers) with the four input rows ``i .. i + 3`` of ``c``::
+
+       acc[o, r, j] += sum_{a, b} w[o, c, a, b] * buf[c, i + r + a, j + b]
+
+   Every loaded input vector serves four accumulators, so that the multiply-adds, not
+   the loads, bound the pass (one output channel at a time loaded nine vectors per
+   nine multiply-adds);
+3. the rows are written into the result, in its layout.
+
+npconv's threads share the samples, or at batch 1 the rows (:mod:`npconv._threads`).
+Cost: the direct multiply-adds, ``9 * C/G`` per output, at a fixed fraction of the
+machine's vector speed whatever the channel count, plus a pass over the input and the
+output: it wins where the channels are few (the notes' examples: 3 and 8 input
+channels, 16 outputs), and loses to a GEMM or Winograd where they are many.  Error: a
+direct sum, as a GEMM's (multiply-adds fused).  Floats only.  It needs numba (the
+``jit`` extra).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from .._cost import units
+from .._jit import kernel
+from .._spec import ConvSpec
+from .._threads import get_threads, parallel_map
+from .._windows import even_runs, move_channels_first, weight_first
+
+#: The vector width, in float32 lanes, that an output row is rounded up to (AVX-512).
+LANES = 16
+
+
+@kernel
+def _fill(x, first, lo, buf):
+    """Copy the input rows ``first - lo[0] ..`` of ``x`` (C, H, W) into ``buf`` (C, rows,
+    cols) from column ``lo[1]`` on; rows outside the image are zeroed (the columns around
+    the image's are zero from the start)."""
+    for r in range(buf.shape[1]):
+        src = first - lo[0] + r  # the input row
+        for c in range(buf.shape[0]):
+            dst = buf[c, r, lo[1] : lo[1] + x.shape[2]]
+            if 0 <= src < x.shape[1]:
+                values = x[c, src]
+                for j in range(len(dst)):
+                    dst[j] = values[j]
+            else:
+                dst[:] = 0
+
+
+@kernel
+def _pair(buf, k, q, r, a0, a1, b0, b1):
+    """Add to rows ``a0, a1`` (output channel with taps ``k``, output rows ``r, r + 1``)
+    and ``b0, b1`` (taps ``q``) the products of the input channels ``buf``.
+
+    ``buf`` holds the group's input channels ``(C/G, rows, cols)``; a view of them (an
+    index ``c0 + c`` into all the channels cost a third of the time: it could be
+    negative, as far as the compiler knows)."""
+    for c in range(len(buf)):
+        plane, kc, qc = buf[c], k[c], q[c]
+        x0, x1, x2, x3 = plane[r], plane[r + 1], plane[r + 2], plane[r + 3]
+        k0, k1, k2, k3, k4 = kc[0, 0], kc[0, 1], kc[0, 2], kc[1, 0], kc[1, 1]
+        k5, k6, k7, k8 = kc[1, 2], kc[2, 0], kc[2, 1], kc[2, 2]
+        q0, q1, q2, q3, q4 = qc[0, 0], qc[0, 1], qc[0, 2], qc[1, 0], qc[1, 1]
+        q5, q6, q7, q8 = qc[1, 2], qc[2, 0], qc[2, 1], qc[2, 2]
+        for j in range(len(a0)):
+            u0, u1, u2 = x0[j], x0[j + 1], x0[j + 2]
+            v0, v1, v2 = x1[j], x1[j + 1], x1[j + 2]
+            s0, s1, s2 = x2[j], x2[j + 1], x2[j + 2]
+            t0, t1, t2 = x3[j], x3[j + 1], x3[j + 2]
+            a0[j] += (
+                k0 * u0 + k1 * u1 + k2 * u2 + k3 * v0 + k4 * v1 + k5 * v2
+                + k6 * s0 + k7 * s1 + k8 * s2
+            )  # fmt: skip
+            a1[j] += (
+                k0 * v0 + k1 * v1 + k2 * v2 + k3 * s0 + k4 * s1 + k5 * s2
+                + k6 * t0 + k7 * t1 + k8 * t2
+            )  # fmt: skip
+            b0[j] += (
+                q0 * u0 + q1 * u1 + q2 * u2 + q3 * v0 + q4 * v1 + q5 * v2
+                + q6 * s0 + q7 * s1 + q8 * s2
+            )  # fmt: skip
+            b1[j] += (
+                q0 * v0 + q1 * v1 + q2 * v2 + q3 * s0 + q4 * s1 + q5 * s2
+                + q6 * t0 + q7 * t1 + q8 * t2
+            )  # fmt: skip
+
+
+@kernel(flags=("contract",))
+def _rows(x, w, b, lo, y, n0, n1, i0, i1):
+    """Output rows ``i0 .. i1 - 1`` of samples ``n0 .. n1 - 1`` into ``y`` (N, O, OH, OW)
+    from ``x`` (N, C, H, W) and ``w`` (O, C/G, 3, 3).
+
+    ``x`` and ``y`` may be channels-last data seen channels-first (numba compiles a
+    version for such strided arrays: their rows are read and written with strides)."""
+    o_channels, group_in = w.shape[0], w.shape[1]
+    group_out = o_channels // (x.shape[1] // group_in)
+    width = y.shape[3]
+    wide = -(-width // LANES) * LANES
+    rows = i1 - i0 + (i1 - i0) % 2  # whole pairs
+    buf = np.zeros((x.shape[1], rows + 2, wide + 2), x.dtype)
+    # the accumulators: separate arrays, which the compiler knows do not overlap
+    a0, a1 = np.empty(wide, x.dtype), np.empty(wide, x.dtype)
+    b0, b1 = np.empty(wide, x.dtype), np.empty(wide, x.dtype)
+    for n in range(n0, n1):
+        _fill(x[n], i0, lo, buf)
+        for i in range(0, rows, 2):
+            o = 0
+            while o < o_channels:
+                p = o + 1 if (o + 1) % group_out else o  # o again where its group ends at o
+                a0[:], a1[:], b0[:], b1[:] = b[o], b[o], b[p], b[p]
+                c0 = o // group_out * group_in
+                _pair(buf[c0 : c0 + group_in], w[o], w[p], i, a0, a1, b0, b1)
+                ao, bo = y[n, o, i0 + i], y[n, p, i0 + i]
+                for j in range(width):
+                    ao[j], bo[j] = a0[j], b0[j]
+                if i0 + i + 1 < i1:
+                    ao, bo = y[n, o, i0 + i + 1], y[n, p, i0 + i + 1]
+                    for j in range(width):
+                        ao[j], bo[j] = a1[j], b1[j]
+                o = p + 1
+
+
+def _shares(spec: ConvSpec) -> list[tuple[int, int, int, int]]:
+    """The threads' shares ``(n0, n1, i0, i1)``: runs of samples, or at a batch smaller
+    than the threads, of each sample's output rows (whole pairs, so that a pair's input
+    rows are read once)."""
+    threads = get_threads()
+    rows = spec.out_size[0]
+    if spec.batch >= threads:
+        return [(a, b, 0, rows) for a, b in even_runs(spec.batch, threads)]
+    pairs = -(-rows // 2)
+    parts = min(max(threads // max(spec.batch, 1), 1), pairs)
+    return [
+        (n, n + 1, 2 * a, min(2 * b, rows))
+        for n in range(spec.batch)
+        for a, b in even_runs(pairs, parts)
+    ]
+
+
+def conv_channels_first(
+    x: np.ndarray, w: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
+) -> np.ndarray:
+    """The convolution of an unpadded ``(N, C, H, W)`` input with ``w`` ``(O, C/G, 3, 3)``
+    plus ``bias``: ``(N, O, *out)``; the spec's zero pads are applied here."""
+    y = np.empty((spec.batch, spec.out_channels, *spec.out_size), x.dtype)
+    _run(x, w, spec, bias, y)
+    return y
+
+
+def conv(
+    x: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
+) -> np.ndarray:
+    """The same on channels-last ``(N, H, W, C)`` and ``(3, 3, C/G, O)``: ``(N, *out, O)``.
+
+    The kernel reads and writes them where they lie, seen channels-first."""
+    y = np.empty((spec.batch, *spec.out_size, spec.out_channels), x.dtype)
+    _run(move_channels_first(x), weight_first(wc), spec, bias, move_channels_first(y))
+    return y
+
+
+def _run(
+    x: np.ndarray, w: np.ndarray, spec: ConvSpec, bias: np.ndarray | None, y: np.ndarray
+) -> None:
+    """:func:`_rows` into ``y`` (N, O, *out), the threads' shares in parallel."""
+    w = np.ascontiguousarray(w, dtype=x.dtype)
+    b = np.zeros(spec.out_channels, x.dtype) if bias is None else bias.astype(x.dtype)
+    lo = np.array([spec.pads[0][0], spec.pads[1][0]], dtype=np.int64)
+    parallel_map(lambda share: _rows(x, w, b, lo, y, *share), _shares(spec))
+
+
+def unsupported(spec: ConvSpec) -> str | None:
+    """Why :func:`conv` cannot run ``spec``, or None: it runs 3x3 kernels at stride 1
+    and dilation 1, on groups of more than one input channel (with one, a pass would
+    add a single channel's taps: ``depthwise_jit``'s layers)."""
+    if spec.kernel != (3, 3) or spec.stride != (1, 1) or spec.dilation != (1, 1):
+        return (
+            f"it supports 3x3 kernels at stride 1 and dilation 1, got kernel={spec.kernel}, "
+            f"stride={spec.stride}, dilation={spec.dilation}"
+        )
+    if spec.group_in == 1:
+        return "it needs at least 2 input channels per group (depthwise_jit runs 1)"
+    return None
+
+
+def memory(spec: ConvSpec, dtype: np.dtype) -> int:
+    """Bytes of temporaries: each thread's zero-bordered copy of the rows it reads."""
+    wide = -(-spec.out_size[1] // LANES) * LANES
+    rows = spec.out_size[0] + 3
+    return get_threads() * spec.in_channels * rows * (wide + 2) * np.dtype(dtype).itemsize
+
+
+#: The price of one of its multiply-adds in GEMM flops (:func:`npconv._cost.gemm`): its
+#: passes ran at 60-75 GFLOP/s on one thread on 8 to 64 input channels (3x3 8->16 @32,
+#: 64->64 @56), 40-50 on 3 (AVX-512 machines, whose vectors numba compiles 8 floats wide).
+FLOPS_PER_MAC = 2.2
+
+
+def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """The multiply-adds it computes, at :data:`FLOPS_PER_MAC`: output rows in whole
+    vectors and pairs, output channels in pairs (a group of one output channel computes
+    it twice); a strided pass over the input and the output (the copy into the buffer,
+    the writes)."""
+    item = max(np.dtype(dtype).itemsize, 4)
+    rows, width = spec.out_size[0], spec.out_size[-1]
+    og = spec.group_out
+    computed = (
+        spec.batch * spec.groups * (og + og % 2) * spec.group_in * math.prod(spec.kernel)
+        * (rows + rows % 2) * math.prod(spec.out_size[1:-1]) * -(-width // LANES) * LANES
+    )  # fmt: skip
+    outputs = spec.batch * spec.out_channels * math.prod(spec.out_size)
+    inputs = spec.batch * spec.in_channels * math.prod(spec.in_size)
+    return units(gemm=computed * FLOPS_PER_MAC * item / 4, passes=2 * (inputs + outputs) * item)
