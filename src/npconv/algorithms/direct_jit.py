@@ -84,21 +84,21 @@ def _pair(buf, k, q, r, a0, a1, b0, b1):
             v0, v1, v2 = x1[j], x1[j + 1], x1[j + 2]
             s0, s1, s2 = x2[j], x2[j + 1], x2[j + 2]
             t0, t1, t2 = x3[j], x3[j + 1], x3[j + 2]
-            a0[j] += (
-                k0 * u0 + k1 * u1 + k2 * u2 + k3 * v0 + k4 * v1 + k5 * v2
-                + k6 * s0 + k7 * s1 + k8 * s2
+            a0[j] = (
+                a0[j] + k0 * u0 + k1 * u1 + k2 * u2 + k3 * v0 + k4 * v1
+                + k5 * v2 + k6 * s0 + k7 * s1 + k8 * s2
             )  # fmt: skip
-            a1[j] += (
-                k0 * v0 + k1 * v1 + k2 * v2 + k3 * s0 + k4 * s1 + k5 * s2
-                + k6 * t0 + k7 * t1 + k8 * t2
+            a1[j] = (
+                a1[j] + k0 * v0 + k1 * v1 + k2 * v2 + k3 * s0 + k4 * s1
+                + k5 * s2 + k6 * t0 + k7 * t1 + k8 * t2
             )  # fmt: skip
-            b0[j] += (
-                q0 * u0 + q1 * u1 + q2 * u2 + q3 * v0 + q4 * v1 + q5 * v2
-                + q6 * s0 + q7 * s1 + q8 * s2
+            b0[j] = (
+                b0[j] + q0 * u0 + q1 * u1 + q2 * u2 + q3 * v0 + q4 * v1
+                + q5 * v2 + q6 * s0 + q7 * s1 + q8 * s2
             )  # fmt: skip
-            b1[j] += (
-                q0 * v0 + q1 * v1 + q2 * v2 + q3 * s0 + q4 * s1 + q5 * s2
-                + q6 * t0 + q7 * t1 + q8 * t2
+            b1[j] = (
+                b1[j] + q0 * v0 + q1 * v1 + q2 * v2 + q3 * s0 + q4 * s1
+                + q5 * s2 + q6 * t0 + q7 * t1 + q8 * t2
             )  # fmt: skip
 
 
