@@ -280,14 +280,23 @@ def test_channels_first_patches_per_sample_or_side_by_side(
     check(case, "im2col", "NCHW")
 
 
-@pytest.mark.parametrize(("pays", "batch", "threads", "shared"),
-                         [(True, 1, 2, True), (False, 1, 2, False), (False, 2, 2, True),
-                          (False, 3, 4, False), (True, 4, 1, False)])  # fmt: skip
+@pytest.mark.parametrize(("pays", "batch", "threads", "size", "shared"),
+                         [(True, 1, 2, 9, True), (False, 1, 2, 64, False),
+                          (False, 2, 2, 64, True), (False, 2, 2, 9, False),
+                          (True, 2, 2, 9, True), (False, 3, 4, 64, False),
+                          (True, 4, 1, 64, False)])  # fmt: skip
 def test_im2col_shares_its_chunks_where_the_machine_or_the_batch_favours_it(
-    pays, batch, threads, shared, monkeypatch
+    pays, batch, threads, size, shared, monkeypatch
 ):
+    """Shared where the machine favours it, or where the threads get whole samples of a
+    layer of at least SHARED_MACS multiply-adds (64x64 images of 64 channels: 151M a
+    sample; 9x9 of 8 channels: 47K)."""
     monkeypatch.setattr(im2col, "sharing_pays", lambda: pays)
-    spec = npconv.ConvSpec.build((batch, 8, 9, 9), (8, 8, 3, 3), padding=1)
+    channels = 64 if size == 64 else 8
+    spec = npconv.ConvSpec.build(
+        (batch, channels, size, size), (channels, channels, 3, 3), padding=1
+    )
+    assert (spec.macs >= im2col.SHARED_MACS) == (size == 64)
     with using_threads(threads):
         assert im2col._shared(spec) == shared
 

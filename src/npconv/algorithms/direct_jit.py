@@ -137,11 +137,18 @@ def _rows(x, w, b, lo, y, n0, n1, i0, i1):
                 o = p + 1
 
 
+#: Multiply-adds from which the threads share a layer: below, waking them costs more
+#: than they save (one share against two, ms: 3x3 8->16 @14 0.03 against 0.14, 16->64
+#: @28 0.23 against 0.26, 8->16 @32 at batch 10 0.35 against 0.29, 3->64 @112 0.73
+#: against 0.54; 2 cores).
+SHARED_MACS = 2**23
+
+
 def _shares(spec: ConvSpec) -> list[tuple[int, int, int, int]]:
     """The threads' shares ``(n0, n1, i0, i1)``: runs of samples, or at a batch smaller
     than the threads, of each sample's output rows (whole pairs, so that a pair's input
-    rows are read once)."""
-    threads = get_threads()
+    rows are read once); one share below :data:`SHARED_MACS`."""
+    threads = get_threads() if spec.macs >= SHARED_MACS else 1
     rows = spec.out_size[0]
     if spec.batch >= threads:
         return [(a, b, 0, rows) for a, b in even_runs(spec.batch, threads)]
@@ -209,20 +216,24 @@ def memory(spec: ConvSpec, dtype: np.dtype) -> int:
 #: The price of one of its multiply-adds in GEMM flops (:func:`npconv._cost.gemm`): its
 #: passes ran at 60-75 GFLOP/s on one thread on 8 to 64 input channels (3x3 8->16 @32,
 #: 64->64 @56), 40-50 on 3 (AVX-512 machines, whose vectors numba compiles 8 floats wide).
-FLOPS_PER_MAC = 2.2
+FLOPS_PER_MAC = 1.9
+#: Setting up a pair of output rows and channels (accumulators, weights, writes) costs
+#: about as much as this many input channels' passes.
+PAIR_CHANNELS = 1.5
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     """The multiply-adds it computes, at :data:`FLOPS_PER_MAC`: output rows in whole
     vectors and pairs, output channels in pairs (a group of one output channel computes
-    it twice); a strided pass over the input and the output (the copy into the buffer,
-    the writes)."""
+    it twice), and a pair's set-up (:data:`PAIR_CHANNELS`); a strided pass over the
+    input and the output (the copy into the buffer, the writes)."""
     item = max(np.dtype(dtype).itemsize, 4)
     rows, width = spec.out_size[0], spec.out_size[-1]
     og = spec.group_out
     computed = (
-        spec.batch * spec.groups * (og + og % 2) * spec.group_in * math.prod(spec.kernel)
-        * (rows + rows % 2) * math.prod(spec.out_size[1:-1]) * -(-width // LANES) * LANES
+        spec.batch * spec.groups * (og + og % 2) * (spec.group_in + PAIR_CHANNELS)
+        * math.prod(spec.kernel) * (rows + rows % 2) * math.prod(spec.out_size[1:-1])
+        * -(-width // LANES) * LANES
     )  # fmt: skip
     outputs = spec.batch * spec.out_channels * math.prod(spec.out_size)
     inputs = spec.batch * spec.in_channels * math.prod(spec.in_size)

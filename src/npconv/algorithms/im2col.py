@@ -266,10 +266,20 @@ def conv_channels_first(
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
 
 
+#: Multiply-adds from which a layer whose threads get whole samples shares its chunks
+#: where the machine does not favour sharing: below, the threads' Python work between
+#: BLAS calls, each waiting for the interpreter's lock, costs more than the second core
+#: saves (ms shared / in turn, 2 cores: 3x3 16->16 @7 batch 4 0.38 / 0.10, 32->32 @14
+#: batch 4 0.66 / 0.31, 64->64 @14 batch 4 0.89 / 0.63, batch 8 1.32 / 1.32, 32->32
+#: @16 batch 32 2.4 / 2.8, 128->128 @14 batch 8 3.0 / 3.3).
+SHARED_MACS = 2**26
+
+
 def _shared(spec: ConvSpec) -> bool:
     """Whether the chunks are shared among npconv's threads, each with single-threaded
     BLAS, rather than run in turn with multi-threaded BLAS: where the machine favours it
-    (:func:`npconv._threads.sharing_pays`), or where each thread gets whole samples.
+    (:func:`npconv._threads.sharing_pays`), or where each thread gets whole samples of a
+    layer of at least :data:`SHARED_MACS` multiply-adds.
 
     Elsewhere a sample's rows or outputs shared out make thinner GEMMs: on a Xeon where
     sharing does not pay, batch 1 took 1.37 ms in turn against 1.70 shared (3x3
@@ -278,7 +288,8 @@ def _shared(spec: ConvSpec) -> bool:
     in turn, its copies run on one core.
     """
     threads = get_threads()
-    return threads > 1 and (spec.batch >= threads or sharing_pays())
+    whole = spec.batch >= threads and spec.macs >= SHARED_MACS
+    return threads > 1 and (whole or sharing_pays())
 
 
 def _shares(spec: ConvSpec, per_output: int) -> list[tuple[slice, slice, slice]]:
