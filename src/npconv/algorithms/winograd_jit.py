@@ -385,14 +385,22 @@ def _transforms_work(spec: ConvSpec, item: int) -> Counter[str]:
     return units(passes=8 * 36 * _tile_count(spec) * (spec.in_channels + spec.out_channels) * item)
 
 
+#: Multiply-adds (of the direct convolution) below which the chunks run in turn
+#: whatever :func:`_shared` weighs: waking the threads and their Python between the
+#: kernels cost more than the second core saves (ms shared / in turn, 2 cores: 3x3
+#: 16->16 @8 batch 4 0.33 / 0.12, 64->64 @14 batch 4 0.84 / 0.67, 32->32 @28 batch 8
+#: 1.09 / 1.27, 64->64 @56 1.13 / 1.44).
+SHARED_MACS = 2**25
+
+
 def _shared(spec: ConvSpec) -> bool:
     """Whether :func:`conv` shares its chunks out among the threads (each transforming its
     own tiles, its GEMMs single-threaded): where the tiles outweigh the transformed
-    filters, which every thread reads whole.  Measured (2 cores, ms shared / not):
-    3x3 64->64 @56 1.25 / 1.42, at batch 8 7.8 / 9.6; 256->256 @14 4.6 / 2.7, at
-    batch 8 13.9 / 10.0; 512->512 @7 batch 8 27 / 17."""
+    filters, which every thread reads whole, in layers of at least :data:`SHARED_MACS`.
+    Measured (2 cores, ms shared / not): 3x3 64->64 @56 1.25 / 1.42, at batch 8 7.8 /
+    9.6; 256->256 @14 4.6 / 2.7, at batch 8 13.9 / 10.0; 512->512 @7 batch 8 27 / 17."""
     tiles = _tile_count(spec) * (spec.in_channels + spec.out_channels)
-    return tiles > spec.group_in * spec.out_channels
+    return tiles > spec.group_in * spec.out_channels and spec.macs >= SHARED_MACS
 
 
 def _chunks(
