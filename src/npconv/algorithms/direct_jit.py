@@ -21,13 +21,14 @@ image instead, two output channels by two output rows at a time:
    nine multiply-adds);
 3. the rows are written into the result, in its layout.
 
-npconv's threads share the samples, or at batch 1 the rows (:mod:`npconv._threads`).
-Cost: the direct multiply-adds, ``9 * C/G`` per output, at a fixed fraction of the
-machine's vector speed whatever the channel count, plus a pass over the input and the
-output: it wins where the channels are few (the notes' examples: 3 and 8 input
-channels, 16 outputs), and loses to a GEMM or Winograd where they are many.  Error: a
-direct sum, as a GEMM's (multiply-adds fused).  Floats only.  It needs numba (the
-``jit`` extra).
+npconv's threads share the samples, or at batch 1 the rows (:mod:`npconv._threads`),
+from :data:`SHARED_MACS` multiply-adds on.  Cost: the direct multiply-adds, ``9 * C/G``
+per output, at a fixed fraction of the machine's vector speed whatever the channel
+count, plus each pair's set-up and a pass over the input and the output: it wins where
+the channels are few (the notes' examples: 3 and 8 input channels, 16 outputs; VGG's
+first layer, 3 -> 64), and loses to a GEMM or Winograd where they are many.  Error: a
+direct sum, as a GEMM's (multiply-adds fused).  Floats and complex numbers, not
+integers.  It needs numba (the ``jit`` extra).
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def _rows(x, w, b, lo, y, n0, n1, i0, i1):
     from ``x`` (N, C, H, W) and ``w`` (O, C/G, 3, 3).
 
     ``x`` and ``y`` may be channels-last data seen channels-first (numba compiles a
-    version for such strided arrays: their rows are read and written with strides)."""
+    version for such strided arrays: their rows are read and written with strides).
+    Compiled with multiply-adds fused, which the passes of :func:`_pair` (inlined here)
+    take from this, their caller."""
     o_channels, group_in = w.shape[0], w.shape[1]
     group_out = o_channels // (x.shape[1] // group_in)
     width = y.shape[3]
