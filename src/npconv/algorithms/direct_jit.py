@@ -216,28 +216,41 @@ def memory(spec: ConvSpec, dtype: np.dtype) -> int:
     return get_threads() * spec.in_channels * rows * (wide + 2) * np.dtype(dtype).itemsize
 
 
-#: The price of one of its multiply-adds in GEMM flops (:func:`npconv._cost.gemm`): its
-#: passes ran at 60-75 GFLOP/s on one thread on 8 to 64 input channels (3x3 8->16 @32,
-#: 64->64 @56), 40-50 on 3 (AVX-512 machines, whose vectors numba compiles 8 floats wide).
-FLOPS_PER_MAC = 1.9
+#: The price of one of its multiply-adds in GEMM flops (:func:`npconv._cost.gemm`),
+#: fitted to its times on one thread: 0.28-0.30 ms on 3x3 8->16 @32 batch 10, 1.6-1.9
+#: on 3->16 @32 batch 100, 2.9-3.1 on 64->64 @56, 5 on 256->256 @14 (AVX-512 machines,
+#: whose vectors numba compiles 8 floats wide).
+FLOPS_PER_MAC = 1.4
 #: Setting up a pair of output rows and channels (accumulators, weights, writes) costs
-#: about as much as this many input channels' passes.
+#: about as much as this many input channels' passes ...
 PAIR_CHANNELS = 1.5
+#: ... and setting up a pass (its taps, its rows) as much as this many outputs of it.
+PASS_OUTPUTS = LANES
+#: Where a sample's rows are shared among the threads (a batch smaller than the
+#: threads), its work counts this much more: on two threads such layers ran 1.25-1.6x
+#: faster than on one (3x3 3->64 @112 0.59 against 0.74 ms, 16->64 @56 0.53 against
+#: 0.86), not 2x.
+ROWS_SHARED = 1.3
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     """The multiply-adds it computes, at :data:`FLOPS_PER_MAC`: output rows in whole
     vectors and pairs, output channels in pairs (a group of one output channel computes
-    it twice), and a pair's set-up (:data:`PAIR_CHANNELS`); a strided pass over the
-    input and the output (the copy into the buffer, the writes)."""
+    it twice), a pair's set-up (:data:`PAIR_CHANNELS`) and a pass's (:data:`PASS_OUTPUTS`),
+    more where a sample's rows are shared (:data:`ROWS_SHARED`); a strided pass over the
+    input (the copy into the buffer) and two over the output (its rows written a few at
+    a time in every plane, each line read before it is written)."""
     item = max(np.dtype(dtype).itemsize, 4)
     rows, width = spec.out_size[0], spec.out_size[-1]
     og = spec.group_out
     computed = (
         spec.batch * spec.groups * (og + og % 2) * (spec.group_in + PAIR_CHANNELS)
         * math.prod(spec.kernel) * (rows + rows % 2) * math.prod(spec.out_size[1:-1])
-        * -(-width // LANES) * LANES
+        * (-(-width // LANES) * LANES + PASS_OUTPUTS)
     )  # fmt: skip
     outputs = spec.batch * spec.out_channels * math.prod(spec.out_size)
     inputs = spec.batch * spec.in_channels * math.prod(spec.in_size)
-    return units(gemm=computed * FLOPS_PER_MAC * item / 4, passes=2 * (inputs + outputs) * item)
+    passes = (2 * inputs + 4 * outputs) * item  # the result's rows, strided, read first
+    shared_rows = len(_shares(spec)) > spec.batch  # at least one sample's rows shared
+    flops = computed * FLOPS_PER_MAC * item / 4 * (ROWS_SHARED if shared_rows else 1)
+    return units(gemm=flops, passes=passes)
