@@ -66,6 +66,22 @@ def _fill(x, first, lo, buf):
 
 
 @kernel
+def _nine(k):
+    """The taps of a 3x3 kernel ``k`` as a tuple, row by row."""
+    return (k[0, 0], k[0, 1], k[0, 2], k[1, 0], k[1, 1], k[1, 2], k[2, 0], k[2, 1], k[2, 2])
+
+
+@kernel
+def _taps(acc, k, x0, x1, x2):
+    """``acc`` plus the nine products of taps ``k`` (:func:`_nine`) with ``x0, x1, x2``,
+    three input rows' values ``j, j + 1, j + 2`` each, added in order."""
+    return (
+        acc + k[0] * x0[0] + k[1] * x0[1] + k[2] * x0[2] + k[3] * x1[0] + k[4] * x1[1]
+        + k[5] * x1[2] + k[6] * x2[0] + k[7] * x2[1] + k[8] * x2[2]
+    )  # fmt: skip
+
+
+@kernel
 def _pair(buf, k, q, r, a0, a1, b0, b1):
     """Add to rows ``a0, a1`` (output channel with taps ``k``, output rows ``r, r + 1``)
     and ``b0, b1`` (taps ``q``) the products of the input channels ``buf``.
@@ -76,31 +92,16 @@ def _pair(buf, k, q, r, a0, a1, b0, b1):
     for c in range(len(buf)):
         plane, kc, qc = buf[c], k[c], q[c]
         x0, x1, x2, x3 = plane[r], plane[r + 1], plane[r + 2], plane[r + 3]
-        k0, k1, k2, k3, k4 = kc[0, 0], kc[0, 1], kc[0, 2], kc[1, 0], kc[1, 1]
-        k5, k6, k7, k8 = kc[1, 2], kc[2, 0], kc[2, 1], kc[2, 2]
-        q0, q1, q2, q3, q4 = qc[0, 0], qc[0, 1], qc[0, 2], qc[1, 0], qc[1, 1]
-        q5, q6, q7, q8 = qc[1, 2], qc[2, 0], qc[2, 1], qc[2, 2]
+        kt, qt = _nine(kc), _nine(qc)  # held in registers
         for j in range(len(a0)):
-            u0, u1, u2 = x0[j], x0[j + 1], x0[j + 2]
-            v0, v1, v2 = x1[j], x1[j + 1], x1[j + 2]
-            s0, s1, s2 = x2[j], x2[j + 1], x2[j + 2]
-            t0, t1, t2 = x3[j], x3[j + 1], x3[j + 2]
-            a0[j] = (
-                a0[j] + k0 * u0 + k1 * u1 + k2 * u2 + k3 * v0 + k4 * v1
-                + k5 * v2 + k6 * s0 + k7 * s1 + k8 * s2
-            )  # fmt: skip
-            a1[j] = (
-                a1[j] + k0 * v0 + k1 * v1 + k2 * v2 + k3 * s0 + k4 * s1
-                + k5 * s2 + k6 * t0 + k7 * t1 + k8 * t2
-            )  # fmt: skip
-            b0[j] = (
-                b0[j] + q0 * u0 + q1 * u1 + q2 * u2 + q3 * v0 + q4 * v1
-                + q5 * v2 + q6 * s0 + q7 * s1 + q8 * s2
-            )  # fmt: skip
-            b1[j] = (
-                b1[j] + q0 * v0 + q1 * v1 + q2 * v2 + q3 * s0 + q4 * s1
-                + q5 * s2 + q6 * t0 + q7 * t1 + q8 * t2
-            )  # fmt: skip
+            u = (x0[j], x0[j + 1], x0[j + 2])
+            v = (x1[j], x1[j + 1], x1[j + 2])
+            s = (x2[j], x2[j + 1], x2[j + 2])
+            t = (x3[j], x3[j + 1], x3[j + 2])
+            a0[j] = _taps(a0[j], kt, u, v, s)
+            a1[j] = _taps(a1[j], kt, v, s, t)
+            b0[j] = _taps(b0[j], qt, u, v, s)
+            b1[j] = _taps(b1[j], qt, v, s, t)
 
 
 @kernel(flags=("contract",))
