@@ -1,10 +1,11 @@
-"""The compiled algorithms (depthwise_jit, direct_jit, winograd_jit) against PyTorch, and
-without numba."""
+"""The compiled algorithms (depthwise_jit, direct_jit, im2col_jit, winograd_jit) against
+PyTorch, and without numba."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 import npconv
 import npconv.grad
-from npconv.algorithms import REGISTRY, depthwise_jit, direct_jit, winograd_jit
+from npconv.algorithms import REGISTRY, depthwise_jit, direct_jit, im2col_jit, winograd_jit
 
 from conftest import (
     RTOL,
@@ -229,6 +230,69 @@ def test_auto_takes_direct_jit_for_few_channels_only():
     assert npconv.explain(x, w, layout="NHWC").algorithm == "direct_jit"
     x, w = np.zeros((1, 64, 56, 56), np.float32), np.zeros((64, 64, 3, 3), np.float32)
     assert npconv.explain(x, w, padding=1).algorithm != "direct_jit"
+
+
+IM2COL_CASES = [  # batch, channels, outputs, size, kernel, stride, dilation, pads, groups
+    (2, 5, 7, (9, 11), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),
+    (3, 6, 4, (12, 10), (3, 3), (2, 2), (1, 1), [(1, 0), (2, 1)], 2),  # asymmetric pads
+    (1, 3, 8, (23, 23), (7, 7), (2, 2), (1, 1), [(3, 3), (3, 3)], 1),  # a stem
+    (2, 4, 6, (11, 13), (2, 3), (3, 1), (2, 1), [(0, 0), (1, 1)], 1),  # stride 3, dilation
+    (2, 4, 6, (8, 8), (1, 1), (2, 2), (1, 1), [(0, 0), (0, 0)], 1),  # 1x1/2: a subsample
+    (2, 4, 6, (8, 8), (1, 1), (1, 1), (1, 1), [(0, 0), (0, 0)], 1),  # the input itself
+    (3, 2, 3, (18, 17), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),  # 289 positions
+    (0, 4, 6, (5, 5), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),
+]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("way", ["in turn", "shared", "rows"])
+@pytest.mark.parametrize(
+    ("batch", "channels", "outputs", "size", "kernel", "stride", "dilation", "pads", "groups"),
+    IM2COL_CASES,
+)
+def test_im2col_jit_matches_torch(
+    layout, dtype, way, batch, channels, outputs, size, kernel, stride, dilation, pads, groups,
+    rng, monkeypatch,
+):  # fmt: skip
+    """Its chunks in turn, shared among two threads (forced on these small layers), or
+    of a few output rows each (a small workspace); samples side by side or one GEMM each
+    (289 positions); the bias through the GEMMs (a row of ones) or none."""
+    if way == "shared":
+        monkeypatch.setattr(im2col_jit, "_shared", lambda spec: True)
+    if way == "rows":  # at most a few output rows a chunk
+        monkeypatch.setattr(im2col_jit, "chunks", partial(im2col_jit.chunks, budget=2048))
+    x = rng.standard_normal((batch, channels, *size)).astype(dtype)
+    w = rng.standard_normal((outputs, channels // groups, *kernel)).astype(dtype)
+    bias = rng.standard_normal(outputs).astype(dtype) if channels != 4 else None
+    options = dict(stride=stride, dilation=dilation, groups=groups)
+    with using_threads(2):
+        check("im2col_jit", x, w, bias, layout, pads, RTOL[np.dtype(dtype)], **options)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_im2col_jit_runs_1d_layers_as_one_row(layout, rng):
+    x = rng.standard_normal((2, 3, 19))
+    w = rng.standard_normal((5, 3, 4))
+    bias = rng.standard_normal(5)
+    check("im2col_jit", x, w, bias, layout, [(2, 1)], RTOL[np.dtype(np.float64)], stride=2)
+
+
+def test_im2col_jit_is_exact_for_integers(rng):
+    x = rng.integers(-(2**20), 2**20, (2, 3, 9, 9))
+    w = rng.integers(-(2**20), 2**20, (4, 3, 3, 3))
+    y = npconv.conv(x, w, stride=2, padding=1, algorithm="im2col_jit")
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(y, npconv.conv(x, w, stride=2, padding=1, algorithm="naive"))
+
+
+def test_auto_takes_im2col_jit_where_im2col_would_pad():
+    """A padded layer goes to the compiled gather (no padded copy), a 1x1 stride-1 layer
+    to im2col, which multiplies the input as it lies."""
+    x, w = np.zeros((1, 128, 56, 56), np.float32), np.zeros((128, 128, 3, 3), np.float32)
+    assert npconv.explain(x, w, stride=2, padding=1).algorithm == "im2col_jit"
+    x, w = np.zeros((1, 256, 56, 56), np.float32), np.zeros((64, 256, 1, 1), np.float32)
+    assert npconv.explain(x, w).algorithm == "im2col"
 
 
 def test_depthwise_jit_is_exact_for_integers(rng):
@@ -454,11 +518,11 @@ def test_auto_takes_the_compiled_rows_where_they_win():
 
 def test_auto_leaves_dense_layers_of_few_pixels_to_a_gemm():
     """depthwise_jit's price includes every pair of output and input planes: a dense 3x3
-    layer at 1x1 pixels (7.6 ms by depthwise_jit, 0.3 ms by im2col) goes to im2col."""
+    layer at 1x1 pixels (7.6 ms by depthwise_jit, 0.3 ms by im2col) goes to a patch GEMM."""
     x, w = np.zeros((1, 512, 1, 1), np.float32), np.zeros((512, 512, 3, 3), np.float32)
     choice = npconv.explain(x, w, padding=1)
-    assert choice.algorithm == "im2col"
-    assert choice.estimated["depthwise_jit"] > 10 * choice.estimated["im2col"]
+    assert choice.algorithm in ("im2col", "im2col_jit")
+    assert choice.estimated["depthwise_jit"] > 10 * choice.estimated[choice.algorithm]
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -479,7 +543,7 @@ import numpy as np
 import npconv
 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((8, 1, 3, 3)).astype(np.float32)
-for name in ("depthwise_jit", "winograd_jit", "direct_jit"):
+for name in ("depthwise_jit", "winograd_jit", "direct_jit", "im2col_jit"):
     try:
         npconv.conv(x, w, padding=1, groups=8, algorithm=name)
     except ValueError as error:
@@ -495,13 +559,14 @@ print("auto:", npconv.explain(x, w, padding=1, groups=8).algorithm)
 def test_without_numba_the_compiled_rows_decline_and_auto_uses_the_others():
     done = run_python(WITHOUT_NUMBA)
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    for name, line in zip(("depthwise_jit", "winograd_jit", "direct_jit"), lines):
-        assert line == (
-            f"conv: algorithm '{name}' cannot run this convolution: "
-            "it needs numba (pip install 'npconv[jit]')"
-        )
-    assert lines[3].startswith("auto: ") and not lines[3].endswith("_jit")
+    *lines, auto = done.stdout.splitlines()
+    names = ("depthwise_jit", "winograd_jit", "direct_jit", "im2col_jit")
+    assert lines == [
+        f"conv: algorithm '{name}' cannot run this convolution: "
+        "it needs numba (pip install 'npconv[jit]')"
+        for name in names
+    ]
+    assert auto.startswith("auto: ") and not auto.endswith("_jit")
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ def algorithms() -> list[str]:
     --------
     >>> import npconv
     >>> npconv.algorithms()[:5]
-    ['naive', 'shifted', 'im2col', 'einsum', 'matrix']
+    ['naive', 'shifted', 'im2col', 'im2col_jit', 'einsum']
     """
     return list(REGISTRY)
 

@@ -36,6 +36,7 @@ from . import (
     einsum,
     fft,
     im2col,
+    im2col_jit,
     matrix,
     naive,
     shifted,
@@ -192,6 +193,19 @@ REGISTRY: dict[str, Algorithm] = {
             weight_grad_channels_first=im2col.weight_grad_channels_first,
             adds_bias=True,
             pads_itself=True,
+        ),
+        Algorithm(
+            "im2col_jit",
+            "im2col with a compiled patch gather (numba), zero padding fused; pads itself",
+            im2col_jit.work,
+            im2col_jit.conv,
+            fn_channels_first=im2col_jit.conv_channels_first,
+            weight_grad_channels_first=im2col.weight_grad_channels_first,
+            dims=(1, 2),
+            python_ints=False,
+            adds_bias=True,
+            pads_itself=True,
+            compiled=True,
         ),
         Algorithm(
             "einsum", "sliding windows contracted by np.einsum, chunked", einsum.work, einsum.conv

@@ -37,7 +37,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .._cost import gemm
+from .._cost import gemm, units
 from .._spec import ConvSpec
 from .._threads import get_threads, parallel_map, sharing_pays
 from .._windows import (
@@ -325,8 +325,14 @@ def patch_product_work(spec: ConvSpec, dtype: np.dtype, copies: int = 1) -> Coun
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-    """One copy of the patches and one GEMM per group and chunk."""
-    return patch_product_work(spec, dtype)
+    """One copy of the patches and one GEMM per group and chunk, and where the spec pads,
+    a zero-padded copy of the input rows that the chunks read (:func:`_chunk_input`)."""
+    total = patch_product_work(spec, dtype)
+    if any(lo or hi for lo, hi in spec.pads):
+        item = max(np.dtype(dtype).itemsize, 4)
+        padded = math.prod(n + lo + hi for n, (lo, hi) in zip(spec.in_size, spec.pads))
+        total += units(passes=2 * spec.batch * spec.in_channels * padded * item)  # read, write
+    return total
 
 
 def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
