@@ -60,8 +60,7 @@ from .._windows import (
     weight_last,
 )
 from .._workspace import buffer
-from .winograd import _nd_transforms, filter_work
-from .winograd import growth as _growth
+from .winograd import _nd_transforms, filter_work, norms
 
 #: Channels-first images at least this wide are transformed along their rows; narrower
 #: ones channels-last, their rows being too short to vectorise the transforms along,
@@ -667,8 +666,9 @@ def weight_work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
 
 
 def growth(spec: ConvSpec) -> float:
-    """The bound of F(4x4, 3x3) on intermediate values, relative to ``max|x| * max|w|``."""
-    return _growth(replace(spec, kernel=(3, 3)))
+    """The bound of F(4x4, 3x3) on intermediate values, relative to ``max|x| * max|w|``
+    (as :func:`~npconv.algorithms.winograd.growth` for a 3x3 kernel at stride 1)."""
+    return spec.group_in * norms(4, 3) ** 2
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
