@@ -109,10 +109,11 @@ def conv_channels_first(
     dtype = np.result_type(x, w)
     y = np.empty((spec.batch, g, og, *spec.out_size), dtype=dtype)  # (N, G, O/G, *out)
     w_mat = np.ascontiguousarray(w, dtype).reshape(g, og, k)  # (G, O/G, C/G*kh*kw)
-    fold = bias is not None and k + 1 < spec.batch * math.prod(spec.out_size)
-    if fold:  # the weights of a row of ones: (G, O/G, K + 1)
-        w_mat = np.concatenate([w_mat, bias.reshape(g, og, 1).astype(dtype)], axis=2)
-    b = None if bias is None or fold else bias.reshape(g, og, 1, 1).astype(dtype)
+    b = None if bias is None else bias.astype(dtype)
+    if b is not None and k + 1 < spec.batch * math.prod(spec.out_size):
+        w_mat = np.concatenate([w_mat, b.reshape(g, og, 1)], axis=2)  # (G, O/G, K + 1)
+        b = None  # the weight of a row of ones
+    b = None if b is None else b.reshape(g, og, 1, 1)
     kk = w_mat.shape[2]
     lo = np.array([lo for lo, _ in spec.pads], dtype=np.int64)
     stride, dilation = np.array(spec.stride), np.array(spec.dilation)
