@@ -13,7 +13,7 @@ import torch
 
 import npconv
 import npconv.grad
-from npconv.algorithms import REGISTRY, depthwise_jit, direct_jit, im2col_jit, winograd_jit
+from npconv.algorithms import REGISTRY, depthwise_jit, direct_jit, im2col, winograd_jit
 
 from conftest import (
     RTOL,
@@ -259,9 +259,9 @@ def test_im2col_jit_matches_torch(
     of a few output rows each (a small workspace); samples side by side or one GEMM each
     (289 positions); the bias through the GEMMs (a row of ones) or none."""
     if way == "shared":
-        monkeypatch.setattr(im2col_jit, "_shared", lambda spec: True)
+        monkeypatch.setattr(im2col, "_shared", lambda spec: True)
     if way == "rows":  # at most a few output rows a chunk
-        monkeypatch.setattr(im2col_jit, "chunks", partial(im2col_jit.chunks, budget=2048))
+        monkeypatch.setattr(im2col, "chunks", partial(im2col.chunks, budget=2048))
     x = rng.standard_normal((batch, channels, *size)).astype(dtype)
     w = rng.standard_normal((outputs, channels // groups, *kernel)).astype(dtype)
     bias = rng.standard_normal(outputs).astype(dtype) if channels != 4 else None

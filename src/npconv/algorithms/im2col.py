@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -258,12 +259,22 @@ def conv_channels_first(
         np.matmul(w_mat, xp.reshape(shape), out=y.reshape(*shape[:2], og, points))
         if b is not None:
             y += b
-    elif _shared(spec):
+    else:
+        run_chunks(product, spec, per_output)
+    return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
+
+
+def run_chunks(
+    product: Callable[[tuple[slice, slice, slice]], None], spec: ConvSpec, per_output: int
+) -> None:
+    """``product`` of every chunk ``(samples, rows, outputs)`` of a channels-first patch
+    matrix of ``per_output`` bytes per output position: shared among the threads where
+    :func:`_shared` (:func:`_shares`), otherwise in turn (:func:`npconv._windows.chunks`)."""
+    if _shared(spec):
         parallel_map(product, _shares(spec, per_output), blas=True)
     else:
         for batch, rows in chunks(spec, per_output):
             product((batch, rows, slice(None)))
-    return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
 
 
 #: Multiply-adds from which a layer whose threads get whole samples shares its chunks

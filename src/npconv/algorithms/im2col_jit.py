@@ -38,10 +38,9 @@ import numpy as np
 from .._cost import units
 from .._jit import kernel
 from .._spec import ConvSpec
-from .._threads import parallel_map
-from .._windows import chunks, move_channels_first, move_channels_last, reshaped_view, weight_first
+from .._windows import move_channels_first, move_channels_last, reshaped_view, weight_first
 from .._workspace import buffer
-from .im2col import WIDE_POINTS, _shared, _shares, patch_product_work
+from .im2col import WIDE_POINTS, patch_product_work, run_chunks
 
 
 @kernel
@@ -143,12 +142,7 @@ def conv_channels_first(
         if b is not None:
             out_block += b[:, outs]
 
-    per_output = math.prod(spec.kernel) * spec.in_channels * dtype.itemsize
-    if _shared(spec):
-        parallel_map(product, _shares(spec, per_output), blas=True)
-    else:
-        for batch, rows in chunks(spec, per_output):
-            product((batch, rows, slice(None)))
+    run_chunks(product, spec, math.prod(spec.kernel) * spec.in_channels * dtype.itemsize)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
 
 
