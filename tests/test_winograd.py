@@ -125,6 +125,19 @@ def test_non_finite_weights_stay_where_a_direct_convolution_puts_them(algorithm,
         np.testing.assert_array_equal(mask, expected)
 
 
+@pytest.mark.parametrize("algorithm", TRANSFORMS)
+def test_an_input_only_its_padding_fills_gives_the_bias(algorithm):
+    """An empty spatial axis that the padding widens: every window sums zeros."""
+    x, w, bias = np.zeros((1, 2, 0, 5)), np.ones((3, 2, 3, 3)), np.arange(3.0)
+    run = partial(npconv.conv2d, x, w, bias, padding=2, algorithm=algorithm)
+    if refuses_without_numba(algorithm, run):
+        return
+    expected = npconv.conv2d(x, w, bias, padding=2, algorithm="naive")
+    assert expected.shape == (1, 3, 2, 7)
+    np.testing.assert_array_equal(run(), expected)
+    np.testing.assert_array_equal(expected, np.broadcast_to(bias.reshape(3, 1, 1), (1, 3, 2, 7)))
+
+
 @pytest.mark.filterwarnings("ignore:(invalid value|overflow) encountered:RuntimeWarning")
 @pytest.mark.parametrize("algorithm", ["auto", *TRANSFORMS])
 def test_large_finite_float32_does_not_overflow_in_the_transforms(algorithm):

@@ -144,7 +144,10 @@ def _without_products(problem: Problem, shape: tuple[int, ...], channels_first: 
 
 
 def _max_abs(a: np.ndarray) -> float:
-    """``max|a|`` of a non-empty array (NaN if it holds one), without a temporary copy."""
+    """``max|a|`` (NaN if ``a`` holds one; 0 if it is empty, as an input that only its
+    padding fills), without a temporary copy."""
+    if a.size == 0:
+        return 0.0
     if a.dtype.kind == "c":
         return float(np.abs(a).max())
     return float(np.abs(np.array([a.min(), a.max()], dtype=np.float64)).max())
