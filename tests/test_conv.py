@@ -301,25 +301,6 @@ def test_im2col_shares_its_chunks_where_the_machine_or_the_batch_favours_it(
         assert im2col._shared(spec) == shared
 
 
-@pytest.mark.parametrize("sharing", [True, False], ids=["shared", "in-turn"])
-@pytest.mark.parametrize("threads", [2, 3])
-@pytest.mark.parametrize(("batch", "groups"), [(2, 1), (5, 1), (3, 2)])
-def test_im2col_1x1_layers_share_whole_samples_or_run_them_in_turn(
-    sharing, threads, batch, groups, rng, monkeypatch
-):
-    """A 1x1 layer's input is its patch matrix: its samples' GEMMs shared among the
-    threads or run together; with a bias."""
-    monkeypatch.setattr(im2col, "_shared", lambda spec: sharing)
-    x = rng.standard_normal((batch, 6, 17, 16)).astype(np.float32)  # 272 positions
-    w = rng.standard_normal((4, 6 // groups, 1, 1)).astype(np.float32)
-    bias = rng.standard_normal(4).astype(np.float32)
-    spec = npconv.ConvSpec.build(x.shape, w.shape, groups=groups)
-    with using_threads(threads):
-        assert im2col._pointwise_shared(spec, x.dtype) == sharing
-        y = npconv.conv(x, w, bias, groups=groups, algorithm="im2col")
-    assert_close(y, torch_conv(x, w, bias, pads=[(0, 0)] * 2, groups=groups))
-
-
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("sharing", [True, False], ids=["shared", "in-turn"])
 @pytest.mark.parametrize("threads", [1, 2, 3])

@@ -256,35 +256,12 @@ def conv_channels_first(
     per_output = taps * spec.in_channels * dtype.itemsize
     if _pointwise(spec, xp, fold) and (spec.batch == 1 or points >= WIDE_POINTS):
         shape = (spec.batch, g, cg, points)  # the input is the patch matrix
-        patches, out = xp.reshape(shape), y.reshape(*shape[:2], og, points)
-
-        def samples(run: tuple[int, int]) -> None:
-            np.matmul(w_mat, patches[run[0] : run[1]], out=out[run[0] : run[1]])
-            if b is not None:
-                out[run[0] : run[1]] += b.reshape(g, og, 1)
-
-        if _pointwise_shared(spec, dtype):  # whole samples, one thread's GEMMs each
-            parallel_map(samples, even_runs(spec.batch, get_threads()), blas=True)
-        else:
-            samples((0, spec.batch))
+        np.matmul(w_mat, xp.reshape(shape), out=y.reshape(*shape[:2], og, points))
+        if b is not None:
+            y += b
     else:
         run_chunks(product, spec, per_output)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
-
-
-#: Bytes of a sample's input up to which a 1x1 layer whose threads would share whole
-#: samples (:func:`_shared`) does so, each thread's GEMMs single-threaded; beyond, a
-#: sample's GEMM runs on every thread.  ms shared / not, batch 8, 2 threads: 1x1
-#: 512->128 @28 (1.6 MB a sample) 3.35-3.41 / 3.76-3.84, 64->256 @56 (0.8 MB) 3.5 /
-#: 3.6-3.7, 1024->256 @14 (0.8 MB) 3.1-3.2 / 3.2-3.4, but 256->64 @56 (3.2 MB) 6.4-7.5 /
-#: 5.2-5.3, the two threads streaming their samples from memory at once.
-POINTWISE_SHARED_BYTES = 2 * 2**20
-
-
-def _pointwise_shared(spec: ConvSpec, dtype: np.dtype) -> bool:
-    """Whether a 1x1 layer's samples are shared among the threads (see above)."""
-    sample = spec.in_channels * math.prod(spec.in_size) * dtype.itemsize
-    return spec.batch > 1 and _shared(spec) and sample <= POINTWISE_SHARED_BYTES
 
 
 def run_chunks(
