@@ -109,7 +109,7 @@ def conv_channels_first(
     y = np.empty((spec.batch, g, og, *spec.out_size), dtype=dtype)  # (N, G, O/G, *out)
     w_mat = np.ascontiguousarray(w, dtype).reshape(g, og, k)  # (G, O/G, C/G*kh*kw)
     b = None if bias is None else bias.astype(dtype).reshape(g, og, 1, 1)
-    if b is not None and k + 1 < spec.batch * math.prod(spec.out_size):  # a row of ones'
+    if b is not None and k + 1 < spec.batch * math.prod(spec.out_size):  # a row of ones
         w_mat = np.concatenate([w_mat, b[..., 0]], axis=2)  # (G, O/G, K + 1)
         b = None
     kk = w_mat.shape[2]
