@@ -341,8 +341,8 @@ def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     total = patch_product_work(spec, dtype)
     if any(lo or hi for lo, hi in spec.pads):
         item = max(np.dtype(dtype).itemsize, 4)
-        padded = math.prod(n + lo + hi for n, (lo, hi) in zip(spec.in_size, spec.pads))
-        total += units(passes=2 * spec.batch * spec.in_channels * padded * item)  # read, write
+        padded = spec.batch * spec.in_channels * math.prod(spec.padded_size) * item
+        total += units(passes=2 * padded)  # read and written
     return total
 
 
