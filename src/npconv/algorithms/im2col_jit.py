@@ -36,7 +36,7 @@ from dataclasses import replace
 import numpy as np
 
 from .._cost import units
-from .._jit import kernel
+from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
 from .._windows import move_channels_first, move_channels_last, reshaped_view, weight_first
 from .._workspace import buffer
@@ -59,10 +59,8 @@ def _gather(x, lo, stride, dilation, size, n0, r0, cols):
     j0, j1 = lo[1], min(plane.shape[1], lo[1] + x.shape[3])  # its columns in the image
     for s in range(cols.shape[1]):
         for c in range(x.shape[1]):
-            for i in range(i0, i1):  # (the rows and columns outside the image stay zero)
-                dst, src = plane[i, j0:j1], x[n0 + s, c, top + i]
-                for j in range(len(dst)):
-                    dst[j] = src[j]
+            # (the rows and columns outside the image stay zero)
+            copy_rows(plane[i0:i1, j0:j1], x[n0 + s, c, top + i0 : top + i1])
             for a in range(kh):
                 for b in range(kw):
                     out = cols[(c * kh + a) * kw + b, s]
