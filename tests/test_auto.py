@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+import time
 import tracemalloc
 from dataclasses import replace
 from functools import partial
@@ -273,6 +274,81 @@ def test_parallel_regions_restore_blas_threads_and_agree(rng, monkeypatch):
     assert errors == [] and len(results) >= 20
     for y in results:
         assert_close(y, expected)
+
+
+@pytest.fixture(params=["spinning", "sleeping"])
+def pool_waits(request, monkeypatch):
+    """npconv's threads waiting for regions by spinning (where numba runs; asleep
+    without it) or asleep (a round of spinning measured as 0 seconds: none)."""
+    if request.param == "sleeping":
+        monkeypatch.setattr(_threads, "_measured", {"round": 0.0})
+    with using_threads(1):  # a new pool, made with these waits, on first use
+        pass
+    return request.param
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_parallel_map_runs_every_item_once_region_after_region(threads, pool_waits):
+    """Regions back to back, and after the threads have fallen asleep: every item runs
+    once."""
+    with using_threads(threads):
+        for region in range(60):
+            items = list(range(region % 7 + 2))
+            seen: list[int] = []
+            _threads.parallel_map(lambda item, seen=seen: seen.append(item * item), items)
+            assert sorted(seen) == [item * item for item in items]
+            if region % 20 == 19:
+                time.sleep(2 * _threads.SPIN_SECONDS)  # the threads sleep again
+
+
+def test_parallel_map_raises_the_first_items_error_after_running_every_item(pool_waits):
+    ran = []
+
+    def fail_odd(item):
+        ran.append(item)
+        if item % 2:
+            raise ValueError(f"item {item}")
+
+    with using_threads(2):
+        with pytest.raises(ValueError, match=r"item 1$"):
+            _threads.parallel_map(fail_odd, list(range(6)))
+        assert sorted(ran) == list(range(6))
+        _threads.parallel_map(ran.append, [6, 7])  # the pool still serves
+    assert sorted(ran) == list(range(8))
+
+
+def test_parallel_map_from_several_threads_and_nested(pool_waits):
+    """Callers in two threads at once (one finds the pool busy and runs its items
+    itself) and a region started from an item (run where it is called)."""
+    totals = []
+
+    def region():
+        for _ in range(30):
+            parts: list[int] = []
+
+            def nested(item, parts=parts):
+                _threads.parallel_map(parts.append, [item, 10 * item])
+
+            _threads.parallel_map(nested, [1, 2, 3])
+            totals.append(sum(parts))
+
+    with using_threads(2):
+        assert in_threads(region) == []
+    assert totals == [66] * 60
+
+
+def test_a_replaced_pools_threads_end(pool_waits):
+    def pool_threads():
+        return sum(thread.name.startswith("npconv-") for thread in threading.enumerate())
+
+    before = pool_threads()
+    with using_threads(6):
+        _threads.parallel_map(lambda item: None, range(6))
+        assert pool_threads() == before + 5  # the caller is the sixth
+    deadline = time.monotonic() + 10
+    while pool_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool_threads() == before
 
 
 @pytest.mark.parametrize(("ratio", "pays"), [(1.0, False), (10.0, True)])

@@ -6,7 +6,10 @@ when npconv is imported: :func:`unavailable` imports numba the first time a regi
 row asks whether it can run (importing numba takes ~0.4 s), and a kernel is compiled on
 its first call for each combination of argument types, with ``cache=True``, so that a
 second process loads the machine code from numba's cache instead of compiling again.
-Kernels that several algorithms call (:func:`copy_rows`) live here.
+Kernels that several algorithms call (:func:`copy_rows`) live here, and the three
+machine operations that numba code cannot write itself (:class:`Intrinsic`): an atomic
+load and store of a flag that another thread sets or reads, and the CPU's spin-wait
+hint, with which npconv's threads wait for work (:mod:`npconv._threads`).
 
 Kernels run on the thread that calls them, without the GIL (``nogil``): the calling
 thread, or npconv's own pinned threads, among which an algorithm shares out its chunks
@@ -23,11 +26,23 @@ long dot product is vectorised instead of being a chain of scalar additions.
 
 from __future__ import annotations
 
+import platform
 import types
 from collections.abc import Callable, Collection
 from typing import Any
 
-__all__ = ["FLAGS", "MISSING", "Kernel", "copy_rows", "kernel", "unavailable"]
+__all__ = [
+    "FLAGS",
+    "MISSING",
+    "Intrinsic",
+    "Kernel",
+    "copy_rows",
+    "kernel",
+    "load_acquire",
+    "pause",
+    "store_release",
+    "unavailable",
+]
 
 #: Why a compiled algorithm cannot run when numba is not installed.
 MISSING = "it needs numba (pip install 'npconv[jit]')"
@@ -64,13 +79,14 @@ class Kernel:
         """The numba dispatcher of the function (created once; it compiles per signature).
 
         Every other :class:`Kernel` the function calls is seen as that kernel's
-        dispatcher (inlined into its callers' loops).
+        dispatcher (inlined into its callers' loops), every :class:`Intrinsic` as
+        numba's intrinsic.
         """
         if self._compiled is None:
             numba = _numba["module"]
             names = dict(self.fn.__globals__)
             for name in self.fn.__code__.co_names:
-                if isinstance(names.get(name), Kernel):
+                if isinstance(names.get(name), (Kernel, Intrinsic)):
                     names[name] = names[name].compiled()
             fn = types.FunctionType(self.fn.__code__, names, self.fn.__name__)
             fn.__qualname__, fn.__module__ = self.fn.__qualname__, self.fn.__module__
@@ -83,6 +99,78 @@ class Kernel:
         if unavailable() is not None:
             raise RuntimeError(f"{self.fn.__name__}: {unavailable()}")
         return self.compiled()(*args)
+
+
+class Intrinsic:
+    """A machine operation for kernels: numba's ``intrinsic`` of ``build``, created on
+    first use (``build(typingctx, *argument_types)`` returns the signature and a function
+    that emits the LLVM instructions)."""
+
+    def __init__(self, build: Callable[..., Any]) -> None:
+        self.build = build
+        self._compiled: Any = None
+        self.__doc__ = build.__doc__
+
+    def compiled(self) -> Any:
+        """numba's intrinsic (callable from kernels only)."""
+        if self._compiled is None:
+            from numba.extending import intrinsic
+
+            self._compiled = intrinsic(self.build)
+        return self._compiled
+
+
+def _element(context: Any, builder: Any, array_type: Any, array: Any, index: Any) -> Any:
+    """The address of element ``index`` of a 1-d array, in LLVM."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [index])
+
+
+@Intrinsic
+def load_acquire(typingctx: Any, array: Any, index: Any) -> Any:
+    """``array[index]`` of a 1-d integer array, read atomically with acquire ordering: a
+    value another thread writes, re-read on every call (a plain read in a loop could be
+    read once, before it)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        address = _element(context, builder, signature.args[0], *args)
+        return builder.load_atomic(address, "acquire", array.dtype.bitwidth // 8)
+
+    return array.dtype(array, index), codegen
+
+
+@Intrinsic
+def store_release(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
+    """``array[index] = value``, written atomically with release ordering: a thread that
+    reads it with :data:`load_acquire` sees every write made before it."""
+    from numba.core import types as nb
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        address = _element(context, builder, signature.args[0], args[0], args[1])
+        stored = context.cast(builder, args[2], signature.args[2], array.dtype)
+        builder.store_atomic(stored, address, "release", array.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return nb.void(array, index, value), codegen
+
+
+@Intrinsic
+def pause(typingctx: Any) -> Any:
+    """The CPU's spin-wait hint (x86's ``pause``; nothing elsewhere): a waiting loop
+    then yields the core's resources to its other hyperthread, and leaves it without a
+    memory-order stall when the awaited value arrives."""
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.core import types as nb
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+            hint = ir.FunctionType(ir.VoidType(), [])
+            name = "llvm.x86.sse2.pause"
+            builder.call(cgutils.get_or_insert_function(builder.module, hint, name), [])
+        return context.get_dummy_value()
+
+    return nb.void(), codegen
 
 
 def kernel(fn: Callable[..., Any] | None = None, *, flags: Collection[str] = ()) -> Any:

@@ -30,11 +30,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
 import numpy as np
+
+from ._jit import kernel, load_acquire, pause, store_release, unavailable
 
 __all__ = ["get_threads", "parallel_map", "set_threads", "sharing_pays", "single_threaded_blas"]
 
@@ -104,11 +105,11 @@ def set_threads(threads: int) -> int:
     with _blas_lock:  # a parallel region restores this count when it ends
         threadpool_limits(limits=1 if _blas["regions"] else threads, user_api="blas")
         _blas["saved"] = [threads] * len(_blas["saved"])
-    with _lock:  # no parallel_map is submitting to the pool being replaced
+    with _lock:  # no parallel_map is taking the pool being replaced
         old, pool = get_threads(), _state["pool"]
         _state.update(threads=threads, pool=None)
-    if isinstance(pool, ThreadPoolExecutor):
-        pool.shutdown(wait=False)  # its submitted jobs still run, then its threads end
+    if isinstance(pool, _Pool):
+        pool.close()  # its running region ends, then its threads
     return old
 
 
@@ -117,23 +118,185 @@ def _cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
-def _pinned(cpus: list[int], counter: Iterator[int]) -> None:
-    """Pool thread initializer: pin the thread to the next of ``cpus`` (Linux)."""
-    _local.in_pool = True
-    if hasattr(os, "sched_setaffinity") and len(cpus) > 1:
-        os.sched_setaffinity(0, {cpus[next(counter) % len(cpus)]})
+@kernel
+def _wait_for(flags, index, value, spins):
+    """Spin until ``flags[index] == value`` (True) or for ``spins`` rounds (False)."""
+    for _ in range(spins):
+        if load_acquire(flags, index) == value:
+            return True
+        pause()
+    return load_acquire(flags, index) == value
 
 
-def _pool() -> ThreadPoolExecutor:
-    """The pool of :func:`get_threads` threads, each pinned to one of the process's cores
-    (created on first use; the caller holds ``_lock``)."""
+@kernel
+def _signal_then_wait(signal, index, value, flags, awaited, spins, linger):
+    """``signal[index] = value`` (after every write this thread made before), then
+    :func:`_wait_for` ``flags[index] == awaited``, then ``linger`` rounds more: one call,
+    so that the GIL, released for it, is not asked for in between."""
+    store_release(signal, index, value)
+    if not _wait_for(flags, index, awaited, spins):
+        return False
+    for _ in range(linger):
+        pause()
+    return True
+
+
+#: How long npconv's threads keep spinning for the next parallel region after one ends
+#: (and the caller, for a thread to take up a region) before sleeping until woken: the
+#: back-to-back regions of a network's layers then start and end without waking a
+#: sleeping thread, which took 40-50 us on the Intel Xeon virtual machine measured.
+SPIN_SECONDS = 2e-4
+#: How long a caller leaves the GIL to a thread that has just taken up its region, so
+#: that the thread's Python code (calling its first item's kernel) and the caller's do
+#: not wait for each other.
+HANDOFF_SECONDS = 1e-5
+
+_measured: dict[str, float] = {}
+
+
+def _spin_seconds() -> float:
+    """Seconds of one round of :func:`_wait_for` (measured once per process), or 0
+    without numba: the threads then sleep at once."""
+    if "round" not in _measured:
+        if unavailable() is not None:
+            _measured["round"] = 0.0
+        else:
+            never = np.zeros(1, np.int64)
+            _wait_for(never, 0, 1, 1)  # compiled (or loaded from numba's cache) first
+            start = time.perf_counter()
+            _wait_for(never, 0, 1, 2**14)
+            _measured["round"] = max(time.perf_counter() - start, 1e-9) / 2**14
+    return _measured["round"]
+
+
+class _Pool:
+    """``threads - 1`` threads, each pinned to one of the process's cores, which run the
+    items of a parallel region together with the thread that calls :meth:`map`.
+
+    A region is numbered: the caller publishes its number in ``go``, every thread
+    acknowledges it in ``ack``, takes items until none is left and publishes the number
+    in ``done``.  Where numba is installed and the threads do not outnumber the cores,
+    they wait by spinning (numba code, without the GIL): between regions for
+    :data:`SPIN_SECONDS`, then they sleep on a condition until woken.  Otherwise every
+    wait sleeps on the condition.  One region runs at a time: a caller that finds the
+    pool busy runs its items itself.
+    """
+
+    def __init__(self, threads: int) -> None:
+        cpus = _cpus()
+        rounds = _spin_seconds() if threads <= max(len(cpus), 1) else 0.0
+        self.spins = int(SPIN_SECONDS / rounds) if rounds else 0
+        self.handoff = int(HANDOFF_SECONDS / rounds) if rounds else 0
+        self.workers = threads - 1
+        self.go, self.ack, self.done = np.zeros((3, self.workers), np.int64)
+        self.asleep = [False] * self.workers
+        self.caller_asleep = False
+        self.changed = threading.Condition()
+        self.lock = threading.Lock()  # held by the caller of the running region
+        self.region: tuple[Callable[[Any], object], Sequence[Any], Iterator[int], list] = (
+            lambda item: None, [], iter(()), [],
+        )  # fmt: skip
+        self.number = 0
+        self.closed = False
+        for k in range(self.workers):
+            cpu = cpus[-1 - k % len(cpus)] if len(cpus) > 1 else None
+            name = f"npconv-{k}"
+            threading.Thread(target=self._serve, args=(k, cpu), name=name, daemon=True).start()
+
+    def _serve(self, k: int, cpu: int | None) -> None:
+        """Thread ``k``: run the items of every region until the pool is closed."""
+        _local.in_pool = True
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        number = 0
+        while True:
+            # region `number` done; wait for the next
+            if self.spins:
+                if not _signal_then_wait(self.done, k, number, self.go, number + 1, self.spins, 0):
+                    self._sleep_until(self.go, k, number + 1)
+            else:
+                with self.changed:
+                    self.done[k] = number
+                    self.changed.notify_all()
+                self._sleep_until(self.go, k, number + 1)
+            if self.go[k] != number + 1:  # closed
+                return
+            number += 1
+            self.ack[k] = number
+            self._take(self.region)
+
+    def _sleep_until(self, flags: np.ndarray, k: int, value: int) -> None:
+        """Sleep until ``flags[k] == value`` or the pool is closed."""
+        with self.changed:
+            self.asleep[k] = True
+            while flags[k] != value and not self.closed:
+                self.changed.wait()
+            self.asleep[k] = False
+
+    @staticmethod
+    def _take(region: tuple[Callable[[Any], object], Sequence[Any], Iterator[int], list]) -> None:
+        """Run the region's items that no other thread has taken; keep their errors."""
+        fn, items, taken, errors = region
+        for index in taken:
+            if index >= len(items):
+                return
+            try:
+                fn(items[index])
+            except BaseException as error:  # re-raised by the caller
+                errors.append((index, error))
+
+    def map(self, fn: Callable[[T], object], items: Sequence[T]) -> bool:
+        """Run ``fn`` on every item on the pool's threads and the caller's; False (nothing
+        run) where the pool is busy or closed."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            if self.closed:
+                return False
+            errors: list[tuple[int, BaseException]] = []
+            self.region = (fn, items, itertools.count(), errors)
+            self.number += 1
+            number = self.number
+            for k in range(self.workers):
+                # a spinning thread takes the GIL and its first item, then the caller does
+                waits = (self.spins, self.handoff)
+                if self.spins and not self.asleep[k]:
+                    if _signal_then_wait(self.go, k, number, self.ack, number, *waits):
+                        continue
+                with self.changed:  # it sleeps, or fell asleep as the region began
+                    self.go[k] = number
+                    self.changed.notify_all()
+            _local.in_pool = True
+            try:
+                self._take(self.region)
+            finally:
+                _local.in_pool = False
+            for k in range(self.workers):
+                while not (self.spins and _wait_for(self.done, k, number, self.spins)):
+                    if not self.spins:  # sleep: the thread wakes us
+                        with self.changed:
+                            while self.done[k] != number:
+                                self.changed.wait()
+                        break
+        finally:
+            self.lock.release()
+        if errors:
+            raise min(errors, key=lambda error: error[0])[1]
+        return True
+
+    def close(self) -> None:
+        """End the threads once the running region, if any, has ended."""
+        with nullcontext() if getattr(_local, "in_pool", False) else self.lock:
+            self.closed = True
+        with self.changed:
+            self.changed.notify_all()
+
+
+def _pool() -> _Pool:
+    """The pool of :func:`get_threads` threads (created on first use; the caller holds
+    ``_lock``)."""
     if _state["pool"] is None:
-        _state["pool"] = ThreadPoolExecutor(
-            get_threads(),
-            thread_name_prefix="npconv",
-            initializer=_pinned,
-            initargs=(_cpus(), itertools.count()),
-        )
+        _state["pool"] = _Pool(get_threads())
     return _state["pool"]  # type: ignore[return-value]
 
 
@@ -261,6 +424,7 @@ def parallel_map(fn: Callable[[T], object], items: Sequence[T], blas: bool = Fal
         return
     with single_threaded_blas() if blas else nullcontext():
         with _lock:
-            jobs = [_pool().submit(fn, item) for item in items]
-        for job in jobs:
-            job.result()
+            pool = _pool()
+        if not pool.map(fn, items):  # busy with another caller's region
+            for item in items:
+                fn(item)

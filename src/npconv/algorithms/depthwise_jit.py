@@ -426,10 +426,11 @@ def conv_channels_first(
 
 
 #: Input and output values from which a layer's planes are shared out among the threads
-#: (below, the pool's hand-offs cost more than they save).  Measured on MobileNetV2's
-#: 3x3 layers, ms on two threads / one: 96 @112 stride 2 0.45 / 0.64, 144 @56 at batch 8
-#: 1.06 / 1.97, 144 @56 0.25 / 0.24, 32 @112 0.24 / 0.19, 384 @14 0.16 / 0.09.
-SHARED_VALUES = 2**20
+#: (below, the pool's hand-off costs more than it saves).  Measured on 3x3 layers at
+#: batch 1, us on two threads / one (Intel Xeon, 2 cores): 64 @14 (25,088 values) 48 /
+#: 29, 32 @28 (50,176) 44 / 35, 64 @28 (100,352) 55 / 58, MobileNetV2's 384 @14
+#: (150,528) 70-73 / 80-92 and 144 @56 180-236 / 320-370.
+SHARED_VALUES = 2**17
 
 
 def _shared_planes(planes: Callable[[int, int], None], x: np.ndarray, y: np.ndarray) -> None:
