@@ -1,20 +1,25 @@
 """The threads setting: how many cores npconv's stages, FFTs and BLAS use.
 
-FFTs run in ``scipy.fft``'s workers.  npconv's own stages run on a pool of its own
-threads (:func:`parallel_map`), one per core, each pinned to its core: the chunks of
-an algorithm (patch matrices and their GEMMs, Winograd tiles, depthwise blocks) are
-shared out among them, each thread copying into its own buffers and multiplying them
-by single-threaded BLAS calls.  On the 2-core AMD EPYC virtual machines measured,
-writing memory that the other core had read last cost 5-10x a plain copy: a patch
-matrix copied by the calling thread, then read by OpenBLAS's two threads, took 1.9
-against 0.17 ms to copy again (10 images of 32x32x8); threads that migrate between
-cores pay the same, hence the pinning.  Shared out so, the 3x3 layers of the notes and
-a 64-channel layer at batch 8 ran 2-6x faster than by one copy and a two-thread GEMM.
-Where that copy costs no more (the Intel Xeon machines measured: 0.21 ms either way),
-a two-thread GEMM of a whole chunk is faster than two single-threaded halves, and an
-ONNX ResNet-50 ran in 71 against 104 ms with im2col's chunks in turn on the calling
-thread: :func:`sharing_pays` measures which kind of machine this is, once per process.
+FFTs run in ``scipy.fft``'s workers.  npconv's own stages run on the calling thread
+and a pool of its own threads (:func:`parallel_map`), one per other core, each pinned
+to its core: the chunks of an algorithm (patch matrices and their GEMMs, Winograd
+tiles, depthwise blocks) are shared out among them, each thread copying into its own
+buffers and multiplying them by single-threaded BLAS calls.  On the 2-core AMD EPYC
+virtual machines measured, writing memory that the other core had read last cost
+5-10x a plain copy: a patch matrix copied by the calling thread, then read by
+OpenBLAS's two threads, took 1.9 against 0.17 ms to copy again (10 images of
+32x32x8); threads that migrate between cores pay the same, hence the pinning.  Shared
+out so, the 3x3 layers of the notes and a 64-channel layer at batch 8 ran 2-6x faster
+than by one copy and a two-thread GEMM.  Where that copy costs no more (the Intel Xeon
+machines measured: 0.21 ms either way), a two-thread GEMM of a whole chunk is faster
+than two single-threaded halves, and an ONNX ResNet-50 ran in 71 against 104 ms with
+im2col's chunks in turn on the calling thread: :func:`sharing_pays` measures which
+kind of machine this is, once per process.
 
+Between parallel regions the pool's threads spin for :data:`SPIN_SECONDS` before they
+sleep, as OpenMP's threads do: waking a sleeping thread, and a thread waiting for the
+GIL, took 40-50 us on the Intel Xeon virtual machine measured, so that a region of two
+90 us shares took 208 us with a pool of sleeping threads and 117 us with this one.
 :func:`set_threads` sets every count; the default is every core (``os.cpu_count()``).
 It changes how npconv runs, never what it computes: the cost model that "auto"
 consults takes the thread count as an input, so the choice of algorithm may differ
@@ -169,6 +174,12 @@ def _spin_seconds() -> float:
     return _measured["round"]
 
 
+#: A parallel region: its function, its items, the indices of the items not yet taken
+#: and the errors ``(index, error)`` of the items that failed.
+_Errors = list[tuple[int, BaseException]]
+_Region = tuple[Callable[[Any], object], Sequence[Any], Iterator[int], _Errors]
+
+
 class _Pool:
     """``threads - 1`` threads, each pinned to one of the process's cores, which run the
     items of a parallel region together with the thread that calls :meth:`map`.
@@ -190,12 +201,9 @@ class _Pool:
         self.workers = threads - 1
         self.go, self.ack, self.done = np.zeros((3, self.workers), np.int64)
         self.asleep = [False] * self.workers
-        self.caller_asleep = False
         self.changed = threading.Condition()
         self.lock = threading.Lock()  # held by the caller of the running region
-        self.region: tuple[Callable[[Any], object], Sequence[Any], Iterator[int], list] = (
-            lambda item: None, [], iter(()), [],
-        )  # fmt: skip
+        self.region: _Region = (lambda item: None, [], iter(()), [])
         self.number = 0
         self.closed = False
         for k in range(self.workers):
@@ -210,7 +218,7 @@ class _Pool:
             os.sched_setaffinity(0, {cpu})
         number = 0
         while True:
-            # region `number` done; wait for the next
+            # region `number` is done: say so, and wait for the next
             if self.spins:
                 if not _signal_then_wait(self.done, k, number, self.go, number + 1, self.spins, 0):
                     self._sleep_until(self.go, k, number + 1)
@@ -234,7 +242,7 @@ class _Pool:
             self.asleep[k] = False
 
     @staticmethod
-    def _take(region: tuple[Callable[[Any], object], Sequence[Any], Iterator[int], list]) -> None:
+    def _take(region: _Region) -> None:
         """Run the region's items that no other thread has taken; keep their errors."""
         fn, items, taken, errors = region
         for index in taken:
@@ -253,7 +261,7 @@ class _Pool:
         try:
             if self.closed:
                 return False
-            errors: list[tuple[int, BaseException]] = []
+            errors: _Errors = []
             self.region = (fn, items, itertools.count(), errors)
             self.number += 1
             number = self.number
@@ -272,12 +280,13 @@ class _Pool:
             finally:
                 _local.in_pool = False
             for k in range(self.workers):
-                while not (self.spins and _wait_for(self.done, k, number, self.spins)):
-                    if not self.spins:  # sleep: the thread wakes us
-                        with self.changed:
-                            while self.done[k] != number:
-                                self.changed.wait()
-                        break
+                if self.spins:  # in slices, between which an interrupt gets through
+                    while not _wait_for(self.done, k, number, self.spins):
+                        pass
+                else:
+                    with self.changed:
+                        while self.done[k] != number:
+                            self.changed.wait()
         finally:
             self.lock.release()
         if errors:
@@ -409,14 +418,15 @@ def sharing_pays() -> bool:
 
 
 def parallel_map(fn: Callable[[T], object], items: Sequence[T], blas: bool = False) -> None:
-    """Call ``fn`` on every item, on up to :func:`get_threads` pinned threads; re-raise errors.
+    """Call ``fn`` on every item, on the calling thread and the pool's ``get_threads() - 1``
+    pinned threads, each taking the next item until none is left; re-raise the error of
+    the first item that failed, after every item has run.
 
     With ``blas``, the items' BLAS calls run single-threaded, each on its item's thread
     (BLAS is limited to one thread for the duration, for every caller in the process).
-    Runs on the calling thread when there is one thread, one item, or when called from
-    one of the pool's threads.  Safe while another thread calls :func:`set_threads`:
-    the jobs are submitted to one pool at once, which finishes them even when it has
-    been replaced.
+    Runs on the calling thread alone when there is one thread, one item, when called
+    from an item, or while another thread's region runs.  Safe while another thread
+    calls :func:`set_threads`: a replaced pool finishes its region, then its threads end.
     """
     if get_threads() <= 1 or len(items) <= 1 or getattr(_local, "in_pool", False):
         for item in items:
