@@ -6,11 +6,13 @@ import json
 import math
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
 
 import npconv
+from npconv._autotune import median_seconds
 from npconv._bench import SUITES, _describe, run_bench
 from npconv._bench_worker import contender_run, measure, operands
 from npconv._cli import main
@@ -137,3 +139,17 @@ def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
             plot_path=str(tmp_path / "x.png"),
             quiet=True,
         )
+
+
+@pytest.mark.parametrize(("at_least", "fewest", "most"), [(0.0, 3, 3), (0.02, 5, 10)])
+def test_median_seconds_times_enough_calls_to_fill_at_least(at_least, fewest, most):
+    """3 calls of 2 ms after the warm-up, or as many as fill 20 ms (10 of 2 ms; fewer if
+    the warm-up took longer)."""
+    calls = []
+
+    def run():
+        calls.append(time.sleep(0.002))
+
+    seconds = median_seconds(run, 3, at_least=at_least)
+    assert fewest <= len(calls) - 1 <= most
+    assert 0.002 <= seconds < 0.05

@@ -9,6 +9,7 @@ current thread count.  :func:`explain` shows both.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Iterable
@@ -114,16 +115,19 @@ def explain(x: npt.ArrayLike, w: npt.ArrayLike, **kwargs: Any) -> Explanation:
     )
 
 
-def median_seconds(run: Any, repeats: int, slow: float = float("inf")) -> float:
-    """Median seconds of ``repeats`` calls of ``run`` after a timed warm-up call; the
-    warm-up's own time when it took more than ``slow`` seconds (not worth repeating)."""
+def median_seconds(
+    run: Any, repeats: int, slow: float = float("inf"), at_least: float = 0.0
+) -> float:
+    """Median seconds of ``repeats`` calls of ``run`` after a timed warm-up call, or of
+    as many more as the warm-up's time says fill ``at_least`` seconds; the warm-up's own
+    time when it took more than ``slow`` seconds (not worth repeating)."""
     start = time.perf_counter()
     run()  # warm-up
     first = time.perf_counter() - start
     if first > slow:
         return first
     times = []
-    for _ in range(repeats):
+    for _ in range(max(repeats, math.ceil(at_least / max(first, 1e-9)))):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._bench_suites import SUITES, Case
-from ._bench_worker import OPENBLAS_CAPS, SGEMM_SIZE, measure
+from ._bench_worker import OPENBLAS_CAPS, SGEMM_SIZE, TIMED_SECONDS, measure
 from ._threads import get_threads
 from .algorithms import REGISTRY
 
@@ -232,7 +232,8 @@ def _describe(machine: dict[str, Any], repeats: int, one_process: bool) -> list[
         else f"BLAS: {pools}",
         f"Python {machine['python']}, numpy {machine['numpy']}, "
         f"torch {machine['torch'] or 'not installed'}, numba {machine['numba'] or 'not installed'}",
-        f"Timing: the first call{fresh}, one warm-up, then the median of {repeats} calls",
+        f"Timing: the first call{fresh}, one warm-up, then the median of {repeats} calls"
+        f" (or as many as fill {TIMED_SECONDS} s)",
     ]
     caps = machine["openblas_caps"]
     if caps:
