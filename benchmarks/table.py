@@ -39,13 +39,15 @@ def main(paths: list[str]) -> None:
     data = load(paths)
     machine = data["machine"]
     runs = f", then of {data['runs']} runs" if data["runs"] > 1 else ""
+    timed = data.get("timed_seconds")
+    fill = f" (or of as many as fill {timed} s)" if timed else ""
     gflops = machine.get("sgemm_gflops")
     peak = f"; float32 GEMM peak {gflops:.0f} GFLOP/s" if gflops else ""
     print(
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads; "
         f"NumPy {machine['numpy']} ({', '.join(machine.get('blas', []))}), "
         f"PyTorch {machine.get('torch', '-')}; {data['dtype']}, median of {data['repeats']} "
-        f"repeats{runs}; {data.get('isolation', 'one process')}{peak}."
+        f"repeats{fill}{runs}; {data.get('isolation', 'one process')}{peak}."
     )
     print()
     names = sorted({n for r in data["results"] for n in r["seconds"]} - {"torch", "scipy"})

@@ -167,6 +167,7 @@ def run_bench(
     if json_path:
         payload = {"machine": machine, "mode": kind, "isolation": isolation, "suite": suite}
         settings = {"warm_allocator": warm_allocator, "dtype": dtype, "repeats": repeats}
+        settings["timed_seconds"] = TIMED_SECONDS
         with open(json_path, "w") as f:
             json.dump({**payload, **settings, "results": records}, f)
     if plot_path:

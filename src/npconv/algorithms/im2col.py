@@ -286,30 +286,21 @@ def run_chunks(
 SHARED_MACS = 2**26
 
 
-#: Output positions per thread from which a sample's rows are shared among the threads
-#: (where :func:`npconv._threads.sharing_pays` does not say so already): with fewer,
-#: each thread's GEMMs are too thin.
-SHARED_POINTS = 256
-
-
 def _shared(spec: ConvSpec) -> bool:
     """Whether the chunks are shared among npconv's threads, each with single-threaded
     BLAS, rather than run in turn with multi-threaded BLAS: where the machine favours it
-    (:func:`npconv._threads.sharing_pays`), or, in a layer of at least
-    :data:`SHARED_MACS` multiply-adds, where each thread gets whole samples or at least
-    :data:`SHARED_POINTS` output positions.
+    (:func:`npconv._threads.sharing_pays`), or where each thread gets whole samples of a
+    layer of at least :data:`SHARED_MACS` multiply-adds.
 
     Elsewhere a sample's rows or outputs shared out make thinner GEMMs: on a Xeon where
     sharing does not pay, batch 1 took 1.37 ms in turn against 1.70 shared (3x3
-    256->256 @14, 98 positions a thread) and 1.61 against 1.93 (512->512 @7), while
-    batch 8 took 9.4 ms in turn against 8.2 shared (256->256 @14) and 15-17 against 11
-    (3x3/2 128->128 @56): in turn, its copies run on one core.  With `im2col_jit`'s
-    patches, batch 1 of 3x3/2 128->128 @56 (392 positions a thread) took 1.47 ms
-    shared against 1.58 in turn, the 7x7/2 stem (6,272) 1.70-1.75 against 1.98-2.00.
+    256->256 @14) and 1.61 against 1.93 (512->512 @7), while batch 8 took 9.4 ms in
+    turn against 8.2 shared (256->256 @14) and 15-17 against 11 (3x3/2 128->128 @56):
+    in turn, its copies run on one core.
     """
     threads = get_threads()
-    wide = spec.batch >= threads or spec.batch * math.prod(spec.out_size) >= SHARED_POINTS * threads
-    return threads > 1 and ((wide and spec.macs >= SHARED_MACS) or sharing_pays())
+    whole = spec.batch >= threads and spec.macs >= SHARED_MACS
+    return threads > 1 and (whole or sharing_pays())
 
 
 def _shares(spec: ConvSpec, per_output: int) -> list[tuple[slice, slice, slice]]:
