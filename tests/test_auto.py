@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import signal
 import threading
 import time
 import tracemalloc
+import warnings
 from dataclasses import replace
 from functools import partial
 
@@ -335,6 +338,23 @@ def test_parallel_map_from_several_threads_and_nested(pool_waits):
     with using_threads(2):
         assert in_threads(region) == []
     assert totals == [66] * 60
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_parallel_map_in_a_forked_child(pool_waits):
+    """A child forked after the pool started has none of its threads: it makes its own."""
+    with using_threads(2):
+        _threads.parallel_map(lambda item: None, [0, 1])  # the parent's pool
+        with warnings.catch_warnings():  # forking a process with threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            child = os.fork()
+        if child == 0:  # the child: exit 0 if every item ran, within 20 s
+            signal.alarm(20)
+            seen: list[int] = []
+            _threads.parallel_map(seen.append, list(range(8)))
+            os._exit(0 if sorted(seen) == list(range(8)) else 1)
+        _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_replaced_pools_threads_end(pool_waits):

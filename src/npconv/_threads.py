@@ -265,9 +265,9 @@ class _Pool:
             self.region = (fn, items, itertools.count(), errors)
             self.number += 1
             number = self.number
+            waits = (self.spins, self.handoff)
             for k in range(self.workers):
                 # a spinning thread takes the GIL and its first item, then the caller does
-                waits = (self.spins, self.handoff)
                 if self.spins and not self.asleep[k]:
                     if _signal_then_wait(self.go, k, number, self.ack, number, *waits):
                         continue
@@ -299,6 +299,10 @@ class _Pool:
             self.closed = True
         with self.changed:
             self.changed.notify_all()
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads
+    os.register_at_fork(after_in_child=lambda: _state.update(pool=None))
 
 
 def _pool() -> _Pool:
