@@ -195,7 +195,8 @@ class _Pool:
 
     def __init__(self, threads: int) -> None:
         cpus = _cpus()
-        rounds = _spin_seconds() if threads <= max(len(cpus), 1) else 0.0
+        cores = len(cpus) or os.cpu_count() or 1
+        rounds = _spin_seconds() if threads <= cores else 0.0
         self.spins = int(SPIN_SECONDS / rounds) if rounds else 0
         self.handoff = int(HANDOFF_SECONDS / rounds) if rounds else 0
         self.workers = threads - 1
