@@ -349,10 +349,14 @@ def test_parallel_map_in_a_forked_child(pool_waits):
             warnings.simplefilter("ignore", DeprecationWarning)
             child = os.fork()
         if child == 0:  # the child: exit 0 if every item ran, within 20 s
-            signal.alarm(20)
-            seen: list[int] = []
-            _threads.parallel_map(seen.append, list(range(8)))
-            os._exit(0 if sorted(seen) == list(range(8)) else 1)
+            code = 1
+            try:
+                signal.alarm(20)
+                seen: list[int] = []
+                _threads.parallel_map(seen.append, list(range(8)))
+                code = 0 if sorted(seen) == list(range(8)) else 1
+            finally:
+                os._exit(code)  # never back into pytest
         _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
 
