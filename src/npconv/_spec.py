@@ -91,6 +91,11 @@ class ConvSpec:
         return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_size, self.pads))
 
     @property
+    def padded(self) -> bool:
+        """Whether any spatial axis is padded (before or after)."""
+        return any(lo or hi for lo, hi in self.pads)
+
+    @property
     def extent(self) -> tuple[int, ...]:
         """Span of a dilated kernel, (k - 1) * d + 1, per spatial axis."""
         return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation))

@@ -87,7 +87,7 @@ def canonical_input(
     """
     if spec.layout == "NCHW" and channels_last:
         x = move_channels_last(x)  # (N, *in_size, C)
-    if any(lo or hi for lo, hi in spec.pads):
+    if spec.padded:
         spatial = list(spec.pads)
         pad_width = [(0, 0), *spatial, (0, 0)] if channels_last else [(0, 0), (0, 0), *spatial]
         mode = NP_PAD_MODE[spec.padding_mode]

@@ -114,9 +114,7 @@ def conv(
     first = 1 if spec.layout == "NHWC" else 2  # index of the first spatial axis
     pad_width = [(0, 0)] * x.ndim
     pad_width[first : first + spec.nd] = spec.pads
-    xp = (
-        da.pad(x, pad_width, mode=NP_PAD_MODE[spec.padding_mode]) if any(map(any, spec.pads)) else x
-    )
+    xp = da.pad(x, pad_width, mode=NP_PAD_MODE[spec.padding_mode]) if spec.padded else x
 
     bounds = [_bounds(x.chunks[0])]  # output chunk edges per axis, in the output's order
     bounds += [

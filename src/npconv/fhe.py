@@ -174,7 +174,7 @@ def _native(fn: str, w: np.ndarray, spec: Any, batched: bool) -> Callable[[Any],
     """Concrete's ``fhe.conv`` for ``spec``, or a ValueError naming what it cannot do."""
     if spec.nd != 2:
         reason = f"it compiles only 2-d convolutions, this one is {spec.nd}-d"
-    elif any(lo or hi for lo, hi in spec.pads):
+    elif spec.padded:
         reason = f"it compiles no padding, got pads {spec.pads}"
     else:
         reason = ""

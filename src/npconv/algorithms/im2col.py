@@ -339,7 +339,7 @@ def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     """One copy of the patches and one GEMM per group and chunk, and where the spec pads,
     a zero-padded copy of the input rows that the chunks read (:func:`_chunk_input`)."""
     total = patch_product_work(spec, dtype)
-    if spec.padded_size != spec.in_size:
+    if spec.padded:
         item = max(np.dtype(dtype).itemsize, 4)
         padded = spec.batch * spec.in_channels * math.prod(spec.padded_size) * item
         total += units(passes=2 * padded)  # read and written
