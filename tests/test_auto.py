@@ -467,6 +467,17 @@ def test_every_algorithm_keeps_its_memory_bound_or_refuses(algorithm):
     assert extra <= max(64 * 2**20, y.nbytes)
 
 
+def test_an_input_used_as_it_lies_is_not_split_into_blocks(rng):
+    """22 MiB of unpadded float32 input, more than a block of the padded copy: as nothing
+    is copied, one call computes the whole batch, and no block's result is copied."""
+    x = rng.standard_normal((6, 64, 120, 120)).astype(np.float32)
+    w = rng.standard_normal((16, 64, 1, 1)).astype(np.float32)
+    y, extra = peak_temporaries(lambda: npconv.conv2d(x, w))
+    assert extra < y.nbytes // 4  # blocks of 4 and 2 samples: 3.5 MiB
+    ref = torch_conv(x, w, pads=[(0, 0), (0, 0)])
+    assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
 def test_a_large_kernel_on_a_large_image_stays_within_the_bound():
     """auto takes fft here, whose whole-image weight spectra would take 171 MiB."""
     x, w = np.ones((1, 16, 384, 384), np.float32), np.ones((16, 16, 25, 25), np.float32)
