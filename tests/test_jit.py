@@ -616,27 +616,51 @@ def test_kernels_take_only_the_fast_math_flags_that_keep_nan_and_inf():
 
 
 @pytest.mark.parametrize("shared", [False, True])
-def test_winograd_jit_transforms_the_filters_of_shared_chunks_with_blas_on_one_thread(
-    shared, rng, monkeypatch
-):
-    """Where the chunks are shared out, the filters' transform (a BLAS call) runs with
-    BLAS on one thread, so that OpenBLAS's threads are not left spinning on the cores of
-    the chunks that follow; otherwise on every thread. The result is PyTorch's."""
+def test_winograd_jit_runs_its_products_with_blas_on_one_thread(shared, rng, monkeypatch):
+    """Whether the chunks are shared out or each chunk's channels are, the 36 products
+    run on npconv's threads with BLAS on one thread, so that OpenBLAS's threads are not
+    left spinning on the cores that npconv's threads run on. The result is PyTorch's."""
     from threadpoolctl import threadpool_info
 
     seen = []
-    filters = winograd_jit._filters
+    products = np.matmul
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
-        return filters(*args)
+        return products(*args, **kwargs)
 
-    monkeypatch.setattr(winograd_jit, "_filters", spy)
+    monkeypatch.setattr(winograd_jit.np, "matmul", spy)
     monkeypatch.setattr(winograd_jit, "_shared", lambda spec: shared)
+    monkeypatch.setattr(winograd_jit, "WIDE", 0)  # channels-first tiles
     x = rng.standard_normal((2, 8, 30, 30)).astype(np.float32)
     w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
     with using_threads(2):
         y = npconv.conv(x, w, padding=1, algorithm="winograd_jit")
-    assert seen == [{1 if shared else 2}]
+    assert seen and all(counts == {1} for counts in seen)
     expected = torch_conv(x, w, pads=[(1, 1), (1, 1)])
     assert np.abs(y - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("channels", "groups", "kernel"), [((7, 10), 1, (3, 3)), ((12, 18), 3, (2, 3))]
+)
+def test_winograd_jit_shares_the_channels_of_each_chunk(
+    threads, channels, groups, kernel, rng, monkeypatch
+):
+    """Where the chunks run in turn, each chunk's input channels are transformed, and its
+    output channels multiplied and transformed back, by the threads in shares (of every
+    group); on one thread all of them by the calling thread. Several chunks, bias."""
+    shared = []
+    split = winograd_jit._channels_shared
+    monkeypatch.setattr(winograd_jit, "_channels_shared", lambda *a: shared.append(split(*a)))
+    monkeypatch.setattr(winograd_jit, "WIDE", 0)  # channels-first tiles
+    monkeypatch.setattr(winograd_jit, "CHUNK_TILES", 1)
+    monkeypatch.setattr(winograd_jit, "CHUNK_BYTES", 1)  # a chunk per tile row
+    (c, o), pads = channels, [(1, 1), (0, 2)]
+    x = rng.standard_normal((2, c, 13, 17)) + threads  # tiles and filters that no
+    w = rng.standard_normal((o, c // groups, *kernel)) + threads  # kept buffer holds
+    bias = rng.standard_normal(o)
+    with using_threads(threads):
+        check("winograd_jit", x, w, bias, "NCHW", pads, 1e-12, groups=groups)
+    assert len(shared) == (threads > 1)

@@ -16,8 +16,9 @@ tiles, each reading a 6x6 tile of the input; per chunk of tile rows:
 
 Where the tiles outweigh the transformed filters, npconv's threads share the chunks out,
 each running the transforms and single-threaded GEMMs of its own tiles
-(:mod:`npconv._threads`); otherwise the chunks run one after another on the calling
-thread, the GEMMs on BLAS's threads.  Wide channels-first images keep their layout:
+(:mod:`npconv._threads`); otherwise the chunks run one after another, channels-first
+ones each shared out by channels (:func:`_channels_shared`), channels-last ones on the
+calling thread with the GEMMs on BLAS's threads.  Wide channels-first images keep their layout:
 their kernels read and write image rows and the tiles are ``V (36, C, T)``, the
 products ``M[a] = U[a] (O/G x C/G) @ V[a]``; narrow ones are seen channels-last
 (:data:`WIDE`), the kernels reading and writing a row of the image at a time.
@@ -44,6 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -504,16 +506,22 @@ def _filters(wc: np.ndarray, spec: ConvSpec, dtype: np.dtype) -> np.ndarray:
     shared among the threads from :data:`SHARED_FILTERS` filters on.
     """
     g, cg, og, o = spec.groups, spec.group_in, spec.group_out, spec.out_channels
-    if spec.kernel != (3, 3):
-        w = np.zeros((3, 3, cg, o), dtype)
-        w[: spec.kernel[0], : spec.kernel[1]] = wc
-        wc = w
-    w_first = weight_first(wc)  # (O, C/G, 3, 3)
+    w_first = _weight_3x3(wc, spec, dtype)
     gm = transforms(4, 3)[1].astype(dtype)  # (6, 3)
     u = buffer("filters", (36, o * cg), dtype)
     parts = even_runs(o * cg, get_threads() if o * cg >= SHARED_FILTERS else 1)
     parallel_map(lambda part: _transform_filters(w_first, gm, *part, u), parts)
     return u.reshape(36, g, og, cg)
+
+
+def _weight_3x3(wc: np.ndarray, spec: ConvSpec, dtype: np.dtype) -> np.ndarray:
+    """The channels-last weight ``wc`` ``(kh, kw, C/G, O)`` seen channels-first,
+    ``(O, C/G, 3, 3)``, a smaller kernel padded with zero taps after."""
+    if spec.kernel != (3, 3):
+        w = np.zeros((3, 3, spec.group_in, spec.out_channels), dtype)
+        w[: spec.kernel[0], : spec.kernel[1]] = wc
+        wc = w
+    return weight_first(wc)
 
 
 def conv(
@@ -586,10 +594,66 @@ def conv_channels_first(
         )
         _output_planes(m.reshape(36, -1, count), b, n0, r0, rows, cols, k, y)
 
-    with _single_threaded_blas(spec):
-        u = _filters(weight_last(wc), spec, dtype)  # (36, G, O/G, C/G)
-        _run_chunks(chunk, spec, dtype.itemsize)
+    if _shared(spec) or get_threads() == 1:
+        with _single_threaded_blas(spec):
+            u = _filters(weight_last(wc), spec, dtype)  # (36, G, O/G, C/G)
+            _run_chunks(chunk, spec, dtype.itemsize)
+    else:
+        _channels_shared(x, weight_last(wc), spec, b, lo, k, y)
     return y
+
+
+def _channels_shared(
+    x: np.ndarray,
+    wc: np.ndarray,
+    spec: ConvSpec,
+    b: np.ndarray,
+    lo: np.ndarray,
+    k: np.ndarray,
+    y: np.ndarray,
+) -> None:
+    """:func:`conv_channels_first`'s chunks in turn, each shared among the threads by
+    channels (where the tiles are few against the filters: not :func:`_shared`).
+
+    Each thread transforms its share of the filters (its output channels of every
+    group) and of each chunk's input tiles (its input channels); then, once all tiles
+    are transformed, it multiplies its filters by them (single-threaded BLAS) and
+    transforms its products back into its output channels, which no other thread
+    reads.  Two-thread BLAS ran a small image's 36 thin products no faster than one
+    thread, and the transforms ran on one core: 3x3 128->128 @28 b1 0.64-0.71 against
+    1.06-1.07 ms, 256->256 @14 b1 1.15 against 1.66 (one process, 2 threads).
+    """
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    dtype, cols = x.dtype, -(-spec.out_size[1] // 4)
+    threads = range(get_threads())
+    outs = even_runs(og, len(threads))  # each thread's output channels in every group
+    ins = even_runs(spec.in_channels, len(threads))  # and input channels
+    w_first = _weight_3x3(wc, spec, dtype)  # (O, C/G, 3, 3)
+    gm = transforms(4, 3)[1].astype(dtype)  # (6, 3)
+    u = buffer("filters", (36, g, og, cg), dtype)
+    u_flat = u.reshape(36, -1)  # filter o * C/G + c of the whole weight
+
+    def transform(c: tuple[int, int, int, int], v: np.ndarray, first: bool, t: int) -> None:
+        if first:  # the filters of this thread's output channels
+            for group in range(g):
+                o0, o1 = (group * og + i for i in outs[t])
+                _transform_filters(w_first, gm, o0 * cg, o1 * cg, u_flat)
+        c0, c1 = ins[t]
+        _input_planes(x[:, c0:c1], lo, *c[:3], cols, k, v[:, c0:c1])
+
+    def product(c: tuple[int, int, int, int], v: np.ndarray, m: np.ndarray, t: int) -> None:
+        a, z = outs[t]
+        np.matmul(u[:, :, a:z], v.reshape(36, g, cg, c[3]), out=m[:, :, a:z])
+        for group in range(g):
+            o0, o1 = group * og + a, group * og + z
+            _output_planes(m[:, group, a:z], b[o0:o1], *c[:3], cols, k, y[:, o0:o1])
+
+    with single_threaded_blas():
+        for index, c in enumerate(_chunks(spec, dtype.itemsize)):
+            v = buffer("transformed", (36, spec.in_channels, c[3]), dtype)
+            m = buffer("products", (36, g, og, c[3]), dtype)
+            parallel_map(partial(transform, c, v, index == 0), threads)
+            parallel_map(partial(product, c, v, m), threads)
 
 
 def weight_grad(x: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
