@@ -104,13 +104,13 @@ def choose(
 
     For a transposed convolution: an algorithm with an adjoint of its own, or
     :data:`PHASES` when the phases, each with its own cheapest algorithm, cost less.
-    ``direct`` leaves out the algorithms that compute through transforms (a ``growth``
-    in their row).
+    ``direct`` leaves out the algorithms that compute through transforms (their row's
+    ``transforms``).
     """
     supported = [
         n
         for n, why in reasons(spec, dtype, transposed).items()
-        if why is None and not (direct and REGISTRY[n].growth is not None)
+        if why is None and not (direct and REGISTRY[n].transforms)
     ]
     if not transposed:
         return min(supported, key=lambda n: estimate(n, spec, dtype, threads))

@@ -76,9 +76,6 @@ class WeightGradient:
     work: Callable[[ConvSpec, np.dtype], Counter[str]]
     #: Bytes of the temporaries it holds at once (limited as the row's ``memory``).
     memory: Callable[[ConvSpec, np.dtype], int]
-    #: A bound on its intermediate values relative to ``max|x| * max|gy|`` (as the
-    #: row's ``growth``: NaN, Inf and operands that would overflow go elsewhere).
-    growth: Callable[[ConvSpec], float]
 
 
 @dataclass(frozen=True)
@@ -121,13 +118,13 @@ class Algorithm:
     #: Its functions take ``bias=`` (one value per output channel) and add it themselves,
     #: folded into their matrix products; otherwise the dispatch adds it to the result.
     adds_bias: bool = False
-    #: For an algorithm that computes through transforms (winograd, fft): a bound on its
-    #: intermediate values relative to ``max|x| * max|w|``.  Transforms mix every value of
-    #: a tile or sample, so a NaN or Inf would spread beyond the outputs that sum it and
-    #: large finite values could overflow where the result does not: on such operands the
-    #: dispatch computes by a direct algorithm instead.  None for a direct algorithm, whose
-    #: every intermediate value is a partial sum of the definition's products.
-    growth: Callable[[ConvSpec], float] | None = None
+    #: It computes through transforms (winograd, fft), which mix every value of a tile or
+    #: sample: a NaN or Inf would spread beyond the outputs that sum it, and large finite
+    #: values could overflow where the result does not.  Either leaves a non-finite value
+    #: in its result (or weight gradient), which the dispatch then computes again by a
+    #: direct algorithm, whose every intermediate value is a partial sum of the
+    #: definition's products.
+    transforms: bool = False
     #: Its functions take the unpadded input, ``(N, *in_size, C)`` or ``(N, C, *in_size)``,
     #: and apply the spec's zero pads themselves; for another padding mode the dispatch
     #: pads and passes :meth:`ConvSpec.valid`.
@@ -226,7 +223,7 @@ REGISTRY: dict[str, Algorithm] = {
             exact_integers=False,
             error_scale=10.0,  # float32: within 1e-4 of max |y| on unit-scale data
             limits=winograd.unsupported,
-            growth=winograd.growth,
+            transforms=True,
         ),
         Algorithm(
             "winograd_f2",
@@ -236,7 +233,7 @@ REGISTRY: dict[str, Algorithm] = {
             exact_integers=False,
             error_scale=2.0,
             limits=winograd.unsupported,
-            growth=partial(winograd.growth, tile=2),
+            transforms=True,
         ),
         Algorithm(
             "winograd_jit",
@@ -252,11 +249,10 @@ REGISTRY: dict[str, Algorithm] = {
                 winograd_jit.weight_grad,
                 winograd_jit.weight_work,
                 winograd_jit.weight_memory,
-                winograd_jit.weight_growth,
             ),
             limits=winograd_jit.unsupported,
             adds_bias=True,
-            growth=winograd_jit.growth,
+            transforms=True,
             pads_itself=True,
             compiled=True,
         ),
@@ -267,7 +263,7 @@ REGISTRY: dict[str, Algorithm] = {
             fft.conv,
             exact_integers=False,
             error_scale=10.0,
-            growth=fft.growth,
+            transforms=True,
             memory=fft.memory,
         ),
         Algorithm(

@@ -28,10 +28,10 @@ repeated weight transforms.
 Error: rounding grows like ``log(prod(L))``; on unit-scale random float32 data the
 largest error relative to ``max |y|`` is ~1e-6, well within 1e-4.  Not exact for
 integers.  Non-finite values: a spectrum mixes a whole sample, so one NaN or Inf would
-turn every output of its sample into NaN; on operands holding NaN or Inf, or large
-enough that ``max|x| * max|w| *`` :func:`growth` exceeds the dtype's range, the dispatch
-computes by the cheapest direct algorithm instead, which puts NaN and Inf exactly where
-the definition does.
+turn every output of its sample into NaN; where its result holds a value that is not
+finite (NaN or Inf in the operands, or an overflow in the transforms), the dispatch
+computes it again by the cheapest direct algorithm, which puts NaN and Inf exactly
+where the definition does.
 """
 
 from __future__ import annotations
@@ -208,16 +208,6 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec) -> np.ndarray:
             y[tuple([ns, *outs, gs, os])] = full[tuple([slice(None), *keep])]
             del spectra, full
     return y.reshape(*y.shape[:-2], spec.out_channels)
-
-
-def growth(spec: ConvSpec) -> float:
-    """A bound on the intermediate values of :func:`conv` relative to ``max|x| * max|w|``.
-
-    A spectrum value sums the padded input (or the kernel), the product ``C/G`` of
-    them, and the unnormalised inverse transform every frequency.
-    """
-    grid = math.prod(scipy.fft.next_fast_len(n, real=True) for n in spec.padded_size)
-    return float(spec.group_in) * math.prod(spec.padded_size) * math.prod(spec.kernel) * grid
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:

@@ -32,9 +32,9 @@ F(4, 3), ~1e-6 in 1-d, ~7e-6 in 2-d and ~2e-5 in 3-d: both stay below 1e-4, whic
 registry records in ``error_scale``, so ``auto`` may use either.  Integers are not
 exact (the transforms have fractions).  Non-finite values: the transforms mix a whole
 tile, so one NaN or Inf would spoil every output of its tiles (and Inf - Inf gives NaN);
-on operands holding NaN or Inf, or large enough that ``max|x| * max|w| *``
-:func:`growth` exceeds the dtype's range, the dispatch computes by the cheapest direct
-algorithm instead, which puts NaN and Inf exactly where the definition does.
+where its result holds a value that is not finite (NaN or Inf in the operands, or an
+overflow in the transforms), the dispatch computes it again by the cheapest direct
+algorithm, which puts NaN and Inf exactly where the definition does.
 """
 
 from __future__ import annotations
@@ -215,27 +215,6 @@ def conv(xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, tile: int = 4) -> np.nd
             xp[tuple([slice(None), *x_in])], wc[w_in], target.shape[1:-1], spec, tile
         )
     return y
-
-
-def growth(spec: ConvSpec, tile: int = 4) -> float:
-    """A bound on the intermediate values of :func:`conv` relative to ``max|x| * max|w|``.
-
-    Per axis the infinity norms of ``AT``, ``G`` and ``BT`` multiply (Kronecker products
-    in ``nd`` dims); the products sum ``C/G`` channels and the stride's phases add up.
-    """
-    total = float(spec.group_in)
-    for r, s, d in zip(spec.kernel, spec.stride, spec.dilation):
-        taps = r if d > 1 else -(-r // s)  # per phase; stride and dilation: at stride 1
-        total *= min(s, r) if s > 1 and d == 1 else 1  # phases accumulated into y
-        total *= norms(1 if taps == 1 else tile, taps)
-    return total
-
-
-@functools.cache
-def norms(m: int, r: int) -> float:
-    """The product of the infinity norms of F(m, r)'s ``AT``, ``G`` and ``BT`` (computed
-    once: 36 us a call, a few percent of a small layer's time)."""
-    return math.prod(float(np.abs(mat).sum(axis=1).max()) for mat in transforms(m, r))
 
 
 def filter_work(points: int, filters: int, item: int) -> Counter[str]:

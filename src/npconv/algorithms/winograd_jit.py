@@ -32,9 +32,10 @@ shared), and ``G^T`` back to 3x3 taps.
 Cost: 36/16 = 2.25 multiplications per output and input channel instead of 9, plus
 transforms proportional to ``C + O`` per tile: it wins on 3x3 layers with many
 channels.  Error: as the NumPy ``winograd`` (F(4, 3), float32: within 1e-4 of max |y| on
-unit-scale data).  Not exact for integers.  NaN, Inf and operands large enough to
-overflow in the transforms go to a direct algorithm (the row's ``growth``).  It needs
-numba (the ``jit`` extra).
+unit-scale data).  Not exact for integers.  A result (or weight gradient) with a value
+that is not finite, from NaN or Inf in the operands or an overflow in the transforms,
+is computed again by a direct algorithm (the row's ``transforms``).  It needs numba
+(the ``jit`` extra).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from .._windows import (
     weight_last,
 )
 from .._workspace import buffer
-from .winograd import _nd_transforms, filter_work, norms, transforms
+from .winograd import _nd_transforms, filter_work, transforms
 
 #: Channels-first images at least this wide are transformed along their rows; narrower
 #: ones channels-last, their rows being too short to vectorise the transforms along,
@@ -745,15 +746,6 @@ def weight_memory(spec: ConvSpec, dtype: np.dtype) -> int:
     return 2 * sums * 36 * spec.group_in * spec.out_channels * item + _chunk_bytes(spec, item)
 
 
-def weight_growth(spec: ConvSpec) -> float:
-    """The bound of :func:`weight_grad` on intermediate values, relative to
-    ``max|x| * max|gy|``: the transforms' norms (the input's ``BT``, the output
-    gradient's ``AT^T``, then ``G^T``), times the number of tiles summed."""
-    at, gw, bt = _nd_transforms((4, 4), (3, 3))
-    norms = np.abs(bt).sum(1).max() * np.abs(at).sum(0).max() * np.abs(gw).sum(0).max()
-    return float(norms) * _tile_count(spec)
-
-
 def weight_work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     """The work of :func:`weight_grad`: the two compiled transforms
     (:func:`_transforms_work`), 36 GEMMs per group and chunk, the chunks' shares added
@@ -767,12 +759,6 @@ def weight_work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     total = filter_work(36, cg * spec.out_channels, item)
     total += gemm(og, tiles / count, cg, 36 * g * count, item)
     return total + _transforms_work(spec, item) + units(passes=3 * filters * (count - 1))
-
-
-def growth(spec: ConvSpec) -> float:
-    """The bound of F(4x4, 3x3) on intermediate values, relative to ``max|x| * max|w|``
-    (as :func:`~npconv.algorithms.winograd.growth` for a 3x3 kernel at stride 1)."""
-    return spec.group_in * norms(4, 3) ** 2
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
