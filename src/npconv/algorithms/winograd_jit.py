@@ -18,10 +18,11 @@ Where the tiles outweigh the transformed filters, npconv's threads share the chu
 each running the transforms and single-threaded GEMMs of its own tiles
 (:mod:`npconv._threads`); otherwise the chunks run one after another, channels-first
 ones each shared out by channels (:func:`_channels_shared`), channels-last ones on the
-calling thread with the GEMMs on BLAS's threads.  Wide channels-first images keep their layout:
-their kernels read and write image rows and the tiles are ``V (36, C, T)``, the
-products ``M[a] = U[a] (O/G x C/G) @ V[a]``; narrow ones are seen channels-last
-(:data:`WIDE`), the kernels reading and writing a row of the image at a time.
+calling thread with the GEMMs on BLAS's threads.  Wide channels-first images keep
+their layout: their kernels read and write image rows and the tiles are
+``V (36, C, T)``, the products ``M[a] = U[a] (O/G x C/G) @ V[a]``; narrow ones are
+seen channels-last (:data:`WIDE`), the kernels reading and writing a row of the image
+at a time.
 
 The weight gradient (:func:`weight_grad`, the row's ``weight_grad``) is the adjoint of
 the same computation in the filters: the input tiles transformed as above, the output
@@ -622,7 +623,8 @@ def _channels_shared(
     transforms its products back into its output channels, which no other thread
     reads.  Two-thread BLAS ran a small image's 36 thin products no faster than one
     thread, and the transforms ran on one core: 3x3 128->128 @28 b1 0.64-0.71 against
-    1.06-1.07 ms, 256->256 @14 b1 1.15 against 1.66 (one process, 2 threads).
+    1.06-1.07 ms, 256->256 @14 b1 1.15 against 1.66 (called directly in one process,
+    2 threads).
     """
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     dtype, cols = x.dtype, -(-spec.out_size[1] // 4)
