@@ -571,11 +571,17 @@ def test_without_numba_the_compiled_rows_decline_and_auto_uses_the_others():
 
 @pytest.mark.parametrize(
     ("shape", "shared"),
-    [((1, 64, 56, 56), True), ((4, 16, 8, 8), False), ((1, 256, 14, 14), False)],
+    [
+        ((1, 64, 56, 56), True),
+        ((4, 16, 8, 8), False),
+        ((1, 256, 14, 14), False),
+        ((8, 256, 14, 14), True),
+    ],
 )
 def test_winograd_jit_shares_layers_whose_tiles_outweigh_the_filters_from_a_size_on(shape, shared):
     """64 @56: tiles outweigh the filters, 116M multiply-adds; 16 @8 batch 4: tiles too,
-    but 0.6M (below SHARED_MACS); 256 @14: the filters outweigh the tiles."""
+    but 0.6M (below SHARED_MACS); 256 @14: the filters outweigh the tiles; at batch 8
+    they weigh the same."""
     spec = npconv.ConvSpec.build(shape, (shape[1], shape[1], 3, 3), padding=1)
     assert winograd_jit._shared(spec) == shared
 

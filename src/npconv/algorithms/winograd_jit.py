@@ -399,12 +399,15 @@ SHARED_MACS = 2**25
 
 def _shared(spec: ConvSpec) -> bool:
     """Whether :func:`conv` shares its chunks out among the threads (each transforming its
-    own tiles, its GEMMs single-threaded): where the tiles outweigh the transformed
-    filters, which every thread reads whole, in layers of at least :data:`SHARED_MACS`.
-    Measured (2 cores, ms shared / not): 3x3 64->64 @56 1.25 / 1.42, at batch 8 7.8 /
-    9.6; 256->256 @14 4.6 / 2.7, at batch 8 13.9 / 10.0; 512->512 @7 batch 8 27 / 17."""
+    own tiles, its GEMMs single-threaded): where the tiles weigh at least as much as the
+    transformed filters, which every thread reads whole, in layers of at least
+    :data:`SHARED_MACS`.  Measured (2 cores, ms shared / not): 3x3 64->64 @56 1.25 /
+    1.42, at batch 8 7.8 / 9.6; 256->256 @14 4.6 / 2.7; 512->512 @7 batch 8 27 / 17;
+    256->256 @14 at batch 8, where tiles and filters weigh the same, 5.5-5.8 / 5.9-6.8
+    (the weight gradient 5.4-5.6 / 5.9-6.3) with this round's threads (13.9 / 10.0 with
+    a pool of sleeping threads)."""
     tiles = _tile_count(spec) * (spec.in_channels + spec.out_channels)
-    return tiles > spec.group_in * spec.out_channels and spec.macs >= SHARED_MACS
+    return tiles >= spec.group_in * spec.out_channels and spec.macs >= SHARED_MACS
 
 
 def _chunks(
