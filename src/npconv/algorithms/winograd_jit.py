@@ -511,22 +511,24 @@ def _filters(wc: np.ndarray, spec: ConvSpec, dtype: np.dtype) -> np.ndarray:
     shared among the threads from :data:`SHARED_FILTERS` filters on.
     """
     g, cg, og, o = spec.groups, spec.group_in, spec.group_out, spec.out_channels
-    w_first = _weight_3x3(wc, spec, dtype)
-    gm = transforms(4, 3)[1].astype(dtype)  # (6, 3)
+    w_first, gm = _filter_operands(wc, spec, dtype)
     u = buffer("filters", (36, o * cg), dtype)
     parts = even_runs(o * cg, get_threads() if o * cg >= SHARED_FILTERS else 1)
     parallel_map(lambda part: _transform_filters(w_first, gm, *part, u), parts)
     return u.reshape(36, g, og, cg)
 
 
-def _weight_3x3(wc: np.ndarray, spec: ConvSpec, dtype: np.dtype) -> np.ndarray:
-    """The channels-last weight ``wc`` ``(kh, kw, C/G, O)`` seen channels-first,
-    ``(O, C/G, 3, 3)``, a smaller kernel padded with zero taps after."""
+def _filter_operands(
+    wc: np.ndarray, spec: ConvSpec, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`_transform_filters` reads: the channels-last weight ``wc``
+    ``(kh, kw, C/G, O)`` seen channels-first, ``(O, C/G, 3, 3)`` (a smaller kernel padded
+    with zero taps after), and F(4, 3)'s ``G`` ``(6, 3)``, in ``dtype``."""
     if spec.kernel != (3, 3):
         w = np.zeros((3, 3, spec.group_in, spec.out_channels), dtype)
         w[: spec.kernel[0], : spec.kernel[1]] = wc
         wc = w
-    return weight_first(wc)
+    return weight_first(wc), transforms(4, 3)[1].astype(dtype)
 
 
 def conv(
@@ -634,8 +636,7 @@ def _channels_shared(
     threads = range(get_threads())
     outs = even_runs(og, len(threads))  # each thread's output channels in every group
     ins = even_runs(spec.in_channels, len(threads))  # and input channels
-    w_first = _weight_3x3(wc, spec, dtype)  # (O, C/G, 3, 3)
-    gm = transforms(4, 3)[1].astype(dtype)  # (6, 3)
+    w_first, gm = _filter_operands(wc, spec, dtype)  # (O, C/G, 3, 3), (6, 3)
     u = buffer("filters", (36, g, og, cg), dtype)
     u_flat = u.reshape(36, -1)  # filter o * C/G + c of the whole weight
 
