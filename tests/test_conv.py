@@ -301,6 +301,40 @@ def test_im2col_shares_its_chunks_where_the_machine_or_the_batch_favours_it(
         assert im2col._shared(spec) == shared
 
 
+@pytest.mark.parametrize("sharing", [True, False], ids=["shared", "in-turn"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(("batch", "groups"), [(1, 1), (2, 1), (3, 2), (6, 1), (4, 4)])
+def test_pointwise_samples_shared_among_threads_or_one_gemm_each(
+    sharing, threads, batch, groups, rng, monkeypatch
+):
+    """A channels-first 1x1 layer whose input is the patch matrix (narrowing the channels:
+    the bias is added after the GEMMs): where the chunks would be shared and the threads
+    get as many samples each, one GEMM call per thread's samples, BLAS on one thread;
+    otherwise one call for every sample.  Either way, with groups and a bias, PyTorch's
+    result."""
+    from threadpoolctl import threadpool_info
+
+    calls = []
+    products = np.matmul
+
+    def spy(*args, **kwargs):
+        blas = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+        calls.append(blas)
+        return products(*args, **kwargs)
+
+    monkeypatch.setattr(im2col, "_shared", lambda spec: sharing)
+    monkeypatch.setattr(im2col.np, "matmul", spy)
+    x = rng.standard_normal((batch, 8, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((4, 8 // groups, 1, 1)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    with using_threads(threads):
+        y = npconv.conv2d(x, w, bias, groups=groups, algorithm="im2col")
+    shared = sharing and threads > 1 and batch % threads == 0
+    assert calls == [{1 if shared else threads}] * (threads if shared else 1)
+    expected = torch_conv(x, w, bias, groups=groups)
+    assert np.abs(y - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("sharing", [True, False], ids=["shared", "in-turn"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
