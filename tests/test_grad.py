@@ -17,7 +17,7 @@ from npconv._choose import reason
 from npconv.algorithms import REGISTRY, im2col
 from npconv.grad import conv_backward, conv_transpose_backward
 
-from conftest import RTOL, assert_close, spy_weight_gradient
+from conftest import RTOL, assert_close, spy_weight_gradient, using_threads
 from strategies import Case, cases
 
 ALGORITHMS = [*REGISTRY, "auto"]
@@ -151,6 +151,55 @@ def test_im2col_weight_gradient_by_its_own_patches(
         got = conv_backward(gy, x, w, algorithm=algorithm, needs="weight", **kwargs).weight
         assert_grads_close((got,), (torch_grads(case, gy)[1],), "im2col")
     assert calls, "the weight gradient did not take im2col's own patch GEMMs"
+
+
+@pytest.mark.parametrize("sharing", [True, False], ids=["shared", "in-turn"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("batch", "channels", "groups", "nd"),
+    [
+        (1, (8, 4), 1, 2),
+        (2, (4, 12), 1, 2),
+        (3, (8, 6), 2, 2),
+        (6, (6, 6), 3, 1),
+        (4, (4, 8), 1, 3),
+    ],
+)
+def test_im2col_pointwise_weight_gradient_from_the_input_as_it_lies(
+    sharing, threads, batch, channels, groups, nd, rng, monkeypatch
+):
+    """A 1x1 stride-1 layer without pads: one GEMM per sample on the input and the output
+    gradient as they lie, the larger of the channels as rows, shared among the threads
+    where the chunks would be and each gets as many samples; never a patch copy. Each
+    way, in 1-3 dims, the gradient is PyTorch's."""
+    from threadpoolctl import threadpool_info
+
+    blas_threads = []
+    products = np.matmul
+
+    def spy(*args, **kwargs):
+        blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+        blas_threads.append({lib["num_threads"] for lib in blas})
+        return products(*args, **kwargs)
+
+    monkeypatch.setattr(im2col, "_shared", lambda spec: sharing)
+    monkeypatch.setattr(im2col, "side_by_side", None)  # a copy would fail
+    calls = spy_weight_gradient(monkeypatch, "im2col")
+    c, o = channels
+    x = rng.standard_normal((batch, c, *[5] * nd)).astype(np.float32)
+    w = rng.standard_normal((o, c // groups, *[1] * nd)).astype(np.float32)
+    case = Case(x, w, None, {"stride": 1, "padding": 0, "dilation": 1, "groups": groups,
+                             "padding_mode": "zeros"}, [(0, 0)] * nd)  # fmt: skip
+    gy = rng.standard_normal(npconv.conv_output_shape(x.shape, w.shape, groups=groups))
+    gy = gy.astype(np.float32)
+    monkeypatch.setattr(im2col.np, "matmul", spy)
+    with using_threads(threads):
+        got = conv_backward(gy, x, w, algorithm="im2col", groups=groups, needs="weight")
+    shared = sharing and threads > 1 and batch % threads == 0
+    assert blas_threads == [{1 if shared else threads}] * batch  # one GEMM per sample
+    expected = torch_grads(case, gy)[1]
+    assert np.abs(got.weight - expected).max() <= 1e-5 * np.abs(expected).max()
+    assert calls, "the weight gradient did not take im2col's own GEMMs"
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])

@@ -35,6 +35,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 
@@ -377,6 +378,8 @@ def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -
     ``patches @ gy^T``, which BLAS runs faster than ``gy @ patches^T`` when ``O`` is
     small, and it is transposed once at the end.
     """
+    if _pointwise(spec, xp, fold=False):
+        return _pointwise_weight_grad(xp, gy, spec)
     g, cg, og, nd = spec.groups, spec.group_in, spec.group_out, spec.nd
     k = cg * math.prod(spec.kernel)
     dtype = np.result_type(xp, gy)
@@ -401,4 +404,40 @@ def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -
         else:
             dw += a @ b
     dw = dw.transpose(0, 2, 1) if transposed else dw  # (G, O/G, C/G*K)
+    return np.ascontiguousarray(dw).reshape(spec.out_channels, cg, *spec.kernel)
+
+
+def _pointwise_weight_grad(x: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """:func:`weight_grad_channels_first` of a layer whose input is its own patch matrix
+    (:func:`_pointwise`): ``sum_n gy[n] @ x[n]^T`` per group, one GEMM per sample on the
+    arrays as they lie, rather than both copied side by side.
+
+    The larger of ``C/G`` and ``O/G`` is the products' rows (``x[n] @ gy[n]^T``, then
+    transposed, where the input channels are more), and the threads share the samples
+    as :func:`conv_channels_first` does, each summing its own, BLAS on one thread.
+    1x1 layers at batch 8, ms (2 cores, against the copies side by side): 512->128 @28
+    3.1-3.5 against 4.8, 256->64 @56 3.9-4.2 against 6.2, 128->512 @28 3.1 against 4.8,
+    64->256 @56 3.8-4.0 against 7.6; at batch 1, 512->128 @28 0.37 against 0.52.
+    """
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    points = math.prod(spec.out_size)
+    xs = x.reshape(spec.batch, g, cg, points)
+    gys = gy.reshape(spec.batch, g, og, points)
+    first, second = (xs, gys) if cg > og else (gys, xs)  # (N, G, rows, P), (N, G, cols, P)
+    sums: list[np.ndarray] = []
+
+    def samples(run: slice) -> None:
+        total = None
+        for a, b in zip(first[run], second[run]):
+            product = np.matmul(a, b.transpose(0, 2, 1))  # (G, rows, cols)
+            total = product if total is None else np.add(total, product, out=total)
+        sums.append(cast(np.ndarray, total))
+
+    threads = get_threads()
+    if _shared(spec) and spec.batch % threads == 0:  # each thread as many samples
+        parallel_map(samples, [slice(a, z) for a, z in even_runs(spec.batch, threads)], blas=True)
+    else:
+        samples(slice(None))
+    dw = sum(sums[1:], start=sums[0])  # (G, rows, cols)
+    dw = dw.transpose(0, 2, 1) if cg > og else dw  # (G, O/G, C/G)
     return np.ascontiguousarray(dw).reshape(spec.out_channels, cg, *spec.kernel)
