@@ -278,6 +278,42 @@ def test_im2col_jit_runs_1d_layers_as_one_row(layout, rng):
     check("im2col_jit", x, w, bias, layout, [(2, 1)], RTOL[np.dtype(np.float64)], stride=2)
 
 
+@pytest.mark.parametrize("way", ["in turn", "shared", "rows"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("batch", "channels", "outputs", "size", "kernel", "stride", "dilation", "pads", "groups"),
+    [case for case in IM2COL_CASES if case[0]]
+    + [(3, 4, 5, (19,), (4,), (2,), (1,), [(2, 1)], 1)],  # 1-d: one row
+)
+def test_im2col_jit_weight_gradient_from_its_compiled_patches(
+    way, threads, batch, channels, outputs, size, kernel, stride, dilation, pads, groups,
+    rng, monkeypatch,
+):  # fmt: skip
+    """Its own weight gradient (channels-first), from patches that its kernel gathers: the
+    chunks summed in turn, by each of 1-3 threads, or of a few output rows each (several
+    a sample); torch autograd's."""
+    from npconv.algorithms import im2col_jit
+
+    gathered = []
+    patches = im2col_jit._patches
+    monkeypatch.setattr(im2col_jit, "_patches", lambda *a: gathered.append(a) or patches(*a))
+    monkeypatch.setattr(im2col_jit, "_shared", lambda spec: way == "shared")
+    if way == "rows":  # a few output rows a chunk
+        monkeypatch.setattr(im2col_jit, "GRAD_CHUNK_BYTES", 2048)
+    x = rng.standard_normal((batch, channels, *size))
+    w_shape = (outputs, channels // groups, *kernel)
+    options = dict(stride=stride, dilation=dilation, groups=groups)
+    gy = rng.standard_normal(npconv.conv_output_shape(x.shape, w_shape, padding=pads, **options))
+    with using_threads(threads):
+        got = npconv.grad.conv_backward(
+            gy, x, np.zeros(w_shape), padding=pads, algorithm="im2col_jit", needs="weight",
+            **options,
+        ).weight  # fmt: skip
+    assert gathered, "the weight gradient did not gather its own patches"
+    expected = torch_weight_grad(x, w_shape, gy, pads, **options)
+    assert_close(got, expected)
+
+
 def test_im2col_jit_is_exact_for_integers(rng):
     x = rng.integers(-(2**20), 2**20, (2, 3, 9, 9))
     w = rng.integers(-(2**20), 2**20, (4, 3, 3, 3))

@@ -197,7 +197,7 @@ REGISTRY: dict[str, Algorithm] = {
             im2col_jit.work,
             im2col_jit.conv,
             fn_channels_first=im2col_jit.conv_channels_first,
-            weight_grad_channels_first=im2col.weight_grad_channels_first,
+            weight_grad_channels_first=im2col_jit.weight_grad_channels_first,
             dims=(1, 2),
             python_ints=False,
             adds_bias=True,

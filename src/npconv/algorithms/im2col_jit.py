@@ -23,8 +23,9 @@ Cost: ``im2col``'s without the padded copy of the input, which took 0.18 of 1.8 
 ResNet-50's 3x3/2 128->128 @56 at batch 1, and a gather as fast as NumPy's strided copy
 (0.35 ms there, one thread).  Where the patch matrix is the input itself (a 1x1 kernel
 at stride 1 without padding) it still copies it, and ``im2col``, which does not, ties it
-in "auto" and comes first.  Error and results: a GEMM's, as ``im2col``.  It needs numba
-(the ``jit`` extra).
+in "auto" and comes first.  Its weight gradient (:func:`weight_grad_channels_first`)
+is ``im2col``'s products on patches gathered by the same kernel.  Error and results: a
+GEMM's, as ``im2col``.  It needs numba (the ``jit`` extra).
 """
 
 from __future__ import annotations
@@ -38,9 +39,25 @@ import numpy as np
 from .._cost import units
 from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
-from .._windows import move_channels_first, move_channels_last, reshaped_view, weight_first
+from .._threads import parallel_map
+from .._windows import (
+    chunks,
+    move_channels_first,
+    move_channels_last,
+    reshaped_view,
+    side_by_side,
+    thread_chunks,
+    weight_first,
+)
 from .._workspace import buffer
-from .im2col import WIDE_POINTS, patch_product_work, run_chunks
+from .im2col import (
+    GRAD_CHUNK_BYTES,
+    TRANSPOSED_POINTS,
+    WIDE_POINTS,
+    _shared,
+    patch_product_work,
+    run_chunks,
+)
 
 
 @kernel
@@ -77,6 +94,29 @@ def _gather(x, lo, stride, dilation, size, n0, r0, cols):
                                 row[q] = src[sw * q]
 
 
+def _one_row(spec: ConvSpec) -> ConvSpec:
+    """The 2-d convolution of a single row that a 1-d ``spec`` is."""
+    return replace(
+        spec,
+        in_size=(1, *spec.in_size),
+        kernel=(1, *spec.kernel),
+        stride=(1, *spec.stride),
+        dilation=(1, *spec.dilation),
+        pads=((0, 0), *spec.pads),
+        out_size=(1, *spec.out_size),
+    )
+
+
+def _patches(x: np.ndarray, spec: ConvSpec, n0: int, r0: int, cols: np.ndarray) -> None:
+    """:func:`_gather` of every group: ``cols`` (G, C/G * kh * kw, n, rows, width) from
+    ``x`` (N, C, H, W), zero-padded as ``spec`` says."""
+    cg = spec.group_in
+    lo = np.array([lo for lo, _ in spec.pads], dtype=np.int64)
+    stride, dilation, size = (np.array(v) for v in (spec.stride, spec.dilation, spec.kernel))
+    for i in range(spec.groups):
+        _gather(x[:, i * cg : (i + 1) * cg], lo, stride, dilation, size, n0, r0, cols[i])
+
+
 def conv_channels_first(
     x: np.ndarray, w: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
 ) -> np.ndarray:
@@ -90,16 +130,7 @@ def conv_channels_first(
     2.1 on ResNet-50's stem at batch 1; the other way round, the copy of 512x4608
     weights took 3.6 against 2.1 ms a call for 3x3 512->512 @7 in a ResNet-50)."""
     if spec.nd == 1:
-        row = replace(
-            spec,
-            in_size=(1, *spec.in_size),
-            kernel=(1, *spec.kernel),
-            stride=(1, *spec.stride),
-            dilation=(1, *spec.dilation),
-            pads=((0, 0), *spec.pads),
-            out_size=(1, *spec.out_size),
-        )
-        y = conv_channels_first(x[:, :, None], w[:, :, None], row, bias)
+        y = conv_channels_first(x[:, :, None], w[:, :, None], _one_row(spec), bias)
         return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     k = cg * math.prod(spec.kernel)
@@ -111,9 +142,6 @@ def conv_channels_first(
         w_mat = np.concatenate([w_mat, b[..., 0]], axis=2)  # (G, O/G, K + 1)
         b = None
     kk = w_mat.shape[2]
-    lo = np.array([lo for lo, _ in spec.pads], dtype=np.int64)
-    stride, dilation = np.array(spec.stride), np.array(spec.dilation)
-    size = np.array(spec.kernel)
     width = spec.out_size[1]
 
     def product(chunk: tuple[slice, slice, slice]) -> None:
@@ -122,8 +150,7 @@ def conv_channels_first(
         r0, r1, _ = rows.indices(spec.out_size[0])
         n, points = n1 - n0, (r1 - r0) * width  # P per sample
         cols = buffer("patches", (g, kk, n, r1 - r0, width), dtype)  # (G, K [+ 1], n, r, W)
-        for i in range(g):
-            _gather(x[:, i * cg : (i + 1) * cg], lo, stride, dilation, size, n0, r0, cols[i, :k])
+        _patches(x, spec, n0, r0, cols[:, :k])
         cols[:, k:] = 1  # the bias's row, if any
         w_part = w_mat[:, outs]  # (G, o, K [+ 1])
         o = w_part.shape[1]
@@ -150,6 +177,60 @@ def conv(
     read through channels-first views (a view of the channels-first result)."""
     y = conv_channels_first(move_channels_first(x), weight_first(wc), spec, bias)
     return move_channels_last(y)
+
+
+def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """``dL/dw`` from the patch matrices of :func:`conv_channels_first`, gathered by the
+    compiled kernel: padded input ``(N, C, *padded)`` and output gradient
+    ``(N, O, *out)`` -> ``(O, C/G, *kernel)``.
+
+    :func:`npconv.algorithms.im2col.weight_grad_channels_first`'s products, chunk by
+    chunk within its :data:`~npconv.algorithms.im2col.GRAD_CHUNK_BYTES`, on patches that
+    the kernel writes side by side (instead of NumPy's strided copy of a padded input),
+    and where the forward shares its chunks (:func:`_shared`), summed by each thread
+    over its own chunks with single-threaded BLAS.  Against im2col's, ms (2 cores):
+    3x3/2 128->128 @56 b1 1.7-1.9 against 2.2-2.4, b8 10.6-11.3 against 12.4-13.6,
+    ResNet's stem 7x7/2 3->64 @224 b1 2.3-2.4 against 2.4-2.6, b8 12.3-12.8 against
+    19.0-20.1; the same on 3x3 256->256 @14 b1 and 512->512 @7 b8.
+    """
+    if spec.nd == 1:
+        dw = weight_grad_channels_first(xp[:, :, None], gy[:, :, None], _one_row(spec))
+        return dw.reshape(spec.out_channels, spec.group_in, *spec.kernel)
+    valid = spec.valid()  # xp is padded
+    g, cg, og = spec.groups, spec.group_in, spec.group_out
+    k = cg * math.prod(spec.kernel)
+    dtype = np.result_type(xp, gy)
+    transposed = spec.batch * math.prod(spec.out_size) >= TRANSPOSED_POINTS
+    grads = gy.reshape(spec.batch, g, og, *spec.out_size)  # (N, G, O/G, *out)
+    sums: list[np.ndarray] = []
+
+    def chunk_sum(chunk: tuple[slice, slice]) -> None:
+        batch, rows = chunk
+        n0, n1, _ = batch.indices(spec.batch)
+        r0, r1, _ = rows.indices(spec.out_size[0])
+        points = (n1 - n0) * (r1 - r0) * spec.out_size[1]
+        cols = buffer("patches", (g, k, n1 - n0, r1 - r0, spec.out_size[1]), dtype)
+        _patches(xp, valid, n0, r0, cols)  # (G, K, n, r, W): the samples side by side
+        a = cols.reshape(g, k, points)
+        b = side_by_side(grads[batch, :, :, rows], 2, (g, og, points), "products")
+        if transposed:  # (G, K, O/G)
+            product = np.matmul(a, b.transpose(0, 2, 1))
+        else:  # (G, O/G, K)
+            product = np.matmul(b, a.transpose(0, 2, 1))
+        if sums and not _shared(spec):  # in turn: one sum
+            np.add(sums[0], product, out=sums[0])
+        else:
+            sums.append(product)
+
+    per_output = (k + og) * g * dtype.itemsize
+    if _shared(spec):
+        parallel_map(chunk_sum, thread_chunks(spec, per_output, GRAD_CHUNK_BYTES), blas=True)
+    else:
+        for chunk in chunks(spec, per_output, GRAD_CHUNK_BYTES):
+            chunk_sum(chunk)
+    dw = sum(sums[1:], start=sums[0])
+    dw = dw.transpose(0, 2, 1) if transposed else dw  # (G, O/G, K)
+    return np.ascontiguousarray(dw).reshape(spec.out_channels, cg, *spec.kernel)
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
