@@ -31,11 +31,12 @@ neither the input nor the output is transposed.  :func:`npconv.conv` uses it for
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import cast
+from typing import TypeVar
 
 import numpy as np
 
@@ -54,6 +55,8 @@ from .._windows import (
     windows_channels_first,
 )
 from .._workspace import buffer
+
+T = TypeVar("T")
 
 #: Output positions per sample below which the samples of a chunk are multiplied side
 #: by side in one GEMM per group (channels-first), rather than one thin GEMM each:
@@ -424,20 +427,31 @@ def _pointwise_weight_grad(x: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.
     xs = x.reshape(spec.batch, g, cg, points)
     gys = gy.reshape(spec.batch, g, og, points)
     first, second = (xs, gys) if cg > og else (gys, xs)  # (N, G, rows, P), (N, G, cols, P)
-    sums: list[np.ndarray] = []
 
-    def samples(run: slice) -> None:
-        total = None
-        for a, b in zip(first[run], second[run]):
-            product = np.matmul(a, b.transpose(0, 2, 1))  # (G, rows, cols)
-            total = product if total is None else np.add(total, product, out=total)
-        sums.append(cast(np.ndarray, total))
+    def product(n: int) -> np.ndarray:  # (G, rows, cols)
+        return np.matmul(first[n], second[n].transpose(0, 2, 1))
+
+    def products(run: slice) -> np.ndarray:  # the run's samples, in turn
+        return summed(product, range(spec.batch)[run])
 
     threads = get_threads()
-    if _shared(spec) and spec.batch % threads == 0:  # each thread as many samples
-        parallel_map(samples, [slice(a, z) for a, z in even_runs(spec.batch, threads)], blas=True)
-    else:
-        samples(slice(None))
-    dw = sum(sums[1:], start=sums[0])  # (G, rows, cols)
+    shared = _shared(spec) and spec.batch % threads == 0  # each thread as many samples
+    runs = [slice(a, z) for a, z in even_runs(spec.batch, threads if shared else 1)]
+    dw = summed(products, runs, shared)
     dw = dw.transpose(0, 2, 1) if cg > og else dw  # (G, O/G, C/G)
     return np.ascontiguousarray(dw).reshape(spec.out_channels, cg, *spec.kernel)
+
+
+def summed(term: Callable[[T], np.ndarray], items: Sequence[T], shared: bool = False) -> np.ndarray:
+    """``sum(term(item) for item in items)`` (at least one item): each term added to the
+    first as it comes, on the calling thread, or where ``shared``, the items shared
+    among the threads (:func:`npconv._threads.parallel_map`, BLAS on one thread), their
+    terms added once all are computed."""
+    if shared:
+        terms: list[np.ndarray] = [np.empty(0)] * len(items)
+        parallel_map(lambda i: terms.__setitem__(i, term(items[i])), range(len(items)), blas=True)
+        return functools.reduce(np.add, terms)
+    total = term(items[0])
+    for item in items[1:]:
+        total += term(item)
+    return total

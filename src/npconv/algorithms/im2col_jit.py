@@ -39,7 +39,6 @@ import numpy as np
 from .._cost import units
 from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
-from .._threads import parallel_map
 from .._windows import (
     chunks,
     move_channels_first,
@@ -57,6 +56,7 @@ from .im2col import (
     _shared,
     patch_product_work,
     run_chunks,
+    summed,
 )
 
 
@@ -191,7 +191,8 @@ def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -
     over its own chunks with single-threaded BLAS.  Against im2col's, ms (2 cores):
     3x3/2 128->128 @56 b1 1.7-1.9 against 2.2-2.4, b8 10.6-11.3 against 12.4-13.6,
     ResNet's stem 7x7/2 3->64 @224 b1 2.3-2.4 against 2.4-2.6, b8 12.3-12.8 against
-    19.0-20.1; the same on 3x3 256->256 @14 b1 and 512->512 @7 b8.
+    19.0-20.1; but 3x3 512->512 @7 b8 8.5 against 7.6 (256->256 @14 b1 1.26 against
+    1.30), where "auto" takes im2col's.
     """
     if spec.nd == 1:
         dw = weight_grad_channels_first(xp[:, :, None], gy[:, :, None], _one_row(spec))
@@ -202,9 +203,8 @@ def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -
     dtype = np.result_type(xp, gy)
     transposed = spec.batch * math.prod(spec.out_size) >= TRANSPOSED_POINTS
     grads = gy.reshape(spec.batch, g, og, *spec.out_size)  # (N, G, O/G, *out)
-    sums: list[np.ndarray] = []
 
-    def chunk_sum(chunk: tuple[slice, slice]) -> None:
+    def chunk_product(chunk: tuple[slice, slice]) -> np.ndarray:
         batch, rows = chunk
         n0, n1, _ = batch.indices(spec.batch)
         r0, r1, _ = rows.indices(spec.out_size[0])
@@ -213,22 +213,14 @@ def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -
         _patches(xp, valid, n0, r0, cols)  # (G, K, n, r, W): the samples side by side
         a = cols.reshape(g, k, points)
         b = side_by_side(grads[batch, :, :, rows], 2, (g, og, points), "products")
-        if transposed:  # (G, K, O/G)
-            product = np.matmul(a, b.transpose(0, 2, 1))
-        else:  # (G, O/G, K)
-            product = np.matmul(b, a.transpose(0, 2, 1))
-        if sums and not _shared(spec):  # in turn: one sum
-            np.add(sums[0], product, out=sums[0])
-        else:
-            sums.append(product)
+        if transposed:
+            return np.matmul(a, b.transpose(0, 2, 1))  # (G, K, O/G)
+        return np.matmul(b, a.transpose(0, 2, 1))  # (G, O/G, K)
 
     per_output = (k + og) * g * dtype.itemsize
-    if _shared(spec):
-        parallel_map(chunk_sum, thread_chunks(spec, per_output, GRAD_CHUNK_BYTES), blas=True)
-    else:
-        for chunk in chunks(spec, per_output, GRAD_CHUNK_BYTES):
-            chunk_sum(chunk)
-    dw = sum(sums[1:], start=sums[0])
+    shared = _shared(spec)
+    split = thread_chunks if shared else chunks
+    dw = summed(chunk_product, list(split(spec, per_output, GRAD_CHUNK_BYTES)), shared)
     dw = dw.transpose(0, 2, 1) if transposed else dw  # (G, O/G, K)
     return np.ascontiguousarray(dw).reshape(spec.out_channels, cg, *spec.kernel)
 
