@@ -657,6 +657,35 @@ def test_kernels_take_only_the_fast_math_flags_that_keep_nan_and_inf():
         kernel(flags=("contract", "nnan"))(lambda: None)
 
 
+@pytest.mark.filterwarnings("ignore:(invalid value|overflow) encountered:RuntimeWarning")
+@pytest.mark.parametrize("value", [np.nan, np.inf, 1e38])
+@pytest.mark.parametrize("way", ["shared", "in turn", "channels shared", "channels-last"])
+def test_winograd_jit_checks_each_chunk_it_writes(way, value, rng, monkeypatch):
+    """Each chunk's outputs are checked as they are written (the dispatch does not check
+    the result again): a NaN, an Inf or a value whose transforms overflow, in the last
+    of several chunks, sends the whole convolution to a direct algorithm, whose result
+    has non-finite values only where PyTorch's has, and the others' values."""
+    assert REGISTRY["winograd_jit"].checks_result
+    monkeypatch.setattr(winograd_jit, "_shared", lambda spec: way == "shared")
+    monkeypatch.setattr(winograd_jit, "WIDE", 100 if way == "channels-last" else 0)
+    monkeypatch.setattr(winograd_jit, "CHUNK_TILES", 1)
+    monkeypatch.setattr(winograd_jit, "CHUNK_BYTES", 1)  # a chunk per tile row
+    x = rng.standard_normal((2, 6, 13, 10)).astype(np.float32)
+    w = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
+    x[1, 4, 11, 3] = value
+    with using_threads(1 if way == "in turn" else 2):
+        y = npconv.conv2d(x, w, padding=1, algorithm="winograd_jit")
+    ref = torch_conv(x, w, pads=[(1, 1)] * 2)
+    with np.errstate(invalid="ignore"):
+        for got, expected in zip(
+            (np.isnan(y), np.isposinf(y), np.isneginf(y)),
+            (np.isnan(ref), np.isposinf(ref), np.isneginf(ref)),
+        ):
+            np.testing.assert_array_equal(got, expected)
+        finite = np.isfinite(ref)
+        np.testing.assert_allclose(y[finite], ref[finite], rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("shared", [False, True])
 def test_winograd_jit_runs_its_products_with_blas_on_one_thread(shared, rng, monkeypatch):
     """Whether the chunks are shared out or each chunk's channels are, the 36 products

@@ -11,6 +11,7 @@ array) do.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +23,14 @@ from ._adjoint import swapped_filters
 from ._spec import ConvOptions, ConvSpec
 
 __all__ = [
+    "NonFinite",
     "Numerics",
     "Problem",
     "as_array",
     "bind_shapes",
     "checked_bias",
     "compute_dtypes",
+    "finite",
     "integer_numerics",
     "prepare",
 ]
@@ -94,6 +97,22 @@ class Numerics:
     def carry(self) -> np.dtype:
         """The dtype of partial results: exact integers stay integers, floats stay wide."""
         return self.result if self.result.kind in "iO" else self.compute
+
+
+class NonFinite(ArithmeticError):
+    """A result computed through transforms holds a value that is not finite: raised by
+    an algorithm that checks its own result as it writes it (its registry row's
+    ``checks_result``), so that the dispatch computes it again by a direct algorithm."""
+
+
+def finite(y: np.ndarray) -> bool:
+    """Whether every value of ``y`` is finite, without a temporary copy (two passes;
+    ``max - min`` in Python floats is NaN or Inf exactly when one of them is)."""
+    if y.size == 0:
+        return True
+    if y.dtype.kind == "c":
+        return finite(y.real) and finite(y.imag)
+    return math.isfinite(float(y.max()) - float(y.min()))
 
 
 def integer_numerics(x: np.ndarray, filters: np.ndarray, bias: np.ndarray | None) -> Numerics:

@@ -125,6 +125,10 @@ class Algorithm:
     #: direct algorithm, whose every intermediate value is a partial sum of the
     #: definition's products.
     transforms: bool = False
+    #: Its forward functions test each value of their result as they write it and raise
+    #: :class:`npconv._operands.NonFinite` where one is not finite; the dispatch then
+    #: does not check the result again.
+    checks_result: bool = False
     #: Its functions take the unpadded input, ``(N, *in_size, C)`` or ``(N, C, *in_size)``,
     #: and apply the spec's zero pads themselves; for another padding mode the dispatch
     #: pads and passes :meth:`ConvSpec.valid`.
@@ -253,6 +257,7 @@ REGISTRY: dict[str, Algorithm] = {
             limits=winograd_jit.unsupported,
             adds_bias=True,
             transforms=True,
+            checks_result=True,
             pads_itself=True,
             compiled=True,
         ),
