@@ -14,6 +14,7 @@ applies the adjoint of the padding mode.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, cast
 
@@ -250,8 +251,9 @@ def _transposed(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
 
         if len(parts) == 1 and parts[0].spec.out_size == size:  # stride 1: all of it
             x_bar = phase(parts[0])
-        else:
-            x_bar = np.zeros(shape, numerics.carry)
+        else:  # the phases' positions are disjoint: where they cover it, nothing is zero
+            covered = sum(math.prod(part.spec.out_size) for part in parts) == math.prod(size)
+            x_bar = (np.empty if covered else np.zeros)(shape, numerics.carry)
             for part in parts:
                 x_bar[phase_target(part, spec)] = phase(part)
     if spec.padding_mode != "zeros":
