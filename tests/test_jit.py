@@ -660,11 +660,11 @@ def test_kernels_take_only_the_fast_math_flags_that_keep_nan_and_inf():
 @pytest.mark.filterwarnings("ignore:(invalid value|overflow) encountered:RuntimeWarning")
 @pytest.mark.parametrize("value", [np.nan, np.inf, 1e38])
 @pytest.mark.parametrize("way", ["shared", "in turn", "channels shared", "channels-last"])
-def test_winograd_jit_checks_each_chunk_it_writes(way, value, rng, monkeypatch):
-    """Each chunk's outputs are checked as they are written (the dispatch does not check
-    the result again): a NaN, an Inf or a value whose transforms overflow, in the last
-    of several chunks, sends the whole convolution to a direct algorithm, whose result
-    has non-finite values only where PyTorch's has, and the others' values."""
+def test_winograd_jit_tests_each_value_it_writes(way, value, rng, monkeypatch):
+    """Its output transforms test each value as they write it (the dispatch does not
+    check the result again): a NaN, an Inf or a value whose transforms overflow, in the
+    last of several chunks, sends the whole convolution to a direct algorithm, whose
+    result has non-finite values only where PyTorch's has, and the others' values."""
     assert REGISTRY["winograd_jit"].checks_result
     monkeypatch.setattr(winograd_jit, "_shared", lambda spec: way == "shared")
     monkeypatch.setattr(winograd_jit, "WIDE", 100 if way == "channels-last" else 0)
