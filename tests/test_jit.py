@@ -686,6 +686,48 @@ def test_winograd_jit_tests_each_value_it_writes(way, value, rng, monkeypatch):
         np.testing.assert_allclose(y[finite], ref[finite], rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("way", ["shared", "channels shared", "channels-last"])
+def test_winograd_jit_keeps_the_filters_of_unchanged_weights(way, rng, monkeypatch):
+    """The filters' transform is kept from call to call while the weights hold the same
+    values: transformed on the first two calls (kept from the second, so that weights
+    made for one call are not copied), not on the next; transformed again when the
+    weights change in place, and from then on not kept for them (a training loop's);
+    kept for a new array, dropped when that array is freed, not kept beyond
+    DERIVED_BYTES, and released by free_workspaces. PyTorch's result every time."""
+    from npconv import _workspace
+
+    npconv.free_workspaces()
+    transforms = []
+    transform = winograd_jit._transform_filters
+    monkeypatch.setattr(
+        winograd_jit, "_transform_filters", lambda *a: transforms.append(a) or transform(*a)
+    )
+    monkeypatch.setattr(winograd_jit, "_shared", lambda spec: way == "shared")
+    monkeypatch.setattr(winograd_jit, "WIDE", 100 if way == "channels-last" else 0)
+    x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
+
+    def transformed(w: np.ndarray) -> bool:
+        transforms.clear()
+        with using_threads(2):
+            check("winograd_jit", x, w, None, "NCHW", [(1, 1)] * 2, 1e-4)
+        return bool(transforms)
+
+    w = rng.standard_normal((6, 8, 3, 3)).astype(np.float32)
+    assert transformed(w) and transformed(w) and not transformed(w) and not transformed(w)
+    w[0, 0, 0, 0] += 1  # changed in place
+    assert transformed(w) and transformed(w) and transformed(w)
+    other = w.copy()
+    assert transformed(other) and transformed(other) and not transformed(other)
+    kept = len(_workspace._derived)
+    del other
+    assert len(_workspace._derived) == kept - 1
+    npconv.free_workspaces()
+    assert transformed(w) and transformed(w) and not transformed(w)
+    npconv.free_workspaces()
+    monkeypatch.setattr(_workspace, "DERIVED_BYTES", 0)
+    assert transformed(w) and transformed(w) and transformed(w)
+
+
 @pytest.mark.parametrize("shared", [False, True])
 def test_winograd_jit_runs_its_products_with_blas_on_one_thread(shared, rng, monkeypatch):
     """Whether the chunks are shared out or each chunk's channels are, the 36 products

@@ -21,6 +21,11 @@ Rules:
 * a thread keeps at most :data:`KEPT_BYTES`; a request beyond that, and any ``object``
   array, is a fresh array, so the memory bound of the README's "Memory" section holds;
 * :func:`free_workspaces` (``npconv.free_workspaces``) releases every thread's buffers.
+
+Arrays derived from an input's values alone (Winograd's transformed filters) are kept
+too, for all threads, by :func:`kept` and :func:`keep`: an inference loop's weights
+stay the same from call to call, and a kept array is used again only while its source
+holds the same values, bit for bit (compared with a copy kept with it).
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ from __future__ import annotations
 import math
 import threading
 import weakref
+from collections.abc import Hashable
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["KEPT_BYTES", "buffer", "free_workspaces", "kept_bytes"]
+__all__ = ["DERIVED_BYTES", "KEPT_BYTES", "buffer", "free_workspaces", "keep", "kept", "kept_bytes"]
 
 #: Bytes of buffers one thread keeps between calls: the padded input's blocks
 #: (:func:`npconv._windows.sample_blocks`) and the chunks of patch matrices and tiles
@@ -88,6 +94,89 @@ def buffer(name: str, shape: tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarra
     return raw[:nbytes].view(dtype).reshape(shape)
 
 
+#: Bytes of derived arrays, with the copies of their sources, kept for all threads
+#: together (:func:`keep`); beyond them, a derived array is made afresh on every call.
+DERIVED_BYTES = 64 * 2**20
+
+#: The derived arrays kept: by name and source (its owner's identity, its address,
+#: shape, strides and dtype), a weak reference to the source's owner, a copy of the
+#: source and the array.
+_derived: dict[Hashable, tuple[weakref.ref[np.ndarray], np.ndarray, np.ndarray]] = {}
+#: Sources whose values changed since an array was kept for them (a training loop's
+#: weights): not kept again, so that such a loop does not copy its weights every call.
+_changing: set[Hashable] = set()
+#: Sources seen once, by a weak reference to their owner: an array is kept from the
+#: second call on, so that a temporary source (a copy made for one call) costs none.
+_seen: dict[Hashable, weakref.ref[np.ndarray]] = {}
+_derived_lock = threading.RLock()  # reentrant: a freed source's callback may run anywhere
+
+
+def _owner(a: np.ndarray) -> np.ndarray:
+    """The array that owns ``a``'s memory (``a`` itself, or the base of its views)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _key(name: str, source: np.ndarray) -> Hashable:
+    address = source.__array_interface__["data"][0]
+    return (name, id(_owner(source)), address, source.shape, source.strides, source.dtype.str)
+
+
+def _same(copy: np.ndarray, source: np.ndarray) -> bool:
+    """Whether ``source`` holds ``copy``'s values bit for bit (floats compared as their
+    bits, so that a NaN matches itself; other dtypes by value)."""
+    if source.dtype.kind in "fc" and source.dtype.itemsize in (4, 8):
+        bits = f"u{source.dtype.itemsize}"
+        return bool(np.array_equal(copy.view(bits), source.view(bits)))
+    return bool(np.array_equal(copy, source))
+
+
+def kept(name: str, source: np.ndarray) -> tuple[np.ndarray | None, bool]:
+    """The array kept as ``name`` for ``source`` (read-only) while ``source`` holds the
+    same values as when it was kept, else None; and whether an array made now for it
+    may be kept (:func:`keep`: then make it a fresh array, not a :func:`buffer`)."""
+    key = _key(name, source)
+    with _derived_lock:
+        entry = _derived.get(key)
+    if entry is not None:
+        owner, copy, value = entry
+        if owner() is _owner(source) and _same(copy, source):
+            return value, False
+        with _derived_lock:  # changed in place: not kept again
+            _derived.pop(key, None)
+            _changing.add(key)
+        return None, False
+    with _derived_lock:
+        seen = key in _seen
+        if not seen:
+            _seen[key] = weakref.ref(_owner(source), lambda _: _forget(key))
+        full = sum(c.nbytes + v.nbytes for _, c, v in _derived.values()) >= DERIVED_BYTES
+        return None, seen and not full and key not in _changing
+
+
+def keep(name: str, source: np.ndarray, value: np.ndarray) -> None:
+    """Keep ``value``, a fresh array made from ``source``'s values alone, for
+    :func:`kept`, with a copy of ``source``, while they fit :data:`DERIVED_BYTES` with
+    the others; until the source's owner is freed, or :func:`free_workspaces`."""
+    key = _key(name, source)
+    copy = np.array(source, order="K")  # its memory order: compared fast
+    value.flags.writeable = False  # shared by every later call
+    with _derived_lock:
+        used = sum(c.nbytes + v.nbytes for _, c, v in _derived.values())
+        if used + copy.nbytes + value.nbytes > DERIVED_BYTES or key in _changing:
+            return
+        _derived[key] = (_seen.get(key) or weakref.ref(_owner(source)), copy, value)
+
+
+def _forget(key: Hashable) -> None:
+    """Drop what was kept for a source whose owner has been freed."""
+    with _derived_lock:
+        _derived.pop(key, None)
+        _changing.discard(key)
+        _seen.pop(key, None)
+
+
 def kept_bytes() -> int:
     """Bytes of buffers the calling thread keeps."""
     return sum(b.nbytes for b in _buffers().values())
@@ -99,8 +188,10 @@ def free_workspaces() -> None:
     npconv keeps its large temporaries (the padded input, patch matrices, Winograd
     tiles) from one call to the next, so that repeated convolutions reuse memory that
     is already mapped instead of faulting fresh pages in on every call.  Each thread
-    keeps at most 64 MiB; they are reallocated on the next call that needs them.
-    Results are never affected: they are fresh arrays.
+    keeps at most 64 MiB; they are reallocated on the next call that needs them.  It
+    also keeps Winograd's transformed filters of unchanged weights (at most 64 MiB for
+    all threads, with copies of the weights they came from).  Results are never
+    affected: they are fresh arrays.
 
     Examples
     --------
@@ -111,6 +202,10 @@ def free_workspaces() -> None:
     >>> float(y[0, 0, 1, 1])
     9.0
     """
+    with _derived_lock:
+        _derived.clear()
+        _changing.clear()
+        _seen.clear()
     with _lock:
         every = list(_every)
     for buffers in every:
