@@ -406,6 +406,21 @@ def _chunk_bytes(spec: ConvSpec, itemsize: int) -> int:
     return min(budget, _tile_count(spec) * per_tile)
 
 
+def _filters_work(spec: ConvSpec, item: int) -> Counter[str]:
+    """The compiled filters' transform (:func:`_filters`), priced on every call, as for
+    weights that change (a kept transform costs its check, a tenth or less).  Each
+    filter's nine taps lie side by side in PyTorch's ``(O, C/G, kh, kw)`` (``"NCHW"``):
+    about three passes over the 36 values per filter it writes (measured on 2 cores,
+    ms for 64, 128, 256 and 512 channels: 0.04, 0.20, 0.61, 1.8; priced 0.04, 0.14,
+    0.58, 2.3).  In the ``(kh, kw, C/G, O)`` of ``"NHWC"`` they lie ``C/G x O`` apart:
+    9.7 ms for 512 channels, priced as NumPy's transform
+    (:func:`~npconv.algorithms.winograd.filter_work`)."""
+    filters = spec.group_in * spec.out_channels
+    if spec.layout == "NHWC":
+        return filter_work(36, filters, item)
+    return units(passes=3 * 36 * filters * item, calls=1)
+
+
 def _transforms_work(spec: ConvSpec, item: int) -> Counter[str]:
     """The two compiled transforms of every tile: each takes about as long as eight
     elementwise passes over its 36 values per tile and channel (measured on the ResNet
@@ -815,10 +830,10 @@ def weight_work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-    """The filters' transform (:func:`~npconv.algorithms.winograd.filter_work`), the 36
-    GEMMs and the two compiled transforms (:func:`_transforms_work`)."""
+    """The filters' transform (:func:`_filters_work`), the 36 GEMMs and the two compiled
+    transforms (:func:`_transforms_work`)."""
     item = max(np.dtype(dtype).itemsize, 4)
     g, cg, og = spec.groups, spec.group_in, spec.group_out
-    total = filter_work(36, cg * spec.out_channels, item)
+    total = _filters_work(spec, item)
     total += gemm(_tile_count(spec), cg, og, 36 * g, item)  # the products
     return total + _transforms_work(spec, item)
