@@ -408,11 +408,13 @@ def _chunk_bytes(spec: ConvSpec, itemsize: int) -> int:
 
 def _filters_work(spec: ConvSpec, item: int) -> Counter[str]:
     """The compiled filters' transform (:func:`_filters`), priced on every call, as for
-    weights that change (a kept transform costs its check, a tenth or less).  Each
-    filter's nine taps lie side by side in PyTorch's ``(O, C/G, kh, kw)`` (``"NCHW"``):
-    about three passes over the 36 values per filter it writes (measured on 2 cores,
-    ms for 64, 128, 256 and 512 channels: 0.04, 0.20, 0.61, 1.8; priced 0.04, 0.14,
-    0.58, 2.3).  In the ``(kh, kw, C/G, O)`` of ``"NHWC"`` they lie ``C/G x O`` apart:
+    weights that change (a kept transform costs its check instead: 0.19 and 0.81 ms
+    for 256 and 512 channels).  Each filter's nine taps lie side by side in PyTorch's
+    ``(O, C/G, kh, kw)`` (``"NCHW"``): about three passes over the 36 values per filter
+    it writes (measured on 2 cores, ms for 64, 128, 256 and 512 channels: 0.04, 0.20,
+    0.61, 1.8; priced 0.04, 0.14, 0.58, 2.3; 3.0 for 512 swapped and flipped, as a
+    transposed convolution's phase reads them).  In the ``(kh, kw, C/G, O)`` of
+    ``"NHWC"`` they lie ``C/G x O`` apart:
     9.7 ms for 512 channels, priced as NumPy's transform
     (:func:`~npconv.algorithms.winograd.filter_work`)."""
     filters = spec.group_in * spec.out_channels
