@@ -151,7 +151,7 @@ def kept(name: str, source: np.ndarray) -> tuple[np.ndarray | None, bool]:
         seen = key in _seen
         if not seen:
             _seen[key] = weakref.ref(_owner(source), lambda _: _forget(key))
-        full = sum(c.nbytes + v.nbytes for _, c, v in _derived.values()) >= DERIVED_BYTES
+        full = _derived_bytes() >= DERIVED_BYTES
         return None, seen and not full and key not in _changing
 
 
@@ -163,10 +163,14 @@ def keep(name: str, source: np.ndarray, value: np.ndarray) -> None:
     copy = np.array(source, order="K")  # its memory order: compared fast
     value.flags.writeable = False  # shared by every later call
     with _derived_lock:
-        used = sum(c.nbytes + v.nbytes for _, c, v in _derived.values())
-        if used + copy.nbytes + value.nbytes > DERIVED_BYTES or key in _changing:
+        if _derived_bytes() + copy.nbytes + value.nbytes > DERIVED_BYTES or key in _changing:
             return
         _derived[key] = (_seen.get(key) or weakref.ref(_owner(source)), copy, value)
+
+
+def _derived_bytes() -> int:
+    """Bytes of the derived arrays kept and their sources' copies (hold the lock)."""
+    return sum(c.nbytes + v.nbytes for _, c, v in _derived.values())
 
 
 def _forget(key: Hashable) -> None:

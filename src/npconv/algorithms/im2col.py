@@ -276,12 +276,11 @@ def conv_channels_first(
             if b is not None:
                 y[run] += b
 
-        threads = get_threads()
-        if _shared(spec) and spec.batch % threads == 0:  # each thread as many samples
-            runs = [slice(a, z) for a, z in even_runs(spec.batch, threads)]
+        runs, shared = _sample_runs(spec)
+        if shared:
             parallel_map(samples, runs, blas=True)
         else:
-            samples(slice(None))
+            samples(runs[0])
     else:
         run_chunks(product, spec, per_output)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
@@ -406,8 +405,23 @@ def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -
             np.matmul(a, b, out=dw)
         else:
             dw += a @ b
+    return filters_of(dw, transposed, spec)
+
+
+def filters_of(dw: np.ndarray, transposed: bool, spec: ConvSpec) -> np.ndarray:
+    """A weight gradient summed per group, ``(G, O/G, C/G*K)`` or, where ``transposed``,
+    ``(G, C/G*K, O/G)``, as the filters ``(O, C/G, *kernel)``."""
     dw = dw.transpose(0, 2, 1) if transposed else dw  # (G, O/G, C/G*K)
-    return np.ascontiguousarray(dw).reshape(spec.out_channels, cg, *spec.kernel)
+    return np.ascontiguousarray(dw).reshape(spec.out_channels, spec.group_in, *spec.kernel)
+
+
+def _sample_runs(spec: ConvSpec) -> tuple[list[slice], bool]:
+    """The samples of a layer whose input is its own patch matrix, one run per thread
+    where the chunks are shared (:func:`_shared`) and each thread gets as many samples,
+    else one run of them all; and whether they are shared."""
+    threads = get_threads()
+    shared = _shared(spec) and spec.batch % threads == 0
+    return [slice(a, z) for a, z in even_runs(spec.batch, threads if shared else 1)], shared
 
 
 def _pointwise_weight_grad(x: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:
@@ -434,12 +448,8 @@ def _pointwise_weight_grad(x: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.
     def products(run: slice) -> np.ndarray:  # the run's samples, in turn
         return summed(product, range(spec.batch)[run])
 
-    threads = get_threads()
-    shared = _shared(spec) and spec.batch % threads == 0  # each thread as many samples
-    runs = [slice(a, z) for a, z in even_runs(spec.batch, threads if shared else 1)]
-    dw = summed(products, runs, shared)
-    dw = dw.transpose(0, 2, 1) if cg > og else dw  # (G, O/G, C/G)
-    return np.ascontiguousarray(dw).reshape(spec.out_channels, cg, *spec.kernel)
+    dw = summed(products, *_sample_runs(spec))
+    return filters_of(dw, cg > og, spec)
 
 
 def summed(term: Callable[[T], np.ndarray], items: Sequence[T], shared: bool = False) -> np.ndarray:

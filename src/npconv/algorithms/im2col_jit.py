@@ -54,6 +54,7 @@ from .im2col import (
     TRANSPOSED_POINTS,
     WIDE_POINTS,
     _shared,
+    filters_of,
     patch_product_work,
     run_chunks,
     summed,
@@ -221,8 +222,7 @@ def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -
     shared = _shared(spec)
     split = thread_chunks if shared else chunks
     dw = summed(chunk_product, list(split(spec, per_output, GRAD_CHUNK_BYTES)), shared)
-    dw = dw.transpose(0, 2, 1) if transposed else dw  # (G, O/G, K)
-    return np.ascontiguousarray(dw).reshape(spec.out_channels, cg, *spec.kernel)
+    return filters_of(dw, transposed, spec)
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:

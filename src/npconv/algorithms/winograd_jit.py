@@ -414,9 +414,8 @@ def _filters_work(spec: ConvSpec, item: int) -> Counter[str]:
     it writes (measured on 2 cores, ms for 64, 128, 256 and 512 channels: 0.04, 0.20,
     0.61, 1.8; priced 0.04, 0.14, 0.58, 2.3; 3.0 for 512 swapped and flipped, as a
     transposed convolution's phase reads them).  In the ``(kh, kw, C/G, O)`` of
-    ``"NHWC"`` they lie ``C/G x O`` apart:
-    9.7 ms for 512 channels, priced as NumPy's transform
-    (:func:`~npconv.algorithms.winograd.filter_work`)."""
+    ``"NHWC"`` they lie ``C/G x O`` apart: 9.7 ms for 512 channels, priced as NumPy's
+    transform (:func:`~npconv.algorithms.winograd.filter_work`)."""
     filters = spec.group_in * spec.out_channels
     if spec.layout == "NHWC":
         return filter_work(36, filters, item)
