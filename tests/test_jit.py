@@ -13,14 +13,7 @@ import torch
 
 import npconv
 import npconv.grad
-from npconv.algorithms import (
-    REGISTRY,
-    depthwise_jit,
-    direct_jit,
-    im2col,
-    im2col_jit,
-    winograd_jit,
-)
+from npconv.algorithms import REGISTRY, depthwise_jit, direct_jit, im2col, winograd_jit
 
 from conftest import (
     RTOL,
@@ -265,7 +258,8 @@ def test_im2col_jit_matches_torch(
     """Its chunks in turn, shared among two threads (forced on these small layers), or
     of a few output rows each (a small workspace); samples side by side or one GEMM each
     (289 positions); the bias through the GEMMs (a row of ones) or none."""
-    monkeypatch.setattr(im2col_jit, "_gathers_shared", lambda spec: way == "shared")
+    if way == "shared":
+        monkeypatch.setattr(im2col, "_shared", lambda spec: True)
     if way == "rows":  # at most a few output rows a chunk
         monkeypatch.setattr(im2col, "chunks", partial(im2col.chunks, budget=2048))
     x = rng.standard_normal((batch, channels, *size)).astype(dtype)
@@ -274,28 +268,6 @@ def test_im2col_jit_matches_torch(
     options = dict(stride=stride, dilation=dilation, groups=groups)
     with using_threads(2):
         check("im2col_jit", x, w, bias, layout, pads, RTOL[np.dtype(dtype)], **options)
-
-
-@pytest.mark.parametrize(
-    ("batch", "channels", "size", "kernel", "stride", "threads", "shared"),
-    [(1, 3, 224, 7, 2, 2, True), (1, 128, 56, 3, 2, 2, True), (1, 256, 14, 3, 1, 2, False),
-     (1, 64, 56, 1, 1, 2, False), (1, 128, 56, 3, 2, 1, False), (1, 8, 56, 3, 1, 2, False),
-     (2, 64, 64, 3, 1, 2, True)],
-)  # fmt: skip
-def test_im2col_jit_shares_its_gathers_where_each_thread_has_wide_rows(
-    batch, channels, size, kernel, stride, threads, shared, monkeypatch
-):
-    """Besides im2col's rule (whole samples per thread), a single sample is shared where
-    its kernel has several taps, its layer at least SHARED_MACS multiply-adds and each
-    thread at least WIDE_POINTS output positions: the stem (12544 positions), 3x3/2 @56
-    (784), but not 3x3 @14 (196), a 1x1 kernel, one thread, or a small layer."""
-    monkeypatch.setattr(im2col, "sharing_pays", lambda: False)
-    spec = npconv.ConvSpec.build(
-        (batch, channels, size, size), (max(channels, 64), channels, kernel, kernel), stride=stride,
-        padding=kernel // 2,
-    )  # fmt: skip
-    with using_threads(threads):
-        assert im2col_jit._gathers_shared(spec) == shared
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -320,6 +292,8 @@ def test_im2col_jit_weight_gradient_from_its_compiled_patches(
     """Its own weight gradient (channels-first), from patches that its kernel gathers: the
     chunks summed in turn, by each of 1-3 threads, or of a few output rows each (several
     a sample); torch autograd's."""
+    from npconv.algorithms import im2col_jit
+
     gathered = []
     patches = im2col_jit._patches
     monkeypatch.setattr(im2col_jit, "_patches", lambda *a: gathered.append(a) or patches(*a))

@@ -282,21 +282,17 @@ def conv_channels_first(
         else:
             samples(runs[0])
     else:
-        run_chunks(product, spec, per_output, _shared(spec))
+        run_chunks(product, spec, per_output)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
 
 
 def run_chunks(
-    product: Callable[[tuple[slice, slice, slice]], None],
-    spec: ConvSpec,
-    per_output: int,
-    shared: bool,
+    product: Callable[[tuple[slice, slice, slice]], None], spec: ConvSpec, per_output: int
 ) -> None:
     """``product`` of every chunk ``(samples, rows, outputs)`` of a channels-first patch
-    matrix of ``per_output`` bytes per output position: where ``shared`` (:func:`_shared`
-    for ``im2col``), shared among the threads (:func:`_shares`), otherwise in turn
-    (:func:`npconv._windows.chunks`)."""
-    if shared:
+    matrix of ``per_output`` bytes per output position: shared among the threads where
+    :func:`_shared` (:func:`_shares`), otherwise in turn (:func:`npconv._windows.chunks`)."""
+    if _shared(spec):
         parallel_map(product, _shares(spec, per_output), blas=True)
     else:
         for batch, rows in chunks(spec, per_output):
