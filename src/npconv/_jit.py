@@ -37,6 +37,7 @@ __all__ = [
     "Intrinsic",
     "Kernel",
     "copy_rows",
+    "equal_bits",
     "kernel",
     "load_acquire",
     "pause",
@@ -189,3 +190,16 @@ def copy_rows(dst, src):
         row, source = dst[i], src[i]
         for j in range(dst.shape[1]):
             row[j] = source[j]
+
+
+@kernel
+def equal_bits(a, b):
+    """Whether the 1-d integer arrays ``a`` and ``b`` (of one length) hold the same values:
+    the exclusive or of every pair, or-ed together without stopping at the first
+    difference, so that the loop is vectorised."""
+    if len(a) == 0:
+        return True
+    differ = a[0] ^ b[0]  # of the arrays' own type (a Python 0 would promote uint64)
+    for i in range(1, len(a)):
+        differ |= a[i] ^ b[i]
+    return differ == 0

@@ -38,6 +38,8 @@ from collections.abc import Hashable
 import numpy as np
 import numpy.typing as npt
 
+from ._jit import equal_bits, unavailable
+
 __all__ = ["DERIVED_BYTES", "KEPT_BYTES", "buffer", "free_workspaces", "keep", "kept", "kept_bytes"]
 
 #: Bytes of buffers one thread keeps between calls: the padded input's blocks
@@ -124,12 +126,33 @@ def _key(name: str, source: np.ndarray) -> Hashable:
 
 
 def _same(copy: np.ndarray, source: np.ndarray) -> bool:
-    """Whether ``source`` holds ``copy``'s values bit for bit (floats compared as their
-    bits, so that a NaN matches itself; other dtypes by value)."""
+    """Whether ``source`` holds ``copy``, its copy in the same memory order, bit for bit
+    (floats compared as their bits, so that a NaN matches itself; other dtypes by value).
+
+    Where numba is installed the bits are compared in one compiled pass over both arrays
+    in their memory order (:func:`npconv._jit.equal_bits`), instead of NumPy's two (a
+    temporary of booleans, then its ``all``): 3x3 filters with their caches cold, us,
+    64x64 17 against 43, 128x128 57 against 87, 256x256 186 against 238, 512x512 784
+    against 961 (one thread)."""
     if source.dtype.kind in "fc" and source.dtype.itemsize in (4, 8):
         bits = f"u{source.dtype.itemsize}"
-        return bool(np.array_equal(copy.view(bits), source.view(bits)))
+        copy, source = copy.view(bits), source.view(bits)
+        if unavailable() is None and _dense(source):  # raveled in memory order: views
+            return bool(equal_bits(copy.ravel(order="K"), source.ravel(order="K")))
     return bool(np.array_equal(copy, source))
+
+
+def _dense(a: np.ndarray) -> bool:
+    """Whether ``a``'s elements fill a block of memory, each once, in some order of its
+    axes (a transposed or reversed contiguous array): then ``ravel(order="K")`` reads
+    them in memory order without a copy, as :func:`keep`'s copy holds them."""
+    axes = sorted((abs(stride), n) for stride, n in zip(a.strides, a.shape) if n > 1)
+    step = a.itemsize
+    for stride, n in axes:
+        if stride != step:
+            return False
+        step *= n
+    return True
 
 
 def kept(name: str, source: np.ndarray) -> tuple[np.ndarray | None, bool]:
