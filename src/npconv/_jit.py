@@ -6,10 +6,11 @@ when npconv is imported: :func:`unavailable` imports numba the first time a regi
 row asks whether it can run (importing numba takes ~0.4 s), and a kernel is compiled on
 its first call for each combination of argument types, with ``cache=True``, so that a
 second process loads the machine code from numba's cache instead of compiling again.
-Kernels that several algorithms call (:func:`copy_rows`) live here, and the three
-machine operations that numba code cannot write itself (:class:`Intrinsic`): an atomic
-load and store of a flag that another thread sets or reads, and the CPU's spin-wait
-hint, with which npconv's threads wait for work (:mod:`npconv._threads`).
+Kernels that several modules call (:func:`copy_rows`, and :func:`equal_bits` for the
+workspaces) live here, and the three machine operations that numba code cannot write
+itself (:class:`Intrinsic`): an atomic load and store of a flag that another thread
+sets or reads, and the CPU's spin-wait hint, with which npconv's threads wait for work
+(:mod:`npconv._threads`).
 
 Kernels run on the thread that calls them, without the GIL (``nogil``): the calling
 thread, or npconv's own pinned threads, among which an algorithm shares out its chunks
