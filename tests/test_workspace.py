@@ -17,7 +17,7 @@ import pytest
 import npconv
 from npconv import _workspace
 
-from conftest import assert_close, torch_conv
+from conftest import assert_close, torch_conv, using_threads
 
 #: (N, C, O, kernel, stride, padding, size, groups, dtype): shapes that grow, shrink and
 #: change dtype from one call to the next, so that every buffer is both grown and reused.
@@ -207,3 +207,19 @@ def test_kept_sources_are_compared_bit_for_bit(view: str, dtype: type) -> None:
         expected = np.array_equal(copy.view(bits), other.view(bits))
         assert _workspace._same(copy, other) == expected
         assert not expected or view in ("strided", "broadcast")  # those may miss the change
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("where", [None, 0, 700, 1399])
+def test_kept_sources_compared_in_parts_on_the_threads(
+    threads: int, where: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large source is compared in a part per thread (here every source): a change in
+    any part, its first value or its last, is found; none, and the source is equal."""
+    monkeypatch.setattr(_workspace, "SHARED_CHECK_BYTES", 0)
+    source = np.random.default_rng(3).standard_normal((1400,)).astype(np.float32)
+    copy = np.array(source, order="K")
+    if where is not None:
+        source[where] = np.nextafter(source[where], np.inf)  # one bit apart
+    with using_threads(threads):
+        assert _workspace._same(copy, source) == (where is None)
