@@ -131,10 +131,10 @@ def _same(copy: np.ndarray, source: np.ndarray) -> bool:
     (floats compared as their bits, so that a NaN matches itself; other dtypes by value).
 
     Where numba is installed the bits are compared in one compiled pass over both arrays
-    in their memory order (:func:`npconv._jit.equal_bits`), instead of NumPy's two (a
-    temporary of booleans, then its ``all``): 3x3 filters with their caches cold, us,
-    64x64 17 against 43, 128x128 57 against 87, 256x256 186 against 238, 512x512 784
-    against 961 (one thread)."""
+    in their memory order (:func:`_equal`, large ones in a part per thread), instead of
+    NumPy's two (a temporary of booleans, then its ``all``): 3x3 filters with their
+    caches cold, us, 64x64 17 against 43, 128x128 57 against 87, 256x256 186 against
+    238, 512x512 784 against 961 (one thread)."""
     if source.dtype.kind in "fc" and source.dtype.itemsize in (4, 8):
         bits = f"u{source.dtype.itemsize}"
         copy, source = copy.view(bits), source.view(bits)
@@ -144,7 +144,7 @@ def _same(copy: np.ndarray, source: np.ndarray) -> bool:
 
 
 #: Bytes of a source from which :func:`_equal` shares its comparison among npconv's
-#: threads: 3x3 512->512 @7 b8 (9.4 MB of weights) 5.5-6.1 against 6.3-7.1 ms a call
+#: threads: 3x3 512->512 @7 b8 (9.4 MB of weights) 5.9-6.3 against 6.6-6.8 ms a call
 #: (alternating processes, 2 cores), more than the comparison's own 0.66 against 0.87
 #: ms (caches cold) saves; 256x256 filters (2.4 MB) gained nothing cold (0.21 ms).
 SHARED_CHECK_BYTES = 4 * 2**20
