@@ -220,6 +220,6 @@ def test_kept_sources_compared_in_parts_on_the_threads(
     source = np.random.default_rng(3).standard_normal((1400,)).astype(np.float32)
     copy = np.array(source, order="K")
     if where is not None:
-        source[where] = np.nextafter(source[where], np.inf)  # one bit apart
+        source[where] = np.nextafter(source[where], np.float32(np.inf))  # one bit apart
     with using_threads(threads):
         assert _workspace._same(copy, source) == (where is None)
