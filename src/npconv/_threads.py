@@ -42,7 +42,14 @@ import numpy as np
 
 from ._jit import kernel, load_acquire, pause, store_release, unavailable
 
-__all__ = ["get_threads", "parallel_map", "set_threads", "sharing_pays", "single_threaded_blas"]
+__all__ = [
+    "even_runs",
+    "get_threads",
+    "parallel_map",
+    "set_threads",
+    "sharing_pays",
+    "single_threaded_blas",
+]
 
 T = TypeVar("T")
 _state: dict[str, object] = {"threads": os.cpu_count() or 1, "pool": None}
@@ -58,6 +65,13 @@ _blas_lock = threading.Lock()
 #: ones.
 WRITE_AFTER_READ = 2.0
 _sharing: dict[str, bool] = {}
+
+
+def even_runs(total: int, parts: int) -> list[tuple[int, int]]:
+    """``range(total)`` cut into ``parts`` runs ``(start, stop)`` whose lengths differ by at
+    most one: the threads' shares of a region, or chunks as even as they go."""
+    cuts = [i * total // parts for i in range(parts + 1)]
+    return list(itertools.pairwise(cuts))
 
 
 def get_threads() -> int:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from itertools import pairwise
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ._spec import ConvSpec
-from ._threads import get_threads
+from ._threads import even_runs, get_threads
 from ._workspace import buffer
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "canonical_input",
     "canonical_weight",
     "chunks",
-    "even_runs",
     "move_channels_first",
     "move_channels_last",
     "padded_by_mode",
@@ -167,13 +165,6 @@ def sample_blocks(spec: ConvSpec, itemsize: int, budget: int = WORKSPACE_BYTES /
     sample = max(math.prod(spec.padded_size) * spec.in_channels * itemsize, 1)
     step = max(budget // sample, 1)
     return [slice(n, min(n + step, spec.batch)) for n in range(0, max(spec.batch, 1), step)]
-
-
-def even_runs(total: int, parts: int) -> list[tuple[int, int]]:
-    """``range(total)`` cut into ``parts`` runs ``(start, stop)`` whose lengths differ by at
-    most one."""
-    cuts = [i * total // parts for i in range(parts + 1)]
-    return list(pairwise(cuts))
 
 
 def chunks(

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._jit import equal_bits, unavailable
-from ._threads import get_threads, parallel_map
+from ._threads import even_runs, get_threads, parallel_map
 
 __all__ = ["DERIVED_BYTES", "KEPT_BYTES", "buffer", "free_workspaces", "keep", "kept", "kept_bytes"]
 
@@ -153,14 +153,14 @@ SHARED_CHECK_BYTES = 4 * 2**20
 def _equal(a: np.ndarray, b: np.ndarray) -> bool:
     """:func:`npconv._jit.equal_bits` of the 1-d ``a`` and ``b``, in a part per thread
     (:func:`npconv._threads.parallel_map`) from :data:`SHARED_CHECK_BYTES` on."""
-    parts = get_threads() if a.nbytes >= SHARED_CHECK_BYTES else 1
-    cuts = [len(a) * i // parts for i in range(parts + 1)]
-    equal = [True] * parts
+    runs = even_runs(len(a), get_threads() if a.nbytes >= SHARED_CHECK_BYTES else 1)
+    equal = [True] * len(runs)
 
     def compare(i: int) -> None:
-        equal[i] = equal_bits(a[cuts[i] : cuts[i + 1]], b[cuts[i] : cuts[i + 1]])
+        start, stop = runs[i]
+        equal[i] = equal_bits(a[start:stop], b[start:stop])
 
-    parallel_map(compare, range(parts))
+    parallel_map(compare, range(len(runs)))
     return all(equal)
 
 

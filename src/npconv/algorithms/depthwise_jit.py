@@ -44,8 +44,8 @@ import numpy as np
 from .._cost import units
 from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
-from .._threads import get_threads, parallel_map
-from .._windows import even_runs, move_channels_first, move_channels_last, weight_first
+from .._threads import even_runs, get_threads, parallel_map
+from .._windows import move_channels_first, move_channels_last, weight_first
 
 #: The vector width, in float32 lanes, that a row of the 3x3 kernel is rounded up to:
 #: AVX-512's 16 (eight AVX2 lanes twice).  Rounded so, MobileNetV2's 3x3 384 @14 took

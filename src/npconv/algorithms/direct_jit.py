@@ -41,8 +41,8 @@ import numpy as np
 from .._cost import units
 from .._jit import kernel
 from .._spec import ConvSpec
-from .._threads import get_threads, parallel_map
-from .._windows import even_runs, move_channels_first, weight_first
+from .._threads import even_runs, get_threads, parallel_map
+from .._windows import move_channels_first, weight_first
 
 #: The vector width, in float32 lanes, that an output row is rounded up to (AVX-512).
 LANES = 16

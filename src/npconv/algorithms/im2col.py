@@ -42,12 +42,11 @@ import numpy as np
 
 from .._cost import gemm, units
 from .._spec import ConvSpec
-from .._threads import get_threads, parallel_map, sharing_pays
+from .._threads import even_runs, get_threads, parallel_map, sharing_pays
 from .._windows import (
     WORKSPACE_BYTES,
     canonical_input,
     chunks,
-    even_runs,
     reshaped_view,
     side_by_side,
     thread_chunks,

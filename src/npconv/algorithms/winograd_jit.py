@@ -57,11 +57,10 @@ from .._cost import gemm, units
 from .._jit import copy_rows, kernel
 from .._operands import NonFinite
 from .._spec import ConvSpec
-from .._threads import get_threads, parallel_map, single_threaded_blas
+from .._threads import even_runs, get_threads, parallel_map, single_threaded_blas
 from .._windows import (
     WORKSPACE_BYTES,
     chunks,
-    even_runs,
     move_channels_last,
     thread_chunks,
     weight_first,
