@@ -777,3 +777,38 @@ def test_winograd_jit_shares_the_channels_of_each_chunk(
     with using_threads(threads):
         check("winograd_jit", x, w, bias, "NCHW", pads, 1e-12, groups=groups)
     assert len(shared) == (threads > 1)
+
+
+@pytest.mark.parametrize(("shared", "first"), [(False, True), (True, True), (True, False)])
+def test_winograd_jit_runs_alone_after_multithreaded_gemms(shared, first, rng, monkeypatch):
+    """A sample that follows npconv's GEMMs on every thread (OpenBLAS's threads still
+    spinning) is computed on the calling thread alone, its shares in turn (of the
+    chunks, or of each chunk's channels; channels-first or -last tiles); once they
+    sleep, on npconv's threads again. PyTorch's result either way."""
+    from npconv import _threads
+
+    regions: list[int] = []
+    mapped = winograd_jit.parallel_map
+
+    def spy(fn, items, **kwargs):
+        regions.append(len(items))
+        return mapped(fn, items, **kwargs)
+
+    monkeypatch.setattr(winograd_jit, "parallel_map", spy)
+    monkeypatch.setattr(winograd_jit, "_shared", lambda spec: shared)
+    if first:
+        monkeypatch.setattr(winograd_jit, "WIDE", 0)  # channels-first tiles
+    monkeypatch.setitem(_threads._blas, "spinning_until", 0.0)  # restored afterwards
+    x = rng.standard_normal((1, 8, 30, 30)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    expected = torch_conv(x, w, pads=[(1, 1), (1, 1)])
+    pointwise = rng.standard_normal((8, 8, 1, 1)).astype(np.float32)
+    with using_threads(2):
+        for spinning in (True, False):
+            monkeypatch.setattr(_threads, "BLAS_SPIN_SECONDS", 60.0 if spinning else 0.0)
+            npconv.conv(x, pointwise, algorithm="im2col")  # its GEMM on both threads
+            assert _threads.blas_spinning() == spinning
+            regions.clear()
+            y = npconv.conv(x, w, padding=1, algorithm="winograd_jit")
+            assert (max(regions, default=1) == 1) == spinning
+            assert np.abs(y - expected).max() <= 1e-4 * np.abs(expected).max()

@@ -42,7 +42,7 @@ import numpy as np
 
 from .._cost import gemm, units
 from .._spec import ConvSpec
-from .._threads import even_runs, get_threads, parallel_map, sharing_pays
+from .._threads import blas_ran_in_turn, even_runs, get_threads, parallel_map, sharing_pays
 from .._windows import (
     WORKSPACE_BYTES,
     canonical_input,
@@ -197,6 +197,7 @@ def conv(
         np.matmul(xp.reshape(-1, cg), w_mat[0], out=y.reshape(-1, og))
         if b is not None:
             y += b
+        blas_ran_in_turn()
         return y
     per_output = taps * spec.in_channels * dtype.itemsize
     if _shared(spec):
@@ -204,6 +205,7 @@ def conv(
     else:
         for chunk in chunks(spec, per_output):
             product(chunk)
+        blas_ran_in_turn()
     return y
 
 
@@ -280,6 +282,7 @@ def conv_channels_first(
             parallel_map(samples, runs, blas=True)
         else:
             samples(runs[0])
+            blas_ran_in_turn()
     else:
         run_chunks(product, spec, per_output)
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
@@ -296,6 +299,7 @@ def run_chunks(
     else:
         for batch, rows in chunks(spec, per_output):
             product((batch, rows, slice(None)))
+        blas_ran_in_turn()
 
 
 #: Multiply-adds from which a layer whose threads get whole samples shares its chunks
