@@ -58,7 +58,8 @@ _state: dict[str, object] = {"threads": os.cpu_count() or 1, "pool": None}
 _lock = threading.Lock()  # guards the swap of the pool against submissions to it
 _local = threading.local()  # ``in_pool``: set in the pool's own threads
 #: The OpenBLAS libraries' thread count functions (:func:`_openblas`), how many parallel
-#: regions run with single-threaded BLAS now, and the counts to restore after the last.
+#: regions run with single-threaded BLAS now, the counts to restore after the last, and
+#: until when OpenBLAS's threads likely spin (:func:`blas_spinning`).
 _blas: dict[str, Any] = {"controllers": None, "regions": 0, "saved": [], "spinning_until": 0.0}
 _blas_lock = threading.Lock()
 #: How many times a plain copy's time a copy may take that overwrites memory which
