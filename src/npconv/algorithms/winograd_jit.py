@@ -495,13 +495,11 @@ def _run_chunks(
     """``chunk`` of every chunk: shared out among the threads where :func:`_shared` (in
     :func:`_single_threaded_blas`; the threads' shares in turn where ``alone``),
     otherwise one after another on the calling thread (BLAS's threads for the GEMMs)."""
-    if _shared(spec) and alone:
-        for each in _chunks(spec, itemsize, shared=True):
-            chunk(each)
-    elif _shared(spec):
+    shared = _shared(spec)
+    if shared and not alone:
         parallel_map(chunk, list(_chunks(spec, itemsize, shared=True)))
-    else:
-        for each in _chunks(spec, itemsize):
+    else:  # in turn: the threads' shares, or chunks for BLAS's threads
+        for each in _chunks(spec, itemsize, shared=shared):
             chunk(each)
 
 
