@@ -13,7 +13,14 @@ import torch
 
 import npconv
 import npconv.grad
-from npconv.algorithms import REGISTRY, depthwise_jit, direct_jit, im2col, winograd_jit
+from npconv.algorithms import (
+    REGISTRY,
+    depthwise_jit,
+    direct_jit,
+    im2col,
+    im2col_jit,
+    winograd_jit,
+)
 
 from conftest import (
     RTOL,
@@ -258,8 +265,7 @@ def test_im2col_jit_matches_torch(
     """Its chunks in turn, shared among two threads (forced on these small layers), or
     of a few output rows each (a small workspace); samples side by side or one GEMM each
     (289 positions); the bias through the GEMMs (a row of ones) or none."""
-    if way == "shared":
-        monkeypatch.setattr(im2col, "_shared", lambda spec: True)
+    monkeypatch.setattr(im2col_jit, "_gathers_shared", lambda spec: way == "shared")
     if way == "rows":  # at most a few output rows a chunk
         monkeypatch.setattr(im2col, "chunks", partial(im2col.chunks, budget=2048))
     x = rng.standard_normal((batch, channels, *size)).astype(dtype)
@@ -268,6 +274,45 @@ def test_im2col_jit_matches_torch(
     options = dict(stride=stride, dilation=dilation, groups=groups)
     with using_threads(2):
         check("im2col_jit", x, w, bias, layout, pads, RTOL[np.dtype(dtype)], **options)
+
+
+@pytest.mark.parametrize("spinning", [False, True])
+@pytest.mark.parametrize(("kernel", "size", "threads", "shared"), [
+    (3, 40, 2, True), (1, 40, 2, False), (3, 20, 2, False), (3, 40, 1, False),
+])  # fmt: skip
+def test_im2col_jit_shares_a_sample_with_wide_rows_unless_blas_spins(
+    spinning, kernel, size, threads, shared, rng, monkeypatch
+):
+    """A single sample's chunks are shared among the threads where its kernel has several
+    taps and each thread gets WIDE_POINTS output positions (here 800 of 1600, not 200 of
+    400), the layer being large enough (SHARED_MACS lowered for these small ones), but
+    run in turn while OpenBLAS's threads likely spin after npconv's two-thread GEMMs.
+    PyTorch's result either way."""
+    from npconv import _threads
+
+    regions: list[int] = []
+    mapped = im2col.parallel_map
+
+    def spy(fn, items, **kwargs):
+        regions.append(len(items))
+        return mapped(fn, items, **kwargs)
+
+    monkeypatch.setattr(im2col, "parallel_map", spy)
+    monkeypatch.setattr(im2col, "sharing_pays", lambda: False)
+    monkeypatch.setattr(im2col_jit, "SHARED_MACS", 0)
+    monkeypatch.setattr(_threads, "BLAS_SPIN_SECONDS", 60.0 if spinning else 0.0)
+    monkeypatch.setitem(_threads._blas, "spinning_until", 0.0)  # restored afterwards
+    x = rng.standard_normal((1, 8, size, size)).astype(np.float32)
+    w = rng.standard_normal((8, 8, kernel, kernel)).astype(np.float32)
+    pads = [(kernel // 2, kernel // 2)] * 2
+    expected = torch_conv(x, w, pads=pads)
+    with using_threads(threads):
+        npconv.conv(x, np.ones((8, 8, 1, 1), np.float32), algorithm="im2col")  # BLAS in turn
+        assert _threads.blas_spinning() == (spinning and threads > 1)
+        regions.clear()
+        y = npconv.conv(x, w, padding=kernel // 2, algorithm="im2col_jit")
+    assert (max(regions, default=1) > 1) == (shared and not spinning)
+    assert np.abs(y - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
@@ -292,8 +337,6 @@ def test_im2col_jit_weight_gradient_from_its_compiled_patches(
     """Its own weight gradient (channels-first), from patches that its kernel gathers: the
     chunks summed in turn, by each of 1-3 threads, or of a few output rows each (several
     a sample); torch autograd's."""
-    from npconv.algorithms import im2col_jit
-
     gathered = []
     patches = im2col_jit._patches
     monkeypatch.setattr(im2col_jit, "_patches", lambda *a: gathered.append(a) or patches(*a))

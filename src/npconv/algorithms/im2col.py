@@ -289,12 +289,16 @@ def conv_channels_first(
 
 
 def run_chunks(
-    product: Callable[[tuple[slice, slice, slice]], None], spec: ConvSpec, per_output: int
+    product: Callable[[tuple[slice, slice, slice]], None],
+    spec: ConvSpec,
+    per_output: int,
+    shared: bool | None = None,
 ) -> None:
     """``product`` of every chunk ``(samples, rows, outputs)`` of a channels-first patch
     matrix of ``per_output`` bytes per output position: shared among the threads where
-    :func:`_shared` (:func:`_shares`), otherwise in turn (:func:`npconv._windows.chunks`)."""
-    if _shared(spec):
+    ``shared`` (by default :func:`_shared`; :func:`_shares`), otherwise in turn
+    (:func:`npconv._windows.chunks`)."""
+    if _shared(spec) if shared is None else shared:
         parallel_map(product, _shares(spec, per_output), blas=True)
     else:
         for batch, rows in chunks(spec, per_output):

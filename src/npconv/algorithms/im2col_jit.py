@@ -39,6 +39,7 @@ import numpy as np
 from .._cost import units
 from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
+from .._threads import blas_spinning, get_threads
 from .._windows import (
     chunks,
     move_channels_first,
@@ -51,6 +52,7 @@ from .._windows import (
 from .._workspace import buffer
 from .im2col import (
     GRAD_CHUNK_BYTES,
+    SHARED_MACS,
     TRANSPOSED_POINTS,
     WIDE_POINTS,
     _shared,
@@ -118,6 +120,29 @@ def _patches(x: np.ndarray, spec: ConvSpec, n0: int, r0: int, cols: np.ndarray) 
         _gather(x[:, i * cg : (i + 1) * cg], lo, stride, dilation, size, n0, r0, cols[i])
 
 
+def _gathers_shared(spec: ConvSpec) -> bool:
+    """Whether :func:`conv_channels_first` shares its chunks among the threads: where
+    ``im2col`` does (:func:`~npconv.algorithms.im2col._shared`), and also where a single
+    sample's kernel of several taps gives each thread at least
+    :data:`~npconv.algorithms.im2col.WIDE_POINTS` output positions, so that the gather,
+    otherwise on the calling thread alone, runs on every core while the GEMMs stay wide;
+    but not while OpenBLAS's threads likely spin after npconv's last multi-threaded
+    GEMMs (:func:`npconv._threads.blas_spinning`), which keep one of the threads waiting.
+
+    At batch 1, ms (2 cores, shared against in turn with two-thread BLAS): ResNet's stem
+    7x7/2 3->64 @224 1.48-1.50 against 1.72-1.74, 3x3/2 128->128 @56 1.21-1.23 against
+    1.30-1.31, 3x3 64->64 @56 1.32-1.36 against 1.55; but a 1x1 kernel, whose gather is
+    a plain copy, 0.66 against 0.55 (64->256 @56), and 256->256 @14 (98 positions a
+    thread) 1.18-1.24 against 1.17.  Right after two-thread GEMMs, as in an ONNX
+    ResNet-50 whose stem and 3x3/2 layers follow 1x1 ones, sharing made the network no
+    faster (0.062-0.074 against 0.066-0.067 s).
+    """
+    threads = get_threads()
+    wide = spec.batch * math.prod(spec.out_size) >= threads * WIDE_POINTS
+    several = math.prod(spec.kernel) > 1 and spec.macs >= SHARED_MACS
+    return _shared(spec) or (threads > 1 and wide and several and not blas_spinning())
+
+
 def conv_channels_first(
     x: np.ndarray, w: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
 ) -> np.ndarray:
@@ -167,7 +192,8 @@ def conv_channels_first(
         if b is not None:
             out_block += b[:, outs]
 
-    run_chunks(product, spec, math.prod(spec.kernel) * spec.in_channels * dtype.itemsize)
+    per_output = math.prod(spec.kernel) * spec.in_channels * dtype.itemsize
+    run_chunks(product, spec, per_output, _gathers_shared(spec))
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
 
 
