@@ -822,6 +822,37 @@ def test_winograd_jit_shares_the_channels_of_each_chunk(
     assert len(shared) == (threads > 1)
 
 
+@pytest.mark.parametrize(("batch", "threads", "alone"), [(1, 2, True), (2, 2, False), (1, 1, True)])
+def test_depthwise_jit_runs_alone_after_multithreaded_gemms(
+    batch, threads, alone, rng, monkeypatch
+):
+    """A large depthwise layer's planes are shared among the threads, except with fewer
+    samples than threads right after npconv's GEMMs on every thread (OpenBLAS's threads
+    still spinning): then on the calling thread alone. PyTorch's result either way."""
+    from npconv import _threads
+
+    regions: list[int] = []
+    mapped = depthwise_jit.parallel_map
+
+    def spy(fn, items, **kwargs):
+        regions.append(len(items))
+        return mapped(fn, items, **kwargs)
+
+    monkeypatch.setattr(depthwise_jit, "parallel_map", spy)
+    monkeypatch.setitem(_threads._blas, "spinning_until", 0.0)  # restored afterwards
+    x = rng.standard_normal((batch, 16, 70, 70)).astype(np.float32)  # above SHARED_VALUES
+    w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
+    expected = torch_conv(x, w, pads=[(1, 1), (1, 1)], groups=16)
+    with using_threads(threads):
+        for spinning in (True, False):
+            monkeypatch.setattr(_threads, "BLAS_SPIN_SECONDS", 60.0 if spinning else 0.0)
+            npconv.conv(x, np.ones((16, 16, 1, 1), np.float32), algorithm="im2col")
+            regions.clear()
+            y = npconv.conv(x, w, padding=1, groups=16, algorithm="depthwise_jit")
+            assert max(regions) == (1 if spinning and alone else threads)
+            assert np.abs(y - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
 @pytest.mark.parametrize(("shared", "first"), [(False, True), (True, True), (True, False)])
 def test_winograd_jit_runs_alone_after_multithreaded_gemms(shared, first, rng, monkeypatch):
     """A sample that follows npconv's GEMMs on every thread (OpenBLAS's threads still

@@ -48,6 +48,7 @@ __all__ = [
     "even_runs",
     "get_threads",
     "parallel_map",
+    "runs_alone",
     "set_threads",
     "sharing_pays",
     "single_threaded_blas",
@@ -371,6 +372,20 @@ def blas_spinning() -> bool:
     scheduler keeps off its core (a `winograd_jit` layer at batch 1 after a 1x1 one, in
     a ResNet-50: 1.8-2.7 ms against 0.84-1.7 alone, preempted 3-6 times a call)."""
     return time.perf_counter() < _blas["spinning_until"]
+
+
+def runs_alone(batch: int) -> bool:
+    """Whether a forward convolution of ``batch`` samples, fewer than the threads, runs
+    on the calling thread alone (its shares in turn) instead of sharing a sample among
+    npconv's threads, because OpenBLAS's threads likely spin still (:func:`blas_spinning`):
+    there the scheduler keeps the other threads' shares waiting, and npconv's threads,
+    spinning after the region, then slow the multi-threaded GEMMs that follow.  At batch
+    1 with 2 threads, each layer timed where it ran: in an ONNX ResNet-50, whose 1x1
+    layers run before each 3x3 one, `winograd_jit`'s 3x3 128->128 @28 layers took
+    1.55-1.72 against 2.35-4.69 ms; in MobileNetV2's seven kinds of blocks (1x1, 3x3
+    depthwise, 1x1), run one after another, `depthwise_jit`'s layers took 1.21-1.24
+    against 1.31 ms together and the whole sequence 3.4-3.8 against 4.9-5.7 ms."""
+    return batch < get_threads() and blas_spinning()
 
 
 @contextmanager

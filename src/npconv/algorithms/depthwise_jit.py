@@ -44,7 +44,7 @@ import numpy as np
 from .._cost import units
 from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
-from .._threads import even_runs, get_threads, parallel_map
+from .._threads import even_runs, get_threads, parallel_map, runs_alone
 from .._windows import move_channels_first, move_channels_last, weight_first
 
 #: The vector width, in float32 lanes, that a row of the 3x3 kernel is rounded up to:
@@ -436,9 +436,12 @@ SHARED_VALUES = 2**17
 def _shared_planes(planes: Callable[[int, int], None], x: np.ndarray, y: np.ndarray) -> None:
     """``planes(first, last)`` over the output planes of ``y`` (N, O, ...) for input ``x``:
     one share per thread (npconv's pinned threads, :func:`npconv._threads.parallel_map`)
-    from :data:`SHARED_VALUES` on, else all on the calling thread."""
+    from :data:`SHARED_VALUES` on, else, or while OpenBLAS's threads likely spin with
+    fewer samples than threads (:func:`npconv._threads.runs_alone`), all on the calling
+    thread."""
     count = y.shape[0] * y.shape[1]
-    shares = min(get_threads() if x.size + y.size >= SHARED_VALUES else 1, count)
+    large = x.size + y.size >= SHARED_VALUES and not runs_alone(y.shape[0])
+    shares = min(get_threads() if large else 1, count)
     parallel_map(lambda share: planes(*share), even_runs(count, shares))
 
 

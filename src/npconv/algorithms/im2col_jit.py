@@ -39,7 +39,7 @@ import numpy as np
 from .._cost import units
 from .._jit import copy_rows, kernel
 from .._spec import ConvSpec
-from .._threads import blas_spinning, get_threads
+from .._threads import get_threads, runs_alone
 from .._windows import (
     chunks,
     move_channels_first,
@@ -127,7 +127,7 @@ def _gathers_shared(spec: ConvSpec) -> bool:
     :data:`~npconv.algorithms.im2col.WIDE_POINTS` output positions, so that the gather,
     otherwise on the calling thread alone, runs on every core while the GEMMs stay wide;
     but not while OpenBLAS's threads likely spin after npconv's last multi-threaded
-    GEMMs (:func:`npconv._threads.blas_spinning`), which keep one of the threads waiting.
+    GEMMs (:func:`npconv._threads.runs_alone`).
 
     At batch 1, ms (2 cores, shared against in turn with two-thread BLAS): ResNet's stem
     7x7/2 3->64 @224 1.48-1.50 against 1.72-1.74, 3x3/2 128->128 @56 1.21-1.23 against
@@ -140,7 +140,7 @@ def _gathers_shared(spec: ConvSpec) -> bool:
     threads = get_threads()
     wide = spec.batch * math.prod(spec.out_size) >= threads * WIDE_POINTS
     several = math.prod(spec.kernel) > 1 and spec.macs >= SHARED_MACS
-    return _shared(spec) or (threads > 1 and wide and several and not blas_spinning())
+    return _shared(spec) or (threads > 1 and wide and several and not runs_alone(spec.batch))
 
 
 def conv_channels_first(

@@ -58,10 +58,10 @@ from .._jit import copy_rows, kernel
 from .._operands import NonFinite
 from .._spec import ConvSpec
 from .._threads import (
-    blas_spinning,
     even_runs,
     get_threads,
     parallel_map,
+    runs_alone,
     single_threaded_blas,
 )
 from .._windows import (
@@ -476,16 +476,6 @@ def _single_threaded_blas(spec: ConvSpec) -> AbstractContextManager[None]:
     return single_threaded_blas() if _shared(spec) else nullcontext()
 
 
-def _alone(spec: ConvSpec) -> bool:
-    """Whether a forward convolution with fewer samples than threads runs on the calling
-    thread alone, its shares in turn, because OpenBLAS's threads likely still spin
-    after npconv's last multi-threaded GEMMs (:func:`npconv._threads.blas_spinning`):
-    there the scheduler keeps the other threads' shares waiting.  In an ONNX ResNet-50
-    at batch 1, whose 1x1 layers run in turn before each 3x3 one, its 3x3 128->128 @28
-    layers took 1.55-1.72 against 2.35-4.69 ms (each node timed in the network)."""
-    return spec.batch < get_threads() and blas_spinning()
-
-
 def _run_chunks(
     chunk: Callable[[tuple[int, int, int, int]], None],
     spec: ConvSpec,
@@ -646,7 +636,7 @@ def _tiles(
 
     with _single_threaded_blas(spec):
         u = _filters(wc, spec, dtype).transpose(0, 1, 3, 2)  # (36, G, C/G, O/G)
-        _run_chunks(chunk, spec, dtype.itemsize, _alone(spec))
+        _run_chunks(chunk, spec, dtype.itemsize, runs_alone(spec.batch))
 
 
 def conv_channels_first(
@@ -683,7 +673,7 @@ def conv_channels_first(
     if _shared(spec) or get_threads() == 1:
         with _single_threaded_blas(spec):
             u = _filters(weight_last(wc), spec, dtype)  # (36, G, O/G, C/G)
-            _run_chunks(chunk, spec, dtype.itemsize, _alone(spec))
+            _run_chunks(chunk, spec, dtype.itemsize, runs_alone(spec.batch))
     else:
         _channels_shared(x, weight_last(wc), spec, b, lo, k, y)
     return y
@@ -712,7 +702,7 @@ def _channels_shared(
     """
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     dtype, cols = x.dtype, -(-spec.out_size[1] // 4)
-    threads = range(1 if _alone(spec) else get_threads())
+    threads = range(1 if runs_alone(spec.batch) else get_threads())
     outs = even_runs(og, len(threads))  # each thread's output channels in every group
     ins = even_runs(spec.in_channels, len(threads))  # and input channels
     w_first, gm = _filter_operands(wc, spec, dtype)  # (O, C/G, 3, 3), (6, 3)
