@@ -276,6 +276,20 @@ def test_im2col_jit_matches_torch(
         check("im2col_jit", x, w, bias, layout, pads, RTOL[np.dtype(dtype)], **options)
 
 
+def region_sizes(module, monkeypatch) -> list[int]:
+    """The item counts of the parallel regions that ``module`` starts from now on (its
+    ``parallel_map`` spied), filled in as they run."""
+    regions: list[int] = []
+    mapped = module.parallel_map
+
+    def spy(fn, items, **kwargs):
+        regions.append(len(items))
+        return mapped(fn, items, **kwargs)
+
+    monkeypatch.setattr(module, "parallel_map", spy)
+    return regions
+
+
 @pytest.mark.parametrize("spinning", [False, True])
 @pytest.mark.parametrize(("kernel", "size", "threads", "shared"), [
     (3, 40, 2, True), (1, 40, 2, False), (3, 20, 2, False), (3, 40, 1, False),
@@ -290,14 +304,7 @@ def test_im2col_jit_shares_a_sample_with_wide_rows_unless_blas_spins(
     PyTorch's result either way."""
     from npconv import _threads
 
-    regions: list[int] = []
-    mapped = im2col.parallel_map
-
-    def spy(fn, items, **kwargs):
-        regions.append(len(items))
-        return mapped(fn, items, **kwargs)
-
-    monkeypatch.setattr(im2col, "parallel_map", spy)
+    regions = region_sizes(im2col, monkeypatch)
     monkeypatch.setattr(im2col, "sharing_pays", lambda: False)
     monkeypatch.setattr(im2col_jit, "SHARED_MACS", 0)
     monkeypatch.setattr(_threads, "BLAS_SPIN_SECONDS", 60.0 if spinning else 0.0)
@@ -831,14 +838,7 @@ def test_depthwise_jit_runs_alone_after_multithreaded_gemms(
     still spinning): then on the calling thread alone. PyTorch's result either way."""
     from npconv import _threads
 
-    regions: list[int] = []
-    mapped = depthwise_jit.parallel_map
-
-    def spy(fn, items, **kwargs):
-        regions.append(len(items))
-        return mapped(fn, items, **kwargs)
-
-    monkeypatch.setattr(depthwise_jit, "parallel_map", spy)
+    regions = region_sizes(depthwise_jit, monkeypatch)
     monkeypatch.setitem(_threads._blas, "spinning_until", 0.0)  # restored afterwards
     x = rng.standard_normal((batch, 16, 70, 70)).astype(np.float32)  # above SHARED_VALUES
     w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
@@ -861,14 +861,7 @@ def test_winograd_jit_runs_alone_after_multithreaded_gemms(shared, first, rng, m
     sleep, on npconv's threads again. PyTorch's result either way."""
     from npconv import _threads
 
-    regions: list[int] = []
-    mapped = winograd_jit.parallel_map
-
-    def spy(fn, items, **kwargs):
-        regions.append(len(items))
-        return mapped(fn, items, **kwargs)
-
-    monkeypatch.setattr(winograd_jit, "parallel_map", spy)
+    regions = region_sizes(winograd_jit, monkeypatch)
     monkeypatch.setattr(winograd_jit, "_shared", lambda spec: shared)
     if first:
         monkeypatch.setattr(winograd_jit, "WIDE", 0)  # channels-first tiles

@@ -383,8 +383,8 @@ def runs_alone(batch: int) -> bool:
     1 with 2 threads, each layer timed where it ran: in an ONNX ResNet-50, whose 1x1
     layers run before each 3x3 one, `winograd_jit`'s 3x3 128->128 @28 layers took
     1.55-1.72 against 2.35-4.69 ms; in MobileNetV2's seven kinds of blocks (1x1, 3x3
-    depthwise, 1x1), run one after another, `depthwise_jit`'s layers took 1.21-1.24
-    against 1.31 ms together and the whole sequence 3.4-3.8 against 4.9-5.7 ms."""
+    depthwise, 1x1), run one after another, `depthwise_jit`'s layers took 1.25-1.32
+    against 1.34-1.41 ms together and the whole sequence 3.5-3.7 against 4.75-4.95 ms."""
     return batch < get_threads() and blas_spinning()
 
 

@@ -284,7 +284,7 @@ def conv_channels_first(
             samples(runs[0])
             blas_ran_in_turn()
     else:
-        run_chunks(product, spec, per_output)
+        run_chunks(product, spec, per_output, _shared(spec))
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
 
 
@@ -292,13 +292,13 @@ def run_chunks(
     product: Callable[[tuple[slice, slice, slice]], None],
     spec: ConvSpec,
     per_output: int,
-    shared: bool | None = None,
+    shared: bool,
 ) -> None:
     """``product`` of every chunk ``(samples, rows, outputs)`` of a channels-first patch
-    matrix of ``per_output`` bytes per output position: shared among the threads where
-    ``shared`` (by default :func:`_shared`; :func:`_shares`), otherwise in turn
+    matrix of ``per_output`` bytes per output position: where ``shared`` (for ``im2col``
+    :func:`_shared`), shared among the threads (:func:`_shares`), otherwise in turn
     (:func:`npconv._windows.chunks`)."""
-    if _shared(spec) if shared is None else shared:
+    if shared:
         parallel_map(product, _shares(spec, per_output), blas=True)
     else:
         for batch, rows in chunks(spec, per_output):
