@@ -43,12 +43,12 @@ def main() -> None:
     args = parser.parse_args()
     npconv.set_threads(args.threads)
     rng = np.random.default_rng(0)
+
+    def f32(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape, dtype=np.float32)
+
     layers = []
     for channels, expanded, size, stride in BLOCKS:
-
-        def f32(*shape: int) -> np.ndarray:
-            return rng.standard_normal(shape, dtype=np.float32)
-
         layers.append(
             (f32(1, channels, size, size), f32(expanded, channels, 1, 1), f32(expanded),
              f32(expanded, 1, 3, 3), f32(expanded), f32(channels, expanded, 1, 1), stride)
