@@ -605,6 +605,53 @@ def test_max_pool_matches_onnxruntime_and_reference(drawn, dtype, opset):
         np.testing.assert_array_equal(ours, reference)
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+@pytest.mark.parametrize(
+    ("shape", "attrs", "dtype"),
+    [
+        ((2, 3, 11, 12), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+         np.float32),
+        ((1, 2, 9, 7), {"kernel_shape": [3, 2], "dilations": [2, 3], "pads": [2, 0, 1, 2]},
+         np.float64),
+        ((2, 4, 13), {"kernel_shape": [4], "strides": [3], "pads": [3, 1]}, np.int16),
+        ((1, 2, 8, 8), {"kernel_shape": [2, 2], "auto_pad": "SAME_UPPER"}, np.uint8),
+    ],
+)  # fmt: skip
+def test_max_pool_paths_match_torch_with_nan(rng, monkeypatch, compiled, shape, attrs, dtype):
+    """Both ways of computing MaxPool (the compiled kernel where numba is installed, the
+    NumPy passes otherwise) against PyTorch's max pooling of the input padded with
+    -inf; floats carry NaNs, which win their windows as in PyTorch and np.maximum."""
+    from npconv.onnx import _ops
+
+    if compiled and _ops.unavailable() is not None:
+        pytest.fail(f"the compiled MaxPool needs numba: {_ops.unavailable()}")
+    if not compiled:
+        monkeypatch.setattr(_ops, "unavailable", lambda: "numba is not installed")
+    x = (rng.standard_normal(shape) * 50).astype(dtype)
+    if x.dtype.kind == "f":
+        x.reshape(-1)[rng.choice(x.size, 3, replace=False)] = np.nan
+    before = x.copy()
+    nd = len(shape) - 2
+    kernel, dilation = attrs["kernel_shape"], attrs.get("dilations", [1] * nd)
+    stride = attrs.get("strides", [1] * nd)
+    pads = attrs.get("pads")
+    if pads is None:  # SAME_UPPER: the output is ceil(in / stride), the odd pad at the end
+        totals = [max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+                  for n, s, k, d in zip(shape[2:], stride, kernel, dilation)]  # fmt: skip
+        pads = [t // 2 for t in totals] + [t - t // 2 for t in totals]
+    flat = [p for axis in reversed(range(nd)) for p in (pads[axis], pads[axis + nd])]
+    padded = torch.nn.functional.pad(torch.from_numpy(x.astype(np.float64)), flat,
+                                     value=-np.inf)  # fmt: skip
+    pool = (torch.nn.functional.max_pool1d, torch.nn.functional.max_pool2d)[nd - 1]
+    expected = pool(padded, kernel, stride=stride, dilation=dilation).numpy()
+    ours = npconv.onnx.run(make_model("MaxPool", {"X": x}, dtype, 22, **attrs), {"X": x})["y"]
+    assert ours.dtype == dtype
+    np.testing.assert_array_equal(ours, expected.astype(dtype))
+    if x.dtype.kind == "f":
+        assert np.isnan(ours).any()
+    np.testing.assert_array_equal(x, before)
+
+
 def test_max_pool_with_indices_or_ceil_mode_is_the_references(rng):
     x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
     for outputs, attrs in ((["y", "i"], {}), (["y"], {"ceil_mode": 1})):
