@@ -75,10 +75,12 @@ class Conv(op_conv.Conv):
     """ONNX ``Conv`` (opsets 1, 11, 22): ``Y = conv(X, W) + B``, in X's dtype.
 
     ``folded`` (set by the evaluator, which then feeds it ``X`` only) holds the weight and
-    bias of a Conv with the BatchNormalization that followed it folded in.
+    bias of a Conv with the BatchNormalization that followed it folded in; ``relu`` (set
+    by the evaluator) applies the ``Relu`` that followed it to its fresh result.
     """
 
     folded: tuple[np.ndarray, np.ndarray] | None = None
+    relu = False
 
     def _run(self, X, W=None, B=None, **attributes):  # type: ignore[no-untyped-def]
         if self.folded is not None:
@@ -86,8 +88,8 @@ class Conv(op_conv.Conv):
         if not _npconv_can_run(X, W, nd=W.ndim - 2):
             return super()._run(X, W, B, **attributes)
         kwargs = conv_arguments("onnx Conv", W.shape[2:], **attributes)
-        y = convolve(ConvOptions.create("onnx Conv", **kwargs), X, W, B)
-        return (y.astype(X.dtype, copy=False),)
+        y = convolve(ConvOptions.create("onnx Conv", **kwargs), X, W, B).astype(X.dtype, copy=False)
+        return (_relu(y, out=y) if self.relu else y,)
 
 
 class ConvInteger(op_conv_integer.ConvInteger):
@@ -365,6 +367,25 @@ RELU_ROW = 16384
 _ZEROS: dict[np.dtype, np.ndarray] = {}  # a read-only row of RELU_ROW zeros per dtype
 
 
+def _relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``max(x, 0)`` in x's dtype (NaN stays NaN), into ``out`` (``x`` itself may be it).
+
+    A contiguous ``x`` is compared in rows of :data:`RELU_ROW` with a row of zeros."""
+    if not x.flags.c_contiguous:
+        return np.maximum(x, x.dtype.type(0), out=out)
+    zeros = _ZEROS.get(x.dtype)
+    if zeros is None:
+        zeros = _ZEROS[x.dtype] = np.zeros(RELU_ROW, x.dtype)
+        zeros.flags.writeable = False
+    y = np.empty_like(x) if out is None else out
+    src, dst = x.reshape(-1), y.reshape(-1)
+    whole = src.size - src.size % RELU_ROW  # in rows, then the rest
+    rows = (-1, RELU_ROW)
+    np.maximum(src[:whole].reshape(rows), zeros, out=dst[:whole].reshape(rows))
+    np.maximum(src[whole:], zeros[: src.size - whole], out=dst[whole:])
+    return y
+
+
 class Relu(op_relu.Relu):
     """ONNX ``Relu``: ``max(x, 0)`` in x's dtype (NaN stays NaN).
 
@@ -374,20 +395,7 @@ class Relu(op_relu.Relu):
     overwrite = False
 
     def _run(self, x):  # type: ignore[no-untyped-def]
-        out = x if self.overwrite and x.flags.writeable else None
-        if not x.flags.c_contiguous:
-            return (np.maximum(x, x.dtype.type(0), out=out),)
-        zeros = _ZEROS.get(x.dtype)
-        if zeros is None:
-            zeros = _ZEROS[x.dtype] = np.zeros(RELU_ROW, x.dtype)
-            zeros.flags.writeable = False
-        y = np.empty_like(x) if out is None else out
-        src, dst = x.reshape(-1), y.reshape(-1)
-        whole = src.size - src.size % RELU_ROW  # in rows, then the rest
-        rows = (-1, RELU_ROW)
-        np.maximum(src[:whole].reshape(rows), zeros, out=dst[:whole].reshape(rows))
-        np.maximum(src[whole:], zeros[: src.size - whole], out=dst[whole:])
-        return (y,)
+        return (_relu(x, out=x if self.overwrite and x.flags.writeable else None),)
 
 
 def _sum_in_place(args: tuple[np.ndarray, ...], overwrite: tuple[int, ...]) -> np.ndarray | None:
@@ -409,14 +417,21 @@ class Add(op_add.Add):
     """ONNX ``Add`` with NumPy broadcasting.
 
     ``overwrite`` (set by the evaluator) names the inputs it may write the sum over; one
-    is used when it already has the result's shape.
+    is used when it already has the result's shape.  ``relu`` (set by the evaluator)
+    applies the ``Relu`` that followed it to the sum, written over it.
     """
 
     overwrite: tuple[int, ...] = ()
+    relu = False
 
     def _run(self, a, b):  # type: ignore[no-untyped-def]
         y = _sum_in_place((a, b), self.overwrite)
-        return super()._run(a, b) if y is None else (y,)
+        if y is None:
+            (y,) = super()._run(a, b)
+        if self.relu:
+            y = np.asarray(y)  # a fresh sum, or an input the plan lets it overwrite
+            y = _relu(y, out=y if y.flags.writeable else None)
+        return (y,)
 
 
 class Sum(op_sum.Sum):

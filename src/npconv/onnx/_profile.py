@@ -70,7 +70,8 @@ def profile(
     -------
     Profile
         ``seconds`` and ``counts`` per node type (``op_type``, prefixed by its domain
-        outside the default one) and the graph ``outputs`` of the last run.
+        outside the default one; "Conv+Relu" and "Add+Relu" where the evaluator fused a
+        ``Relu`` into the node before it) and the graph ``outputs`` of the last run.
 
     Raises
     ------
@@ -94,7 +95,7 @@ def profile(
     >>> feeds = {"x": np.ones((1, 1, 4, 4), np.float32), "w": np.ones((1, 1, 3, 3), np.float32)}
     >>> p = npconv.onnx.profile(helper.make_model(graph), feeds, repeats=2)
     >>> p.counts
-    {'Conv': 1, 'Relu': 1}
+    {'Conv+Relu': 1}
     >>> p.outputs["y"].shape
     (1, 1, 2, 2)
     """
@@ -108,6 +109,8 @@ def profile(
     counts: dict[str, int] = defaultdict(int)
     for node in sess.rt_nodes_:  # the evaluator's operator instances, in run order
         op_type = node.op_type if not node.domain else f"{node.domain}.{node.op_type}"
+        if getattr(node, "relu", False):  # a Relu fused into it (npconv.onnx.Evaluator)
+            op_type += "+Relu"
         counts[op_type] += 1
         node.run = _timed(node.run, op_type, seconds)
     for _ in range(repeats):
