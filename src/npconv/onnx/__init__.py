@@ -51,8 +51,8 @@ class Evaluator(ReferenceEvaluator):
     convolution's weight and bias, as onnxruntime does when it loads a model: one pass
     over the activation instead of three, the results within float rounding of the
     unfolded nodes'.  A ``Relu`` whose input only a ``Conv`` or an ``Add`` writes and
-    only it reads is applied by that node to its result, as it writes it: one node and
-    one pass over memory fewer, the same values.
+    only it reads is applied by that node to its fresh result: one node fewer, the same
+    values.
 
     With ``reuse_buffers`` (the default), ``Relu``, ``BatchNormalization``, ``Add`` and
     ``Sum`` write their result over an input that only they read, when that input is
