@@ -934,6 +934,7 @@ def test_batch_norm_folds_into_the_conv_before_it(opset, groups, with_bias, rng)
     for fuse, norms in ((False, 2), (True, 1)):
         sess = npconv.onnx.evaluator(model, fuse=fuse)
         assert [op.op_type for op in sess.rt_nodes_].count("BatchNormalization") == norms
+        assert [op.op_type for op in sess.rt_nodes_].count("Relu") == (0 if fuse else 1)  # fused
         for ours, expected in zip(sess.run(None, {"x": x}), theirs):
             assert_close(ours, expected)
     values = sess.run(None, {"x": x}, intermediate=True)  # the nodes as the model has them

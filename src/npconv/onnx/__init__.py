@@ -233,11 +233,7 @@ def _fold_batch_norms(ops: list[Any], constants: dict[str, Any], outputs: list[s
         weight = (w.astype(np.float64) * a.reshape(per_channel)).astype(dtype)
         bias = ((b[0].astype(np.float64) if b else 0.0) * a + shift).astype(dtype)
         weight.flags.writeable = bias.flags.writeable = False
-        fused = onnx.NodeProto()
-        fused.CopyFrom(conv.onnx_node)
-        del fused.input[1:]  # it reads X; its weight and bias are its own
-        fused.output[:] = [node.output[0]]
-        replacement = type(conv)(fused, conv.run_params)
+        replacement = _writing(conv, node.output[0], inputs=1)  # X: the weights its own
         replacement.folded = (weight, bias)
         folded[id(conv)] = replacement
         dropped.add(id(op))
@@ -262,16 +258,25 @@ def _fuse_relus(ops: list[Any], outputs: list[str]) -> list[Any]:
         source = writer.get(x)
         if reads[x] != 1 or x in outputs or not isinstance(source, (Conv, Add)):
             continue
-        node = onnx.NodeProto()
-        node.CopyFrom(source.onnx_node)
-        node.output[:] = [op.onnx_node.output[0]]
-        replacement = type(source)(node, source.run_params)
-        if isinstance(source, Conv) and isinstance(replacement, Conv):
-            replacement.folded = source.folded  # a BatchNormalization folded in before
+        replacement = _writing(source, op.onnx_node.output[0])
         replacement.relu = True
         fused[id(source)] = replacement
         dropped.add(id(op))
     return [fused.get(id(op), op) for op in ops if id(op) not in dropped]
+
+
+def _writing(op: Any, output: str, inputs: int | None = None) -> Any:
+    """A new operator of ``op``'s class for a copy of its node that writes ``output``
+    instead (and reads only its first ``inputs`` inputs, where given), keeping the
+    weights of a BatchNormalization folded into it (:func:`_fold_batch_norms`)."""
+    node = onnx.NodeProto()
+    node.CopyFrom(op.onnx_node)
+    del node.input[len(node.input) if inputs is None else inputs :]
+    node.output[:] = [output]
+    copy = type(op)(node, op.run_params)
+    if isinstance(op, Conv) and isinstance(copy, Conv):
+        copy.folded = op.folded
+    return copy
 
 
 def _names_read(node: onnx.NodeProto) -> Iterator[str]:
