@@ -741,7 +741,8 @@ def test_winograd_jit_keeps_the_filters_of_unchanged_weights(way, rng, monkeypat
     """The filters' transform is kept from call to call while the weights hold the same
     values: transformed on the first two calls (kept from the second, so that weights
     made for one call are not copied), not on the next; transformed again when the
-    weights change in place, and from then on not kept for them (a training loop's);
+    weights change in place (at the start or the end of their memory), and from then on
+    not kept for them (a training loop's);
     kept for a new array, dropped when that array is freed, not kept beyond
     DERIVED_BYTES, and released by free_workspaces. PyTorch's result every time."""
     from npconv import _workspace
@@ -762,10 +763,11 @@ def test_winograd_jit_keeps_the_filters_of_unchanged_weights(way, rng, monkeypat
             check("winograd_jit", x, w, None, "NCHW", [(1, 1)] * 2, 1e-4)
         return bool(transforms)
 
-    w = rng.standard_normal((6, 8, 3, 3)).astype(np.float32)
-    assert transformed(w) and transformed(w) and not transformed(w) and not transformed(w)
-    w[0, 0, 0, 0] += 1  # changed in place
-    assert transformed(w) and transformed(w) and transformed(w)
+    for where in [(-1, -1, -1, -1), (0, 0, 0, 0)]:  # the last thread's part, the first's
+        w = rng.standard_normal((6, 8, 3, 3)).astype(np.float32)
+        assert transformed(w) and transformed(w) and not transformed(w) and not transformed(w)
+        w[where] += 1  # changed in place
+        assert transformed(w) and transformed(w) and transformed(w)
     other = w.copy()
     assert transformed(other) and transformed(other) and not transformed(other)
     kept = len(_workspace._derived)

@@ -16,6 +16,8 @@ import pytest
 
 import npconv
 from npconv import _workspace
+from npconv._jit import unavailable
+from npconv._threads import even_runs
 
 from conftest import assert_close, torch_conv, using_threads
 
@@ -165,6 +167,11 @@ def test_patch_matrices_in_reused_buffers_give_pytorch_results(layout: str) -> N
         assert_close(y, expected.astype(y.dtype) if y.dtype.kind == "i" else expected)
 
 
+def _same(copy: np.ndarray, source: np.ndarray) -> bool:
+    """Whether a kept array's check finds ``source`` equal to its ``copy``."""
+    return _workspace.Claim("a source", source, *_workspace._comparable(copy, source)).verify()
+
+
 #: Views of a weight as the kept arrays' sources may be: as made, transposed (a
 #: channels-last view), reversed, strided, broadcast, Fortran-ordered.
 VIEWS = {
@@ -191,7 +198,7 @@ def test_kept_sources_are_compared_bit_for_bit(view: str, dtype: type) -> None:
     source = VIEWS[view](base)
     copy = np.array(source, order="K")
     assert _workspace._dense(source) == (view not in ("strided", "broadcast"))  # compiled
-    assert _workspace._same(copy, source)
+    assert _same(copy, source)
     bits = f"u{base.dtype.itemsize}"
     one = np.ones((), bits)  # NumPy 1.26 promotes uint64 ^ 1 to float64
     changes = [lambda a: a.__setitem__((0, 0, 0, 0), a[0, 0, 0, 0] + 1)]
@@ -205,7 +212,7 @@ def test_kept_sources_are_compared_bit_for_bit(view: str, dtype: type) -> None:
         change(changed)
         other = VIEWS[view](changed)
         expected = np.array_equal(copy.view(bits), other.view(bits))
-        assert _workspace._same(copy, other) == expected
+        assert _same(copy, other) == expected
         assert not expected or view in ("strided", "broadcast")  # those may miss the change
 
 
@@ -222,4 +229,11 @@ def test_kept_sources_compared_in_parts_on_the_threads(
     if where is not None:
         source[where] = np.nextafter(source[where], np.float32(np.inf))  # one bit apart
     with using_threads(threads):
-        assert _workspace._same(copy, source) == (where is None)
+        assert _same(copy, source) == (where is None)
+    claimed = _workspace.Claim("a source", source, *_workspace._comparable(copy, source))
+    for parts in (1, 2, 3):  # a caller's parts: only the one holding the change differs
+        runs = [range(a, z) for a, z in even_runs(len(source), parts)]
+        if unavailable() is not None:  # without numba, part 0 compares them all
+            runs = [range(len(source))] + [range(0)] * (parts - 1)
+        held = [claimed.holds(part, parts) for part in range(parts)]
+        assert held == [where not in run for run in runs]

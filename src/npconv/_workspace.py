@@ -34,6 +34,7 @@ import math
 import threading
 import weakref
 from collections.abc import Hashable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -41,7 +42,17 @@ import numpy.typing as npt
 from ._jit import equal_bits, unavailable
 from ._threads import even_runs, get_threads, parallel_map
 
-__all__ = ["DERIVED_BYTES", "KEPT_BYTES", "buffer", "free_workspaces", "keep", "kept", "kept_bytes"]
+__all__ = [
+    "DERIVED_BYTES",
+    "KEPT_BYTES",
+    "Claim",
+    "buffer",
+    "claim",
+    "free_workspaces",
+    "keep",
+    "kept",
+    "kept_bytes",
+]
 
 #: Bytes of buffers one thread keeps between calls: the padded input's blocks
 #: (:func:`npconv._windows.sample_blocks`) and the chunks of patch matrices and tiles
@@ -126,42 +137,69 @@ def _key(name: str, source: np.ndarray) -> Hashable:
     return (name, id(_owner(source)), address, source.shape, source.strides, source.dtype.str)
 
 
-def _same(copy: np.ndarray, source: np.ndarray) -> bool:
-    """Whether ``source`` holds ``copy``, its copy in the same memory order, bit for bit
-    (floats compared as their bits, so that a NaN matches itself; other dtypes by value).
-
-    Where numba is installed the bits are compared in one compiled pass over both arrays
-    in their memory order (:func:`_equal`, large ones in a part per thread), instead of
-    NumPy's two (a temporary of booleans, then its ``all``): 3x3 filters with their
-    caches cold, us, 64x64 17 against 43, 128x128 57 against 87, 256x256 186 against
-    238, 512x512 784 against 961 (one thread)."""
+def _comparable(copy: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``copy`` and ``source`` as what :class:`Claim` compares: floats as their bits (so
+    that a NaN matches itself), raveled in memory order where numba compares them (one
+    compiled pass over both, :func:`npconv._jit.equal_bits`, instead of NumPy's two: a
+    temporary of booleans, then its ``all``); otherwise as they are."""
     if source.dtype.kind in "fc" and source.dtype.itemsize in (4, 8):
         bits = f"u{source.dtype.itemsize}"
         copy, source = copy.view(bits), source.view(bits)
         if unavailable() is None and _dense(source):  # raveled in memory order: views
-            return _equal(copy.ravel(order="K"), source.ravel(order="K"))
-    return bool(np.array_equal(copy, source))
+            return copy.ravel(order="K"), source.ravel(order="K")
+    return copy, source
 
 
-#: Bytes of a source from which :func:`_equal` shares its comparison among npconv's
-#: threads: 3x3 512->512 @7 b8 (9.4 MB of weights) 5.9-6.3 against 6.6-6.8 ms a call
-#: (alternating processes, 2 cores), more than the comparison's own 0.66 against 0.87
-#: ms (caches cold) saves; 256x256 filters (2.4 MB) gained nothing cold (0.21 ms).
+#: Bytes of a source from which :meth:`Claim.verify` shares its comparison among
+#: npconv's threads: 3x3 512->512 @7 b8 (9.4 MB of weights) 5.9-6.3 against 6.6-6.8 ms
+#: a call (alternating processes, 2 cores), more than the comparison's own 0.66 against
+#: 0.87 ms (caches cold) saves; 256x256 filters (2.4 MB) gained nothing cold (0.21 ms).
 SHARED_CHECK_BYTES = 4 * 2**20
 
 
-def _equal(a: np.ndarray, b: np.ndarray) -> bool:
-    """:func:`npconv._jit.equal_bits` of the 1-d ``a`` and ``b``, in a part per thread
-    (:func:`npconv._threads.parallel_map`) from :data:`SHARED_CHECK_BYTES` on."""
-    runs = even_runs(len(a), get_threads() if a.nbytes >= SHARED_CHECK_BYTES else 1)
-    equal = [True] * len(runs)
+@dataclass(frozen=True)
+class Claim:
+    """A derived array kept for a source, not yet checked against it (:func:`claim`).
 
-    def compare(i: int) -> None:
-        start, stop = runs[i]
-        equal[i] = equal_bits(a[start:stop], b[start:stop])
+    ``copy`` and ``source`` are compared bit for bit (:func:`_comparable`); the array
+    may be used only where :meth:`verify` holds, or every part's :meth:`holds` does, so
+    that a caller can compare the parts on its threads alongside other work.  3x3
+    filters compared in one compiled pass, caches cold, us: 64x64 17 against NumPy's
+    43, 128x128 57 against 87, 256x256 186 against 238, 512x512 784 against 961 (one
+    thread).
+    """
 
-    parallel_map(compare, range(len(runs)))
-    return all(equal)
+    key: Hashable
+    value: np.ndarray
+    copy: np.ndarray
+    source: np.ndarray
+
+    def holds(self, part: int = 0, parts: int = 1) -> bool:
+        """Whether part ``part`` of ``parts`` (even runs of the raveled memory; where it
+        is not raveled, part 0 compares it all) still holds its copy's values."""
+        compiled = unavailable() is None and self.copy.dtype.kind in "iu"
+        if self.copy.ndim != 1 or not compiled:
+            return part > 0 or bool(np.array_equal(self.copy, self.source))
+        start, stop = even_runs(len(self.copy), parts)[part]
+        return bool(equal_bits(self.copy[start:stop], self.source[start:stop]))
+
+    def verify(self) -> bool:
+        """Whether the source holds its copy's values (a part per thread from
+        :data:`SHARED_CHECK_BYTES` on)."""
+        parts = get_threads() if self.copy.nbytes >= SHARED_CHECK_BYTES else 1
+        equal = [True] * parts
+
+        def compare(i: int) -> None:
+            equal[i] = self.holds(i, parts)
+
+        parallel_map(compare, range(parts))
+        return all(equal)
+
+    def release(self) -> None:
+        """The source has changed since: drop the kept array, and keep none for it again."""
+        with _derived_lock:
+            _derived.pop(self.key, None)
+            _changing.add(self.key)
 
 
 def _dense(a: np.ndarray) -> bool:
@@ -177,18 +215,18 @@ def _dense(a: np.ndarray) -> bool:
     return True
 
 
-def kept(name: str, source: np.ndarray) -> tuple[np.ndarray | None, bool]:
-    """The array kept as ``name`` for ``source`` (read-only) while ``source`` holds the
-    same values as when it was kept, else None; and whether an array made now for it
-    may be kept (:func:`keep`: then make it a fresh array, not a :func:`buffer`)."""
+def claim(name: str, source: np.ndarray) -> tuple[Claim | None, bool]:
+    """The array kept as ``name`` for ``source``, to be checked (:class:`Claim`), or
+    None; and whether an array made now for it may be kept (:func:`keep`: then make it
+    a fresh array, not a :func:`buffer`)."""
     key = _key(name, source)
     with _derived_lock:
         entry = _derived.get(key)
     if entry is not None:
         owner, copy, value = entry
-        if owner() is _owner(source) and _same(copy, source):
-            return value, False
-        with _derived_lock:  # changed in place: not kept again
+        if owner() is _owner(source):
+            return Claim(key, value, *_comparable(copy, source)), False
+        with _derived_lock:  # another array at the same address: not kept again
             _derived.pop(key, None)
             _changing.add(key)
         return None, False
@@ -198,6 +236,19 @@ def kept(name: str, source: np.ndarray) -> tuple[np.ndarray | None, bool]:
             _seen[key] = weakref.ref(_owner(source), lambda _: _forget(key))
         full = _derived_bytes() >= DERIVED_BYTES
         return None, seen and not full and key not in _changing
+
+
+def kept(name: str, source: np.ndarray) -> tuple[np.ndarray | None, bool]:
+    """The array kept as ``name`` for ``source`` (read-only) while ``source`` holds the
+    same values as when it was kept, else None; and whether an array made now for it
+    may be kept (as :func:`claim`)."""
+    claimed, keepable = claim(name, source)
+    if claimed is None:
+        return None, keepable
+    if claimed.verify():
+        return claimed.value, False
+    claimed.release()
+    return None, False
 
 
 def keep(name: str, source: np.ndarray, value: np.ndarray) -> None:

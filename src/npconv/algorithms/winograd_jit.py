@@ -72,7 +72,7 @@ from .._windows import (
     weight_first,
     weight_last,
 )
-from .._workspace import buffer, keep, kept
+from .._workspace import buffer, claim, keep, kept
 from .winograd import _nd_transforms, filter_work, transforms
 
 #: Channels-first images at least this wide are transformed along their rows; narrower
@@ -695,10 +695,15 @@ def _channels_shared(
     group) and of each chunk's input tiles (its input channels); then, once all tiles
     are transformed, it multiplies its filters by them (single-threaded BLAS) and
     transforms its products back into its output channels, which no other thread
-    reads.  Two-thread BLAS ran a small image's 36 thin products no faster than one
-    thread, and the transforms ran on one core: 3x3 128->128 @28 b1 0.64-0.71 against
-    1.06-1.07 ms, 256->256 @14 b1 1.15 against 1.66 (called directly in one process,
-    2 threads).
+    reads.  Where the filters' transform was kept, each thread compares its part of
+    the weight with the kept copy as it transforms the first chunk's tiles, rather
+    than the calling thread comparing all of it before (:class:`npconv._workspace.Claim`:
+    3x3 128->128 @28 b1 0.76-0.82 against 0.80-0.86 ms, 256->256 @14 b1 0.95-0.98
+    against 1.02-1.05, in alternating processes); a changed weight is transformed
+    afresh before the products.  Two-thread BLAS ran a small image's 36 thin products
+    no faster than one thread, and the transforms ran on one core: 3x3 128->128 @28 b1
+    0.64-0.71 against 1.06-1.07 ms, 256->256 @14 b1 1.15 against 1.66 (called directly
+    in one process, 2 threads).
     """
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     dtype, cols = x.dtype, -(-spec.out_size[1] // 4)
@@ -706,15 +711,21 @@ def _channels_shared(
     outs = even_runs(og, len(threads))  # each thread's output channels in every group
     ins = even_runs(spec.in_channels, len(threads))  # and input channels
     w_first, gm = _filter_operands(wc, spec, dtype)  # (O, C/G, 3, 3), (6, 3)
-    kept_u, keepable = kept(KEPT_NAME, wc)
-    u_flat = _filters_array(spec.out_channels * cg, dtype, keepable) if kept_u is None else kept_u
+    claimed, keepable = claim(KEPT_NAME, wc)
+    holds = [True] * len(threads)  # whether each thread's part of the weight is unchanged
+    if claimed is None:
+        u_flat = _filters_array(spec.out_channels * cg, dtype, keepable)
+    else:  # checked, a part per thread, alongside the first chunk's input transform
+        u_flat = claimed.value
     u = u_flat.reshape(36, g, og, cg)  # u_flat: filter o * C/G + c of the whole weight
 
     def transform(c: tuple[int, int, int, int], v: np.ndarray, first: bool, t: int) -> None:
-        if first and kept_u is None:  # the filters of this thread's output channels
+        if first and claimed is None:  # the filters of this thread's output channels
             for group in range(g):
                 o0, o1 = (group * og + i for i in outs[t])
                 _transform_filters(w_first, gm, o0 * cg, o1 * cg, u_flat)
+        elif first and claimed is not None:
+            holds[t] = claimed.holds(t, len(threads))
         c0, c1 = ins[t]
         _input_planes(x[:, c0:c1], lo, *c[:3], cols, k, v[:, c0:c1])
 
@@ -730,7 +741,10 @@ def _channels_shared(
             v = buffer("transformed", (36, spec.in_channels, c[3]), dtype)
             m = buffer("products", (36, g, og, c[3]), dtype)
             parallel_map(partial(transform, c, v, index == 0), threads)
-            if index == 0 and keepable:
+            if index == 0 and claimed is not None and not all(holds):  # changed since
+                claimed.release()
+                u = _filters(wc, spec, dtype)  # made afresh (and not kept again)
+            elif index == 0 and keepable:
                 keep(KEPT_NAME, wc, u_flat)
             parallel_map(partial(product, c, v, m), threads)
 
