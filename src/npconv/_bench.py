@@ -4,8 +4,9 @@ Every contender is timed on every layer in a fresh interpreter of its own
 (``python -m npconv._bench_worker``, one after the other, never two at once), on the
 same arrays (same seed, same shapes) with the same thread count
 (:func:`npconv.get_threads`, given to ``torch.set_num_threads``): the first call (with
-an empty numba cache, so compilation included), one warm-up, then the median of
-``repeats`` timed calls.  In one process, the threads
+an empty numba cache, so compilation included), warm-up calls, then the median of
+``repeats`` timed calls (for fast layers, as many as fill ``TIMED_SECONDS``, after as
+many warm-up calls).  In one process, the threads
 that OpenBLAS and PyTorch's OpenMP keep spinning after each call would slow the other
 library (``one_process=True`` measures just that).  The header describes the machine as
 a worker sees it: CPU, BLAS libraries and their kernels, versions, and its float32 GEMM
@@ -233,8 +234,8 @@ def _describe(machine: dict[str, Any], repeats: int, one_process: bool) -> list[
         else f"BLAS: {pools}",
         f"Python {machine['python']}, numpy {machine['numpy']}, "
         f"torch {machine['torch'] or 'not installed'}, numba {machine['numba'] or 'not installed'}",
-        f"Timing: the first call{fresh}, one warm-up, then the median of {repeats} calls"
-        f" (or as many as fill {TIMED_SECONDS} s)",
+        f"Timing: the first call{fresh}, warm-up calls, then the median of {repeats} calls"
+        f" (or, warm-up and timed each, as many as fill {TIMED_SECONDS} s)",
     ]
     caps = machine["openblas_caps"]
     if caps:

@@ -18,8 +18,8 @@ Jobs (``kind``):
 
 A timed job returns the first call's seconds (in this fresh process: imports already
 done, arrays built, so compile and first-use costs), the median of ``repeats`` calls
-after a warm-up (more for layers faster than :data:`TIMED_SECONDS` a call, so that
-the calls timed fill that time), and minor page faults per steady call (:func:`_steady_faults`);
+after warm-up calls (for layers faster than :data:`TIMED_SECONDS` a call, as many as
+fill that time, and as many timed), and minor page faults per steady call (:func:`_steady_faults`);
 ``auto`` also its choice and its peak temporary bytes.  With ``warm_allocator``, the
 worker first frees a large block (:func:`warm_allocator`), so that temporaries are
 served as in a process that has been working with large arrays for a while, not from
@@ -54,9 +54,11 @@ __all__ = ["measure"]
 
 #: Contenders whose second call takes longer are not repeated (that call's time is reported).
 SLOW_SECONDS = 3.0
-#: Seconds of calls timed at least: a fast layer's first calls after the warm-up are
+#: Seconds of warm-up calls, and of calls timed, at least: a fast layer's first calls are
 #: slower than its later ones, for PyTorch as for npconv (MobileNetV2's 3x3 384 @14:
-#: calls 3-9 took 80-99 us with PyTorch and 75-97 with npconv, later calls 76 and 68).
+#: calls 3-9 took 80-99 us with PyTorch and 75-97 with npconv, later calls 76 and 68;
+#: `winograd_jit`'s 3x3 256->256 @14 b1: calls 4-10 1.1-1.3 ms, their single-threaded
+#: GEMMs 0.5-0.7 ms, later calls 0.95-1.0 and 0.37).
 TIMED_SECONDS = 0.05
 #: Environment variables that cap the kernel OpenBLAS picks for this CPU.
 OPENBLAS_CAPS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
