@@ -41,6 +41,8 @@ def main(paths: list[str]) -> None:
     runs = f", then of {data['runs']} runs" if data["runs"] > 1 else ""
     timed = data.get("timed_seconds")
     fill = f" (or of as many as fill {timed} s)" if timed else ""
+    warm = data.get("warm_calls")
+    fill += f", after at least {warm} warm-up calls" if warm else ""
     gflops = machine.get("sgemm_gflops")
     peak = f"; float32 GEMM peak {gflops:.0f} GFLOP/s" if gflops else ""
     print(

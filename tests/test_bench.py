@@ -165,3 +165,16 @@ def test_median_seconds_times_the_calls_after_a_slow_start():
 
     seconds = median_seconds(run, 3, at_least=0.05)
     assert 0.002 <= seconds < 0.01
+
+
+def test_median_seconds_warms_up_for_at_least_warm_calls():
+    """Five slow calls, each longer than ``at_least``, then fast ones: ``warm=5`` times
+    only the fast ones, one warm-up call would time slow ones too."""
+    calls = []
+
+    def run():
+        calls.append(time.sleep(0.02 if len(calls) < 5 else 0.002))
+
+    assert median_seconds(run, 3, at_least=0.01, warm=5) < 0.01
+    calls.clear()
+    assert median_seconds(run, 3, at_least=0.01) >= 0.02

@@ -116,20 +116,20 @@ def explain(x: npt.ArrayLike, w: npt.ArrayLike, **kwargs: Any) -> Explanation:
 
 
 def median_seconds(
-    run: Any, repeats: int, slow: float = float("inf"), at_least: float = 0.0
+    run: Any, repeats: int, slow: float = float("inf"), at_least: float = 0.0, warm: int = 1
 ) -> float:
     """Median seconds of ``repeats`` calls of ``run``, or of as many more as fill
     ``at_least`` seconds, after warm-up calls: a timed one, then as many more as fill
-    ``at_least`` seconds too (a layer's first calls are slower than its later ones);
-    the first warm-up's own time when it took more than ``slow`` seconds (not worth
-    repeating)."""
+    ``at_least`` seconds too, and at least ``warm`` in all (a layer's first calls are
+    slower than its later ones); the first warm-up's own time when it took more than
+    ``slow`` seconds (not worth repeating)."""
     start = time.perf_counter()
     run()  # warm-up
     first = time.perf_counter() - start
     if first > slow:
         return first
     calls = max(math.ceil(at_least / max(first, 1e-9)), 1)
-    for _ in range(calls - 1):
+    for _ in range(max(calls, warm) - 1):
         run()
     times = []
     for _ in range(max(repeats, calls)):

@@ -4,9 +4,9 @@ Every contender is timed on every layer in a fresh interpreter of its own
 (``python -m npconv._bench_worker``, one after the other, never two at once), on the
 same arrays (same seed, same shapes) with the same thread count
 (:func:`npconv.get_threads`, given to ``torch.set_num_threads``): the first call (with
-an empty numba cache, so compilation included), warm-up calls, then the median of
-``repeats`` timed calls (for fast layers, as many as fill ``TIMED_SECONDS``, after as
-many warm-up calls).  In one process, the threads
+an empty numba cache, so compilation included), at least ``WARM_CALLS`` warm-up calls,
+then the median of ``repeats`` timed calls (for fast layers, as many as fill
+``TIMED_SECONDS``, after as many warm-up calls).  In one process, the threads
 that OpenBLAS and PyTorch's OpenMP keep spinning after each call would slow the other
 library (``one_process=True`` measures just that).  The header describes the machine as
 a worker sees it: CPU, BLAS libraries and their kernels, versions, and its float32 GEMM
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ._bench_suites import SUITES, Case
-from ._bench_worker import OPENBLAS_CAPS, SGEMM_SIZE, TIMED_SECONDS, measure
+from ._bench_worker import OPENBLAS_CAPS, SGEMM_SIZE, TIMED_SECONDS, WARM_CALLS, measure
 from ._threads import get_threads
 from .algorithms import REGISTRY
 
@@ -169,6 +169,7 @@ def run_bench(
         payload = {"machine": machine, "mode": kind, "isolation": isolation, "suite": suite}
         settings = {"warm_allocator": warm_allocator, "dtype": dtype, "repeats": repeats}
         settings["timed_seconds"] = TIMED_SECONDS
+        settings["warm_calls"] = WARM_CALLS
         with open(json_path, "w") as f:
             json.dump({**payload, **settings, "results": records}, f)
     if plot_path:
@@ -234,8 +235,8 @@ def _describe(machine: dict[str, Any], repeats: int, one_process: bool) -> list[
         else f"BLAS: {pools}",
         f"Python {machine['python']}, numpy {machine['numpy']}, "
         f"torch {machine['torch'] or 'not installed'}, numba {machine['numba'] or 'not installed'}",
-        f"Timing: the first call{fresh}, warm-up calls, then the median of {repeats} calls"
-        f" (or, warm-up and timed each, as many as fill {TIMED_SECONDS} s)",
+        f"Timing: the first call{fresh}, {WARM_CALLS} warm-up calls, then the median of"
+        f" {repeats} calls (or, warm-up and timed each, as many as fill {TIMED_SECONDS} s)",
     ]
     caps = machine["openblas_caps"]
     if caps:

@@ -18,9 +18,10 @@ Jobs (``kind``):
 
 A timed job returns the first call's seconds (in this fresh process: imports already
 done, arrays built, so compile and first-use costs), the median of ``repeats`` calls
-after warm-up calls (for layers faster than :data:`TIMED_SECONDS` a call, as many as
-fill that time, and as many timed), and minor page faults per steady call (:func:`_steady_faults`);
-``auto`` also its choice and its peak temporary bytes.  With ``warm_allocator``, the
+after warm-up calls (at least :data:`WARM_CALLS`, or as many as fill
+:data:`TIMED_SECONDS`, and for layers faster than that a call, as many timed), and
+minor page faults per steady call (:func:`_steady_faults`); ``auto`` also its choice
+and its peak temporary bytes.  With ``warm_allocator``, the
 worker first frees a large block (:func:`warm_allocator`), so that temporaries are
 served as in a process that has been working with large arrays for a while, not from
 fresh pages.  A contender that cannot run the layer returns ``{"unsupported": reason}``.
@@ -60,6 +61,10 @@ SLOW_SECONDS = 3.0
 #: `winograd_jit`'s 3x3 256->256 @14 b1: calls 4-10 1.1-1.3 ms, their single-threaded
 #: GEMMs 0.5-0.7 ms, later calls 0.95-1.0 and 0.37).
 TIMED_SECONDS = 0.05
+#: Warm-up calls at least, however long they take: a large layer's first calls are slower
+#: too (`winograd_jit`'s 3x3 512->512 @7 b8, call by call: 7.5, 7.3, 6.9, 6.9, 6.6,
+#: 6.6, 6.6, 6.6, 6.3 ms, then 6.0-6.4; PyTorch's 6.1-6.2, then 5.5-5.7).
+WARM_CALLS = 10
 #: Environment variables that cap the kernel OpenBLAS picks for this CPU.
 OPENBLAS_CAPS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 #: The block :func:`warm_allocator` frees: just under glibc's largest mmap threshold.
@@ -214,7 +219,9 @@ def _timed(job: dict[str, Any]) -> dict[str, Any]:
         return {"unsupported": f"{type(error).__name__}: {error}"}
     # the first call may have compiled kernels: the warm-up after it tells a slow contender,
     # which is then not repeated (its faults per call unknown)
-    seconds = median_seconds(run, job["repeats"], slow=SLOW_SECONDS, at_least=TIMED_SECONDS)
+    seconds = median_seconds(
+        run, job["repeats"], slow=SLOW_SECONDS, at_least=TIMED_SECONDS, warm=WARM_CALLS
+    )
     slow = seconds > SLOW_SECONDS
     result: dict[str, Any] = {
         "first_call_seconds": first,
