@@ -235,7 +235,7 @@ def _describe(machine: dict[str, Any], repeats: int, one_process: bool) -> list[
         else f"BLAS: {pools}",
         f"Python {machine['python']}, numpy {machine['numpy']}, "
         f"torch {machine['torch'] or 'not installed'}, numba {machine['numba'] or 'not installed'}",
-        f"Timing: the first call{fresh}, {WARM_CALLS} warm-up calls, then the median of"
+        f"Timing: the first call{fresh}, at least {WARM_CALLS} warm-up calls, then the median of"
         f" {repeats} calls (or, warm-up and timed each, as many as fill {TIMED_SECONDS} s)",
     ]
     caps = machine["openblas_caps"]

@@ -197,9 +197,14 @@ class Claim:
 
     def release(self) -> None:
         """The source has changed since: drop the kept array, and keep none for it again."""
-        with _derived_lock:
-            _derived.pop(self.key, None)
-            _changing.add(self.key)
+        _changed(self.key)
+
+
+def _changed(key: Hashable) -> None:
+    """Drop what was kept for a source that has changed, and keep nothing for it again."""
+    with _derived_lock:
+        _derived.pop(key, None)
+        _changing.add(key)
 
 
 def _dense(a: np.ndarray) -> bool:
@@ -226,9 +231,7 @@ def claim(name: str, source: np.ndarray) -> tuple[Claim | None, bool]:
         owner, copy, value = entry
         if owner() is _owner(source):
             return Claim(key, value, *_comparable(copy, source)), False
-        with _derived_lock:  # another array at the same address: not kept again
-            _derived.pop(key, None)
-            _changing.add(key)
+        _changed(key)  # another array at the same address
         return None, False
     with _derived_lock:
         seen = key in _seen
