@@ -274,7 +274,7 @@ def _writing(op: Any, output: str, inputs: int | None = None) -> Any:
     del node.input[len(node.input) if inputs is None else inputs :]
     node.output[:] = [output]
     copy = type(op)(node, op.run_params)
-    if isinstance(op, Conv) and isinstance(copy, Conv):
+    if isinstance(op, Conv):  # and so is its copy
         copy.folded = op.folded
     return copy
 
