@@ -21,6 +21,7 @@ Run from the repository root::
     python benchmarks/onnx_resnet.py            # ResNet-50, batch 1, 224x224
     python benchmarks/onnx_resnet.py --size 112 --repeats 5
     python benchmarks/onnx_resnet.py --model onnx-test
+    python benchmarks/onnx_resnet.py --layers   # npconv's Conv nodes: in the network, alone
 """
 
 from __future__ import annotations
@@ -168,6 +169,56 @@ def _time_alone(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return {"output": output, "times": times, "profile": table}
 
 
+def _layers_alone(args: argparse.Namespace) -> str:
+    """In a fresh process: npconv's Conv nodes, each timed inside the network (median over
+    ``args.repeats`` runs after three warm-up runs) and then alone, called again on the
+    same arguments (median of 15 calls after 5), summed by kind (weight shape and input
+    size), as a Markdown table: where the network's layers lose against the same layers
+    run alone."""
+    npconv.set_threads(args.threads)
+    model, _ = _model(args)
+    feeds = _feeds(model, args)
+    session = npconv.onnx.evaluator(model)
+    convs = [node for node in session.rt_nodes_ if node.op_type == "Conv"]
+    seconds: dict[int, list[float]] = {i: [] for i in range(len(convs))}
+    calls: dict[int, tuple[Any, Any]] = {}
+    for i, node in enumerate(convs):
+
+        def timed(*a: Any, run: Any = node.run, i: int = i, **k: Any) -> Any:
+            start = time.perf_counter()
+            out = run(*a, **k)
+            seconds[i].append(time.perf_counter() - start)
+            calls[i] = (a, k)
+            return out
+
+        node.run = timed
+    for _ in range(3 + args.repeats):
+        session.run(None, feeds)
+    kinds: dict[str, list[float]] = {}
+    for i, node in enumerate(convs):
+        a, k = calls[i]
+        x, w = a[0], a[1]
+        stride = (getattr(node, "strides", None) or [1])[0]
+        kind = f"{w.shape[2]}x{w.shape[3]}/{stride} {w.shape[1]}->{w.shape[0]} @{x.shape[2]}"
+        alone = []
+        for _ in range(20):
+            start = time.perf_counter()
+            node.run(*a, **k)
+            alone.append(time.perf_counter() - start)
+        row = kinds.setdefault(kind, [0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += statistics.median(seconds[i][3:])
+        row[2] += statistics.median(alone[5:])
+    lines = ["| Conv nodes | count | in the network (ms) | alone (ms) | difference (ms) |"]
+    lines.append("| --- | ---: | ---: | ---: | ---: |")
+    for kind, (count, net, alone) in sorted(kinds.items(), key=lambda kv: kv[1][2] - kv[1][1]):
+        times = f"{net * 1e3:.2f} | {alone * 1e3:.2f} | {(net - alone) * 1e3:+.2f}"
+        lines.append(f"| {kind} | {count} | {times} |")
+    net, alone = (sum(row[j] for row in kinds.values()) * 1e3 for j in (1, 2))
+    lines.append(f"| all | {len(convs)} | {net:.1f} | {alone:.1f} | {net - alone:+.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1)
@@ -177,9 +228,16 @@ def main() -> None:
         "--threads", type=int, default=2, help="onnxruntime intra-op threads and npconv threads"
     )
     parser.add_argument("--model", choices=["built", "onnx-test"], default="built")
+    parser.add_argument(
+        "--layers", action="store_true", help="npconv's Conv nodes in the network and alone"
+    )
     args = parser.parse_args()
     if args.model == "onnx-test":
         args.batch, args.size = 1, 224
+    if args.layers:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            print(pool.submit(_layers_alone, args).result())
+        return
     model, title = _model(args)
     gflop = _conv_gflop(model)
     del model
