@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -191,6 +191,30 @@ def _fold_constants(ops: list[Any], constants: dict[str, Any]) -> list[Any]:
     return left
 
 
+def _absorbed(ops: list[Any], outputs: list[str], absorb: Callable[[Any, Any], Any]) -> list[Any]:
+    """``ops`` with nodes absorbed into the node that writes their first input.
+
+    A node is offered to ``absorb(op, writer)`` where its first input is read by it
+    alone (not a graph output) and written by another node not yet replaced; where
+    ``absorb`` returns a node (the writer's replacement, which writes ``op``'s output),
+    that node takes the writer's place and ``op`` goes.
+    """
+    writer = {name: op for op in ops for name in op.onnx_node.output}
+    reads = Counter(name for op in ops for name in _names_read(op.onnx_node))
+    replaced: dict[int, Any] = {}  # id of a writer -> the node that replaces it
+    dropped: set[int] = set()  # ids of the absorbed nodes
+    for op in ops:
+        x = op.onnx_node.input[0] if op.onnx_node.input else ""
+        source = writer.get(x)
+        if source is None or reads[x] != 1 or x in outputs or id(source) in replaced:
+            continue
+        replacement = absorb(op, source)
+        if replacement is not None:
+            replaced[id(source)] = replacement
+            dropped.add(id(op))
+    return [replaced.get(id(op), op) for op in ops if id(op) not in dropped]
+
+
 def _fold_batch_norms(ops: list[Any], constants: dict[str, Any], outputs: list[str]) -> list[Any]:
     """``ops`` with each inference BatchNormalization folded into the Conv before it.
 
@@ -201,33 +225,26 @@ def _fold_batch_norms(ops: list[Any], constants: dict[str, Any], outputs: list[s
     + bias`` per output channel (``a = scale / sqrt(var + epsilon)``, computed in float64),
     and the BatchNormalization goes.
     """
-    writer = {name: op for op in ops for name in op.onnx_node.output}
-    reads = Counter(name for op in ops for name in _names_read(op.onnx_node))
-    folded: dict[int, Any] = {}  # id of a Conv -> the Conv that replaces it
-    dropped: set[int] = set()  # ids of the folded BatchNormalizations
-    for op in ops:
+
+    def fold(op: Any, conv: Any) -> Any:
         node = op.onnx_node
         if not isinstance(op, BatchNormalization) or len(node.input) != 5:
-            continue
+            return None
         attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        x, *stats = node.input
-        conv = writer.get(x)
+        stats = node.input[1:]
         if not (
             op.inference(attributes)
-            and reads[x] == 1
-            and x not in outputs
             and isinstance(conv, Conv)
-            and id(conv) not in folded
             and all(name in constants for name in (*stats, *conv.onnx_node.input[1:]) if name)
         ):
-            continue
+            return None
         w, *b = (constants[name] for name in conv.onnx_node.input[1:] if name)
         scale, beta, mean, var = (constants[name] for name in stats)
         dtype = w.dtype
         if dtype not in (np.float32, np.float64) or any(
             v.dtype != dtype or v.shape != (len(w),) for v in (*b, scale, beta, mean, var)
         ):
-            continue
+            return None
         a, shift = scale_and_shift(scale, beta, mean, var, attributes.get("epsilon"))
         per_channel = (-1, *(1,) * (w.ndim - 1))
         weight = (w.astype(np.float64) * a.reshape(per_channel)).astype(dtype)
@@ -235,9 +252,9 @@ def _fold_batch_norms(ops: list[Any], constants: dict[str, Any], outputs: list[s
         weight.flags.writeable = bias.flags.writeable = False
         replacement = _writing(conv, node.output[0], inputs=1)  # X: the weights its own
         replacement.folded = (weight, bias)
-        folded[id(conv)] = replacement
-        dropped.add(id(op))
-    return [folded.get(id(op), op) for op in ops if id(op) not in dropped]
+        return replacement
+
+    return _absorbed(ops, outputs, fold)
 
 
 def _fuse_relus(ops: list[Any], outputs: list[str]) -> list[Any]:
@@ -247,22 +264,15 @@ def _fuse_relus(ops: list[Any], outputs: list[str]) -> list[Any]:
     one of npconv's ``Conv`` or ``Add`` nodes: that node becomes a copy of it that
     writes the Relu's output, with ``relu`` set, and the Relu goes.
     """
-    writer = {name: op for op in ops for name in op.onnx_node.output}
-    reads = Counter(name for op in ops for name in _names_read(op.onnx_node))
-    fused: dict[int, Any] = {}  # id of a Conv or Add -> the node that replaces it
-    dropped: set[int] = set()  # ids of the fused Relus
-    for op in ops:
-        if not isinstance(op, Relu):
-            continue
-        (x,) = op.onnx_node.input
-        source = writer.get(x)
-        if reads[x] != 1 or x in outputs or not isinstance(source, (Conv, Add)):
-            continue
+
+    def fuse(op: Any, source: Any) -> Any:
+        if not isinstance(op, Relu) or not isinstance(source, (Conv, Add)):
+            return None
         replacement = _writing(source, op.onnx_node.output[0])
         replacement.relu = True
-        fused[id(source)] = replacement
-        dropped.add(id(op))
-    return [fused.get(id(op), op) for op in ops if id(op) not in dropped]
+        return replacement
+
+    return _absorbed(ops, outputs, fuse)
 
 
 def _writing(op: Any, output: str, inputs: int | None = None) -> Any:
