@@ -667,8 +667,9 @@ def conv_channels_first(
     """The same on an unpadded ``(N, C, H, W)`` input and ``(O, C/G, kh, kw)``: ``(N, O, *out)``.
 
     Images at least :data:`WIDE` wide, and small ones of many channels, keep their
-    layout: the tiles are channels-first, ``V (36, C, T)``, the transforms run along
-    image rows and the products are ``M[a] = U[a] (O/G x C/G) @ V[a]`` per group.  The
+    layout: the tiles are channels-first, ``V (36, C, T)``, the input transform runs
+    along the chunk's tiles and the output transform along image rows, and the products
+    are ``M[a] = U[a] (O/G x C/G) @ V[a]`` per group.  The
     others are seen channels-last, for :func:`conv`'s transforms, vectorised over
     channels.
     """
