@@ -255,12 +255,14 @@ def test_shifted_in_chunks_of_rows(layout, budget, rng, monkeypatch):
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize(("c", "o", "size"), [(4, 32, 24), (32, 64, 2)])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_pointwise_bias_in_the_gemm_or_after_it(layout, c, o, size, stride, rng):
+@pytest.mark.parametrize("batch", [1, 3])
+def test_pointwise_bias_in_the_gemm_or_after_it(layout, c, o, size, stride, batch, rng):
     # a 1x1 layer widening the channels on a large image adds the bias through a row of
-    # ones in the GEMM; on a small one, after it.  Stride 2 with padding 1 keeps a size of
-    # 2 (the output grid is the input's, yet the input is not the patch matrix)
+    # ones in the GEMM (one sample: its input copied whole; several: chunk by chunk); on
+    # a small one, after it.  Stride 2 with padding 1 keeps a size of 2 (the output grid
+    # is the input's, yet the input is not the patch matrix)
     pad = stride - 1
-    case = Case(rng.standard_normal((1, c, size, size)), rng.standard_normal((o, c, 1, 1)),
+    case = Case(rng.standard_normal((batch, c, size, size)), rng.standard_normal((o, c, 1, 1)),
                 rng.standard_normal(o), {"stride": stride, "padding": pad, "dilation": 1,
                                          "groups": 1, "padding_mode": "zeros"},
                 [(pad, pad)] * 2)  # fmt: skip
@@ -301,17 +303,18 @@ def test_im2col_shares_its_chunks_where_the_machine_or_the_batch_favours_it(
         assert im2col._shared(spec) == shared
 
 
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
 @pytest.mark.parametrize("sharing", [True, False], ids=["shared", "in-turn"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize(("batch", "groups"), [(1, 1), (2, 1), (3, 2), (6, 1), (4, 4)])
 def test_pointwise_samples_shared_among_threads_or_one_gemm_each(
-    sharing, threads, batch, groups, rng, monkeypatch
+    with_bias, sharing, threads, batch, groups, rng, monkeypatch
 ):
     """A channels-first 1x1 layer whose input is the patch matrix (narrowing the channels:
-    the bias is added after the GEMMs): where the chunks would be shared and the threads
+    a bias is added after the GEMMs): where the chunks would be shared and the threads
     get as many samples each, one GEMM call per thread's samples, BLAS on one thread;
-    otherwise one call for every sample.  Either way, with groups and a bias, PyTorch's
-    result."""
+    otherwise one call for every sample; with a bias, one call per sample, each
+    followed by its bias.  Either way, with groups, PyTorch's result."""
     from threadpoolctl import threadpool_info
 
     calls = []
@@ -326,11 +329,12 @@ def test_pointwise_samples_shared_among_threads_or_one_gemm_each(
     monkeypatch.setattr(im2col.np, "matmul", spy)
     x = rng.standard_normal((batch, 8, 16, 16)).astype(np.float32)
     w = rng.standard_normal((4, 8 // groups, 1, 1)).astype(np.float32)
-    bias = rng.standard_normal(4).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32) if with_bias else None
     with using_threads(threads):
         y = npconv.conv2d(x, w, bias, groups=groups, algorithm="im2col")
     shared = sharing and threads > 1 and batch % threads == 0
-    assert calls == [{1 if shared else threads}] * (threads if shared else 1)
+    gemms = batch if with_bias else threads if shared else 1
+    assert calls == [{1 if shared else threads}] * gemms
     expected = torch_conv(x, w, bias, groups=groups)
     assert np.abs(y - expected).max() <= 1e-5 * np.abs(expected).max()
 

@@ -41,6 +41,7 @@ from typing import TypeVar
 import numpy as np
 
 from .._cost import gemm, units
+from .._jit import add_channels, unavailable
 from .._spec import ConvSpec
 from .._threads import blas_ran_in_turn, even_runs, get_threads, parallel_map, sharing_pays
 from .._windows import (
@@ -116,14 +117,31 @@ def _fold_bias(spec: ConvSpec, bias: np.ndarray | None) -> bool:
     return og * cg + points * cg < points * og
 
 
+def _add_bias(y: np.ndarray, b: np.ndarray) -> None:
+    """``y += b`` in place, for a contiguous channels-first result ``y`` (N, G, O/G, *out)
+    and ``b`` (G, O/G, 1, ...): by a compiled pass where numba is installed
+    (:func:`npconv._jit.add_channels`)."""
+    if unavailable() is None and y.dtype.kind == "f":
+        add_channels(y.reshape(len(y), b.size, -1), b.reshape(-1))
+    else:
+        y += b
+
+
 def _pointwise(spec: ConvSpec, xp: np.ndarray, fold: bool) -> bool:
-    """Whether a contiguous input is itself the patch matrix (a 1x1 stride-1 layer whose
-    bias is not folded into the GEMM): then :func:`conv` and :func:`conv_channels_first`
-    multiply it without the windows, chunks and buffers (15-20 us of Python a call:
-    1x1 64->384 @14 took 75 against 88 us)."""
+    """Whether a contiguous input is itself the patch matrix (a 1x1 stride-1 layer), or
+    with the bias folded (``fold``), one sample copied whole with its ones within
+    :data:`~npconv._windows.WORKSPACE_BYTES`: then :func:`conv` and
+    :func:`conv_channels_first` multiply it without the windows, chunks and buffers of
+    each chunk (15-20 us of Python a call: 1x1 64->384 @14 took 75 against 88 us
+    without a bias, 92 against 110 with one).  Several samples with a folded bias go by
+    chunks, each thread copying its own: 1x1 64->256 @56 at batch 8 took 3.7-3.9 ms
+    so, 4.0-4.3 with the calling thread's copy read by the others (2 cores).
+    """
     one = max(spec.kernel) == max(spec.stride) == 1
     every = one and spec.in_size == spec.out_size  # and so no pads
-    return every and xp.flags.c_contiguous and not fold
+    copy = spec.in_channels * math.prod(spec.in_size) * xp.itemsize
+    whole = spec.batch == 1 and copy <= WORKSPACE_BYTES
+    return every and xp.flags.c_contiguous and (not fold or whole)
 
 
 def _chunk_input(
@@ -194,7 +212,10 @@ def conv(
             out_block += b
 
     if _pointwise(spec, xp, fold) and g == 1:  # the input is the patch matrix
-        np.matmul(xp.reshape(-1, cg), w_mat[0], out=y.reshape(-1, og))
+        x_mat = xp.reshape(-1, cg)  # (N*P, C)
+        if fold:  # copied, with a column of ones: (N*P, C + 1)
+            x_mat = _with_ones(x_mat, (len(x_mat), cg + 1), 1)
+        np.matmul(x_mat, w_mat[0], out=y.reshape(-1, og))
         if b is not None:
             y += b
         blas_ran_in_turn()
@@ -271,11 +292,16 @@ def conv_channels_first(
     if _pointwise(spec, xp, fold) and (spec.batch == 1 or points >= WIDE_POINTS):
         shape = (spec.batch, g, cg, points)  # the input is the patch matrix
         x_mat, y_mat = xp.reshape(shape), y.reshape(*shape[:2], og, points)
+        if fold:  # copied, with a row of ones: (N, G, C/G + 1, P)
+            x_mat = _with_ones(x_mat, (*shape[:2], cg + 1, points), 2)
 
         def samples(run: slice) -> None:
-            np.matmul(w_mat, x_mat[run], out=y_mat[run])
-            if b is not None:
-                y[run] += b
+            if b is None:
+                np.matmul(w_mat, x_mat[run], out=y_mat[run])
+                return
+            for n in range(spec.batch)[run]:  # each sample's bias added while cached
+                np.matmul(w_mat, x_mat[n], out=y_mat[n])
+                _add_bias(y[n : n + 1], b)
 
         runs, shared = _sample_runs(spec)
         if shared:
