@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import re
@@ -10,6 +11,7 @@ import threading
 import time
 import tracemalloc
 import warnings
+import weakref
 from dataclasses import replace
 from functools import partial
 
@@ -302,6 +304,18 @@ def test_parallel_map_runs_every_item_once_region_after_region(threads, pool_wai
             assert sorted(seen) == [item * item for item in items]
             if region % 20 == 19:
                 time.sleep(2 * _threads.SPIN_SECONDS)  # the threads sleep again
+
+
+def test_parallel_map_keeps_nothing_of_a_finished_region(pool_waits):
+    """Neither the items nor what the function refers to outlive the region: an array
+    they alone hold is freed when the caller lets it go."""
+    array = np.ones(4)
+    freed = weakref.ref(array)
+    with using_threads(2):
+        _threads.parallel_map(lambda item, array=array: array.sum(), [array, array])
+        del array
+        gc.collect()
+        assert freed() is None
 
 
 def test_parallel_map_raises_the_first_items_error_after_running_every_item(pool_waits):

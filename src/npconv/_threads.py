@@ -196,6 +196,8 @@ def _spin_seconds() -> float:
 #: and the errors ``(index, error)`` of the items that failed.
 _Errors = list[tuple[int, BaseException]]
 _Region = tuple[Callable[[Any], object], Sequence[Any], Iterator[int], _Errors]
+#: The region between two: no items (a finished one's would keep its arrays alive).
+_IDLE: _Region = (lambda item: None, [], iter(()), [])
 
 
 class _Pool:
@@ -222,7 +224,7 @@ class _Pool:
         self.asleep = [False] * self.workers
         self.changed = threading.Condition()
         self.lock = threading.Lock()  # held by the caller of the running region
-        self.region: _Region = (lambda item: None, [], iter(()), [])
+        self.region: _Region = _IDLE
         self.number = 0
         self.closed = False
         for k in range(self.workers):
@@ -307,6 +309,7 @@ class _Pool:
                         while self.done[k] != number:
                             self.changed.wait()
         finally:
+            self.region = _IDLE  # holds no items, nor what ``fn`` refers to, past the region
             self.lock.release()
         if errors:
             raise min(errors, key=lambda error: error[0])[1]
