@@ -269,6 +269,25 @@ def test_pointwise_bias_in_the_gemm_or_after_it(layout, c, o, size, stride, batc
     check(case, "im2col", layout)
 
 
+@pytest.mark.parametrize("out", [(7,), (5, 6), (3, 4, 5)], ids=["1-d", "2-d", "3-d"])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("part", ["whole", "rows", "outputs"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+def test_add_bias_to_a_result_or_a_block_of_its_rows(out, groups, part, dtype, rng):
+    """im2col's bias added in place (compiled where numba runs and the view allows):
+    the same values, bit for bit, as NumPy's broadcast sum, and nothing outside the
+    block touched."""
+    y = rng.standard_normal((2, groups, 6, *out)).astype(dtype)
+    b = rng.standard_normal((groups, 6, *(1,) * len(out))).astype(dtype)
+    index = {"whole": (), "rows": (slice(None), slice(None), slice(None), slice(1, 3)),
+             "outputs": (slice(None), slice(None), slice(2, 5))}[part]  # fmt: skip
+    o = slice(2, 5) if part == "outputs" else slice(None)
+    expected = y.copy()
+    expected[index] = y[index] + b[:, o]
+    im2col.add_bias(y[index], b[:, o])
+    np.testing.assert_array_equal(y, expected)
+
+
 @pytest.mark.parametrize("wide_points", [0, 10**9], ids=["per-sample", "side-by-side"])
 @pytest.mark.parametrize(("groups", "stride", "size"), [(1, 1, 7), (2, 2, 9), (4, 1, 5)])
 def test_channels_first_patches_per_sample_or_side_by_side(

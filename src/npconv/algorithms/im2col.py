@@ -117,14 +117,18 @@ def _fold_bias(spec: ConvSpec, bias: np.ndarray | None) -> bool:
     return og * cg + points * cg < points * og
 
 
-def _add_bias(y: np.ndarray, b: np.ndarray) -> None:
-    """``y += b`` in place, for a contiguous channels-first result ``y`` (N, G, O/G, *out)
-    and ``b`` (G, O/G, 1, ...): by a compiled pass where numba is installed
+def add_bias(y: np.ndarray, b: np.ndarray) -> None:
+    """``y += b`` in place, for a channels-first result ``y`` (n, G, o, *out), or a view
+    of some of its rows, and ``b`` (G, o, 1, ...): by a compiled pass where numba is
+    installed and the channels and the output rows merge into a 4-d view
     (:func:`npconv._jit.add_channels`)."""
-    if unavailable() is None and y.dtype.kind == "f":
-        add_channels(y.reshape(len(y), b.size, -1), b.reshape(-1))
-    else:
-        y += b
+    n, g, o, *out = y.shape
+    if unavailable() is None and y.dtype.kind == "f" and y.size:
+        view = reshaped_view(y, (n, g * o, math.prod(out[:-1]), out[-1]))
+        if view is not None:
+            add_channels(view, b.reshape(-1))
+            return
+    y += b
 
 
 def _pointwise(spec: ConvSpec, xp: np.ndarray, fold: bool) -> bool:
@@ -285,7 +289,7 @@ def conv_channels_first(
                 np.matmul(w_part, cols, out=prod)
                 np.copyto(out_block, prod.reshape(out_block.shape))
         if b is not None:
-            out_block += b[:, outs]
+            add_bias(out_block, b[:, outs])
 
     points = math.prod(spec.out_size)
     per_output = taps * spec.in_channels * dtype.itemsize
@@ -301,7 +305,7 @@ def conv_channels_first(
                 return
             for n in range(spec.batch)[run]:  # each sample's bias added while cached
                 np.matmul(w_mat, x_mat[n], out=y_mat[n])
-                _add_bias(y[n : n + 1], b)
+                add_bias(y[n : n + 1], b)
 
         runs, shared = _sample_runs(spec)
         if shared:

@@ -56,6 +56,7 @@ from .im2col import (
     TRANSPOSED_POINTS,
     WIDE_POINTS,
     _shared,
+    add_bias,
     filters_of,
     patch_product_work,
     run_chunks,
@@ -190,7 +191,7 @@ def conv_channels_first(
             np.matmul(w_part, cols.reshape(g, kk, n * points), out=prod.reshape(g, o, -1))
             np.copyto(out_block.reshape(n, g, o, points), prod.transpose(2, 0, 1, 3))
         if b is not None:
-            out_block += b[:, outs]
+            add_bias(out_block, b[:, outs])
 
     per_output = math.prod(spec.kernel) * spec.in_channels * dtype.itemsize
     run_chunks(product, spec, per_output, _gathers_shared(spec))
