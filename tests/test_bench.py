@@ -73,13 +73,40 @@ def test_bench_in_one_process_runs_every_contender_here():
     assert set(record["seconds"]) == {"auto", "torch"}
 
 
+def test_bench_with_a_bias_gives_it_to_every_contender(tmp_path, capsys, monkeypatch):
+    """``--bias``: every contender's call is given the layer's bias; the header and the
+    JSON say so."""
+    from npconv import _bench_worker
+
+    biases = []
+    run = _bench_worker.contender_run
+
+    def spy(kind, contender, case, x, w, gy, b=None):
+        biases.append((contender, b is not None and b.shape == (case.spec().out_channels,)))
+        return run(kind, contender, case, x, w, gy, b)
+
+    monkeypatch.setattr(_bench_worker, "contender_run", spy)
+    out_json = tmp_path / "bench.json"
+    argv = ["bench", "--suite", "tiny", "--only", "dw", "--repeats", "1", "--bias"]
+    assert main([*argv, "--one-process", "--against", "torch,scipy", "--json", str(out_json)]) == 0
+    assert sorted(biases) == [("auto", True), ("scipy", True), ("torch", True)]
+    assert "forward with a bias" in capsys.readouterr().out.splitlines()[0]
+    assert json.loads(out_json.read_text())["bias"] is True
+
+
+@pytest.mark.parametrize("with_bias", [False, True], ids=["no-bias", "bias"])
 @pytest.mark.parametrize("case", [SUITES["notes"][2], SUITES["tiny"][1]])  # NHWC /2; groups
-def test_the_peers_compute_the_same_convolution_and_gradients(case):
-    x, w, gy = operands(case, "float64", seed=3)
+def test_the_peers_compute_the_same_convolution_and_gradients(case, with_bias):
+    x, w, gy, b = operands(case, "float64", seed=3)
+    b = b if with_bias else None
     options = case.options()
-    y = contender_run("forward", "torch", case, x, w, gy)().numpy()  # NCHW
-    y_scipy = contender_run("forward", "scipy", case, x, w, gy)()  # NCHW
+    y = contender_run("forward", "torch", case, x, w, gy, b)().numpy()  # NCHW
+    y_scipy = contender_run("forward", "scipy", case, x, w, gy, b)()  # NCHW
+    y_npconv = contender_run("forward", "auto", case, x, w, gy, b)()
     expected = npconv.conv(x, w, **options)
+    if with_bias:  # added to every output of its channel
+        expected = expected + (b if case.layout == "NHWC" else b[:, None, None])
+    np.testing.assert_allclose(y_npconv, expected, atol=1e-10)
     if case.layout == "NHWC":
         expected = np.moveaxis(expected, -1, 1)  # (N, O, *out)
     np.testing.assert_allclose(y, expected, atol=1e-10)
@@ -119,6 +146,7 @@ def test_an_unsupported_contender_is_reported_not_timed(capsys):
         (dict(suite="tiny", against=["tf"]), "bench: unknown peer 'tf'"),
         (dict(suite="tiny", algorithms=["fastest"]), r"bench: unknown algorithms \['fastest'\]"),
         (dict(suite="tiny", against=["scipy"], backward=True), "compared with torch only"),
+        (dict(suite="tiny", backward=True, bias=True), "a bias is timed in the forward pass"),
         (dict(suite="tiny", only="7x7"), "bench: no layer of suite 'tiny' has '7x7' in its name"),
     ],
 )

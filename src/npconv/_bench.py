@@ -78,7 +78,7 @@ def _progress(total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
 
 
 def _check_arguments(
-    suite: str, algorithms: Sequence[str], against: Sequence[str], backward: bool
+    suite: str, algorithms: Sequence[str], against: Sequence[str], backward: bool, bias: bool
 ) -> None:
     for name in suite.split(","):
         if name not in SUITES:
@@ -91,6 +91,11 @@ def _check_arguments(
             raise ValueError(f"bench: unknown peer {peer!r}; choose from {list(PEERS)}")
     if backward and "scipy" in against:
         raise ValueError("bench: the backward pass is compared with torch only, not scipy")
+    if backward and bias:
+        raise ValueError(
+            "bench: a bias is timed in the forward pass only (the input and weight "
+            "gradients do not depend on it)"
+        )
 
 
 def run_bench(
@@ -101,6 +106,7 @@ def run_bench(
     algorithms: Sequence[str] = ("auto",),
     repeats: int = 5,
     backward: bool = False,
+    bias: bool = False,
     only: str | None = None,
     one_process: bool = False,
     warm_allocator: bool = False,
@@ -125,6 +131,9 @@ def run_bench(
     backward : bool
         Time ``npconv.grad.conv_backward`` (input and weight gradients) against
         ``torch.autograd.grad`` instead of the forward convolution.
+    bias : bool
+        Give every layer of the forward pass a bias (one value per output channel), as
+        most layers of a network have, for every contender.
     one_process : bool
         Time every contender in this process instead of one fresh process each.
     warm_allocator : bool
@@ -146,7 +155,7 @@ def run_bench(
     ValueError
         An unknown suite, algorithm or peer; ``only`` matching no layer of the suite.
     """
-    _check_arguments(suite, algorithms, against, backward)
+    _check_arguments(suite, algorithms, against, backward, bias)
     cases = [c for key in suite.split(",") for c in SUITES[key] if only is None or only in c.name]
     if not cases:
         raise ValueError(f"bench: no layer of suite {suite!r} has {only!r} in its name")
@@ -154,10 +163,11 @@ def run_bench(
     kind = "backward" if backward else "forward"
     contenders = [*algorithms, *against]
     job = {"kind": kind, "dtype": dtype, "threads": get_threads(), "repeats": repeats, "seed": 0}
-    job["warm_allocator"] = warm_allocator
+    job["warm_allocator"], job["bias"] = warm_allocator, bias
     machine = runner({**job, "kind": "machine"})
     isolation = "one process" if one_process else "a fresh process per contender and layer"
-    header = f"{suite} suite, {kind}, {dtype}, {len(cases)} layers, {isolation}"
+    header = f"{suite} suite, {kind}{' with a bias' if bias else ''}, {dtype}, "
+    header += f"{len(cases)} layers, {isolation}"
     header += ", allocator warmed (a large block freed first)" if warm_allocator else ""
     for line in [header, *_describe(machine, repeats, one_process)]:
         print_fn(line)
@@ -167,7 +177,8 @@ def run_bench(
     _print_conclusions(records, algorithms, kind, print_fn)
     if json_path:
         payload = {"machine": machine, "mode": kind, "isolation": isolation, "suite": suite}
-        settings = {"warm_allocator": warm_allocator, "dtype": dtype, "repeats": repeats}
+        settings = {"warm_allocator": warm_allocator, "bias": bias, "dtype": dtype}
+        settings["repeats"] = repeats
         settings["timed_seconds"] = TIMED_SECONDS
         settings["warm_calls"] = WARM_CALLS
         with open(json_path, "w") as f:

@@ -73,18 +73,25 @@ WARM_BYTES = 30 * 2**20
 SGEMM_SIZE = 1536
 
 
-def operands(case: Case, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``x``, ``w`` and an upstream gradient ``gy`` (the result's shape) from ``seed``."""
+def operands(
+    case: Case, dtype: str, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``x``, ``w``, an upstream gradient ``gy`` (the result's shape) and a bias (one value
+    per output channel) from ``seed``."""
     rng = np.random.default_rng(seed)
+    spec = case.spec()
     x = rng.standard_normal(case.x_shape).astype(dtype)
     w = rng.standard_normal(case.w_shape).astype(dtype)
-    gy = rng.standard_normal(case.spec().output_shape).astype(dtype)
-    return x, w, gy
+    gy = rng.standard_normal(spec.output_shape).astype(dtype)
+    return x, w, gy, rng.standard_normal(spec.out_channels).astype(dtype)
 
 
-def _torch_run(kind: str, case: Case, x: np.ndarray, w: np.ndarray, gy: np.ndarray) -> Any:
-    """PyTorch's forward convolution, or its autograd backward: the gradients of ``x`` (in
-    ``x``'s layout) and of the weight (as PyTorch holds it: ``(O, C/G, *kernel)``)."""
+def _torch_run(
+    kind: str, case: Case, x: np.ndarray, w: np.ndarray, gy: np.ndarray, b: np.ndarray | None
+) -> Any:
+    """PyTorch's forward convolution (plus the bias ``b``, if any), or its autograd
+    backward: the gradients of ``x`` (in ``x``'s layout) and of the weight (as PyTorch
+    holds it: ``(O, C/G, *kernel)``)."""
     import torch
 
     torch.set_num_threads(get_threads())
@@ -106,9 +113,11 @@ def _torch_run(kind: str, case: Case, x: np.ndarray, w: np.ndarray, gy: np.ndarr
     padding = [lo for lo, _ in spec.pads] if symmetric else 0
     pads = [p for pair in reversed(spec.pads) for p in pair]  # last axis first
 
+    bt = None if b is None else torch.from_numpy(b)
+
     def forward() -> Any:
         inp = xv if symmetric else torch.nn.functional.pad(xv, pads)
-        return fn(inp, wt, stride=spec.stride, padding=padding, groups=spec.groups)
+        return fn(inp, wt, bt, stride=spec.stride, padding=padding, groups=spec.groups)
 
     if not backward:
         return lambda: forward().detach()
@@ -116,8 +125,11 @@ def _torch_run(kind: str, case: Case, x: np.ndarray, w: np.ndarray, gy: np.ndarr
     return lambda: torch.autograd.grad(y, (xt, wt), gyt, retain_graph=True)
 
 
-def _scipy_run(case: Case, x: np.ndarray, w: np.ndarray) -> Callable[[], np.ndarray]:
-    """``scipy.signal.correlate`` (direct or FFT, its own choice) per output channel."""
+def _scipy_run(
+    case: Case, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
+) -> Callable[[], np.ndarray]:
+    """``scipy.signal.correlate`` (direct or FFT, its own choice) per output channel, plus
+    the bias ``b``, if any."""
     import scipy.signal
 
     from ._windows import canonical_input, canonical_weight, move_channels_first, weight_first
@@ -134,23 +146,32 @@ def _scipy_run(case: Case, x: np.ndarray, w: np.ndarray) -> Callable[[], np.ndar
             g = o // og
             full = scipy.signal.correlate(xp[:, g * cg : (g + 1) * cg], wc[o][None], mode="valid")
             y[:, o] = full[tuple([slice(None), 0, *keep])]
+            if b is not None:
+                y[:, o] += b[o]
         return y  # (N, O, *out)
 
     return run
 
 
 def contender_run(
-    kind: str, contender: str, case: Case, x: np.ndarray, w: np.ndarray, gy: np.ndarray
+    kind: str,
+    contender: str,
+    case: Case,
+    x: np.ndarray,
+    w: np.ndarray,
+    gy: np.ndarray,
+    b: np.ndarray | None = None,
 ) -> Callable[[], Any]:
-    """A call of ``contender`` on the layer, ready to be timed."""
+    """A call of ``contender`` on the layer, ready to be timed; a forward one adds the
+    bias ``b`` where given."""
     if contender == "torch":
-        return _torch_run(kind, case, x, w, gy)
+        return _torch_run(kind, case, x, w, gy, b)
     if contender == "scipy":
-        return _scipy_run(case, x, w)
+        return _scipy_run(case, x, w, b)
     if kind == "backward":
         needs = ("input", "weight")
         return partial(conv_backward, gy, x, w, algorithm=contender, needs=needs, **case.options())
-    return partial(conv, x, w, algorithm=contender, **case.options())
+    return partial(conv, x, w, b, algorithm=contender, **case.options())
 
 
 def _minor_faults() -> int:
@@ -209,9 +230,9 @@ def _timed(job: dict[str, Any]) -> dict[str, Any]:
         warm_allocator()
     case = Case.from_json(job["case"])
     kind, contender = job["kind"], job["contender"]
-    x, w, gy = operands(case, job["dtype"], job["seed"])
+    x, w, gy, b = operands(case, job["dtype"], job["seed"])
     try:
-        run = contender_run(kind, contender, case, x, w, gy)
+        run = contender_run(kind, contender, case, x, w, gy, b if job.get("bias") else None)
         start = time.perf_counter()
         run()
         first = time.perf_counter() - start

@@ -55,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="time the input and weight gradients (npconv.grad) against torch.autograd",
     )
+    bench.add_argument(
+        "--bias",
+        action="store_true",
+        help="give every layer a bias, as most layers of a network have (forward only)",
+    )
     bench.add_argument("--only", metavar="TEXT", help="only the layers whose name contains TEXT")
     bench.add_argument(
         "--one-process",
@@ -88,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             algorithms=[a for a in args.algorithms.split(",") if a],
             repeats=args.repeats,
             backward=args.backward,
+            bias=args.bias,
             only=args.only,
             one_process=args.one_process,
             warm_allocator=args.warm_allocator,
