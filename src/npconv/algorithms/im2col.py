@@ -300,12 +300,9 @@ def conv_channels_first(
             x_mat = _with_ones(x_mat, (*shape[:2], cg + 1, points), 2)
 
         def samples(run: slice) -> None:
-            if b is None:
-                np.matmul(w_mat, x_mat[run], out=y_mat[run])
-                return
-            for n in range(spec.batch)[run]:  # each sample's bias added while cached
-                np.matmul(w_mat, x_mat[n], out=y_mat[n])
-                add_bias(y[n : n + 1], b)
+            np.matmul(w_mat, x_mat[run], out=y_mat[run])
+            if b is not None:
+                add_bias(y[run], b)
 
         runs, shared = _sample_runs(spec)
         if shared:
