@@ -177,10 +177,14 @@ def run_bench(
     _print_conclusions(records, algorithms, kind, print_fn)
     if json_path:
         payload = {"machine": machine, "mode": kind, "isolation": isolation, "suite": suite}
-        settings = {"warm_allocator": warm_allocator, "bias": bias, "dtype": dtype}
-        settings["repeats"] = repeats
-        settings["timed_seconds"] = TIMED_SECONDS
-        settings["warm_calls"] = WARM_CALLS
+        settings = {
+            "warm_allocator": warm_allocator,
+            "bias": bias,
+            "dtype": dtype,
+            "repeats": repeats,
+            "timed_seconds": TIMED_SECONDS,
+            "warm_calls": WARM_CALLS,
+        }
         with open(json_path, "w") as f:
             json.dump({**payload, **settings, "results": records}, f)
     if plot_path:
