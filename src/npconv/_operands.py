@@ -70,6 +70,9 @@ def compute_dtypes(fn: str, *arrays: np.ndarray) -> tuple[np.dtype, np.dtype]:
     The result follows ``np.result_type``, except that integer (and bool) operands give an
     exact ``int64`` result, and float16 is computed in float32 then rounded once.
     """
+    first = arrays[0].dtype
+    if first.kind == "f" and first.itemsize >= 4 and all(a.dtype == first for a in arrays):
+        return first, first  # the common case, without np.result_type's dispatch
     result = np.result_type(*arrays)
     if all(a.dtype.kind in "biu" for a in arrays):  # uint64 with int64 gives float64
         if any(a.dtype == np.uint64 for a in arrays):

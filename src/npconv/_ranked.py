@@ -48,7 +48,7 @@ def rank_variant(
                     f"{name}: {argument} must have {nd + 2} entries for a {nd}-d {what}, "
                     f"got {value}"
                 )
-        elif np.ndim(value) != nd + 2:
+        elif (value.ndim if type(value) is np.ndarray else np.ndim(value)) != nd + 2:
             raise ValueError(
                 f"{name}: {argument} must have {nd + 2} dims for a {nd}-d {what}, "
                 f"got {argument}.ndim={np.ndim(value)} with shape {np.shape(value)}"

@@ -90,7 +90,7 @@ class ConvSpec:
         """Spatial size of the input after padding."""
         return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_size, self.pads))
 
-    @property
+    @functools.cached_property
     def padded(self) -> bool:
         """Whether any spatial axis is padded (before or after)."""
         return any(lo or hi for lo, hi in self.pads)
@@ -115,7 +115,7 @@ class ConvSpec:
             return (self.batch, channels, *size)
         return (self.batch, *size, channels)
 
-    @property
+    @functools.cached_property
     def macs(self) -> int:
         """Multiply-accumulates of the direct algorithm: N * O * C/G * prod(kernel) * prod(out)."""
         return (
