@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 import npconv
 import npconv.grad
 from npconv import _windows
+from npconv._dispatch import convolve
+from npconv._spec import ConvOptions
 from npconv.algorithms import REGISTRY, im2col, shifted
 
 from conftest import (
@@ -91,6 +93,88 @@ def test_float64_matches_torch(algorithm, case, layout, view):
 @given(case=cases(dtypes=(np.float32, np.float16, np.complex64, np.complex128), nds=(1, 2)))
 def test_other_float_dtypes_match_torch(algorithm, case):
     check(case, algorithm)
+
+
+def relu_conv(case: Case, algorithm: str, layout: str = "NCHW") -> np.ndarray:
+    """npconv's convolution with the ReLU after it that the ONNX evaluator fuses into a
+    Conv (``convolve(..., relu=True)``), in NCHW; inputs checked unmodified."""
+    x, w = (case.x, case.w) if layout == "NCHW" else to_nhwc(case)
+    x_before, w_before = x.copy(), w.copy()
+    options = ConvOptions.create("conv", layout=layout, **case.kwargs)
+    y = convolve(options, x, w, case.bias, algorithm, relu=True)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(w, w_before)
+    return y if layout == "NCHW" else np.moveaxis(y, -1, 1)
+
+
+def relu_of(y: np.ndarray) -> np.ndarray:
+    """``max(y, 0)`` as ONNX's Relu: NaN stays NaN, -Inf becomes 0."""
+    return np.where(y < 0, 0, y)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@given(
+    case=cases(dtypes=(np.float64, np.float32, np.int16), nds=(1, 2)),
+    layout=st.sampled_from(["NCHW", "NHWC"]),
+)
+def test_relu_after_the_convolution_matches_torch(algorithm, case, layout):
+    """Every algorithm's result with the ReLU applied (fused into its own passes where
+    its row says so, else by the dispatch) is ``max(torch's convolution, 0)``."""
+    x, w = (case.x, case.w) if layout == "NCHW" else to_nhwc(case)
+    if declines(algorithm, x, w, layout, **case.kwargs):
+        return
+    y = relu_conv(case, algorithm, layout)
+    options = {k: case.kwargs[k] for k in ("stride", "dilation", "groups", "padding_mode")}
+    ref = relu_of(torch_conv(case.x, case.w, case.bias, pads=case.pads, **options))
+    if y.dtype.kind == "i":
+        np.testing.assert_array_equal(y, ref.astype(np.int64))
+        return
+    assert y.dtype == np.result_type(*(a for a in (case.x, case.w, case.bias) if a is not None))
+    scale = max(float(np.abs(ref).max(initial=0.0)), 1.0)
+    bound = RTOL[y.dtype] * tolerance_dtype(algorithm) * scale
+    np.testing.assert_allclose(y, ref, rtol=0, atol=bound)
+
+
+@pytest.mark.parametrize("nan", [False, True], ids=["finite", "nan"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize(
+    ("algorithm", "x_shape", "w_shape", "stride"),
+    [
+        ("im2col", (1, 4, 24, 24), (32, 4, 1, 1), 1),  # the input is the patch matrix
+        ("im2col", (3, 4, 24, 24), (32, 4, 1, 1), 1),  # its samples shared or in turn
+        ("im2col", (2, 6, 9, 9), (8, 6, 3, 3), 2),  # chunks of patches
+        ("im2col_jit", (1, 3, 30, 30), (16, 3, 7, 7), 2),  # the stem's row of ones, unfolded
+        ("im2col_jit", (2, 8, 9, 9), (8, 8, 3, 3), 1),
+        ("winograd_jit", (1, 8, 60, 60), (8, 8, 3, 3), 1),  # wide: image rows
+        ("winograd_jit", (2, 8, 12, 12), (8, 8, 3, 3), 1),  # narrow: channels-last tiles
+        ("winograd_jit", (1, 64, 10, 10), (64, 64, 3, 3), 1),  # channels shared out
+    ],
+)
+def test_relu_fused_where_the_algorithm_adds_the_bias(
+    algorithm, x_shape, w_shape, stride, layout, nan, rng
+):
+    """The fused ReLU on each path that applies it (negative outputs are half of them)
+    against torch; a NaN in the input stays NaN where it lands (Winograd's result is
+    then computed again by a direct algorithm, and its ReLU applied there).  With two
+    threads, so that chunks are shared where they would be."""
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    if nan:
+        x[0, 0, 1, 2] = np.nan
+    pad = w_shape[-1] // 2
+    kwargs = {"stride": stride, "padding": pad, "dilation": 1, "groups": 1,
+              "padding_mode": "zeros"}  # fmt: skip
+    case = Case(x, w, rng.standard_normal(w_shape[0]), kwargs, [(pad, pad)] * 2)
+    with using_threads(2):
+        run = partial(relu_conv, case, algorithm, layout)
+        if refuses_without_numba(algorithm, run):
+            return
+        y = run()
+    ref = relu_of(torch_conv(x, w, case.bias, stride=stride, pads=case.pads))
+    assert np.isnan(ref).any() == nan and (ref == 0).mean() > 0.2
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    finite = ~np.isnan(ref)
+    bound = 1e-9 * np.abs(ref[finite]).max()
+    np.testing.assert_allclose(y[finite], ref[finite], rtol=0, atol=bound)
 
 
 @pytest.mark.parametrize(
@@ -272,19 +356,26 @@ def test_pointwise_bias_in_the_gemm_or_after_it(layout, c, o, size, stride, batc
 @pytest.mark.parametrize("out", [(7,), (5, 6), (3, 4, 5)], ids=["1-d", "2-d", "3-d"])
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("part", ["whole", "rows", "outputs"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
-def test_add_bias_to_a_result_or_a_block_of_its_rows(out, groups, part, dtype, rng):
-    """im2col's bias added in place (compiled where numba runs and the view allows):
-    the same values, bit for bit, as NumPy's broadcast sum, and nothing outside the
-    block touched."""
+@pytest.mark.parametrize(
+    ("dtype", "relu", "bias"),
+    [(np.float32, False, True), (np.float64, False, True), (np.complex64, False, True),
+     (np.float32, True, True), (np.float64, True, False)],
+)  # fmt: skip
+def test_add_bias_to_a_result_or_a_block_of_its_rows(out, groups, part, dtype, relu, bias, rng):
+    """im2col's bias and ReLU applied in place (compiled where numba runs and the view
+    allows): the same values, bit for bit, as NumPy's broadcast sum and ``maximum``
+    (NaN stays NaN), and nothing outside the block touched."""
     y = rng.standard_normal((2, groups, 6, *out)).astype(dtype)
+    y.flat[::7] = np.nan
     b = rng.standard_normal((groups, 6, *(1,) * len(out))).astype(dtype)
     index = {"whole": (), "rows": (slice(None), slice(None), slice(None), slice(1, 3)),
              "outputs": (slice(None), slice(None), slice(2, 5))}[part]  # fmt: skip
     o = slice(2, 5) if part == "outputs" else slice(None)
     expected = y.copy()
-    expected[index] = y[index] + b[:, o]
-    im2col.add_bias(y[index], b[:, o])
+    expected[index] = y[index] + b[:, o] if bias else y[index]
+    if relu:
+        expected[index] = np.maximum(expected[index], 0)
+    im2col.add_bias(y[index], b[:, o] if bias else None, relu)
     np.testing.assert_array_equal(y, expected)
 
 

@@ -6,9 +6,11 @@ functions and the ONNX operators all end here.  :func:`run` resolves the algorit
 samples (a bounded copy, in the thread's reused ``"input"`` buffer), hands each block
 to the algorithm in the layout it takes (channels-first data stay channels-first where
 the algorithm allows), adds the bias unless the algorithm folds it into its products,
-and converts exact integers back from the float64 or int64 they were computed in.  A
-transposed convolution runs an algorithm's own adjoint, or forward convolutions over its
-sub-pixel phases (:func:`npconv._adjoint.phases`), each through this same path, then
+applies the ReLU that the ONNX evaluator asks for after a Conv unless the algorithm
+fuses it (:class:`~npconv._operands.Problem`'s ``relu``), and converts exact integers
+back from the float64 or int64 they were computed in.  A transposed convolution runs an
+algorithm's own adjoint, or forward convolutions over its sub-pixel phases
+(:func:`npconv._adjoint.phases`), each through this same path, then
 applies the adjoint of the padding mode.
 """
 
@@ -32,6 +34,7 @@ from ._adjoint import (
     weight_gradient_spec,
 )
 from ._choose import choose, resolve, weight_gradient_choice
+from ._jit import add_channels, unavailable
 from ._operands import NonFinite, Problem, compute_dtypes, finite, prepare
 from ._spec import ConvOptions, ConvSpec
 from ._threads import get_threads
@@ -56,8 +59,13 @@ def run(problem: Problem, algorithm: str = "auto") -> np.ndarray:
     axis when the input had none.
     """
     threads = get_threads()
-    compute = _transposed if problem.transposed else _forward
-    y = np.ascontiguousarray(compute(problem, algorithm, threads), dtype=problem.numerics.result)
+    if problem.transposed:
+        y = _transposed(problem, algorithm, threads)
+        if problem.relu:
+            _relu(y)
+    else:
+        y = _forward(problem, algorithm, threads)
+    y = np.ascontiguousarray(y, dtype=problem.numerics.result)
     return y[0] if problem.unbatched else y
 
 
@@ -67,9 +75,22 @@ def convolve(
     w: npt.ArrayLike,
     bias: npt.ArrayLike | None = None,
     algorithm: str = "auto",
+    *,
+    relu: bool = False,
 ) -> np.ndarray:
-    """``conv(x, w, bias)`` with these options: :func:`run` of :func:`prepare`."""
-    return run(prepare(options, x, w, bias), algorithm)
+    """``conv(x, w, bias)`` with these options: :func:`run` of :func:`prepare`; with
+    ``relu``, ``max(conv(x, w, bias), 0)`` (see :class:`~npconv._operands.Problem`)."""
+    problem = prepare(options, x, w, bias)
+    return run(replace(problem, relu=True) if relu else problem, algorithm)
+
+
+def _relu(y: np.ndarray) -> None:
+    """``y = max(y, 0)`` in place (NaN stays NaN): one compiled pass where numba is
+    installed and ``y`` is a contiguous float array, else NumPy's ``maximum``."""
+    if unavailable() is None and y.dtype.kind == "f" and y.flags.c_contiguous and y.size:
+        add_channels(y.reshape(1, 1, 1, -1), np.zeros(1, y.dtype), True)
+    else:
+        np.maximum(y, 0, out=y)
 
 
 def run_weight_gradient(
@@ -162,20 +183,32 @@ def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
     the pass over the whole result (7.4 ms of VGG's 3x3 64->64 @224 at batch 8, out of
     the caches).
     """
+    y, algo = _forward_values(problem, algorithm, threads)
+    if problem.relu and not (algo is not None and algo.fuses_relu):
+        _relu(y)  # after the transforms' check, which it could hide (-Inf -> 0)
+    return y
+
+
+def _forward_values(
+    problem: Problem, algorithm: str, threads: int
+) -> tuple[np.ndarray, Algorithm | None]:
+    """:func:`_forward`'s result, and the registry row that computed it (None: nothing
+    to compute)."""
     spec, numerics = problem.spec, problem.numerics
     algo = REGISTRY[resolve(algorithm, spec, numerics.exact, problem.fn, threads)]
     if spec.macs == 0:
-        return _without_products(problem, spec.output_shape, spec.layout == "NCHW")
+        return _without_products(problem, spec.output_shape, spec.layout == "NCHW"), None
     if not algo.transforms:
-        return _forward_by(problem, algo)
+        return _forward_by(problem, algo), algo
     with np.errstate(over="ignore", invalid="ignore"):  # the transforms' own
         try:
             y = _forward_by(problem, algo)
             if algo.checks_result or finite(y):
-                return y
+                return y, algo
         except NonFinite:  # found by the algorithm itself (its row's checks_result)
             pass
-    return _forward_by(problem, REGISTRY[choose(spec, numerics.exact, threads, direct=True)])
+    direct = REGISTRY[choose(spec, numerics.exact, threads, direct=True)]
+    return _forward_by(problem, direct), direct
 
 
 def _forward_by(problem: Problem, algo: Algorithm) -> np.ndarray:
@@ -187,7 +220,11 @@ def _forward_by(problem: Problem, algo: Algorithm) -> np.ndarray:
     w = problem.w.astype(compute, copy=False)
     wc = w if first else canonical_weight(w, spec)  # (O, C/G, *kernel) or (*kernel, C/G, O)
     b = None if problem.bias is None else problem.bias.astype(compute)
-    fused = b is not None and algo.adds_bias  # the algorithm adds it in its products
+    fused: dict[str, Any] = {}  # what the algorithm applies in its own passes
+    if b is not None and algo.adds_bias:
+        fused["bias"] = b
+    if problem.relu and algo.fuses_relu:
+        fused["relu"] = True
     own_pads = algo.pads_itself and spec.padding_mode == "zeros"  # zeros it adds itself
     # blocks bound the input's copy: padded here, cast, or made contiguous in the layout
     # the algorithm takes; where it is used as it lies, they would only cost a copy of
@@ -205,12 +242,9 @@ def _forward_by(problem: Problem, algo: Algorithm) -> np.ndarray:
         xp = canonical_input(x, unpadded, channels_last=not first, reuse=True)
         if algo.pads_itself and not own_pads:
             part = part.valid()  # padded here (reflect, ...): nothing left for it to pad
-        if fused:
-            y_part = kernel(xp, wc, part, bias=b)
-        else:
-            y_part = kernel(xp, wc, part)  # (n, O, *out) or (n, *out, O)
-            if b is not None:  # y_part is a fresh array of the algorithm's
-                y_part += _channel_row(b, spec, first)
+        y_part = kernel(xp, wc, part, **fused)  # (n, O, *out) or (n, *out, O)
+        if b is not None and "bias" not in fused:  # y_part is a fresh array of the algorithm's
+            y_part += _channel_row(b, spec, first)
         if spec.layout == "NCHW" and not first:
             y_part = move_channels_first(y_part)  # (n, O, *out)
         if len(blocks) == 1:  # no copy when the algorithm wrote the result's layout

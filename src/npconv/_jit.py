@@ -195,19 +195,25 @@ def copy_rows(dst, src):
 
 
 @kernel
-def add_channels(y, b):
-    """``y[n, c] += b[c]`` for 4-d ``y`` (samples, channels, rows, columns): a bias added
-    to a channels-first result, or to a block of its rows, one vectorised loop per row.
-    NumPy's broadcast ``y += b[:, None, None]`` calls its inner loop once per row: 18
-    against 5 us on a result of 384 channels by 196 positions, one thread; 28 columns a
-    row (3x3/2 128->128 @56) cost it 3x more per value."""
+def add_channels(y, b, relu):
+    """``y[n, c] += b[c]``, then where ``relu`` ``y = max(y, 0)`` (NaN stays NaN), for 4-d
+    ``y`` (samples, channels, rows, columns): a bias, and the ReLU that follows it in a
+    network, applied to a channels-first result, or to a block of its rows, in one
+    vectorised loop per row.  NumPy's broadcast ``y += b[:, None, None]`` calls its inner
+    loop once per row: 18 against 5 us on a result of 384 channels by 196 positions, one
+    thread; 28 columns a row (3x3/2 128->128 @56) cost it 3x more per value."""
     for n in range(y.shape[0]):
         for c in range(y.shape[1]):
             value = b[c]
             for r in range(y.shape[2]):
                 row = y[n, c, r]
-                for p in range(len(row)):
-                    row[p] += value
+                if relu:
+                    for p in range(len(row)):
+                        v = row[p] + value
+                        row[p] = 0 if v < 0 else v  # NaN < 0 is false: NaN stays
+                else:
+                    for p in range(len(row)):
+                        row[p] += value
 
 
 @kernel

@@ -142,7 +142,10 @@ class Problem:
 
     ``x`` is batched and in the spec's layout; for a ``transposed`` problem it is the
     input of the transposed convolution (shaped as the forward's output) and ``spec``
-    the forward convolution it transposes.  ``w`` is in the spec's layout.
+    the forward convolution it transposes.  ``w`` is in the spec's layout.  With
+    ``relu``, the result is ``max(conv + bias, 0)`` (NaN stays NaN): the ReLU that
+    follows a convolution in a network, applied in the algorithm's own passes where it
+    can (its registry row's ``fuses_relu``), else in one pass over the result.
     """
 
     fn: str
@@ -153,6 +156,7 @@ class Problem:
     numerics: Numerics
     unbatched: bool = False
     transposed: bool = False
+    relu: bool = False
 
     @classmethod
     def of(

@@ -118,6 +118,10 @@ class Algorithm:
     #: Its functions take ``bias=`` (one value per output channel) and add it themselves,
     #: folded into their matrix products; otherwise the dispatch adds it to the result.
     adds_bias: bool = False
+    #: Its functions (which add the bias) also take ``relu=True`` and apply ``max(y, 0)``
+    #: in their own passes over the result (a network's ReLU after the convolution);
+    #: otherwise the dispatch applies it in a pass of its own.
+    fuses_relu: bool = False
     #: It computes through transforms (winograd, fft), which mix every value of a tile or
     #: sample: a NaN or Inf would spread beyond the outputs that sum it, and large finite
     #: values could overflow where the result does not.  Either leaves a non-finite value
@@ -193,6 +197,7 @@ REGISTRY: dict[str, Algorithm] = {
             fn_channels_first=im2col.conv_channels_first,
             weight_grad_channels_first=im2col.weight_grad_channels_first,
             adds_bias=True,
+            fuses_relu=True,
             pads_itself=True,
         ),
         Algorithm(
@@ -205,6 +210,7 @@ REGISTRY: dict[str, Algorithm] = {
             dims=(1, 2),
             python_ints=False,
             adds_bias=True,
+            fuses_relu=True,
             pads_itself=True,
             compiled=True,
         ),
@@ -256,6 +262,7 @@ REGISTRY: dict[str, Algorithm] = {
             ),
             limits=winograd_jit.unsupported,
             adds_bias=True,
+            fuses_relu=True,
             transforms=True,
             checks_result=True,
             pads_itself=True,

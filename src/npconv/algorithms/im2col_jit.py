@@ -145,19 +145,25 @@ def _gathers_shared(spec: ConvSpec) -> bool:
 
 
 def conv_channels_first(
-    x: np.ndarray, w: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
+    x: np.ndarray,
+    w: np.ndarray,
+    spec: ConvSpec,
+    bias: np.ndarray | None = None,
+    relu: bool = False,
 ) -> np.ndarray:
     """The convolution of an unpadded ``(N, C, H, W)`` input with ``w`` ``(O, C/G, kh, kw)``
-    plus ``bias``: ``(N, O, *out)``; the spec's zero pads are applied here.  A 1-d one,
-    ``(N, C, W)`` and ``(O, C/G, kw)``, runs as a 2-d one of a single row.
+    plus ``bias``, then ``max(y, 0)`` where ``relu``: ``(N, O, *out)``; the spec's zero
+    pads are applied here.  A 1-d one, ``(N, C, W)`` and ``(O, C/G, kw)``, runs as a 2-d
+    one of a single row.
 
     Where the weights are smaller than the result (their inner dimension ``C/G*kh*kw``
     below the output positions), the bias is the weight of a row of ones below each
     group's patches: a copy of the weights instead of a pass over the result (0.14 ms of
     2.1 on ResNet-50's stem at batch 1; the other way round, the copy of 512x4608
-    weights took 3.6 against 2.1 ms a call for 3x3 512->512 @7 in a ResNet-50)."""
+    weights took 3.6 against 2.1 ms a call for 3x3 512->512 @7 in a ResNet-50); but
+    where a ReLU follows, each chunk's pass over its outputs adds both."""
     if spec.nd == 1:
-        y = conv_channels_first(x[:, :, None], w[:, :, None], _one_row(spec), bias)
+        y = conv_channels_first(x[:, :, None], w[:, :, None], _one_row(spec), bias, relu)
         return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     k = cg * math.prod(spec.kernel)
@@ -165,7 +171,8 @@ def conv_channels_first(
     y = np.empty((spec.batch, g, og, *spec.out_size), dtype=dtype)  # (N, G, O/G, *out)
     w_mat = np.ascontiguousarray(w, dtype).reshape(g, og, k)  # (G, O/G, C/G*kh*kw)
     b = None if bias is None else bias.astype(dtype).reshape(g, og, 1, 1)
-    if b is not None and k + 1 < spec.batch * math.prod(spec.out_size):  # a row of ones
+    if b is not None and not relu and k + 1 < spec.batch * math.prod(spec.out_size):
+        # a row of ones
         w_mat = np.concatenate([w_mat, b[..., 0]], axis=2)  # (G, O/G, K + 1)
         b = None
     kk = w_mat.shape[2]
@@ -190,8 +197,8 @@ def conv_channels_first(
             prod = buffer("products", (g, o, n, points), dtype)
             np.matmul(w_part, cols.reshape(g, kk, n * points), out=prod.reshape(g, o, -1))
             np.copyto(out_block.reshape(n, g, o, points), prod.transpose(2, 0, 1, 3))
-        if b is not None:
-            add_bias(out_block, b[:, outs])
+        if b is not None or relu:
+            add_bias(out_block, None if b is None else b[:, outs], relu)
 
     per_output = math.prod(spec.kernel) * spec.in_channels * dtype.itemsize
     run_chunks(product, spec, per_output, _gathers_shared(spec))
@@ -199,11 +206,15 @@ def conv_channels_first(
 
 
 def conv(
-    x: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
+    x: np.ndarray,
+    wc: np.ndarray,
+    spec: ConvSpec,
+    bias: np.ndarray | None = None,
+    relu: bool = False,
 ) -> np.ndarray:
     """The same on channels-last ``(N, *in_size, C)`` and ``(*kernel, C/G, O)``: ``(N, *out, O)``,
     read through channels-first views (a view of the channels-first result)."""
-    y = conv_channels_first(move_channels_first(x), weight_first(wc), spec, bias)
+    y = conv_channels_first(move_channels_first(x), weight_first(wc), spec, bias, relu)
     return move_channels_last(y)
 
 

@@ -185,9 +185,10 @@ def _input_tiles(x, lo, n0, r0, rows, cols, k, v):
 
 
 @kernel
-def _output_tiles(m, b, n0, r0, rows, cols, k, y):
-    """Write ``AT m AT^T + b`` of the products ``m`` (36, T, O) into ``y`` (N, H, W, O);
-    return whether every value computed is finite (:func:`_check`).
+def _output_tiles(m, b, n0, r0, rows, cols, k, relu, y):
+    """Write ``AT m AT^T + b`` of the products ``m`` (36, T, O) into ``y`` (N, H, W, O),
+    where ``relu`` its ``max(., 0)``; return whether every value computed (before the
+    ReLU) is finite (:func:`_check`).
 
     The tiles are those of tile rows ``r0..`` of samples ``n0..``; the parts of the edge
     tiles beyond ``y`` are dropped.  ``k`` holds 2, 4, 8 in ``y``'s dtype.
@@ -213,9 +214,12 @@ def _output_tiles(m, b, n0, r0, rows, cols, k, y):
                     m3, m4, m5 = s[i, 3, o], s[i, 4, o], s[i, 5, o]
                     e0, e1, e2, e3 = _at(m0, m1, m2, m3, m4, m5, two, four, eight)
                     v0, v1, v2, v3 = e0 + b[o], e1 + b[o], e2 + b[o], e3 + b[o]
+                    good &= (v0 - v0) + (v1 - v1) + (v2 - v2) + (v3 - v3) == 0
+                    if relu:  # NaN < 0 is false: NaN stays (.real: complex y compiles)
+                        v0, v1 = 0 if v0.real < 0 else v0, 0 if v1.real < 0 else v1
+                        v2, v3 = 0 if v2.real < 0 else v2, 0 if v3.real < 0 else v3
                     band[i, 4 * q, o], band[i, 4 * q + 1, o] = v0, v1
                     band[i, 4 * q + 2, o], band[i, 4 * q + 3, o] = v2, v3
-                    good &= (v0 - v0) + (v1 - v1) + (v2 - v2) + (v3 - v3) == 0
         for i in range(min(4, y.shape[1] - 4 * r)):
             _copy_pixels(y[n, 4 * r + i], band[i, : y.shape[2]])
     return good
@@ -285,9 +289,9 @@ def _input_planes(x, lo, n0, r0, rows, cols, k, v):
 
 
 @kernel
-def _output_planes(m, b, n0, r0, rows, cols, k, y):
+def _output_planes(m, b, n0, r0, rows, cols, k, relu, y):
     """As :func:`_output_tiles`, from products ``m`` (36, O, T) into channels-first ``y``
-    (and whether every value written is finite).
+    (and whether every value computed is finite).
 
     Per tile row and channel, each tile is transformed across into a 6-row band, then
     the band down its columns, a vectorised pass straight into each of ``y``'s rows.
@@ -317,8 +321,8 @@ def _output_planes(m, b, n0, r0, rows, cols, k, y):
                 for w in range(width):
                     e = _at(s0[w], s1[w], s2[w], s3[w], s4[w], s5[w], two, four, eight)
                     value = e[i] + bo
-                    row[w] = value
                     good &= value - value == 0
+                    row[w] = 0 if relu and value.real < 0 else value  # as in _output_tiles
     return good
 
 
@@ -623,20 +627,30 @@ def _filter_operands(
 
 
 def conv(
-    xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
+    xp: np.ndarray,
+    wc: np.ndarray,
+    spec: ConvSpec,
+    bias: np.ndarray | None = None,
+    relu: bool = False,
 ) -> np.ndarray:
-    """F(4x4, 3x3) of an unpadded ``(N, H, W, C)`` input and ``(kh, kw, C/G, O)``: ``(N, *out, O)``.
+    """F(4x4, 3x3) of an unpadded ``(N, H, W, C)`` input and ``(kh, kw, C/G, O)``: ``(N, *out, O)``,
+    plus ``bias``, then ``max(y, 0)`` where ``relu`` (in the output transforms).
 
     The spec's zero pads are applied here.
     """
     x = np.ascontiguousarray(xp)
     y = np.empty((spec.batch, *spec.out_size, spec.out_channels), x.dtype)
-    _tiles(x, wc, spec, bias, y)
+    _tiles(x, wc, spec, bias, relu, y)
     return y
 
 
 def _tiles(
-    x: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None, y: np.ndarray
+    x: np.ndarray,
+    wc: np.ndarray,
+    spec: ConvSpec,
+    bias: np.ndarray | None,
+    relu: bool,
+    y: np.ndarray,
 ) -> None:
     """:func:`conv` of ``x`` (N, H, W, C) into ``y`` (N, *out, O): contiguous arrays, or
     channels-first ones seen channels-last, which the kernels read and write a row of
@@ -654,7 +668,7 @@ def _tiles(
         vg = v.reshape(36, count, g, cg).transpose(0, 2, 1, 3)  # (36, G, T, C/G): a view
         m = np.matmul(vg, u, out=buffer("products", (36, g, count, og), dtype))
         m = m.transpose(0, 2, 1, 3).reshape(36, count, -1)  # (36, T, O)
-        _check(_output_tiles(m, b, n0, r0, rows, cols, k, y))
+        _check(_output_tiles(m, b, n0, r0, rows, cols, k, relu, y))
 
     with _single_threaded_blas(spec):
         u = _filters(wc, spec, dtype).transpose(0, 1, 3, 2)  # (36, G, C/G, O/G)
@@ -662,7 +676,11 @@ def _tiles(
 
 
 def conv_channels_first(
-    xp: np.ndarray, wc: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None
+    xp: np.ndarray,
+    wc: np.ndarray,
+    spec: ConvSpec,
+    bias: np.ndarray | None = None,
+    relu: bool = False,
 ) -> np.ndarray:
     """The same on an unpadded ``(N, C, H, W)`` input and ``(O, C/G, kh, kw)``: ``(N, O, *out)``.
 
@@ -678,7 +696,7 @@ def conv_channels_first(
     dtype = x.dtype
     if _channels_last(spec):
         y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
-        _tiles(move_channels_last(x), weight_last(wc), spec, bias, move_channels_last(y))
+        _tiles(move_channels_last(x), weight_last(wc), spec, bias, relu, move_channels_last(y))
         return y
     b, lo, k = _constants(spec, dtype, bias)
     y = np.empty((spec.batch, spec.out_channels, *spec.out_size), dtype)
@@ -691,14 +709,14 @@ def conv_channels_first(
         m = np.matmul(
             u, v.reshape(36, g, cg, count), out=buffer("products", (36, g, og, count), dtype)
         )
-        _check(_output_planes(m.reshape(36, -1, count), b, n0, r0, rows, cols, k, y))
+        _check(_output_planes(m.reshape(36, -1, count), b, n0, r0, rows, cols, k, relu, y))
 
     if _shared(spec) or get_threads() == 1:
         with _single_threaded_blas(spec):
             u = _filters(weight_last(wc), spec, dtype)  # (36, G, O/G, C/G)
             _run_chunks(chunk, spec, dtype.itemsize, runs_alone(spec.batch))
     else:
-        _channels_shared(x, weight_last(wc), spec, b, lo, k, y)
+        _channels_shared(x, weight_last(wc), spec, b, lo, k, relu, y)
     return y
 
 
@@ -709,6 +727,7 @@ def _channels_shared(
     b: np.ndarray,
     lo: np.ndarray,
     k: np.ndarray,
+    relu: bool,
     y: np.ndarray,
 ) -> None:
     """:func:`conv_channels_first`'s chunks in turn, each shared among the threads by
@@ -757,7 +776,8 @@ def _channels_shared(
         np.matmul(u[:, :, a:z], v.reshape(36, g, cg, c[3]), out=m[:, :, a:z])
         for group in range(g):
             o0, o1 = group * og + a, group * og + z
-            _check(_output_planes(m[:, group, a:z], b[o0:o1], *c[:3], cols, k, y[:, o0:o1]))
+            planes = m[:, group, a:z]
+            _check(_output_planes(planes, b[o0:o1], *c[:3], cols, k, relu, y[:, o0:o1]))
 
     with single_threaded_blas():
         for index, c in enumerate(_chunks(spec, dtype.itemsize)):

@@ -76,7 +76,8 @@ class Conv(op_conv.Conv):
 
     ``folded`` (set by the evaluator, which then feeds it ``X`` only) holds the weight and
     bias of a Conv with the BatchNormalization that followed it folded in; ``relu`` (set
-    by the evaluator) applies the ``Relu`` that followed it to its fresh result.
+    by the evaluator) applies the ``Relu`` that followed it, in the convolution's own
+    passes over its result where the algorithm allows.
     """
 
     folded: tuple[np.ndarray, np.ndarray] | None = None
@@ -88,8 +89,8 @@ class Conv(op_conv.Conv):
         if not _npconv_can_run(X, W, nd=W.ndim - 2):
             return super()._run(X, W, B, **attributes)
         kwargs = conv_arguments("onnx Conv", W.shape[2:], **attributes)
-        y = convolve(ConvOptions.create("onnx Conv", **kwargs), X, W, B).astype(X.dtype, copy=False)
-        return (_relu(y, out=y) if self.relu else y,)
+        options = ConvOptions.create("onnx Conv", **kwargs)
+        return (convolve(options, X, W, B, relu=self.relu).astype(X.dtype, copy=False),)
 
 
 class ConvInteger(op_conv_integer.ConvInteger):
