@@ -772,6 +772,43 @@ def test_relu_matches_the_reference(rng, dtype, shape):
         np.testing.assert_array_equal(a, b)  # NaN where NaN
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 3, 4, 5), (1, 256, 14, 14)])
+def test_add_and_relu_over_a_fresh_sum_match_the_reference(rng, dtype, shape):
+    """An Add of two Conv results (fresh arrays, read by it alone) writes the sum, and
+    the Relu fused into it, over one of them (one compiled pass where numba is
+    installed): the reference's values, NaN where NaN, and the graph's inputs untouched."""
+    x, z = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    x.flat[:4] = [np.nan, -np.inf, np.inf, 1]  # NaN, -inf (-> 0), and inf - inf below
+    z.flat[:4] = [1, 1, -np.inf, np.nan]
+    eye = np.eye(shape[1], dtype=dtype).reshape(shape[1], shape[1], 1, 1)  # y = x exactly
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["a"]),
+        helper.make_node("Conv", ["z", "w"], ["b"]),
+        helper.make_node("Add", ["a", "b"], ["s"]),
+        helper.make_node("Relu", ["s"], ["r"]),
+    ]
+    tt = tensor_type(dtype)
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(n, tt, shape) for n in "xz"],
+        [helper.make_tensor_value_info("r", tt, None)], [onnx.numpy_helper.from_array(eye, "w")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    before = x.copy(), z.copy()
+    sess = npconv.onnx.evaluator(model)
+    add = [op for op in sess.rt_nodes_ if op.onnx_node.op_type == "Add"]
+    assert add[0].relu and add[0].overwrite  # the fused Relu, over an input
+    (ours,) = sess.run(None, {"x": x, "z": z})
+    (theirs,) = ReferenceEvaluator(model).run(None, {"x": x, "z": z})
+    np.testing.assert_array_equal(x, before[0])
+    np.testing.assert_array_equal(z, before[1])
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    np.testing.assert_array_equal(ours, theirs)  # NaN where NaN
+    assert np.isnan(ours.flat[[0, 2, 3]]).all() and ours.flat[1] == 0
+    assert (ours == 0).mean() > 0.2
+
+
 # ------------------------------------------------------------------------ AveragePool
 def torch_average_pool(case: Case, x: np.ndarray, include_pad: bool) -> np.ndarray:
     """Window sums of the zero-padded input over the window counts (PyTorch, float64)."""

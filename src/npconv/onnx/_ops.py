@@ -399,19 +399,45 @@ class Relu(op_relu.Relu):
         return (_relu(x, out=x if self.overwrite and x.flags.writeable else None),)
 
 
-def _sum_in_place(args: tuple[np.ndarray, ...], overwrite: tuple[int, ...]) -> np.ndarray | None:
-    """The sum of ``args`` written over the first of ``overwrite`` that can hold it (the
-    result's shape and dtype, writeable); None when none can."""
+def _sum_in_place(
+    args: tuple[np.ndarray, ...], overwrite: tuple[int, ...], relu: bool = False
+) -> np.ndarray | None:
+    """The sum of ``args`` (where ``relu``, its ``max(., 0)``) written over the first of
+    ``overwrite`` that can hold it (the result's shape and dtype, writeable); None when
+    none can."""
     shape = np.broadcast_shapes(*(a.shape for a in args))
     dtype = np.result_type(*args)
     for i in overwrite:
         target = args[i]
         if target.flags.writeable and target.shape == shape and target.dtype == dtype:
-            for j, other in enumerate(args):
-                if j != i:
-                    np.add(target, other, out=target)
-            return target
+            others = [other for j, other in enumerate(args) if j != i]
+            if relu and _fused_add_relu(target, others):
+                _add_relu(target.reshape(-1), others[0].reshape(-1))
+                return target
+            for other in others:
+                np.add(target, other, out=target)
+            return _relu(target, out=target) if relu else target
     return None
+
+
+def _fused_add_relu(target: np.ndarray, others: list[np.ndarray]) -> bool:
+    """Whether :func:`_add_relu` adds ``others`` (one array) to ``target`` and applies the
+    ReLU: contiguous float arrays of one shape, where numba is installed."""
+    if unavailable() is not None or len(others) != 1 or target.dtype.kind != "f":
+        return False
+    other = others[0]
+    contiguous = target.flags.c_contiguous and other.flags.c_contiguous
+    return contiguous and other.shape == target.shape and other.dtype == target.dtype
+
+
+@kernel
+def _add_relu(y, x):
+    """``y = max(y + x, 0)`` in place (NaN stays NaN), for 1-d ``y`` and ``x`` of one
+    length: an ``Add`` and the ``Relu`` after it in one pass (NumPy's ``add`` then
+    ``maximum``, 0.34 against 0.22 ms on a ResNet-50 block's 256x56x56 float32 sum)."""
+    for i in range(len(y)):
+        v = y[i] + x[i]
+        y[i] = 0 if v < 0 else v  # NaN < 0 is false: NaN stays
 
 
 class Add(op_add.Add):
@@ -426,12 +452,12 @@ class Add(op_add.Add):
     relu = False
 
     def _run(self, a, b):  # type: ignore[no-untyped-def]
-        y = _sum_in_place((a, b), self.overwrite)
+        y = _sum_in_place((a, b), self.overwrite, self.relu)
         if y is None:
             (y,) = super()._run(a, b)
-        if self.relu:
-            y = np.asarray(y)  # a fresh sum, or an input the plan lets it overwrite
-            y = _relu(y, out=y if y.flags.writeable else None)
+            if self.relu:
+                y = np.asarray(y)  # a fresh sum
+                y = _relu(y, out=y if y.flags.writeable else None)
         return (y,)
 
 
