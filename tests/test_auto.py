@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 import npconv
-from npconv import ConvSpec, _threads
+from npconv import ConvSpec, _jit, _threads
 from npconv import _choose as choosing
+from npconv._jit import copy_rows, unavailable
 from npconv._windows import WORKSPACE_BYTES, chunks, thread_chunks
 from npconv.algorithms import REGISTRY, im2col
 
@@ -316,6 +317,28 @@ def test_parallel_map_keeps_nothing_of_a_finished_region(pool_waits):
         del array
         gc.collect()
         assert freed() is None
+
+
+def test_a_pool_thread_says_when_it_calls_its_first_kernel(pool_waits):
+    """Each region's first compiled kernel on a pool thread marks the region as
+    entered there, which its caller waits for (at most HANDOFF_SECONDS) before it asks
+    for the GIL; items that call none leave the mark alone."""
+    compiled = unavailable() is None  # without numba, no kernel runs: no mark
+    rows = np.zeros((1, 4))
+
+    def item(with_kernel: bool) -> None:
+        time.sleep(0.01)  # so that the pool's thread takes an item
+        if with_kernel:
+            copy_rows(rows, np.ones((1, 4)))
+
+    with using_threads(2):
+        pool = _threads._pool()
+        _threads.parallel_map(item, [compiled, compiled])
+        assert pool.entered[0] == (pool.number if compiled else 0)
+        _threads.parallel_map(item, [False, False])
+        assert pool.entered[0] == (pool.number - 1 if compiled else 0)
+        np.testing.assert_array_equal(rows, np.full((1, 4), float(compiled)))
+        assert getattr(_jit.entering, "hook", None) is None  # the caller is never hooked
 
 
 def test_parallel_map_raises_the_first_items_error_after_running_every_item(pool_waits):

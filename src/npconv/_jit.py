@@ -28,6 +28,7 @@ long dot product is vectorised instead of being a chain of scalar additions.
 from __future__ import annotations
 
 import platform
+import threading
 import types
 from collections.abc import Callable, Collection
 from typing import Any
@@ -53,6 +54,11 @@ MISSING = "it needs numba (pip install 'npconv[jit]')"
 FLAGS = frozenset({"contract", "reassoc"})
 
 _numba: dict[str, Any] = {}  # "module" once imported, or "error": why it cannot be
+
+#: Per thread, ``hook``: a function to call before the next kernel starts (once), set by
+#: :mod:`npconv._threads` so that a parallel region's caller knows when a pool thread
+#: is about to run its first kernel, and so to release the GIL.
+entering = threading.local()
 
 
 def unavailable() -> str | None:
@@ -98,9 +104,14 @@ class Kernel:
         return self._compiled
 
     def __call__(self, *args: Any) -> Any:
-        """Run the compiled kernel on the calling thread."""
+        """Run the compiled kernel on the calling thread (after the thread's ``hook`` in
+        :data:`entering`, if one is set)."""
         if unavailable() is not None:
             raise RuntimeError(f"{self.fn.__name__}: {unavailable()}")
+        hook = getattr(entering, "hook", None)
+        if hook is not None:
+            entering.hook = None
+            hook()
         return self.compiled()(*args)
 
 

@@ -20,6 +20,8 @@ Between parallel regions the pool's threads spin for :data:`SPIN_SECONDS` before
 sleep, as OpenMP's threads do: waking a sleeping thread, and a thread waiting for the
 GIL, took 40-50 us on the Intel Xeon virtual machine measured, so that a region of two
 90 us shares took 208 us with a pool of sleeping threads and 117 us with this one.
+For the same reason a region's caller leaves the GIL to the thread that took up the
+region until that thread has called its first compiled kernel (:data:`HANDOFF_SECONDS`).
 :func:`set_threads` sets every count; the default is every core (``os.cpu_count()``).
 It changes how npconv runs, never what it computes: the cost model that "auto"
 consults takes the thread count as an input, so the choice of algorithm may differ
@@ -36,11 +38,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
 
-from ._jit import kernel, load_acquire, pause, store_release, unavailable
+from ._jit import entering, kernel, load_acquire, pause, store_release, unavailable
 
 __all__ = [
     "blas_ran_in_turn",
@@ -152,6 +155,21 @@ def _wait_for(flags, index, value, spins):
 
 
 @kernel
+def _start(go, ack, entered, index, number, spins, handoff, release):
+    """Start region ``number`` on pool thread ``index``: ``go[index] = number``, then wait
+    until the thread takes it up (``ack``, at most ``spins`` rounds: False if it did not),
+    then until it calls its first kernel (``entered``, at most ``handoff`` rounds) and
+    ``release`` rounds more, leaving it the GIL: one call, which does not ask for it."""
+    store_release(go, index, number)
+    if not _wait_for(ack, index, number, spins):
+        return False
+    if _wait_for(entered, index, number, handoff):
+        for _ in range(release):
+            pause()
+    return True
+
+
+@kernel
 def _signal_then_wait(signal, index, value, flags, awaited, spins, linger):
     """``signal[index] = value`` (after every write this thread made before), then
     :func:`_wait_for` ``flags[index] == awaited``, then ``linger`` rounds more: one call,
@@ -171,8 +189,17 @@ def _signal_then_wait(signal, index, value, flags, awaited, spins, linger):
 SPIN_SECONDS = 2e-4
 #: How long a caller leaves the GIL to a thread that has just taken up its region, so
 #: that the thread's Python code (calling its first item's kernel) and the caller's do
-#: not wait for each other.
-HANDOFF_SECONDS = 1e-5
+#: not wait for each other: until the thread calls its first compiled kernel, then for
+#: :data:`RELEASE_SECONDS` while numba's dispatch lets the GIL go; at most this long.
+#: Where the caller asked for the GIL while the thread still held it, it slept until
+#: woken, 30-45 us later on this virtual machine.  Against a fixed 10 us (medians of
+#: five alternating processes, 2 cores, ms): 3x3 64->64 @56 b1 0.66 against 0.74,
+#: 128->128 @28 b1 0.79 against 0.83; the short regions of depthwise 144 @56 b1 0.180
+#: against 0.176, 384 @14 b1 0.067 both (a fixed 30 us: 0.64 on 64->64, but 0.083 on
+#: 384 @14).
+HANDOFF_SECONDS = 4e-5
+#: How long after a pool thread calls its first kernel its caller still waits.
+RELEASE_SECONDS = 2e-6
 
 _measured: dict[str, float] = {}
 
@@ -219,8 +246,9 @@ class _Pool:
         rounds = _spin_seconds() if threads <= cores else 0.0
         self.spins = int(SPIN_SECONDS / rounds) if rounds else 0
         self.handoff = int(HANDOFF_SECONDS / rounds) if rounds else 0
+        self.release = int(RELEASE_SECONDS / rounds) if rounds else 0
         self.workers = threads - 1
-        self.go, self.ack, self.done = np.zeros((3, self.workers), np.int64)
+        self.go, self.ack, self.done, self.entered = np.zeros((4, self.workers), np.int64)
         self.asleep = [False] * self.workers
         self.changed = threading.Condition()
         self.lock = threading.Lock()  # held by the caller of the running region
@@ -252,7 +280,9 @@ class _Pool:
                 return
             number += 1
             self.ack[k] = number
+            entering.hook = partial(self.entered.__setitem__, k, number)
             self._take(self.region)
+            entering.hook = None
 
     def _sleep_until(self, flags: np.ndarray, k: int, value: int) -> None:
         """Sleep until ``flags[k] == value`` or the pool is closed."""
@@ -286,11 +316,11 @@ class _Pool:
             self.region = (fn, items, itertools.count(), errors)
             self.number += 1
             number = self.number
-            waits = (self.spins, self.handoff)
+            waits = (self.spins, self.handoff, self.release)
             for k in range(self.workers):
                 # a spinning thread takes the GIL and its first item, then the caller does
                 if self.spins and not self.asleep[k]:
-                    if _signal_then_wait(self.go, k, number, self.ack, number, *waits):
+                    if _start(self.go, self.ack, self.entered, k, number, *waits):
                         continue
                 with self.changed:  # it sleeps, or fell asleep as the region began
                     self.go[k] = number
