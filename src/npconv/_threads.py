@@ -198,8 +198,10 @@ SPIN_SECONDS = 2e-4
 #: against 0.176, 384 @14 b1 0.067 both (a fixed 30 us: 0.64 on 64->64, but 0.083 on
 #: 384 @14).
 HANDOFF_SECONDS = 4e-5
-#: How long after a pool thread calls its first kernel its caller still waits.
-RELEASE_SECONDS = 2e-6
+#: How long after a pool thread calls its first kernel its caller still waits: numba's
+#: dispatch of the call, before the kernel lets the GIL go (with 2 us, one process in
+#: four ran a depthwise 144 @56 b1 at 0.20-0.24 against 0.17 ms).
+RELEASE_SECONDS = 8e-6
 
 _measured: dict[str, float] = {}
 
