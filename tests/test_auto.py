@@ -320,9 +320,10 @@ def test_parallel_map_keeps_nothing_of_a_finished_region(pool_waits):
 
 
 def test_a_pool_thread_says_when_it_calls_its_first_kernel(pool_waits):
-    """Each region's first compiled kernel on a pool thread marks the region as
-    entered there, which its caller waits for (at most HANDOFF_SECONDS) before it asks
-    for the GIL; items that call none leave the mark alone."""
+    """Each region's first compiled kernel on a pool thread (or ``letting_go``, before a
+    NumPy call that releases the GIL) marks the region as entered there, which its
+    caller waits for (at most HANDOFF_SECONDS) before it asks for the GIL; items that
+    call neither leave the mark alone."""
     compiled = unavailable() is None  # without numba, no kernel runs: no mark
     rows = np.zeros((1, 4))
 
@@ -331,6 +332,10 @@ def test_a_pool_thread_says_when_it_calls_its_first_kernel(pool_waits):
         if with_kernel:
             copy_rows(rows, np.ones((1, 4)))
 
+    def letting_go_first(_: object) -> None:  # before a NumPy call that lets the GIL go
+        time.sleep(0.01)
+        _jit.letting_go()
+
     with using_threads(2):
         pool = _threads._pool()
         _threads.parallel_map(item, [compiled, compiled])
@@ -338,6 +343,8 @@ def test_a_pool_thread_says_when_it_calls_its_first_kernel(pool_waits):
         _threads.parallel_map(item, [False, False])
         assert pool.entered[0] == (pool.number - 1 if compiled else 0)
         np.testing.assert_array_equal(rows, np.full((1, 4), float(compiled)))
+        _threads.parallel_map(letting_go_first, [0, 1])
+        assert pool.entered[0] == pool.number
         assert getattr(_jit.entering, "hook", None) is None  # the caller is never hooked
 
 

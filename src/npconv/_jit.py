@@ -42,6 +42,7 @@ __all__ = [
     "copy_rows",
     "equal_bits",
     "kernel",
+    "letting_go",
     "load_acquire",
     "pause",
     "store_release",
@@ -108,11 +109,17 @@ class Kernel:
         :data:`entering`, if one is set)."""
         if unavailable() is not None:
             raise RuntimeError(f"{self.fn.__name__}: {unavailable()}")
-        hook = getattr(entering, "hook", None)
-        if hook is not None:
-            entering.hook = None
-            hook()
+        letting_go()
         return self.compiled()(*args)
+
+
+def letting_go() -> None:
+    """Say that the calling thread is about to let the GIL go (a kernel, or a NumPy call
+    that releases it, follows): call its ``hook`` in :data:`entering` once, if set."""
+    hook = getattr(entering, "hook", None)
+    if hook is not None:
+        entering.hook = None
+        hook()
 
 
 class Intrinsic:

@@ -54,7 +54,7 @@ from functools import partial
 import numpy as np
 
 from .._cost import gemm, units
-from .._jit import copy_rows, kernel
+from .._jit import copy_rows, kernel, letting_go
 from .._operands import NonFinite
 from .._spec import ConvSpec
 from .._threads import (
@@ -773,6 +773,7 @@ def _channels_shared(
 
     def product(c: tuple[int, int, int, int], v: np.ndarray, m: np.ndarray, t: int) -> None:
         a, z = outs[t]
+        letting_go()  # the products release the GIL: the caller need not wait longer
         np.matmul(u[:, :, a:z], v.reshape(36, g, cg, c[3]), out=m[:, :, a:z])
         for group in range(g):
             o0, o1 = group * og + a, group * og + z
