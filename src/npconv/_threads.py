@@ -189,7 +189,8 @@ def _signal_then_wait(signal, index, value, flags, awaited, spins, linger):
 SPIN_SECONDS = 2e-4
 #: How long a caller leaves the GIL to a thread that has just taken up its region, so
 #: that the thread's Python code (calling its first item's kernel) and the caller's do
-#: not wait for each other: until the thread calls its first compiled kernel, then for
+#: not wait for each other: until the thread calls its first compiled kernel (or says
+#: it is about to let the GIL go, :func:`npconv._jit.letting_go`), then for
 #: :data:`RELEASE_SECONDS` while numba's dispatch lets the GIL go; at most this long.
 #: Where the caller asked for the GIL while the thread still held it, it slept until
 #: woken, 30-45 us later on this virtual machine.  Against a fixed 10 us (medians of
