@@ -170,16 +170,12 @@ def _start(go, ack, entered, index, number, spins, handoff, release):
 
 
 @kernel
-def _signal_then_wait(signal, index, value, flags, awaited, spins, linger):
+def _signal_then_wait(signal, index, value, flags, awaited, spins):
     """``signal[index] = value`` (after every write this thread made before), then
-    :func:`_wait_for` ``flags[index] == awaited``, then ``linger`` rounds more: one call,
-    so that the GIL, released for it, is not asked for in between."""
+    :func:`_wait_for` ``flags[index] == awaited``: one call, so that the GIL, released
+    for it, is not asked for in between."""
     store_release(signal, index, value)
-    if not _wait_for(flags, index, awaited, spins):
-        return False
-    for _ in range(linger):
-        pause()
-    return True
+    return _wait_for(flags, index, awaited, spins)
 
 
 #: How long npconv's threads keep spinning for the next parallel region after one ends
@@ -272,7 +268,7 @@ class _Pool:
         while True:
             # region `number` is done: say so, and wait for the next
             if self.spins:
-                if not _signal_then_wait(self.done, k, number, self.go, number + 1, self.spins, 0):
+                if not _signal_then_wait(self.done, k, number, self.go, number + 1, self.spins):
                     self._sleep_until(self.go, k, number + 1)
             else:
                 with self.changed:

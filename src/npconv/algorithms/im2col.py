@@ -130,15 +130,12 @@ def add_bias(y: np.ndarray, b: np.ndarray | None, relu: bool = False) -> None:
         if view is not None:
             add_channels(view, np.zeros(g * o, y.dtype) if b is None else b.reshape(-1), relu)
             return
-    if b is not None:
-        y += b
-    if relu:
-        np.maximum(y, 0, out=y)
+    _add_broadcast(y, b, relu)
 
 
-def _add_last(y: np.ndarray, b: np.ndarray | None, relu: bool) -> None:
-    """``y += b``, then ``y = max(y, 0)`` where ``relu``, for a channels-last result (or
-    block of it) ``y`` and ``b`` (O,) or None."""
+def _add_broadcast(y: np.ndarray, b: np.ndarray | None, relu: bool) -> None:
+    """``y += b`` (broadcast: ``b`` shaped for ``y``'s channels, first or last, or None),
+    then ``y = max(y, 0)`` where ``relu``, by NumPy."""
     if b is not None:
         y += b
     if relu:
@@ -231,14 +228,14 @@ def conv(
             prod = buffer("products", (g, len(cols), og), dtype)  # (G, rows, O/G)
             np.matmul(cols.transpose(1, 0, 2), w_mat, out=prod)
             np.copyto(out_block, prod.transpose(1, 0, 2).reshape(out_block.shape))
-        _add_last(out_block, b, relu)
+        _add_broadcast(out_block, b, relu)
 
     if _pointwise(spec, xp, fold) and g == 1:  # the input is the patch matrix
         x_mat = xp.reshape(-1, cg)  # (N*P, C)
         if fold:  # copied, with a column of ones: (N*P, C + 1)
             x_mat = _with_ones(x_mat, (len(x_mat), cg + 1), 1)
         np.matmul(x_mat, w_mat[0], out=y.reshape(-1, og))
-        _add_last(y, b, relu)
+        _add_broadcast(y, b, relu)
         blas_ran_in_turn()
         return y
     per_output = taps * spec.in_channels * dtype.itemsize
