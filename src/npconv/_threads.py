@@ -155,27 +155,26 @@ def _wait_for(flags, index, value, spins):
 
 
 @kernel
-def _start(go, ack, entered, index, number, spins, handoff, release):
-    """Start region ``number`` on pool thread ``index``: ``go[index] = number``, then wait
-    until the thread takes it up (``ack``, at most ``spins`` rounds: False if it did not),
-    then until it calls its first kernel (``entered``, at most ``handoff`` rounds) and
-    ``release`` rounds more, leaving it the GIL: one call, which does not ask for it."""
-    store_release(go, index, number)
-    if not _wait_for(ack, index, number, spins):
-        return False
-    if _wait_for(entered, index, number, handoff):
-        for _ in range(release):
-            pause()
-    return True
-
-
-@kernel
 def _signal_then_wait(signal, index, value, flags, awaited, spins):
     """``signal[index] = value`` (after every write this thread made before), then
     :func:`_wait_for` ``flags[index] == awaited``: one call, so that the GIL, released
     for it, is not asked for in between."""
     store_release(signal, index, value)
     return _wait_for(flags, index, awaited, spins)
+
+
+@kernel
+def _start(go, ack, entered, index, number, spins, handoff, release):
+    """Start region ``number`` on pool thread ``index``: :func:`_signal_then_wait` for it
+    to take the region up (``go``, ``ack``: False if it did not), then wait until it
+    calls its first kernel (``entered``, at most ``handoff`` rounds) and ``release``
+    rounds more, leaving it the GIL: one call, which does not ask for it."""
+    if not _signal_then_wait(go, index, number, ack, number, spins):
+        return False
+    if _wait_for(entered, index, number, handoff):
+        for _ in range(release):
+            pause()
+    return True
 
 
 #: How long npconv's threads keep spinning for the next parallel region after one ends
