@@ -102,7 +102,7 @@ W = np.zeros((6, 4, 3, 3))
             dict(algorithm="fastest"),
             ValueError,
             r"unknown algorithm 'fastest'; choose 'auto' or one of "
-            r"\['depthwise', 'depthwise_jit', 'direct_jit', 'einsum', ",
+            r"\['blocked_jit', 'depthwise', 'depthwise_jit', 'direct_jit', 'einsum', ",
         ),
         (
             dict(bias=np.zeros(5)),

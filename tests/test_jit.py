@@ -15,6 +15,7 @@ import npconv
 import npconv.grad
 from npconv.algorithms import (
     REGISTRY,
+    blocked_jit,
     depthwise_jit,
     direct_jit,
     im2col,
@@ -239,6 +240,67 @@ def test_auto_takes_direct_jit_for_few_channels_only():
     assert npconv.explain(x, w, padding=1).algorithm != "direct_jit"
 
 
+BLOCKED_CASES = [  # batch, channels, outputs, size, kernel, stride, dilation, pads, groups
+    (2, 8, 16, (12, 12), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),  # blocks of 8
+    (1, 5, 12, (9, 21), (3, 3), (1, 1), (1, 1), [(0, 2), (1, 0)], 1),  # blocks of 12
+    (1, 3, 8, (23, 23), (7, 7), (2, 2), (1, 1), [(3, 3), (3, 3)], 1),  # a stem
+    (3, 6, 9, (11, 7), (3, 3), (2, 1), (1, 2), [(2, 1), (0, 3)], 3),  # 3 outputs a group
+    (1, 4, 10, (13, 10), (2, 5), (3, 2), (2, 1), [(0, 0), (4, 1)], 2),
+    (2, 3, 5, (6, 6), (1, 1), (2, 2), (1, 1), [(0, 0), (0, 0)], 1),  # 1x1, strided
+    (1, 2, 30, (4, 40), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),  # rows past a block
+    (0, 4, 6, (5, 5), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),
+]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", BLOCKED_CASES)
+def test_blocked_jit_matches_torch(layout, dtype, threads, case, rng, monkeypatch):
+    """Every kernel, stride, dilation, pads and groups; on one thread, or shared among two
+    by samples or (batch 1) by blocks of output channels, in bands of a few positions
+    (a small :data:`~npconv.algorithms.blocked_jit.BAND_BYTES`) and in one."""
+    batch, channels, outputs, size, kernel, stride, dilation, pads, groups = case
+    monkeypatch.setattr(blocked_jit, "SHARED_MACS", 0 if threads > 1 else blocked_jit.SHARED_MACS)
+    monkeypatch.setattr(blocked_jit, "BAND_BYTES", 2**10 if threads > 1 else 2**19)
+    blocked_jit._plan.cache_clear()
+    x = rng.standard_normal((batch, channels, *size)).astype(dtype)
+    w = rng.standard_normal((outputs, channels // groups, *kernel)).astype(dtype)
+    bias = rng.standard_normal(outputs).astype(dtype) if groups == 1 else None
+    kwargs = dict(stride=stride, dilation=dilation, groups=groups)
+    with using_threads(threads):
+        check("blocked_jit", x, w, bias, layout, pads, RTOL[np.dtype(dtype)], **kwargs)
+    blocked_jit._plan.cache_clear()
+
+
+def test_blocked_jit_computes_complex_numbers_as_real_convolutions(rng):
+    x = rng.standard_normal((2, 4, 9, 9)) + 1j * rng.standard_normal((2, 4, 9, 9))
+    w = rng.standard_normal((6, 4, 3, 3)) + 1j * rng.standard_normal((6, 4, 3, 3))
+    bias = rng.standard_normal(6) + 1j * rng.standard_normal(6)
+    y = npconv.conv(x, w, bias, padding=1, stride=2, algorithm="blocked_jit")
+    ref = torch_conv(x, w, bias, pads=[(1, 1)] * 2, stride=2)
+    assert y.dtype == np.complex128
+    assert_close(y, ref)
+
+
+def test_blocked_jit_keeps_a_nan_to_the_outputs_that_sum_it(rng):
+    """A direct sum: one NaN input reaches only the outputs whose taps read it."""
+    x = rng.standard_normal((1, 8, 20, 20)).astype(np.float32)
+    x[0, 3, 10, 10] = np.nan
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    y = npconv.conv(x, w, padding=1, algorithm="blocked_jit")
+    reached = np.zeros((20, 20), bool)
+    reached[9:12, 9:12] = True
+    assert np.isnan(y[0][:, reached]).all() and not np.isnan(y[0][:, ~reached]).any()
+
+
+def test_blocked_jit_declines_one_input_channel_per_group():
+    spec = npconv.ConvSpec.build((1, 4, 9, 9), (4, 1, 3, 3), groups=4)
+    assert "at least 2 input channels" in REGISTRY["blocked_jit"].unsupported(
+        spec, np.dtype(np.float32)
+    )
+
+
 IM2COL_CASES = [  # batch, channels, outputs, size, kernel, stride, dilation, pads, groups
     (2, 5, 7, (9, 11), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),
     (3, 6, 4, (12, 10), (3, 3), (2, 2), (1, 1), [(1, 0), (2, 1)], 2),  # asymmetric pads
@@ -373,10 +435,11 @@ def test_im2col_jit_is_exact_for_integers(rng):
 
 
 def test_auto_takes_im2col_jit_where_im2col_would_pad():
-    """A padded layer goes to the compiled gather (no padded copy), a 1x1 stride-1 layer
-    to im2col, which multiplies the input as it lies."""
+    """A padded layer goes to a compiled algorithm that pads as it reads (no padded copy:
+    the gather of ``im2col_jit``, or ``blocked_jit``'s planes, by the thread count), a
+    1x1 stride-1 layer to im2col, which multiplies the input as it lies."""
     x, w = np.zeros((1, 128, 56, 56), np.float32), np.zeros((128, 128, 3, 3), np.float32)
-    assert npconv.explain(x, w, stride=2, padding=1).algorithm == "im2col_jit"
+    assert npconv.explain(x, w, stride=2, padding=1).algorithm in ("im2col_jit", "blocked_jit")
     x, w = np.zeros((1, 256, 56, 56), np.float32), np.zeros((64, 256, 1, 1), np.float32)
     assert npconv.explain(x, w).algorithm == "im2col"
 

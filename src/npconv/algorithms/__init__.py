@@ -29,6 +29,7 @@ from .._jit import unavailable
 from .._spec import ConvSpec
 from .._windows import TEMPORARY_BYTES
 from . import (
+    blocked_jit,
     col2im,
     depthwise,
     depthwise_jit,
@@ -308,6 +309,22 @@ REGISTRY: dict[str, Algorithm] = {
             memory=direct_jit.memory,
             limits=direct_jit.unsupported,
             adds_bias=True,
+            pads_itself=True,
+            compiled=True,
+        ),
+        Algorithm(
+            "blocked_jit",
+            "direct taps (numba), a block of outputs in vector registers; pads itself",
+            blocked_jit.work,
+            blocked_jit.conv,
+            fn_channels_first=blocked_jit.conv_channels_first,
+            dims=(2,),
+            exact_integers=False,
+            python_ints=False,
+            memory=blocked_jit.memory,
+            limits=blocked_jit.unsupported,
+            adds_bias=True,
+            fuses_relu=True,
             pads_itself=True,
             compiled=True,
         ),
