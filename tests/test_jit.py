@@ -231,13 +231,14 @@ def test_direct_jit_declines_what_it_does_not_run(kwargs, why):
     assert why in REGISTRY["direct_jit"].unsupported(spec, np.dtype(np.float32))
 
 
-def test_auto_takes_direct_jit_for_few_channels_only():
-    """The notes' first example (8 -> 16 channels) goes to the compiled direct kernel, a
-    ResNet layer (64 -> 64) to a GEMM or Winograd."""
+def test_auto_takes_a_direct_kernel_for_few_channels_only():
+    """The notes' first example (8 -> 16 channels) goes to a compiled direct kernel
+    (``blocked_jit``, or ``direct_jit`` where the CPU's vectors are narrow), a ResNet
+    layer (64 -> 64) to a GEMM or Winograd."""
     x, w = np.zeros((10, 32, 32, 8), np.float32), np.zeros((3, 3, 8, 16), np.float32)
-    assert npconv.explain(x, w, layout="NHWC").algorithm == "direct_jit"
+    assert npconv.explain(x, w, layout="NHWC").algorithm in ("blocked_jit", "direct_jit")
     x, w = np.zeros((1, 64, 56, 56), np.float32), np.zeros((64, 64, 3, 3), np.float32)
-    assert npconv.explain(x, w, padding=1).algorithm != "direct_jit"
+    assert npconv.explain(x, w, padding=1).algorithm not in ("blocked_jit", "direct_jit")
 
 
 BLOCKED_CASES = [  # batch, channels, outputs, size, kernel, stride, dilation, pads, groups

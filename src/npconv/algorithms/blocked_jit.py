@@ -62,12 +62,13 @@ BAND_BYTES = 2**19
 def _machine() -> tuple[int, int]:
     """The CPU's vector width in bytes and its number of vector registers, as numba
     compiles for it: 64 and 32 with AVX-512, 32 and 16 with AVX, else 16 and 16."""
-    from numba.core import config
-
+    try:
+        from llvmlite import binding
+        from numba.core import config
+    except ImportError:  # without numba it never runs: its estimates assume the least
+        return 16, 16
     if getattr(config, "CPU_NAME", None):  # compiled for another CPU: assume the least
         return 16, 16
-    from llvmlite import binding
-
     features = binding.get_host_cpu_features()
     if features.get("avx512f"):
         return 64, 32
@@ -76,18 +77,20 @@ def _machine() -> tuple[int, int]:
     return 16, 16
 
 
-def _blocks(registers: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """The two block shapes ``(R, V)`` compiled: ``R`` output channels by ``V`` vectors,
-    ``R V`` accumulators in three quarters of the ``registers`` (8 by 3 and 12 by 2 on
-    AVX-512), the rest for the ``V`` loaded vectors and a broadcast weight."""
-    return (registers // 4, 3), (registers * 3 // 8, 2)
+def _blocks(registers: int) -> tuple[tuple[int, int], ...]:
+    """The block shapes ``(R, V)`` compiled, ``R`` broadcast values by ``V`` vectors: ``R V``
+    accumulators in three quarters of the ``registers`` (8 by 3, 12 by 2, 24 by 1 and 6
+    by 4 on AVX-512), the rest for the ``V`` loaded vectors and a broadcast value."""
+    budget = registers * 3 // 4
+    return (budget // 3, 3), (budget // 2, 2), (budget, 1), (budget // 4, 4)
 
 
 def _tile_builder(shape: int) -> Any:
-    """The LLVM of :func:`_tile` for block shape ``shape`` (0 or 1) of :func:`_blocks`."""
+    """The LLVM of :func:`_block` for block shape ``shape`` of :func:`_blocks`."""
 
-    def build(typingctx: Any, w: Any, w0: Any, x: Any, offsets: Any, x0: Any, y: Any,
-              y0: Any, y_step: Any) -> Any:  # fmt: skip
+    def build(typingctx: Any, b: Any, b0: Any, b_offsets: Any, b_step: Any, v: Any, v0: Any,
+              v_offsets: Any, y: Any, y0: Any, y_rows: Any, start: Any, start0: Any,
+              relu: Any) -> Any:  # fmt: skip
         from llvmlite import ir
         from numba.core import cgutils
         from numba.core import types as nb
@@ -95,70 +98,100 @@ def _tile_builder(shape: int) -> Any:
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
             vector_bytes, registers = _machine()
             rows, vectors = _blocks(registers)[shape]
-            w_, w0_, x_, offsets_, x0_, y_, y0_, step_ = args
+            b0_, b_step_, v0_, y0_, start0_, relu_ = (args[n] for n in (1, 3, 5, 8, 11, 12))
             types = signature.args
             item = context.get_value_type(types[0].dtype)
             size = types[0].dtype.bitwidth // 8  # bytes of a value, the loads' alignment
             lanes = vector_bytes // size
             vec = ir.VectorType(item, lanes)
             i64, i32 = ir.IntType(64), ir.IntType(32)
-            w_data = context.make_array(types[0])(context, builder, w_).data
-            x_data = context.make_array(types[2])(context, builder, x_).data
-            y_data = context.make_array(types[5])(context, builder, y_).data
-            taps = context.make_array(types[3])(context, builder, offsets_)
-            count = builder.extract_value(taps.shape, 0)
+
+            def data(n: int) -> Any:
+                return context.make_array(types[n])(context, builder, args[n]).data
+
+            b_data, v_data, y_data, start_data = data(0), data(4), data(7), data(10)
+            b_taps, v_taps, y_at = data(2), data(6), data(9)
+            offsets = context.make_array(types[2])(context, builder, args[2])
+            count = builder.extract_value(offsets.shape, 0)  # the taps
             fma_type = ir.FunctionType(vec, [vec, vec, vec])
             fma_name = f"llvm.fma.v{lanes}f{types[0].dtype.bitwidth}"
             fma = cgutils.get_or_insert_function(builder.module, fma_type, fma_name)
-            acc = [[cgutils.alloca_once(builder, vec) for _ in range(vectors)] for _ in range(rows)]
-            for row in acc:
-                for a in row:
-                    builder.store(ir.Constant(vec, [ir.Constant(item, 0.0)] * lanes), a)
+            zero = ir.Constant(vec, [ir.Constant(item, 0.0)] * lanes)
             undefined = ir.Constant(vec, ir.Undefined)
             splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
 
             def plus(a: Any, n: int) -> Any:
                 return builder.add(a, ir.Constant(i64, n))
 
-            def vector_at(data: Any, index: Any) -> Any:
-                return builder.bitcast(builder.gep(data, [index]), vec.as_pointer())
+            def vector_at(pointer: Any, index: Any) -> Any:
+                return builder.bitcast(builder.gep(pointer, [index]), vec.as_pointer())
 
             # the accumulators live in allocas, which LLVM promotes to registers
+            acc = [[cgutils.alloca_once(builder, vec) for _ in range(vectors)] for _ in range(rows)]
+            for j in range(vectors):
+                first = builder.load(vector_at(start_data, plus(start0_, j * lanes)), align=size)
+                for r in range(rows):
+                    builder.store(first, acc[r][j])
             with cgutils.for_range(builder, count) as loop:
                 t = loop.index
-                at = builder.add(builder.load(builder.gep(taps.data, [t])), x0_)
+                at = builder.add(builder.load(builder.gep(v_taps, [t])), v0_)
                 xs = [
-                    builder.load(vector_at(x_data, plus(at, v * lanes)), align=size)
-                    for v in range(vectors)
+                    builder.load(vector_at(v_data, plus(at, j * lanes)), align=size)
+                    for j in range(vectors)
                 ]
-                first = builder.add(w0_, builder.mul(t, ir.Constant(i64, rows)))
+                first = builder.add(builder.load(builder.gep(b_taps, [t])), b0_)
                 for r in range(rows):
-                    weight = builder.load(builder.gep(w_data, [plus(first, r)]))
-                    one = builder.insert_element(undefined, weight, ir.Constant(i32, 0))
+                    index = builder.add(first, builder.mul(b_step_, ir.Constant(i64, r)))
+                    value = builder.load(builder.gep(b_data, [index]))
+                    one = builder.insert_element(undefined, value, ir.Constant(i32, 0))
                     broadcast = builder.shuffle_vector(one, undefined, splat)
-                    for v in range(vectors):
-                        total = builder.call(fma, [broadcast, xs[v], builder.load(acc[r][v])])
-                        builder.store(total, acc[r][v])
+                    for j in range(vectors):
+                        total = builder.call(fma, [broadcast, xs[j], builder.load(acc[r][j])])
+                        builder.store(total, acc[r][j])
+            clip = builder.icmp_signed("!=", relu_, ir.Constant(relu_.type, 0))
             for r in range(rows):
-                row = builder.add(y0_, builder.mul(step_, ir.Constant(i64, r)))
-                for v in range(vectors):
-                    at = vector_at(y_data, plus(row, v * lanes))
-                    builder.store(builder.load(acc[r][v]), at, align=size)
+                row = builder.load(builder.gep(y_at, [ir.Constant(i64, r)]))
+                with builder.if_then(builder.icmp_signed(">=", row, ir.Constant(i64, 0))):
+                    for j in range(vectors):
+                        total = builder.load(acc[r][j])
+                        negative = builder.fcmp_ordered("<", total, zero)  # not for NaN
+                        clipped = builder.select(negative, zero, total)
+                        total = builder.select(clip, clipped, total)
+                        at = vector_at(y_data, plus(builder.add(y0_, row), j * lanes))
+                        builder.store(total, at, align=size)
             return context.get_dummy_value()
 
-        return nb.void(w, w0, x, offsets, x0, y, y0, y_step), codegen
+        arguments = (b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, start, start0, relu)
+        return nb.void(*arguments), codegen
 
-    build.__doc__ = _TILE_DOC
     return build
 
 
-_TILE_DOC = """``y[y0 + r * y_step + v * L : .. + L] = sum_t w[w0 + t * R + r] *
-x[x0 + offsets[t] + v * L : .. + L]`` for ``r < R``, ``v < V`` (a block of
-:func:`_blocks`, ``L`` values a vector): the block's ``R V`` sums held in vector
-registers over all the taps ``t < len(offsets)``, each multiply fused with its add."""
-#: The compiled block, of each shape of :func:`_blocks` (1-d float arrays, int64 indices).
-_tile = Intrinsic(_tile_builder(0))
-_tile_wide = Intrinsic(_tile_builder(1))
+#: The compiled blocks, one for each shape of :func:`_blocks`.
+_tile0, _tile1, _tile2, _tile3 = (Intrinsic(_tile_builder(shape)) for shape in range(4))
+
+
+@kernel
+def _block(shape, b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, start, start0,
+           relu):  # fmt: skip
+    """For ``r < R``, ``j < V`` (block shape ``shape`` of :func:`_blocks`, ``L`` values a
+    vector; 1-d float arrays, int64 offsets), where ``y_rows[r] >= 0``::
+
+        y[y0 + y_rows[r] + j * L : .. + L] = start[start0 + j * L : .. + L]
+            + sum_t b[b0 + b_offsets[t] + r * b_step] * v[v0 + v_offsets[t] + j * L : .. + L]
+
+    then ``max(y, 0)`` where ``relu`` (NaN stays NaN): the block's ``R V`` sums held in
+    vector registers over all the taps ``t``, each value of ``b`` broadcast to a
+    vector, each multiply fused with its add."""
+    arguments = (b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, start, start0, relu)
+    if shape == 0:
+        _tile0(*arguments)
+    elif shape == 1:
+        _tile1(*arguments)
+    elif shape == 2:
+        _tile2(*arguments)
+    else:
+        _tile3(*arguments)
 
 
 @kernel
@@ -244,13 +277,14 @@ def _write(block, step, y, o0, outputs, p0, p1, wq, bias, relu):
 
 
 @kernel
-def _share(x, packed, blocks, offsets, lo, stride, hq, wq, group_in, group_out, band,
-           shape, width, bias, relu, y, n0, n1, buf, block):  # fmt: skip
+def _share(x, packed, blocks, offsets, by_tap, lo, stride, hq, wq, group_in, group_out,
+           band, shape, width, bias, relu, y, n0, n1, buf, block, block_rows, zeros):  # fmt: skip
     """Samples ``n0 .. n1 - 1`` of ``y`` (N, O, OH, OW) from ``x`` (N, C, H, W), for the
     ``blocks`` of output channels (rows ``(group, first output of the group)``, their
-    weights ``packed`` (blocks, taps, R) by :func:`_pack_blocks`) only; ``buf`` and
-    ``block`` are the thread's buffers, ``width`` the positions a block of ``shape``
-    computes at once."""
+    weights ``packed`` (blocks, taps, R) by :func:`_pack_blocks`, a tap's at ``by_tap``
+    within a block) only; ``buf`` and
+    ``block`` are the thread's buffers (a block's row ``r`` at ``block_rows[r]``, from
+    ``zeros``), ``width`` the positions a block of ``shape`` computes at once."""
     rows, taps = packed.shape[2], packed.shape[1]
     channel = stride[0] * stride[1] * hq * wq  # a channel's planes
     positions = y.shape[2] * wq
@@ -265,11 +299,100 @@ def _share(x, packed, blocks, offsets, lo, stride, hq, wq, group_in, group_out, 
                 o0, count = group * group_out + first, min(rows, group_out - first)
                 x0, w0 = group * group_in * channel, k * taps * rows
                 for q in range(p0, p1, width):
-                    if shape == 0:
-                        _tile(flat, w0, buf, offsets, x0 + q, block, q - p0, step)
-                    else:
-                        _tile_wide(flat, w0, buf, offsets, x0 + q, block, q - p0, step)
+                    _block(shape, flat, w0, by_tap, 1, buf, x0 + q, offsets, block, q - p0,
+                           block_rows, zeros, 0, False)  # fmt: skip
                 _write(block, step, y[n], o0, count, p0, p1, wq, bias, relu)
+
+
+@kernel
+def _fill_last(x, lo, buf, hq, wq):
+    """Copy one channels-last sample ``x`` (H, W, C), C-contiguous, into ``buf``: ``hq``
+    rows of ``wq`` pixels of ``C`` values, ``buf[(i * wq + j) * C + c] = x[i - lo[0], j -
+    lo[1], c]``, zero outside the image; a row's pixels copied as one run of values."""
+    height, width, channels = x.shape
+    first = max(0, lo[1])
+    last = min(wq, max(first, width + lo[1]))
+    for i in range(hq):
+        at, src = i * wq * channels, i - lo[0]
+        if 0 <= src < height:
+            values = x[src].reshape(-1)
+            start = (first - lo[1]) * channels
+            for k in range(first * channels):
+                buf[at + k] = 0
+            for k in range((last - first) * channels):
+                buf[at + first * channels + k] = values[start + k]
+            for k in range(last * channels, wq * channels):
+                buf[at + k] = 0
+        else:
+            for k in range(wq * channels):
+                buf[at + k] = 0
+
+
+@kernel
+def _pack_last(w, group_out, packed):
+    """``packed[g, t, o] = w[a, b, c, g * group_out + o]`` for each group ``g`` of the
+    channels-last weight ``w`` (kh, kw, C/G, O), tap ``t = (a, b, c)`` in order; zero for
+    ``o >= group_out``."""
+    for g in range(packed.shape[0]):
+        t = 0
+        for a in range(w.shape[0]):
+            for b in range(w.shape[1]):
+                for c in range(w.shape[2]):
+                    tap = packed[g, t]
+                    for o in range(group_out):
+                        tap[o] = w[a, b, c, g * group_out + o]
+                    tap[group_out:] = 0
+                    t += 1
+
+
+@kernel
+def _write_last(block, padded, y, o0, outputs, p0, p1, wq, relu):
+    """Positions ``p0 .. p1 - 1`` of a band's pixels (``block[(p - p0) * padded + o]``)
+    into output channels ``o0 .. o0 + outputs - 1`` of ``y`` (OH, OW, O), C-contiguous,
+    then ``max(y, 0)`` where ``relu``; a row's positions past ``OW`` are dropped."""
+    width, channels = y.shape[1], y.shape[2]
+    for i in range(p0 // wq, (p1 - 1) // wq + 1):
+        row = y[i].reshape(-1)
+        for p in range(max(p0, i * wq), min(p1, i * wq + width)):
+            at, to = (p - p0) * padded, (p - i * wq) * channels + o0
+            for o in range(outputs):
+                value = block[at + o]
+                row[to + o] = 0 if relu and value < 0 else value
+
+
+@kernel
+def _share_last(x, packed, offsets, by_tap, lo, hq, wq, band, shape, rows, chunk, start, relu,
+                y, n0, n1, pa, pb, buf, block, block_rows, pixels):  # fmt: skip
+    """Samples ``n0 .. n1 - 1``, positions ``pa .. pb - 1`` of ``y`` (N, OH, OW, O) from the
+    channels-last ``x`` (N, H, W, C) at stride 1, with the weights ``packed`` (groups,
+    taps, O') by :func:`_pack_last` and ``start`` (groups, O'), the bias: blocks of
+    ``rows`` pixels by ``chunk`` output channels (block shape ``shape``), each pixel's
+    input values broadcast.  Where a group's outputs fill whole vectors (``O' = O/G``),
+    a block is stored in the result as it lies (position ``p`` at ``pixels[p]``, none
+    past a row); otherwise in ``block`` (row ``r`` at ``block_rows[r]``), then copied."""
+    channels = x.shape[3]
+    groups, taps, padded = packed.shape
+    group_in, group_out = channels // groups, y.shape[3] // groups
+    flat, starts = packed.reshape(-1), start.reshape(-1)
+    direct = padded == group_out
+    for n in range(n0, n1):
+        _fill_last(x[n], lo, buf, hq, wq)
+        out = y[n].reshape(-1)
+        for p0 in range(pa, pb, band):
+            p1 = min(p0 + band, pb)
+            for g in range(groups):
+                for q in range(p0, p1, rows):
+                    x0 = g * group_in + q * channels
+                    for o in range(0, padded, chunk):
+                        w0, s0 = g * taps * padded + o, g * padded + o
+                        if direct:
+                            y0, at, clip, to = g * group_out + o, pixels[q : q + rows], relu, out
+                        else:
+                            y0, at, clip, to = (q - p0) * padded + o, block_rows, False, block
+                        _block(shape, buf, x0, offsets, channels, flat, w0, by_tap, to, y0, at,
+                               starts, s0, clip)  # fmt: skip
+                if not direct:
+                    _write_last(block, padded, y[n], g * group_out, group_out, p0, p1, wq, relu)
 
 
 @lru_cache(maxsize=256)
@@ -302,16 +425,59 @@ def _plan(spec: ConvSpec, itemsize: int) -> dict[str, Any]:
     fit = BAND_BYTES // (max(spec.group_in, 1) * sh * sw * itemsize) - halo
     band = min(max(fit // width, 1), -(-positions // width)) * width
     blocks = [(g, f) for g in range(spec.groups) for f in range(0, spec.group_out, rows)]
-    read_only = np.ascontiguousarray(offsets.ravel(), dtype=np.int64)
-    read_only.flags.writeable = False
     return dict(
-        hq=hq, wq=wq, offsets=read_only, shape=shape, rows=rows, width=width, band=band,
+        hq=hq, wq=wq, offsets=_read_only(offsets), by_tap=_read_only(np.arange(c.size) * rows),
+        shape=shape, rows=rows, width=width, band=band,
+        block_rows=_read_only(np.arange(rows) * (band + width)),
+        zeros=np.zeros(width, f"f{itemsize}"),
         blocks=np.array(blocks, dtype=np.int64).reshape(-1, 2),
         lo=np.array([spec.pads[0][0], spec.pads[1][0]], dtype=np.int64),
         stride=np.array(spec.stride, dtype=np.int64),
         filled=spec.in_channels * sh * sw * plane,
         buffer=spec.in_channels * sh * sw * plane + wq + width,
     )  # fmt: skip
+
+
+@lru_cache(maxsize=256)
+def _plan_last(spec: ConvSpec, itemsize: int) -> dict[str, Any]:
+    """How :func:`_share_last` runs a channels-last ``spec`` at stride 1: the grid, the
+    taps' offsets (``(a, b, c)`` in order), the block shape (as many vectors as the
+    group's outputs fill, at most 4, by as many pixels as the registers hold) and the
+    band of positions."""
+    (kh, kw), (dh, dw) = spec.kernel, spec.dilation
+    rows_out, cols_out = spec.out_size
+    hq, wq = rows_out + (kh - 1) * dh, cols_out + (kw - 1) * dw
+    positions = rows_out * wq
+    a, b, c = np.meshgrid(
+        np.arange(kh) * dh, np.arange(kw) * dw, np.arange(spec.group_in), indexing="ij"
+    )
+    vector_bytes, registers = _machine()
+    lanes = vector_bytes // itemsize
+    vectors = min(4, max(1, -(-spec.group_out // lanes)))
+    shape = [v for _, v in _blocks(registers)].index(vectors)
+    rows, chunk = _blocks(registers)[shape][0], vectors * lanes
+    padded = -(-spec.group_out // chunk) * chunk
+    halo = (kh - 1) * dh * wq + (kw - 1) * dw
+    fit = BAND_BYTES // (max(spec.in_channels, 1) * itemsize) - halo
+    band = min(max(fit // rows, 1), -(-positions // rows)) * rows
+    filled = hq * wq * spec.in_channels
+    i, j = np.divmod(np.arange(-(-positions // rows) * rows + rows), wq)
+    pixels = np.where((j < cols_out) & (i < rows_out), (i * cols_out + j) * spec.out_channels, -1)
+    return dict(
+        hq=hq, wq=wq, offsets=_read_only((a * wq + b) * spec.in_channels + c),
+        by_tap=_read_only(np.arange(c.size) * padded), shape=shape, rows=rows, chunk=chunk,
+        padded=padded, band=band, positions=positions, pixels=_read_only(pixels),
+        block_rows=_read_only(np.arange(rows) * padded),
+        lo=np.array([spec.pads[0][0], spec.pads[1][0]], dtype=np.int64),
+        filled=filled, buffer=filled + (wq + rows) * spec.in_channels,
+    )  # fmt: skip
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """``a`` raveled as int64 offsets, read-only (kept in a plan for every call)."""
+    a = np.array(a, dtype=np.int64).ravel()
+    a.flags.writeable = False
+    return a
 
 
 def _real_itemsize(dtype: np.dtype) -> int:
@@ -336,7 +502,12 @@ def _shares(spec: ConvSpec, blocks: int) -> list[tuple[int, int, int, int]]:
     return [(n, n + 1, a, b) for n in range(spec.batch) for a, b in even_runs(blocks, parts)]
 
 
-def _run(
+def _bias(spec: ConvSpec, bias: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
+    """One value per output channel, zeros without a bias."""
+    return np.zeros(spec.out_channels, dtype) if bias is None else bias.astype(dtype, copy=False)
+
+
+def _run_first(
     x: np.ndarray,
     w: np.ndarray,
     spec: ConvSpec,
@@ -345,55 +516,93 @@ def _run(
     y: np.ndarray,
 ) -> None:
     """:func:`_share` into ``y`` (N, O, *out) from ``x`` (N, C, *in) and ``w`` (O, C/G,
-    *kernel), real floats, the threads' shares in parallel."""
-    dtype = y.dtype
-    plan = _plan(spec, dtype.itemsize)
-    b = np.zeros(spec.out_channels, dtype) if bias is None else bias.astype(dtype, copy=False)
+    *kernel), real floats of ``y``'s dtype, the threads' shares in parallel."""
+    dtype, plan = y.dtype, _plan(spec, y.dtype.itemsize)
+    b = _bias(spec, bias, dtype)
     rows, band, width = plan["rows"], plan["band"], plan["width"]
-    taps = len(plan["offsets"])
 
     def share(part: tuple[int, int, int, int]) -> None:
         n0, n1, k0, k1 = part
         blocks = plan["blocks"][k0:k1]
         buf = buffer("input", (plan["buffer"],), dtype)
         buf[plan["filled"] :] = 0  # read for the dropped positions only
-        packed = buffer("filters", (k1 - k0, taps, rows), dtype)
+        packed = buffer("filters", (k1 - k0, len(plan["offsets"]), rows), dtype)
         _pack_blocks(w, blocks, spec.group_out, packed)
         block = buffer("tiles", (rows * (band + width),), dtype)
         _share(
-            x, packed, blocks, plan["offsets"], plan["lo"], plan["stride"], plan["hq"], plan["wq"],
-            spec.group_in, spec.group_out, band, plan["shape"], width, b, relu, y, n0, n1,
-            buf, block,
+            x, packed, blocks, plan["offsets"], plan["by_tap"], plan["lo"], plan["stride"],
+            plan["hq"], plan["wq"], spec.group_in, spec.group_out, band, plan["shape"], width,
+            b, relu, y, n0, n1, buf, block, plan["block_rows"], plan["zeros"],
         )  # fmt: skip
 
-    if y.size:
-        parallel_map(share, _shares(spec, len(plan["blocks"])))
+    parallel_map(share, _shares(spec, len(plan["blocks"])))
+
+
+def _run_last(
+    x: np.ndarray,
+    wc: np.ndarray,
+    spec: ConvSpec,
+    bias: np.ndarray | None,
+    relu: bool,
+    y: np.ndarray,
+) -> None:
+    """:func:`_share_last` into ``y`` (N, *out, O) from ``x`` (N, *in, C) and ``wc``
+    (*kernel, C/G, O), real floats of ``y``'s dtype, the threads' shares (runs of
+    samples, or runs of a sample's blocks of pixels) in parallel."""
+    dtype, plan = y.dtype, _plan_last(spec, y.dtype.itemsize)
+    b, x = _bias(spec, bias, dtype), np.ascontiguousarray(x)
+    rows, positions = plan["rows"], plan["positions"]
+
+    start = np.zeros((spec.groups, plan["padded"]), dtype)  # the bias, a group's padded
+    start[:, : spec.group_out] = b.reshape(spec.groups, spec.group_out)
+
+    def share(part: tuple[int, int, int, int]) -> None:
+        n0, n1, k0, k1 = part
+        buf = buffer("input", (plan["buffer"],), dtype)
+        buf[plan["filled"] :] = 0
+        packed = buffer("filters", (spec.groups, len(plan["offsets"]), plan["padded"]), dtype)
+        _pack_last(wc, spec.group_out, packed)
+        block = buffer("tiles", (plan["band"] * plan["padded"],), dtype)
+        _share_last(
+            x, packed, plan["offsets"], plan["by_tap"], plan["lo"], plan["hq"], plan["wq"],
+            plan["band"], plan["shape"], rows, plan["chunk"], start, relu, y, n0, n1,
+            k0 * rows, min(k1 * rows, positions), buf, block, plan["block_rows"],
+            plan["pixels"],
+        )  # fmt: skip
+
+    parallel_map(share, _shares(spec, -(-positions // rows)))
 
 
 def _convolve(
+    run: Any,
     x: np.ndarray,
     w: np.ndarray,
     spec: ConvSpec,
     bias: np.ndarray | None,
     relu: bool,
     y: np.ndarray,
-) -> None:
-    """:func:`_run`; complex numbers as four real convolutions (and the ReLU refused)."""
-    if y.dtype.kind != "c":
-        _run(x, w.astype(y.dtype, copy=False), spec, bias, relu, y)
-        return
-    real = np.dtype(y.dtype.char.lower())
-    part = np.empty(y.shape, real)
-    for (xs, ws, sign) in (
-        (x.real, w.real, 1), (x.imag, w.imag, -1), (x.real, w.imag, 1j), (x.imag, w.real, 1j)
-    ):  # fmt: skip
-        _run(np.asarray(xs, real), np.asarray(ws, real), spec, None, False, part)
-        if sign == 1:
-            y[...] = part
-        else:
-            y += sign * part
-    if bias is not None:
-        y += bias.reshape(-1, *[1] * (y.ndim - 2))
+) -> np.ndarray:
+    """``run`` (:func:`_run_first` or :func:`_run_last`) into ``y``, returned; complex
+    numbers as four real convolutions (without a ReLU: the dispatch asks none of them)."""
+    if y.size == 0:
+        pass
+    elif y.dtype.kind != "c":
+        run(x, w.astype(y.dtype, copy=False), spec, bias, relu, y)
+    else:
+        real = np.dtype(y.dtype.char.lower())
+        part = np.empty(y.shape, real)
+        products = ((x.real, w.real, 1), (x.imag, w.imag, -1), (x.real, w.imag, 1j),
+                    (x.imag, w.real, 1j))  # fmt: skip
+        for xs, ws, sign in products:
+            run(np.asarray(xs, real), np.asarray(ws, real), spec, None, False, part)
+            if sign == 1:
+                y[...] = part
+            else:
+                y += sign * part
+        if bias is not None:
+            channel = 1 if run is _run_first else y.ndim - 1
+            y += np.expand_dims(bias, tuple(d for d in range(y.ndim) if d != channel))
+    return y
 
 
 def conv_channels_first(
@@ -407,8 +616,13 @@ def conv_channels_first(
     plus ``bias``, then ``max(y, 0)`` where ``relu``: ``(N, O, *out)``; the spec's zero
     pads are applied here."""
     y = np.empty((spec.batch, spec.out_channels, *spec.out_size), x.dtype)
-    _convolve(x, w, spec, bias, relu, y)
-    return y
+    return _convolve(_run_first, x, w, spec, bias, relu, y)
+
+
+def _channels_last(spec: ConvSpec) -> bool:
+    """Whether :func:`conv` runs ``spec`` by pixels (channels-last at stride 1), rather
+    than through channels-first views."""
+    return spec.layout == "NHWC" and spec.stride == (1, 1)
 
 
 def conv(
@@ -420,9 +634,14 @@ def conv(
 ) -> np.ndarray:
     """The same on channels-last ``(N, H, W, C)`` and ``(kh, kw, C/G, O)``: ``(N, *out, O)``.
 
-    The kernels read and write them where they lie, seen channels-first."""
+    At stride 1, blocks of pixels by output channels, each pixel's inputs broadcast
+    (:func:`_share_last`: the result written as it lies); strided, the channels-first
+    kernels read and write them where they lie, through channels-first views."""
     y = np.empty((spec.batch, *spec.out_size, spec.out_channels), x.dtype)
-    _convolve(move_channels_first(x), weight_first(wc), spec, bias, relu, move_channels_first(y))
+    if _channels_last(spec):
+        return _convolve(_run_last, x, wc, spec, bias, relu, y)
+    views = move_channels_first(x), weight_first(wc)
+    _convolve(_run_first, *views, spec, bias, relu, move_channels_first(y))
     return y
 
 
@@ -435,15 +654,33 @@ def unsupported(spec: ConvSpec) -> str | None:
     return None
 
 
+def _sizes(spec: ConvSpec, item: int) -> tuple[int, int, int, int, int]:
+    """The values it computes with for ``spec`` (``item``-byte floats): multiply-adds
+    (positions and channels in whole blocks), a thread's input buffer, packed weights
+    and block of results, and the threads' shares."""
+    taps = spec.group_in * math.prod(spec.kernel)
+    if _channels_last(spec):
+        plan = _plan_last(spec, item)
+        rows, padded = plan["rows"], plan["padded"]
+        blocked = spec.groups * padded * -(-plan["positions"] // rows) * rows
+        weights, block = spec.groups * taps * padded, plan["band"] * padded
+        shares = len(_shares(spec, -(-plan["positions"] // rows)))
+    else:
+        plan = _plan(spec, item)
+        rows, width = plan["rows"], plan["width"]
+        positions = spec.out_size[0] * plan["wq"]
+        blocked = len(plan["blocks"]) * rows * -(-positions // width) * width
+        weights, block = len(plan["blocks"]) * rows * taps, rows * (plan["band"] + width)
+        shares = len(_shares(spec, len(plan["blocks"])))
+    return spec.batch * blocked * (taps + BLOCK_TAPS), plan["buffer"], weights, block, shares
+
+
 def memory(spec: ConvSpec, dtype: np.dtype) -> int:
-    """Bytes of temporaries: each thread's split input, its packed weights and a band's
+    """Bytes of temporaries: each thread's input buffer, its packed weights and a band's
     block of results."""
     item = _real_itemsize(dtype)
-    plan = _plan(spec, item)
-    rows, width = plan["rows"], plan["width"]
-    weights = len(plan["blocks"]) * rows * spec.group_in * math.prod(spec.kernel)
-    each = plan["buffer"] + weights + rows * (plan["band"] + width)
-    return get_threads() * each * item
+    _, buf, weights, block, _ = _sizes(spec, item)
+    return get_threads() * (buf + weights + block) * item
 
 
 #: The price of one of its multiply-adds in GEMM flops (:func:`npconv._cost.gemm`),
@@ -463,29 +700,23 @@ BLOCK_TAPS = 8
 
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-    """The multiply-adds it computes, at :data:`FLOPS_PER_MAC`: every position of the
-    planes' grid (rows as wide as a plane), in whole blocks of positions and output
-    channels, each block's set-up as :data:`BLOCK_TAPS` more taps (1x1 kernels at
-    :data:`POINTWISE` times the cost); a pass over the
-    input, split into planes (on every thread that shares a sample's blocks, and read
-    along the strides), over the weights per share (packed) and over the result
-    (written with the bias; channels-last, strided, at four times the cost); the call's
-    own :data:`CALLS`."""
+    """The multiply-adds it computes (:func:`_sizes`, each block's set-up as
+    :data:`BLOCK_TAPS` more taps) at :data:`FLOPS_PER_MAC` (1x1 kernels at
+    :data:`POINTWISE` times the cost); a pass over the input into its buffer (on every
+    thread that shares a sample, and read along the strides), over the weights per
+    share (packed) and over the result (written with the bias; channels-last through
+    channels-first views, strided, at four times the cost); the call's own
+    :data:`CALLS`."""
     item = _real_itemsize(dtype)
     complex_parts = 4 if np.dtype(dtype).kind == "c" else 1
     if spec.nd != 2:  # not run (2-d only): its multiply-adds, for a finite estimate
         return units(gemm=spec.macs * FLOPS_PER_MAC * item / 4 * complex_parts, calls=CALLS)
-    plan = _plan(spec, item)
-    rows, width = plan["rows"], plan["width"]
-    positions = spec.out_size[0] * plan["wq"]
-    taps = spec.group_in * math.prod(spec.kernel) + BLOCK_TAPS
-    computed = spec.batch * len(plan["blocks"]) * rows * taps * -(-positions // width) * width
+    computed, buf, weights, _, shares = _sizes(spec, item)
     outputs = spec.batch * spec.out_channels * math.prod(spec.out_size)
     inputs = spec.batch * spec.in_channels * math.prod(spec.in_size)
-    weights = spec.out_channels * spec.group_in * math.prod(spec.kernel)
-    shares = len(_shares(spec, len(plan["blocks"])))
-    fill = (inputs + spec.batch * plan["filled"]) * math.prod(spec.stride) * item
-    written = (8 if spec.layout == "NHWC" else 2) * outputs * item
+    fill = (inputs + spec.batch * buf) * math.prod(spec.stride) * item
+    strided = spec.layout == "NHWC" and not _channels_last(spec)
+    written = (8 if strided else 2) * outputs * item
     parallel = units(passes=2 * weights * shares * item + written)
     parallel += units(serial=fill) if shares > spec.batch else units(passes=fill)
     flops = computed * FLOPS_PER_MAC * item / 4 * complex_parts
