@@ -361,11 +361,12 @@ def _write_last(block, padded, y, o0, outputs, p0, p1, wq, relu):
 
 
 @kernel
-def _share_last(x, packed, offsets, by_tap, lo, hq, wq, band, shape, rows, chunk, start, relu,
-                y, n0, n1, pa, pb, buf, block, block_rows, pixels):  # fmt: skip
+def _share_last(x, w, packed, offsets, by_tap, lo, hq, wq, band, shape, rows, chunk, start,
+                relu, y, n0, n1, pa, pb, buf, block, block_rows, pixels):  # fmt: skip
     """Samples ``n0 .. n1 - 1``, positions ``pa .. pb - 1`` of ``y`` (N, OH, OW, O) from the
-    channels-last ``x`` (N, H, W, C) at stride 1, with the weights ``packed`` (groups,
-    taps, O') by :func:`_pack_last` and ``start`` (groups, O'), the bias: blocks of
+    channels-last ``x`` (N, H, W, C), C-contiguous, at stride 1 and ``w`` (kh, kw, C/G,
+    O), packed into ``packed`` (groups, taps, O') by :func:`_pack_last`, and ``start``
+    (groups, O'), the bias: blocks of
     ``rows`` pixels by ``chunk`` output channels (block shape ``shape``), each pixel's
     input values broadcast.  Where a group's outputs fill whole vectors (``O' = O/G``),
     a block is stored in the result as it lies (position ``p`` at ``pixels[p]``, none
@@ -373,10 +374,16 @@ def _share_last(x, packed, offsets, by_tap, lo, hq, wq, band, shape, rows, chunk
     channels = x.shape[3]
     groups, taps, padded = packed.shape
     group_in, group_out = channels // groups, y.shape[3] // groups
-    flat, starts = packed.reshape(-1), start.reshape(-1)
+    _pack_last(w, group_out, packed)
+    flat, starts, values = packed.reshape(-1), start.reshape(-1), x.reshape(-1)
     direct = padded == group_out
+    sample = hq * wq * channels
+    unpadded = sample == x[0].size  # x's samples are their own buffers (not the last)
     for n in range(n0, n1):
-        _fill_last(x[n], lo, buf, hq, wq)
+        if unpadded and n + 1 < len(x):  # the next sample: read past a row's last pixel
+            buf = values[n * sample :]
+        else:
+            _fill_last(x[n], lo, buf, hq, wq)
         out = y[n].reshape(-1)
         for p0 in range(pa, pb, band):
             p1 = min(p0 + band, pb)
@@ -561,10 +568,9 @@ def _run_last(
         buf = buffer("input", (plan["buffer"],), dtype)
         buf[plan["filled"] :] = 0
         packed = buffer("filters", (spec.groups, len(plan["offsets"]), plan["padded"]), dtype)
-        _pack_last(wc, spec.group_out, packed)
         block = buffer("tiles", (plan["band"] * plan["padded"],), dtype)
         _share_last(
-            x, packed, plan["offsets"], plan["by_tap"], plan["lo"], plan["hq"], plan["wq"],
+            x, wc, packed, plan["offsets"], plan["by_tap"], plan["lo"], plan["hq"], plan["wq"],
             plan["band"], plan["shape"], rows, plan["chunk"], start, relu, y, n0, n1,
             k0 * rows, min(k1 * rows, positions), buf, block, plan["block_rows"],
             plan["pixels"],
@@ -654,6 +660,7 @@ def unsupported(spec: ConvSpec) -> str | None:
     return None
 
 
+@lru_cache(maxsize=256)
 def _sizes(spec: ConvSpec, item: int) -> tuple[int, int, int, int, int]:
     """The values it computes with for ``spec`` (``item``-byte floats): multiply-adds
     (positions and channels in whole blocks), a thread's input buffer, packed weights
