@@ -276,6 +276,22 @@ def test_blocked_jit_matches_torch(layout, dtype, threads, case, rng, monkeypatc
     blocked_jit._plan.cache_clear()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blocked_jit_reads_unpadded_samples_in_place_and_leaves_them(threads, rng, monkeypatch):
+    """Contiguous channels-last samples without padding are read where they lie (the
+    last one copied); the input is left as it was, twice in a row."""
+    monkeypatch.setattr(blocked_jit, "SHARED_MACS", 0)
+    x = rng.standard_normal((5, 9, 11, 8))  # (N, H, W, C), C-contiguous
+    w = rng.standard_normal((3, 3, 8, 16))
+    before = x.copy()
+    expected = torch_conv(np.moveaxis(x, -1, 1), w.transpose(3, 2, 0, 1))
+    with using_threads(threads):
+        for _ in range(2):
+            y = npconv.conv(x, w, layout="NHWC", algorithm="blocked_jit")
+            assert_close(np.moveaxis(y, -1, 1), expected)
+            np.testing.assert_array_equal(x, before)
+
+
 def test_blocked_jit_computes_complex_numbers_as_real_convolutions(rng):
     x = rng.standard_normal((2, 4, 9, 9)) + 1j * rng.standard_normal((2, 4, 9, 9))
     w = rng.standard_normal((6, 4, 3, 3)) + 1j * rng.standard_normal((6, 4, 3, 3))

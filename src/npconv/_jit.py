@@ -7,10 +7,11 @@ row asks whether it can run (importing numba takes ~0.4 s), and a kernel is comp
 its first call for each combination of argument types, with ``cache=True``, so that a
 second process loads the machine code from numba's cache instead of compiling again.
 Kernels that several modules call (:func:`copy_rows`, and :func:`equal_bits` for the
-workspaces) live here, and the three machine operations that numba code cannot write
-itself (:class:`Intrinsic`): an atomic load and store of a flag that another thread
-sets or reads, and the CPU's spin-wait hint, with which npconv's threads wait for work
-(:mod:`npconv._threads`).
+workspaces) live here, and the machine operations that numba code cannot write itself
+(:class:`Intrinsic`): an atomic load and store of a flag that another thread sets or
+reads, and the CPU's spin-wait hint, with which npconv's threads wait for work
+(:mod:`npconv._threads`), and a block of multiply-adds whose sums stay in vector
+registers (:data:`multiply_block0`, the core of ``blocked_jit``).
 
 Kernels run on the thread that calls them, without the GIL (``nogil``): the calling
 thread, or npconv's own pinned threads, among which an algorithm shares out its chunks
@@ -31,6 +32,7 @@ import platform
 import threading
 import types
 from collections.abc import Callable, Collection
+from functools import cache
 from typing import Any
 
 __all__ = [
@@ -39,14 +41,20 @@ __all__ = [
     "Intrinsic",
     "Kernel",
     "add_channels",
+    "block_shapes",
     "copy_rows",
     "equal_bits",
     "kernel",
     "letting_go",
     "load_acquire",
+    "multiply_block0",
+    "multiply_block1",
+    "multiply_block2",
+    "multiply_block3",
     "pause",
     "store_release",
     "unavailable",
+    "vector_registers",
 ]
 
 #: Why a compiled algorithm cannot run when numba is not installed.
@@ -192,6 +200,140 @@ def pause(typingctx: Any) -> Any:
         return context.get_dummy_value()
 
     return nb.void(), codegen
+
+
+@cache
+def vector_registers() -> tuple[int, int]:
+    """The CPU's vector width in bytes and its number of vector registers, as numba
+    compiles for it: 64 and 32 with AVX-512, 32 and 16 with AVX, else 16 and 16."""
+    try:
+        from llvmlite import binding
+        from numba.core import config
+    except ImportError:  # without numba no block runs: estimates assume the least
+        return 16, 16
+    if getattr(config, "CPU_NAME", None):  # compiled for another CPU: assume the least
+        return 16, 16
+    features = binding.get_host_cpu_features()
+    if features.get("avx512f"):
+        return 64, 32
+    if features.get("avx"):
+        return 32, 16
+    return 16, 16
+
+
+def block_shapes(registers: int) -> tuple[tuple[int, int], ...]:
+    """The block shapes ``(R, V)`` compiled, ``R`` broadcast values by ``V`` vectors: ``R V``
+    accumulators in three quarters of the ``registers`` (8 by 3, 12 by 2, 24 by 1 and 6
+    by 4 on AVX-512), the rest for the ``V`` loaded vectors and a broadcast value."""
+    budget = registers * 3 // 4
+    return (budget // 3, 3), (budget // 2, 2), (budget, 1), (budget // 4, 4)
+
+
+def _block_builder(shape: int) -> Any:
+    """The LLVM of :data:`multiply_block0` .. 3 for shape ``shape`` of :func:`block_shapes`."""
+
+    def build(typingctx: Any, b: Any, b0: Any, b_offsets: Any, b_step: Any, v: Any, v0: Any,
+              v_offsets: Any, y: Any, y0: Any, y_rows: Any, start: Any, start0: Any,
+              relu: Any) -> Any:  # fmt: skip
+        from llvmlite import ir
+        from numba.core import cgutils
+        from numba.core import types as nb
+
+        if not b.dtype == v.dtype == y.dtype == start.dtype:
+            raise TypeError(f"a block's arrays must have one dtype, got {b}, {v}, {y}, {start}")
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            vector_bytes, registers = vector_registers()
+            rows, vectors = block_shapes(registers)[shape]
+            b0_, b_step_, v0_, y0_, start0_, relu_ = (args[n] for n in (1, 3, 5, 8, 11, 12))
+            types = signature.args
+            item = context.get_value_type(types[0].dtype)
+            size = types[0].dtype.bitwidth // 8  # bytes of a value, the loads' alignment
+            lanes = vector_bytes // size
+            vec = ir.VectorType(item, lanes)
+            i64, i32 = ir.IntType(64), ir.IntType(32)
+
+            def data(n: int) -> Any:
+                return context.make_array(types[n])(context, builder, args[n]).data
+
+            b_data, v_data, y_data, start_data = data(0), data(4), data(7), data(10)
+            b_taps, v_taps, y_at = data(2), data(6), data(9)
+            offsets = context.make_array(types[2])(context, builder, args[2])
+            count = builder.extract_value(offsets.shape, 0)  # the taps
+            fma_type = ir.FunctionType(vec, [vec, vec, vec])
+            fma_name = f"llvm.fma.v{lanes}f{types[0].dtype.bitwidth}"
+            fma = cgutils.get_or_insert_function(builder.module, fma_type, fma_name)
+            zero = ir.Constant(vec, [ir.Constant(item, 0.0)] * lanes)
+            undefined = ir.Constant(vec, ir.Undefined)
+            splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+
+            def plus(a: Any, n: int) -> Any:
+                return builder.add(a, ir.Constant(i64, n))
+
+            def vector_at(pointer: Any, index: Any) -> Any:
+                return builder.bitcast(builder.gep(pointer, [index]), vec.as_pointer())
+
+            # the accumulators live in allocas, which LLVM promotes to registers
+            acc = [[cgutils.alloca_once(builder, vec) for _ in range(vectors)] for _ in range(rows)]
+            for j in range(vectors):
+                first = builder.load(vector_at(start_data, plus(start0_, j * lanes)), align=size)
+                for r in range(rows):
+                    builder.store(first, acc[r][j])
+            with cgutils.for_range(builder, count) as loop:
+                t = loop.index
+                at = builder.add(builder.load(builder.gep(v_taps, [t])), v0_)
+                xs = [
+                    builder.load(vector_at(v_data, plus(at, j * lanes)), align=size)
+                    for j in range(vectors)
+                ]
+                first = builder.add(builder.load(builder.gep(b_taps, [t])), b0_)
+                for r in range(rows):
+                    index = builder.add(first, builder.mul(b_step_, ir.Constant(i64, r)))
+                    value = builder.load(builder.gep(b_data, [index]))
+                    one = builder.insert_element(undefined, value, ir.Constant(i32, 0))
+                    broadcast = builder.shuffle_vector(one, undefined, splat)
+                    for j in range(vectors):
+                        total = builder.call(fma, [broadcast, xs[j], builder.load(acc[r][j])])
+                        builder.store(total, acc[r][j])
+            clip = builder.icmp_signed("!=", relu_, ir.Constant(relu_.type, 0))
+            for r in range(rows):
+                row = builder.load(builder.gep(y_at, [ir.Constant(i64, r)]))
+                with builder.if_then(builder.icmp_signed(">=", row, ir.Constant(i64, 0))):
+                    for j in range(vectors):
+                        total = builder.load(acc[r][j])
+                        negative = builder.fcmp_ordered("<", total, zero)  # not for NaN
+                        clipped = builder.select(negative, zero, total)
+                        total = builder.select(clip, clipped, total)
+                        at = vector_at(y_data, plus(builder.add(y0_, row), j * lanes))
+                        builder.store(total, at, align=size)
+            return context.get_dummy_value()
+
+        arguments = (b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, start, start0, relu)
+        return nb.void(*arguments), codegen
+
+    return build
+
+
+#: A block of multiply-adds, one for each shape ``(R, V)`` of :func:`block_shapes`::
+#:
+#:     multiply_blockN(b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, start,
+#:                     start0, relu)
+#:
+#: sets, for ``r < R``, ``j < V`` where ``y_rows[r] >= 0`` (1-d float arrays of one
+#: dtype, int64 offsets, ``L`` values a vector)::
+#:
+#:     y[y0 + y_rows[r] + j L : .. + L] = start[start0 + j L : .. + L]
+#:         + sum_t b[b0 + b_offsets[t] + r b_step] * v[v0 + v_offsets[t] + j L : .. + L]
+#:
+#: then ``max(y, 0)`` where ``relu`` (NaN stays NaN).  The ``R V`` sums stay in vector
+#: registers over all the taps ``t``: each tap loads ``V`` vectors and ``R`` values of
+#: ``b``, each broadcast to a vector and multiplied into ``V`` sums (LLVM's fused
+#: multiply-add), so that the multiply-adds, not the loads, bound it.  numba's loop
+#: vectoriser does not keep sums across an outer loop in registers; these are written
+#: as LLVM's vector instructions instead.
+multiply_block0, multiply_block1, multiply_block2, multiply_block3 = (
+    Intrinsic(_block_builder(shape)) for shape in range(4)
+)
 
 
 def kernel(fn: Callable[..., Any] | None = None, *, flags: Collection[str] = ()) -> Any:

@@ -1,55 +1,67 @@
 """``blocked_jit``: compiled direct convolution, a block of outputs held in vector registers.
 
-Where a GEMM's operands would first be copied into a patch matrix, this kernel (numba,
-with its innermost block written as LLVM vector instructions) multiplies the taps
-straight from the image.  For each sample:
+Where a GEMM's operands would first be copied into a patch matrix, this kernel
+multiplies the taps straight from the image, a block of ``R`` by ``V`` vectors of
+outputs at a time, their sums held in vector registers over all the taps
+(:data:`npconv._jit.multiply_block0`: each tap loads ``V`` vectors and ``R`` values, each
+broadcast to a vector and multiplied into ``V`` sums, so that the multiply-adds, not
+the loads, bound it, at about a core's peak).  Channels-first, for each sample:
 
 1. the input is copied into a zero-bordered buffer, split into the stride's phases:
    plane ``(c, u, v)`` holds the padded input's rows ``u, u + s, ..`` and columns
    ``v, v + s, ..`` of channel ``c``, ``Hq x Wq`` values, so that every tap of a strided
    or dilated kernel reads a run of consecutive values.  Output ``(i, j)`` is position
    ``p = i * Wq + j`` of a grid as wide as a plane: the ``Wq - OW`` positions past each
-   output row are computed and dropped, and a tap ``(c, a, b)`` of output ``p`` reads
-   the buffer at ``p + offset[c, a, b]`` (:func:`_offsets`);
+   output row are computed and dropped, and tap ``t = (c, a, b)`` of output ``p`` reads
+   the buffer at ``p + offset[t]``;
 2. the weights are packed by blocks of ``R`` output channels, tap by tap:
    ``packed[block, t, r] = w[block * R + r, t]`` (zero rows past a group's outputs);
-3. a block of ``R`` output channels times ``V`` vectors of consecutive positions (``R V``
-   accumulators, which fill three quarters of the CPU's vector registers) is summed
-   tap by tap: each tap loads ``V`` vectors of the buffer and ``R`` weights, each weight
-   broadcast to a vector and multiplied into ``V`` accumulators::
+3. a block of ``R`` output channels by ``V`` vectors of consecutive positions sums::
 
-       acc[r, v] += packed[block, t, r] * buf[p0 + v * L + offset[t] : .. + L]
+       acc[r, j] += packed[block, t, r] * buf[p0 + j * L + offset[t] : .. + L]
 
-   (:func:`_tile`: ``R V`` multiply-adds per ``V + R`` loads, so that the multiply-adds
-   bound it, at about a core's peak); the blocks run over bands of positions whose
-   buffer fits a core's L2 cache (:data:`BAND_BYTES`), the packed weights stream;
+   over bands of positions whose buffer fits a core's L2 cache (:data:`BAND_BYTES`);
 4. the block is written into the result with the bias, and the ReLU that follows it in
-   a network, in the result's layout.
+   a network.
 
-npconv's threads share the samples, or at batch 1 the blocks of output channels
-(:mod:`npconv._threads`), from :data:`SHARED_MACS` multiply-adds on.  Cost: the direct
+Channels-last at stride 1 the roles swap: a block is ``R`` pixels by ``V`` vectors of
+output channels, each pixel's input values broadcast, the weights read as they lie
+(tap ``(a, b, c)`` by output channel); the sums start at the bias and are stored in
+the result where they lie, unless a row ends within the block; unpadded samples are
+read in place.
+
+npconv's threads share the samples, or at batch 1 the blocks (of output channels, or
+of pixels), from :data:`SHARED_MACS` multiply-adds on.  Cost: the direct
 multiply-adds, of the positions and channels rounded up to whole blocks, at about a
 GEMM's speed (:data:`FLOPS_PER_MAC`), plus the copy of the input and the pass over the
 result: it wins where a GEMM's patch matrix costs most (few input channels, strided
-layers, small images at batch 1), and loses to Winograd's fewer products on large 3x3
-layers.  Error: a direct sum, as a GEMM's (multiply-adds fused).  float32 and float64;
-complex numbers as four real convolutions; not integers.  It needs numba (the ``jit``
-extra).
+layers, a 7x7 stem, small images at batch 1), and loses to Winograd's fewer products
+on large 3x3 layers and to a GEMM on 1x1 ones.  Error: a direct sum, as a GEMM's
+(multiply-adds fused).  float32 and float64; complex numbers as four real
+convolutions; not integers.  It needs numba (the ``jit`` extra).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from .._cost import units
-from .._jit import Intrinsic, kernel
+from .._jit import (
+    block_shapes,
+    kernel,
+    multiply_block0,
+    multiply_block1,
+    multiply_block2,
+    multiply_block3,
+    vector_registers,
+)
 from .._spec import ConvSpec
-from .._threads import even_runs, get_threads, parallel_map
+from .._threads import even_runs, get_threads, parallel_map, runs_alone
 from .._windows import move_channels_first, weight_first
 from .._workspace import buffer
 
@@ -58,123 +70,11 @@ from .._workspace import buffer
 BAND_BYTES = 2**19
 
 
-@cache
-def _machine() -> tuple[int, int]:
-    """The CPU's vector width in bytes and its number of vector registers, as numba
-    compiles for it: 64 and 32 with AVX-512, 32 and 16 with AVX, else 16 and 16."""
-    try:
-        from llvmlite import binding
-        from numba.core import config
-    except ImportError:  # without numba it never runs: its estimates assume the least
-        return 16, 16
-    if getattr(config, "CPU_NAME", None):  # compiled for another CPU: assume the least
-        return 16, 16
-    features = binding.get_host_cpu_features()
-    if features.get("avx512f"):
-        return 64, 32
-    if features.get("avx"):
-        return 32, 16
-    return 16, 16
-
-
-def _blocks(registers: int) -> tuple[tuple[int, int], ...]:
-    """The block shapes ``(R, V)`` compiled, ``R`` broadcast values by ``V`` vectors: ``R V``
-    accumulators in three quarters of the ``registers`` (8 by 3, 12 by 2, 24 by 1 and 6
-    by 4 on AVX-512), the rest for the ``V`` loaded vectors and a broadcast value."""
-    budget = registers * 3 // 4
-    return (budget // 3, 3), (budget // 2, 2), (budget, 1), (budget // 4, 4)
-
-
-def _tile_builder(shape: int) -> Any:
-    """The LLVM of :func:`_block` for block shape ``shape`` of :func:`_blocks`."""
-
-    def build(typingctx: Any, b: Any, b0: Any, b_offsets: Any, b_step: Any, v: Any, v0: Any,
-              v_offsets: Any, y: Any, y0: Any, y_rows: Any, start: Any, start0: Any,
-              relu: Any) -> Any:  # fmt: skip
-        from llvmlite import ir
-        from numba.core import cgutils
-        from numba.core import types as nb
-
-        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            vector_bytes, registers = _machine()
-            rows, vectors = _blocks(registers)[shape]
-            b0_, b_step_, v0_, y0_, start0_, relu_ = (args[n] for n in (1, 3, 5, 8, 11, 12))
-            types = signature.args
-            item = context.get_value_type(types[0].dtype)
-            size = types[0].dtype.bitwidth // 8  # bytes of a value, the loads' alignment
-            lanes = vector_bytes // size
-            vec = ir.VectorType(item, lanes)
-            i64, i32 = ir.IntType(64), ir.IntType(32)
-
-            def data(n: int) -> Any:
-                return context.make_array(types[n])(context, builder, args[n]).data
-
-            b_data, v_data, y_data, start_data = data(0), data(4), data(7), data(10)
-            b_taps, v_taps, y_at = data(2), data(6), data(9)
-            offsets = context.make_array(types[2])(context, builder, args[2])
-            count = builder.extract_value(offsets.shape, 0)  # the taps
-            fma_type = ir.FunctionType(vec, [vec, vec, vec])
-            fma_name = f"llvm.fma.v{lanes}f{types[0].dtype.bitwidth}"
-            fma = cgutils.get_or_insert_function(builder.module, fma_type, fma_name)
-            zero = ir.Constant(vec, [ir.Constant(item, 0.0)] * lanes)
-            undefined = ir.Constant(vec, ir.Undefined)
-            splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-
-            def plus(a: Any, n: int) -> Any:
-                return builder.add(a, ir.Constant(i64, n))
-
-            def vector_at(pointer: Any, index: Any) -> Any:
-                return builder.bitcast(builder.gep(pointer, [index]), vec.as_pointer())
-
-            # the accumulators live in allocas, which LLVM promotes to registers
-            acc = [[cgutils.alloca_once(builder, vec) for _ in range(vectors)] for _ in range(rows)]
-            for j in range(vectors):
-                first = builder.load(vector_at(start_data, plus(start0_, j * lanes)), align=size)
-                for r in range(rows):
-                    builder.store(first, acc[r][j])
-            with cgutils.for_range(builder, count) as loop:
-                t = loop.index
-                at = builder.add(builder.load(builder.gep(v_taps, [t])), v0_)
-                xs = [
-                    builder.load(vector_at(v_data, plus(at, j * lanes)), align=size)
-                    for j in range(vectors)
-                ]
-                first = builder.add(builder.load(builder.gep(b_taps, [t])), b0_)
-                for r in range(rows):
-                    index = builder.add(first, builder.mul(b_step_, ir.Constant(i64, r)))
-                    value = builder.load(builder.gep(b_data, [index]))
-                    one = builder.insert_element(undefined, value, ir.Constant(i32, 0))
-                    broadcast = builder.shuffle_vector(one, undefined, splat)
-                    for j in range(vectors):
-                        total = builder.call(fma, [broadcast, xs[j], builder.load(acc[r][j])])
-                        builder.store(total, acc[r][j])
-            clip = builder.icmp_signed("!=", relu_, ir.Constant(relu_.type, 0))
-            for r in range(rows):
-                row = builder.load(builder.gep(y_at, [ir.Constant(i64, r)]))
-                with builder.if_then(builder.icmp_signed(">=", row, ir.Constant(i64, 0))):
-                    for j in range(vectors):
-                        total = builder.load(acc[r][j])
-                        negative = builder.fcmp_ordered("<", total, zero)  # not for NaN
-                        clipped = builder.select(negative, zero, total)
-                        total = builder.select(clip, clipped, total)
-                        at = vector_at(y_data, plus(builder.add(y0_, row), j * lanes))
-                        builder.store(total, at, align=size)
-            return context.get_dummy_value()
-
-        arguments = (b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, start, start0, relu)
-        return nb.void(*arguments), codegen
-
-    return build
-
-
-#: The compiled blocks, one for each shape of :func:`_blocks`.
-_tile0, _tile1, _tile2, _tile3 = (Intrinsic(_tile_builder(shape)) for shape in range(4))
-
-
 @kernel
 def _block(shape, b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, start, start0,
            relu):  # fmt: skip
-    """For ``r < R``, ``j < V`` (block shape ``shape`` of :func:`_blocks`, ``L`` values a
+    """For ``r < R``, ``j < V`` (block shape ``shape`` of :func:`npconv._jit.block_shapes`,
+    ``L`` values a
     vector; 1-d float arrays, int64 offsets), where ``y_rows[r] >= 0``::
 
         y[y0 + y_rows[r] + j * L : .. + L] = start[start0 + j * L : .. + L]
@@ -185,13 +85,13 @@ def _block(shape, b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, sta
     vector, each multiply fused with its add."""
     arguments = (b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, start, start0, relu)
     if shape == 0:
-        _tile0(*arguments)
+        multiply_block0(*arguments)
     elif shape == 1:
-        _tile1(*arguments)
+        multiply_block1(*arguments)
     elif shape == 2:
-        _tile2(*arguments)
+        multiply_block2(*arguments)
     else:
-        _tile3(*arguments)
+        multiply_block3(*arguments)
 
 
 @kernel
@@ -381,9 +281,10 @@ def _share_last(x, w, packed, offsets, by_tap, lo, hq, wq, band, shape, rows, ch
     unpadded = sample == x[0].size  # x's samples are their own buffers (not the last)
     for n in range(n0, n1):
         if unpadded and n + 1 < len(x):  # the next sample: read past a row's last pixel
-            buf = values[n * sample :]
+            source = values[n * sample :]
         else:
             _fill_last(x[n], lo, buf, hq, wq)
+            source = buf
         out = y[n].reshape(-1)
         for p0 in range(pa, pb, band):
             p1 = min(p0 + band, pb)
@@ -396,7 +297,7 @@ def _share_last(x, w, packed, offsets, by_tap, lo, hq, wq, band, shape, rows, ch
                             y0, at, clip, to = g * group_out + o, pixels[q : q + rows], relu, out
                         else:
                             y0, at, clip, to = (q - p0) * padded + o, block_rows, False, block
-                        _block(shape, buf, x0, offsets, channels, flat, w0, by_tap, to, y0, at,
+                        _block(shape, source, x0, offsets, channels, flat, w0, by_tap, to, y0, at,
                                starts, s0, clip)  # fmt: skip
                 if not direct:
                     _write_last(block, padded, y[n], g * group_out, group_out, p0, p1, wq, relu)
@@ -417,16 +318,16 @@ def _plan(spec: ConvSpec, itemsize: int) -> dict[str, Any]:
     plane = hq * wq
     phase = (a % sh) * sw + b % sw
     offsets = (c * sh * sw + phase) * plane + a // sh * wq + b // sw
-    vector_bytes, registers = _machine()
+    vector_bytes, registers = vector_registers()
     lanes = vector_bytes // itemsize
 
     def padded(shape: int) -> int:
-        rows, vectors = _blocks(registers)[shape]
+        rows, vectors = block_shapes(registers)[shape]
         width = vectors * lanes
         return -(-spec.group_out // rows) * rows * -(-positions // width) * width
 
     shape = min((0, 1), key=padded)
-    rows, vectors = _blocks(registers)[shape]
+    rows, vectors = block_shapes(registers)[shape]
     width = vectors * lanes
     halo = (kh - 1) * dh // sh * wq + (kw - 1) * dw // sw  # a band's positions read beyond it
     fit = BAND_BYTES // (max(spec.group_in, 1) * sh * sw * itemsize) - halo
@@ -458,11 +359,11 @@ def _plan_last(spec: ConvSpec, itemsize: int) -> dict[str, Any]:
     a, b, c = np.meshgrid(
         np.arange(kh) * dh, np.arange(kw) * dw, np.arange(spec.group_in), indexing="ij"
     )
-    vector_bytes, registers = _machine()
+    vector_bytes, registers = vector_registers()
     lanes = vector_bytes // itemsize
     vectors = min(4, max(1, -(-spec.group_out // lanes)))
-    shape = [v for _, v in _blocks(registers)].index(vectors)
-    rows, chunk = _blocks(registers)[shape][0], vectors * lanes
+    shape = [v for _, v in block_shapes(registers)].index(vectors)
+    rows, chunk = block_shapes(registers)[shape][0], vectors * lanes
     padded = -(-spec.group_out // chunk) * chunk
     halo = (kh - 1) * dh * wq + (kw - 1) * dw
     fit = BAND_BYTES // (max(spec.in_channels, 1) * itemsize) - halo
@@ -498,11 +399,13 @@ def _real_itemsize(dtype: np.dtype) -> int:
 SHARED_MACS = 2**23
 
 
-def _shares(spec: ConvSpec, blocks: int) -> list[tuple[int, int, int, int]]:
-    """The threads' shares ``(n0, n1, k0, k1)``: runs of samples with every block of
-    output channels, or at a batch smaller than the threads, each sample's blocks in
-    runs; one share below :data:`SHARED_MACS`."""
-    threads = get_threads() if spec.macs >= SHARED_MACS else 1
+def _shares(spec: ConvSpec, blocks: int, alone: bool = False) -> list[tuple[int, int, int, int]]:
+    """The threads' shares ``(n0, n1, k0, k1)``: runs of samples with every block (of
+    output channels, or of pixels), or at a batch smaller than the threads, each
+    sample's blocks in runs; one share below :data:`SHARED_MACS`, or where the call
+    runs ``alone`` on its thread (:func:`npconv._threads.runs_alone`: OpenBLAS's threads
+    likely spin on the other cores)."""
+    threads = get_threads() if spec.macs >= SHARED_MACS and not alone else 1
     if spec.batch >= threads:
         return [(a, b, 0, blocks) for a, b in even_runs(spec.batch, threads)]
     parts = min(max(threads // max(spec.batch, 1), 1), blocks)
@@ -542,7 +445,7 @@ def _run_first(
             b, relu, y, n0, n1, buf, block, plan["block_rows"], plan["zeros"],
         )  # fmt: skip
 
-    parallel_map(share, _shares(spec, len(plan["blocks"])))
+    parallel_map(share, _shares(spec, len(plan["blocks"]), runs_alone(spec.batch)))
 
 
 def _run_last(
@@ -557,7 +460,7 @@ def _run_last(
     (*kernel, C/G, O), real floats of ``y``'s dtype, the threads' shares (runs of
     samples, or runs of a sample's blocks of pixels) in parallel."""
     dtype, plan = y.dtype, _plan_last(spec, y.dtype.itemsize)
-    b, x = _bias(spec, bias, dtype), np.ascontiguousarray(x)
+    b, x = _bias(spec, bias, dtype), np.ascontiguousarray(x, dtype)  # maybe read in place
     rows, positions = plan["rows"], plan["positions"]
 
     start = np.zeros((spec.groups, plan["padded"]), dtype)  # the bias, a group's padded
@@ -576,7 +479,7 @@ def _run_last(
             plan["pixels"],
         )  # fmt: skip
 
-    parallel_map(share, _shares(spec, -(-positions // rows)))
+    parallel_map(share, _shares(spec, -(-positions // rows), runs_alone(spec.batch)))
 
 
 def _convolve(
