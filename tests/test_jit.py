@@ -701,6 +701,38 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     )
 
 
+NARROW_VECTORS = """
+import sys
+import numpy as np
+import torch
+import npconv
+import npconv._jit
+from npconv.algorithms import blocked_jit
+narrow = lambda: ({vector_bytes}, 16)  # before anything compiles
+npconv._jit.vector_registers = blocked_jit.vector_registers = narrow
+rng = np.random.default_rng(0)
+for layout, stride in (("NCHW", 2), ("NHWC", 1), ("NCHW", 1)):
+    x = rng.standard_normal((2, 5, 13, 11)).astype(np.float32)
+    w = rng.standard_normal((20, 5, 3, 3)).astype(np.float32)
+    ref = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), padding=1, stride=stride)
+    a, b = (x, w) if layout == "NCHW" else (np.moveaxis(x, 1, -1), w.transpose(2, 3, 1, 0))
+    y = npconv.conv(a, b, padding=1, stride=stride, layout=layout, algorithm="blocked_jit")
+    y = y if layout == "NCHW" else np.moveaxis(y, -1, 1)
+    error = float(np.abs(y - ref.numpy()).max())
+    assert error < 1e-4, (layout, stride, error)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("vector_bytes", [16, 32])
+def test_blocked_jit_with_the_vectors_of_other_cpus(vector_bytes, tmp_path, monkeypatch):
+    """SSE's or AVX's vectors (16 registers), as compiled for CPUs without AVX-512, in a
+    process with a numba cache of its own (its machine code differs for the same types)."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    done = run_python(NARROW_VECTORS.format(vector_bytes=vector_bytes))
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
 def test_importing_npconv_does_not_import_numba():
     done = run_python("import sys, npconv; assert 'numba' not in sys.modules, 'imported'")
     assert done.returncode == 0, done.stderr
