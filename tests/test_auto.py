@@ -88,6 +88,52 @@ def test_auto_on_integers_is_exact_where_winograd_would_be_cheapest(rng):
     )
 
 
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "kwargs"),
+    [
+        ((1, 256, 14, 14), (256, 256, 3, 3), dict(padding=1)),
+        ((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)),
+        ((1, 3, 224, 224), (64, 3, 7, 7), dict(padding=3, stride=2)),
+        ((1, 144, 56, 56), (144, 1, 3, 3), dict(padding=1, groups=144)),
+    ],
+)
+def test_a_call_that_runs_alone_prices_npconvs_own_threads_as_fewer(x_shape, w_shape, kwargs):
+    """Where OpenBLAS's threads likely spin, the rows that share their work among
+    npconv's own threads (and then run on the calling thread alone) are priced at
+    ALONE_THREADS, the others at the thread count."""
+    spec = ConvSpec.build(x_shape, w_shape, **kwargs)
+    dtype = np.dtype(np.float32)
+    rows = [n for n, why in choosing.reasons(spec, dtype).items() if why is None]
+    own = [n for n in rows if REGISTRY[n].own_threads]
+
+    def priced(name: str) -> float:
+        threads = choosing.ALONE_THREADS if name in own else 2
+        return choosing.estimate(name, spec, dtype, threads)
+
+    assert choosing.choose(spec, dtype, 2, alone=True) == min(rows, key=priced)
+    assert choosing.choose(spec, dtype, 2) == min(
+        rows, key=lambda n: choosing.estimate(n, spec, dtype, 2)
+    )
+
+
+@pytest.mark.parametrize(("batch", "alone"), [(1, True), (4, False)])
+def test_the_dispatch_asks_for_a_choice_alone_below_the_threads(batch, alone, monkeypatch):
+    """A forward call's "auto" is resolved alone where its batch is below the threads
+    and OpenBLAS's threads likely spin (both as :func:`npconv._threads.runs_alone`)."""
+    asked = []
+    real = choosing.choose
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("alone", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(choosing, "choose", spy)
+    monkeypatch.setattr(_threads, "blas_spinning", lambda: True)
+    with using_threads(2):
+        npconv.conv(np.ones((batch, 4, 9, 9)), np.ones((6, 4, 3, 3)), padding=1)
+    assert asked == [alone]
+
+
 def test_explain_lists_estimates_and_reasons():
     x, w = np.zeros((1, 4, 8), np.float32), np.zeros((4, 4, 5), np.float32)
     choice = npconv.explain(x, w)

@@ -67,7 +67,7 @@ def reasons(spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> dict[s
 
 
 def estimate(
-    name: str, spec: ConvSpec, dtype: np.dtype, threads: int, transposed: bool = False
+    name: str, spec: ConvSpec, dtype: np.dtype, threads: float, transposed: bool = False
 ) -> float:
     """Estimated seconds of algorithm ``name`` on ``spec`` on ``threads`` threads.
 
@@ -87,7 +87,7 @@ def estimate(
     return seconds(work, threads)
 
 
-def _filters_copy(spec: ConvSpec, dtype: np.dtype, threads: int) -> float:
+def _filters_copy(spec: ConvSpec, dtype: np.dtype, threads: float) -> float:
     """Estimated seconds to copy the phases' filters, swapped and flipped, into a forward
     algorithm's layout: a gather along transposed strides on one thread, measured at
     0.18-0.28 ns a byte for 3x3 filters of 64 to 512 channels, four streaming passes."""
@@ -96,11 +96,24 @@ def _filters_copy(spec: ConvSpec, dtype: np.dtype, threads: int) -> float:
     return seconds(units(serial=4 * nbytes), threads)
 
 
+#: The threads a call that runs alone (:func:`npconv._threads.runs_alone`) is priced at,
+#: where its algorithm shares its work among npconv's own threads: fitted to an ONNX
+#: ResNet-50's layers timed where they run (see BENCHMARKS.md).
+ALONE_THREADS = 1.75
+
+
 @functools.lru_cache(maxsize=1024)
 def choose(
-    spec: ConvSpec, dtype: np.dtype, threads: int, transposed: bool = False, direct: bool = False
+    spec: ConvSpec,
+    dtype: np.dtype,
+    threads: int,
+    transposed: bool = False,
+    direct: bool = False,
+    alone: bool = False,
 ) -> str:
-    """The supported algorithm with the lowest estimate on ``threads`` threads.
+    """The supported algorithm with the lowest estimate on ``threads`` threads (those
+    that share their work among npconv's own threads on one, where the call runs
+    ``alone``: :func:`npconv._threads.runs_alone`).
 
     For a transposed convolution: an algorithm with an adjoint of its own, or
     :data:`PHASES` when the phases, each with its own cheapest algorithm, cost less.
@@ -113,7 +126,11 @@ def choose(
         if why is None and not (direct and REGISTRY[n].transforms)
     ]
     if not transposed:
-        return min(supported, key=lambda n: estimate(n, spec, dtype, threads))
+        pool = min(threads, ALONE_THREADS) if alone else threads  # npconv's own threads
+        return min(
+            supported,
+            key=lambda n: estimate(n, spec, dtype, pool if REGISTRY[n].own_threads else threads),
+        )
     own = [n for n in supported if REGISTRY[n].adjoint is not None]
     split = _filters_copy(spec, dtype, threads) + sum(
         estimate(choose(part.spec, dtype, threads), part.spec, dtype, threads)
@@ -186,20 +203,21 @@ def resolve(
     fn: str,
     threads: int,
     transposed: bool = False,
+    alone: bool = False,
 ) -> str:
     """The algorithm to run: ``name`` checked against ``spec`` and ``dtype``, or the choice.
 
     ``dtype`` is the one the algorithm must be exact in (int64 or object for integers).
     "auto" takes the measured winner of :data:`TUNED` for a forward convolution, else
-    :func:`choose`'s.  Raises a ValueError naming ``fn`` for an unknown name or an
-    algorithm that cannot run the problem.
+    :func:`choose`'s (for a call that runs ``alone``, see there).  Raises a ValueError
+    naming ``fn`` for an unknown name or an algorithm that cannot run the problem.
     """
     check_name(name, fn, transposed)
     if name == "auto":
         measured = None if transposed else TUNED.get((spec, dtype))
         if measured:
             return min(measured, key=measured.__getitem__)
-        return choose(spec, dtype, threads, transposed)
+        return choose(spec, dtype, threads, transposed, alone=alone)
     why = reason(name, spec, dtype, transposed)
     if why is not None:
         raise ValueError(f"{fn}: algorithm {name!r} cannot run this convolution: {why}")

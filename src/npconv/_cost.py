@@ -49,7 +49,7 @@ def gemm(m: float, k: float, n: float, count: float, item: int) -> Counter[str]:
     return units(gemm=count * flops, copy=count * (m * k + k * n + m * n) * item, calls=count)
 
 
-def seconds(work: Counter[str], threads: int) -> float:
+def seconds(work: Counter[str], threads: float) -> float:
     """Estimated seconds of ``work``: the kinds but :data:`SERIAL` spread over ``threads``."""
     spread = sum(work[kind] * SECONDS_PER[kind] for kind in KINDS if kind not in SERIAL)
     return spread / threads + sum(work[kind] * SECONDS_PER[kind] for kind in SERIAL)

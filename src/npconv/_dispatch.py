@@ -37,7 +37,7 @@ from ._choose import choose, resolve, weight_gradient_choice
 from ._jit import add_channels, unavailable
 from ._operands import NonFinite, Problem, compute_dtypes, finite, prepare
 from ._spec import ConvOptions, ConvSpec
-from ._threads import get_threads
+from ._threads import get_threads, runs_alone
 from ._windows import (
     canonical_input,
     canonical_weight,
@@ -195,7 +195,8 @@ def _forward_values(
     """:func:`_forward`'s result, and the registry row that computed it (None: nothing
     to compute)."""
     spec, numerics = problem.spec, problem.numerics
-    algo = REGISTRY[resolve(algorithm, spec, numerics.exact, problem.fn, threads)]
+    alone = runs_alone(spec.batch)  # OpenBLAS's threads likely spin on the other cores
+    algo = REGISTRY[resolve(algorithm, spec, numerics.exact, problem.fn, threads, alone=alone)]
     if spec.macs == 0:
         return _without_products(problem, spec.output_shape, spec.layout == "NCHW"), None
     if not algo.transforms:

@@ -140,6 +140,10 @@ class Algorithm:
     pads_itself: bool = False
     #: Its kernels are compiled by numba (the ``jit`` extra): without numba it declines.
     compiled: bool = False
+    #: It shares its work among npconv's own threads, and runs on the calling thread
+    #: alone where a batch smaller than the threads follows multi-threaded BLAS
+    #: (:func:`npconv._threads.runs_alone`); "auto" then prices it on one thread.
+    own_threads: bool = False
 
     def unsupported(self, spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> str | None:
         """Why this algorithm's own function cannot run ``spec`` in ``dtype``, or None.
@@ -268,6 +272,7 @@ REGISTRY: dict[str, Algorithm] = {
             checks_result=True,
             pads_itself=True,
             compiled=True,
+            own_threads=True,
         ),
         Algorithm(
             "fft",
@@ -294,6 +299,7 @@ REGISTRY: dict[str, Algorithm] = {
             weight_grad_channels_first=depthwise_jit.weight_grad_channels_first,
             python_ints=False,
             compiled=True,
+            own_threads=True,
             adds_bias=True,
             pads_itself=True,
         ),
@@ -327,6 +333,7 @@ REGISTRY: dict[str, Algorithm] = {
             fuses_relu=True,
             pads_itself=True,
             compiled=True,
+            own_threads=True,
         ),
         Algorithm(
             "col2im",
