@@ -95,41 +95,81 @@ def _block(shape, b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, sta
 
 
 @kernel
+def _inside(lo, step, phase, size, count):
+    """The first and last + 1 of ``count`` indices ``i`` whose ``i * step + phase - lo``
+    lies in ``0 .. size - 1``."""
+    first = min(count, max(0, -(-(lo - phase) // step)))
+    return first, min(count, max(first, -(-(size + lo - phase) // step)))
+
+
+@kernel
+def _zero(buf, start, stop):
+    """``buf[start:stop] = 0``, a few values: a loop of its own, not a call to memset."""
+    k = start
+    while k < stop:
+        buf[k] = 0
+        k += 1
+
+
+@kernel
 def _fill(x, lo, stride, buf, hq, wq):
     """Copy one sample ``x`` (C, H, W) into ``buf`` split into phases (see the module):
     plane ``(c, u, v)``, ``hq`` rows of ``wq`` values from ``((c * s0 + u) * s1 + v) * hq
     * wq`` on, holds the input's rows ``i * s0 + u - lo[0]`` and columns ``j * s1 + v -
-    lo[1]``, zero outside the image.  Written index by index: slices of short rows cost
-    more than their copies."""
-    s0, s1 = stride[0], stride[1]
+    lo[1]``, zero outside the image.  A row's values are copied between 1-d views
+    indexed from 0, which LLVM vectorises (an index into the 3-d ``x`` kept it from it:
+    0.18 against 0.08 ms for 128 channels of 56 x 56), at stride 2 both phases of a row
+    in one loop (0.30 against 0.19 ms), and its few zeros before and after in loops of
+    their own."""
+    s0, s1, top, left = stride[0], stride[1], lo[0], lo[1]
     height, width = x.shape[1], x.shape[2]
+    plane = hq * wq
+    first0, last0 = _inside(left, s1, 0, width, wq)  # stride 2: each phase's columns,
+    first1, last1 = _inside(left, s1, 1, width, wq)  # and those of both
+    both0 = max(first0, first1)
+    both1 = max(both0, min(last0, last1))
     for c in range(x.shape[0]):
         for u in range(s0):
+            rows0, rows1 = _inside(top, s0, u, height, hq)
+            at = (c * s0 + u) * s1 * plane
             for v in range(s1):
-                first = max(0, -(-(lo[1] - v) // s1))  # the columns inside the image
-                last = min(wq, max(first, -(-(width + lo[1] - v) // s1)))
-                start = ((c * s0 + u) * s1 + v) * hq * wq
-                for i in range(hq):
-                    at = start + i * wq
-                    src = i * s0 + u - lo[0]
-                    if 0 <= src < height:
-                        for j in range(first):
-                            buf[at + j] = 0
-                        shift = v - lo[1]
-                        if s1 == 1:  # written apart: a known stride is vectorised
-                            for j in range(first, last):
-                                buf[at + j] = x[c, src, j + shift]
-                        elif s1 == 2:
-                            for j in range(first, last):
-                                buf[at + j] = x[c, src, 2 * j + shift]
-                        else:
-                            for j in range(first, last):
-                                buf[at + j] = x[c, src, j * s1 + shift]
-                        for j in range(last, wq):
-                            buf[at + j] = 0
+                p = at + v * plane
+                buf[p : p + rows0 * wq] = 0
+                buf[p + rows1 * wq : p + plane] = 0
+                if s1 == 2:
+                    continue
+                first, last = _inside(left, s1, v, width, wq)
+                for i in range(rows0, rows1):
+                    row, k = x[c, i * s0 + u - top], p + i * wq
+                    _zero(buf, k, k + first)
+                    if s1 == 1:
+                        d, r = buf[k + first : k + last], row[first - left :]
+                        for j in range(last - first):
+                            d[j] = r[j]
                     else:
-                        for j in range(wq):
-                            buf[at + j] = 0
+                        for j in range(first, last):
+                            buf[k + j] = row[j * s1 + v - left]
+                    _zero(buf, k + last, k + wq)
+            if s1 != 2:
+                continue
+            for i in range(rows0, rows1):
+                row, k, m = x[c, i * s0 + u - top], at + i * wq, at + plane + i * wq
+                _zero(buf, k, k + first0)
+                _zero(buf, k + last0, k + wq)
+                _zero(buf, m, m + first1)
+                _zero(buf, m + last1, m + wq)
+                d0, d1 = buf[k + both0 : k + both1], buf[m + both0 : m + both1]
+                r = row[2 * both0 - left :]
+                for j in range(both1 - both0):
+                    d0[j], d1[j] = r[2 * j], r[2 * j + 1]
+                for j in range(first0, min(both0, last0)):  # a phase's columns beyond both's
+                    buf[k + j] = row[2 * j - left]
+                for j in range(max(both1, first0), last0):
+                    buf[k + j] = row[2 * j - left]
+                for j in range(first1, min(both0, last1)):
+                    buf[m + j] = row[2 * j + 1 - left]
+                for j in range(max(both1, first1), last1):
+                    buf[m + j] = row[2 * j + 1 - left]
 
 
 @kernel
