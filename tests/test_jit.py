@@ -304,6 +304,32 @@ def test_blocked_jit_computes_complex_numbers_as_real_convolutions(rng):
     assert_close(y, ref)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_blocked_jit_keeps_the_packed_weights_of_unchanged_weights(batch, rng, monkeypatch):
+    """Weights seen before keep their packed blocks from call to call (packed by the
+    threads on the first call, packed and kept on the second, not packed on the third);
+    packed on every call again once they change in place. PyTorch's result every time,
+    on two threads sharing a sample's blocks or the samples."""
+    npconv.free_workspaces()
+    packs = []
+    pack = blocked_jit._pack_blocks
+    monkeypatch.setattr(blocked_jit, "_pack_blocks", lambda *a: packs.append(a) or pack(*a))
+    monkeypatch.setattr(blocked_jit, "SHARED_MACS", 0)
+    x = rng.standard_normal((batch, 6, 11, 9)).astype(np.float32)
+    w = rng.standard_normal((20, 6, 3, 3)).astype(np.float32)
+
+    def packed() -> bool:
+        packs.clear()
+        with using_threads(2):
+            check("blocked_jit", x, w, None, "NCHW", [(1, 1)] * 2, 1e-4)
+        return bool(packs)
+
+    assert packed() and packed() and not packed() and not packed()
+    w[-1, -1, -1, -1] += 1  # changed in place
+    assert packed() and packed() and packed()
+    npconv.free_workspaces()
+
+
 def test_blocked_jit_keeps_a_nan_to_the_outputs_that_sum_it(rng):
     """A direct sum: one NaN input reaches only the outputs whose taps read it."""
     x = rng.standard_normal((1, 8, 20, 20)).astype(np.float32)

@@ -63,7 +63,7 @@ from .._jit import (
 from .._spec import ConvSpec
 from .._threads import even_runs, get_threads, parallel_map, runs_alone
 from .._windows import move_channels_first, weight_first
-from .._workspace import buffer
+from .._workspace import buffer, keep, kept
 
 #: Bytes of a band's input planes: they stay in a core's L2 cache while every block of
 #: output channels reads them.
@@ -457,6 +457,23 @@ def _bias(spec: ConvSpec, bias: np.ndarray | None, dtype: np.dtype) -> np.ndarra
     return np.zeros(spec.out_channels, dtype) if bias is None else bias.astype(dtype, copy=False)
 
 
+#: The name of the packed weights kept between calls (:func:`npconv._workspace.kept`).
+KEPT_NAME = "blocked_jit weights"
+
+
+def _kept_blocks(w: np.ndarray, spec: ConvSpec, plan: dict[str, Any]) -> np.ndarray | None:
+    """Every block's packed weights (:func:`_pack_blocks`), kept from call to call for
+    weights seen before while they hold the same values (compared bit for bit on every
+    call: 0.07-0.15 ms for 256x256x3x3 against 0.50 for packing them, one thread); None
+    for weights seen once, or changing, whose blocks each thread packs anew."""
+    packed, keepable = kept(KEPT_NAME, w)
+    if packed is None and keepable:
+        packed = np.empty((len(plan["blocks"]), len(plan["offsets"]), plan["rows"]), w.dtype)
+        _pack_blocks(w, plan["blocks"], spec.group_out, packed)
+        keep(KEPT_NAME, w, packed)
+    return packed
+
+
 def _run_first(
     x: np.ndarray,
     w: np.ndarray,
@@ -470,14 +487,18 @@ def _run_first(
     dtype, plan = y.dtype, _plan(spec, y.dtype.itemsize)
     b = _bias(spec, bias, dtype)
     rows, band, width = plan["rows"], plan["band"], plan["width"]
+    every = _kept_blocks(w, spec, plan)
 
     def share(part: tuple[int, int, int, int]) -> None:
         n0, n1, k0, k1 = part
         blocks = plan["blocks"][k0:k1]
         buf = buffer("input", (plan["buffer"],), dtype)
         buf[plan["filled"] :] = 0  # read for the dropped positions only
-        packed = buffer("filters", (k1 - k0, len(plan["offsets"]), rows), dtype)
-        _pack_blocks(w, blocks, spec.group_out, packed)
+        if every is not None:
+            packed = every[k0:k1]
+        else:
+            packed = buffer("filters", (k1 - k0, len(plan["offsets"]), rows), dtype)
+            _pack_blocks(w, blocks, spec.group_out, packed)
         block = buffer("tiles", (rows * (band + width),), dtype)
         _share(
             x, packed, blocks, plan["offsets"], plan["by_tap"], plan["lo"], plan["stride"],
