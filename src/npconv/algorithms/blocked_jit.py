@@ -499,6 +499,8 @@ def _run_first(
         else:
             packed = buffer("filters", (k1 - k0, len(plan["offsets"]), rows), dtype)
             _pack_blocks(w, blocks, spec.group_out, packed)
+            packed = packed.view()  # read-only as the kept blocks: _share compiled once
+            packed.flags.writeable = False
         block = buffer("tiles", (rows * (band + width),), dtype)
         _share(
             x, packed, blocks, plan["offsets"], plan["by_tap"], plan["lo"], plan["stride"],
