@@ -676,10 +676,11 @@ def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     """The multiply-adds it computes (:func:`_sizes`, each block's set-up as
     :data:`BLOCK_TAPS` more taps) at :data:`FLOPS_PER_MAC` (1x1 kernels at
     :data:`POINTWISE` times the cost); a pass over the input into its buffer (on every
-    thread that shares a sample, and read along the strides), over the weights per
-    share (packed) and over the result (written with the bias; channels-last through
-    channels-first views, strided, at four times the cost); the call's own
-    :data:`CALLS`."""
+    thread that shares a sample; a strided one at the cost of as many passes as its
+    largest stride, its phases deinterleaved), over the weights per share (packed, or
+    compared with the kept copy) and over the result (written with the bias;
+    channels-last through channels-first views, strided, at four times the cost); the
+    call's own :data:`CALLS`."""
     item = _real_itemsize(dtype)
     complex_parts = 4 if np.dtype(dtype).kind == "c" else 1
     if spec.nd != 2:  # not run (2-d only): its multiply-adds, for a finite estimate
@@ -687,7 +688,7 @@ def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     computed, buf, weights, _, shares = _sizes(spec, item)
     outputs = spec.batch * spec.out_channels * math.prod(spec.out_size)
     inputs = spec.batch * spec.in_channels * math.prod(spec.in_size)
-    fill = (inputs + spec.batch * buf) * math.prod(spec.stride) * item
+    fill = (inputs + spec.batch * buf) * max(spec.stride) * item
     strided = spec.layout == "NHWC" and not _channels_last(spec)
     written = (8 if strided else 2) * outputs * item
     parallel = units(passes=2 * weights * shares * item + written)
