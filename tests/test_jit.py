@@ -330,6 +330,22 @@ def test_blocked_jit_keeps_the_packed_weights_of_unchanged_weights(batch, rng, m
     npconv.free_workspaces()
 
 
+def test_blocked_jit_keeps_packed_weights_apart_for_other_blocks(rng):
+    """The same weights on inputs whose plans take blocks of other sizes (8 output
+    channels on 56 x 56, 12 on 14 x 14) or other groups: PyTorch's result on each, call
+    after call, every packing kept apart."""
+    npconv.free_workspaces()
+    w = rng.standard_normal((24, 6, 3, 3)).astype(np.float32)
+    inputs = [rng.standard_normal((1, c, h, h)).astype(np.float32) for c, h in
+              [(6, 56), (6, 14), (12, 14)]]  # fmt: skip
+    for _ in range(3):
+        for x in inputs:
+            y = npconv.conv(x, w, padding=1, groups=x.shape[1] // 6, algorithm="blocked_jit")
+            ref = torch_conv(x, w, pads=[(1, 1)] * 2, groups=x.shape[1] // 6)
+            assert_close(y, ref)
+    npconv.free_workspaces()
+
+
 def test_blocked_jit_keeps_a_nan_to_the_outputs_that_sum_it(rng):
     """A direct sum: one NaN input reaches only the outputs whose taps read it."""
     x = rng.standard_normal((1, 8, 20, 20)).astype(np.float32)

@@ -465,12 +465,15 @@ def _kept_blocks(w: np.ndarray, spec: ConvSpec, plan: dict[str, Any]) -> np.ndar
     """Every block's packed weights (:func:`_pack_blocks`), kept from call to call for
     weights seen before while they hold the same values (compared bit for bit on every
     call: 0.07-0.15 ms for 256x256x3x3 against 0.50 for packing them, one thread); None
-    for weights seen once, or changing, whose blocks each thread packs anew."""
-    packed, keepable = kept(KEPT_NAME, w)
+    for weights seen once, or changing, whose blocks each thread packs anew.  Kept by the
+    groups and the block's rows too: the same weights on another input may take other
+    blocks."""
+    name = f"{KEPT_NAME}, {spec.groups} groups, blocks of {plan['rows']}"
+    packed, keepable = kept(name, w)
     if packed is None and keepable:
         packed = np.empty((len(plan["blocks"]), len(plan["offsets"]), plan["rows"]), w.dtype)
         _pack_blocks(w, plan["blocks"], spec.group_out, packed)
-        keep(KEPT_NAME, w, packed)
+        keep(name, w, packed)
     return packed
 
 
