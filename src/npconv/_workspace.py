@@ -22,7 +22,8 @@ Rules:
   array, is a fresh array, so the memory bound of the README's "Memory" section holds;
 * :func:`free_workspaces` (``npconv.free_workspaces``) releases every thread's buffers.
 
-Arrays derived from an input's values alone (Winograd's transformed filters) are kept
+Arrays derived from an input's values alone (Winograd's transformed filters, the
+weights packed by ``blocked_jit``) are kept
 too, for all threads, by :func:`kept` and :func:`keep`: an inference loop's weights
 stay the same from call to call, and a kept array is used again only while its source
 holds the same values, bit for bit (compared with a copy kept with it).
@@ -292,8 +293,9 @@ def free_workspaces() -> None:
     tiles) from one call to the next, so that repeated convolutions reuse memory that
     is already mapped instead of faulting fresh pages in on every call.  Each thread
     keeps at most 64 MiB; they are reallocated on the next call that needs them.  It
-    also keeps Winograd's transformed filters of unchanged weights (at most 64 MiB for
-    all threads, with copies of the weights they came from).  Results are never
+    also keeps Winograd's transformed filters and ``blocked_jit``'s packed weights of
+    unchanged weights (at most 64 MiB for all threads, with copies of the weights they
+    came from).  Results are never
     affected: they are fresh arrays.
 
     Examples
