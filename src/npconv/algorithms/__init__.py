@@ -142,7 +142,8 @@ class Algorithm:
     compiled: bool = False
     #: It shares its work among npconv's own threads, and runs on the calling thread
     #: alone where a batch smaller than the threads follows multi-threaded BLAS
-    #: (:func:`npconv._threads.runs_alone`); "auto" then prices it on one thread.
+    #: (:func:`npconv._threads.runs_alone`); "auto" then prices it on
+    #: :data:`npconv._choose.ALONE_THREADS` threads.
     own_threads: bool = False
 
     def unsupported(self, spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> str | None:
