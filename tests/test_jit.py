@@ -241,6 +241,17 @@ def test_auto_takes_a_direct_kernel_for_few_channels_only():
     assert npconv.explain(x, w, padding=1).algorithm not in ("blocked_jit", "direct_jit")
 
 
+#: Cases at the edges of how the compiled kernels read their input, run by several of
+#: them: batch, channels, outputs, size, kernel, stride, dilation, pads, groups.
+EDGE_CASES = [
+    (3, 8, 16, (10, 12), (3, 3), (1, 1), (1, 1), [(0, 0), (0, 0)], 1),  # samples unpadded
+    (2, 4, 16, (7, 9), (3, 3), (1, 1), (1, 1), [(0, 1), (0, 2)], 1),  # pads after only
+    (1, 3, 4, (5, 2), (3, 3), (2, 2), (1, 1), [(2, 0), (3, 2)], 1),  # pads wider than rows
+    (1, 3, 4, (5, 9), (3, 3), (2, 3), (1, 1), [(0, 3), (4, 0)], 1),
+    (0, 4, 6, (5, 5), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),
+]
+
+
 BLOCKED_CASES = [  # batch, channels, outputs, size, kernel, stride, dilation, pads, groups
     (2, 8, 16, (12, 12), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),  # blocks of 8
     (1, 5, 12, (9, 21), (3, 3), (1, 1), (1, 1), [(0, 2), (1, 0)], 1),  # blocks of 12
@@ -249,11 +260,7 @@ BLOCKED_CASES = [  # batch, channels, outputs, size, kernel, stride, dilation, p
     (1, 4, 10, (13, 10), (2, 5), (3, 2), (2, 1), [(0, 0), (4, 1)], 2),
     (2, 3, 5, (6, 6), (1, 1), (2, 2), (1, 1), [(0, 0), (0, 0)], 1),  # 1x1, strided
     (1, 2, 30, (4, 40), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),  # rows past a block
-    (3, 8, 16, (10, 12), (3, 3), (1, 1), (1, 1), [(0, 0), (0, 0)], 1),  # samples unpadded
-    (2, 4, 16, (7, 9), (3, 3), (1, 1), (1, 1), [(0, 1), (0, 2)], 1),  # pads after only
-    (1, 3, 4, (5, 2), (3, 3), (2, 2), (1, 1), [(2, 0), (3, 2)], 1),  # pads wider than rows
-    (1, 3, 4, (5, 9), (3, 3), (2, 3), (1, 1), [(0, 3), (4, 0)], 1),
-    (0, 4, 6, (5, 5), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),
+    *EDGE_CASES,
 ]
 
 
@@ -372,11 +379,7 @@ IM2COL_CASES = [  # batch, channels, outputs, size, kernel, stride, dilation, pa
     (2, 4, 6, (8, 8), (1, 1), (2, 2), (1, 1), [(0, 0), (0, 0)], 1),  # 1x1/2: a subsample
     (2, 4, 6, (8, 8), (1, 1), (1, 1), (1, 1), [(0, 0), (0, 0)], 1),  # the input itself
     (3, 2, 3, (18, 17), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),  # 289 positions
-    (3, 8, 16, (10, 12), (3, 3), (1, 1), (1, 1), [(0, 0), (0, 0)], 1),  # samples unpadded
-    (2, 4, 16, (7, 9), (3, 3), (1, 1), (1, 1), [(0, 1), (0, 2)], 1),  # pads after only
-    (1, 3, 4, (5, 2), (3, 3), (2, 2), (1, 1), [(2, 0), (3, 2)], 1),  # pads wider than rows
-    (1, 3, 4, (5, 9), (3, 3), (2, 3), (1, 1), [(0, 3), (4, 0)], 1),
-    (0, 4, 6, (5, 5), (3, 3), (1, 1), (1, 1), [(1, 1), (1, 1)], 1),
+    *EDGE_CASES,
 ]
 
 
