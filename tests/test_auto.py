@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import math
 import os
 import re
 import signal
@@ -19,11 +20,12 @@ import numpy as np
 import pytest
 
 import npconv
-from npconv import ConvSpec, _jit, _threads
+from npconv import ConvSpec, _jit, _threads, _workspace
 from npconv import _choose as choosing
+from npconv._cost import seconds, units
 from npconv._jit import copy_rows, unavailable
 from npconv._windows import WORKSPACE_BYTES, chunks, thread_chunks
-from npconv.algorithms import REGISTRY, im2col
+from npconv.algorithms import REGISTRY, im2col, winograd_jit
 
 from conftest import (
     FORWARD,
@@ -114,6 +116,71 @@ def test_a_call_that_runs_alone_prices_npconvs_own_threads_as_fewer(x_shape, w_s
     assert choosing.choose(spec, dtype, 2) == min(
         rows, key=lambda n: choosing.estimate(n, spec, dtype, 2)
     )
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "fits"),
+    [((1, 256, 14, 14), (256, 256, 3, 3), True), ((1, 512, 7, 7), (512, 512, 3, 3), False)],
+)
+def test_steady_weights_price_the_kept_filters_check_not_their_transform(x_shape, w_shape, fits):
+    """For steady weights ``winograd_jit`` is priced with a pass over the weight and its
+    kept copy instead of the filters' transform, where the transform and the copy fit
+    their share of the bytes kept (256 channels: 11.8 MB), else as for any weights (512
+    channels: 47 MB); "auto" takes the cheapest of the rows priced so, and the rows
+    without ``kept_work`` cost the same either way."""
+    spec = ConvSpec.build(x_shape, w_shape, padding=1)
+    dtype = np.dtype(np.float32)
+    weight_bytes = 4 * math.prod(w_shape)
+    transform = seconds(winograd_jit._filters_work(spec, 4), 2)
+    check = seconds(units(passes=2 * weight_bytes), 2)
+    steady = choosing.estimate("winograd_jit", spec, dtype, 2, steady=True)
+    plain = choosing.estimate("winograd_jit", spec, dtype, 2)
+    assert steady == pytest.approx(plain - transform + check if fits else plain)
+    rows = [n for n, why in choosing.reasons(spec, dtype).items() if why is None]
+    for name in rows:
+        if REGISTRY[name].kept_work is None:
+            assert choosing.estimate(name, spec, dtype, 2, steady=True) == choosing.estimate(
+                name, spec, dtype, 2
+            )
+    assert choosing.choose(spec, dtype, 2, steady=True) == min(
+        rows, key=lambda n: choosing.estimate(n, spec, dtype, 2, steady=True)
+    )
+
+
+def test_the_dispatch_prices_weights_as_steady_until_they_change(rng, monkeypatch):
+    """A forward call's "auto" prices its weights as steady unless it runs alone or the
+    weights were seen to change: a training loop's weights, changed in place after
+    ``winograd_jit`` kept their transform, are priced as made afresh from then on, and
+    every result is still PyTorch's."""
+    if refuses_without_numba("winograd_jit", lambda: npconv.conv(
+        np.ones((1, 2, 8, 8)), np.ones((2, 2, 3, 3)), algorithm="winograd_jit")
+    ):  # fmt: skip
+        return
+    asked = []
+    real = choosing.choose
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("steady", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(choosing, "choose", spy)
+    x = rng.standard_normal((1, 8, 12, 12))
+    w = rng.standard_normal((8, 8, 3, 3))
+    view = w[:, :, ::-1]  # the same memory: changing as its owner
+    for step in range(4):  # seen, kept, checked, changed
+        if step == 3:
+            w += 0.5
+        y = npconv.conv(x, w, padding=1, algorithm="winograd_jit")
+        expected = torch_conv(x, w, pads=[(1, 1), (1, 1)])
+        np.testing.assert_allclose(y, expected, atol=1e-12 * np.abs(expected).max())
+    assert _workspace.changing(w) and _workspace.changing(view)
+    assert not _workspace.changing(w.copy())
+    npconv.conv(x, w, padding=1)
+    npconv.conv(x, w.copy(), padding=1)
+    monkeypatch.setattr(_threads, "blas_spinning", lambda: True)
+    with using_threads(2):
+        npconv.conv(x, w.copy(), padding=1)
+    assert asked == [False, True, False]
 
 
 @pytest.mark.parametrize(("batch", "alone"), [(1, True), (4, False)])

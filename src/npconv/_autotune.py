@@ -23,6 +23,7 @@ from ._dispatch import run
 from ._operands import Problem, prepare
 from ._spec import ConvOptions
 from ._threads import get_threads
+from ._workspace import changing
 
 __all__ = ["Explanation", "explain", "median_seconds", "tune"]
 
@@ -81,8 +82,9 @@ def explain(x: npt.ArrayLike, w: npt.ArrayLike, **kwargs: Any) -> Explanation:
     Explanation
         The choice, whether it comes from :func:`tune` or the cost model, the thread
         count (:func:`npconv.get_threads`) the estimates are for, the estimated seconds
-        of every supported algorithm, the measured ones if tuned, and why the others
-        cannot run.
+        of every supported algorithm (for weights that stay the same from call to call,
+        as an inference loop's, unless ``w`` was seen to change), the measured ones if
+        tuned, and why the others cannot run.
 
     Raises
     ------
@@ -102,11 +104,14 @@ def explain(x: npt.ArrayLike, w: npt.ArrayLike, **kwargs: Any) -> Explanation:
     """
     problem = _problem("explain", x, w, kwargs)
     spec, dtype, threads = problem.spec, problem.numerics.exact, get_threads()
+    steady = not changing(problem.w)  # as a call not following multi-threaded BLAS
     why = reasons(spec, dtype)
-    estimated = {n: estimate(n, spec, dtype, threads) for n, r in why.items() if r is None}
+    estimated = {
+        n: estimate(n, spec, dtype, threads, steady=steady) for n, r in why.items() if r is None
+    }
     measured = dict(TUNED.get((spec, dtype), {}))
     return Explanation(
-        algorithm=resolve("auto", spec, dtype, "explain", threads),
+        algorithm=resolve("auto", spec, dtype, "explain", threads, steady=steady),
         source="tuned" if measured else "cost model",
         threads=threads,
         estimated=estimated,

@@ -67,19 +67,26 @@ def reasons(spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> dict[s
 
 
 def estimate(
-    name: str, spec: ConvSpec, dtype: np.dtype, threads: float, transposed: bool = False
+    name: str,
+    spec: ConvSpec,
+    dtype: np.dtype,
+    threads: float,
+    transposed: bool = False,
+    steady: bool = False,
 ) -> float:
     """Estimated seconds of algorithm ``name`` on ``spec`` on ``threads`` threads.
 
     Channels-first (``"NCHW"``) data costs a transposed copy of the input and of the
     output for an algorithm that only runs channels-last; a forward algorithm's
-    transposed convolution costs the sum of its phases.
+    transposed convolution costs the sum of its phases.  With ``steady`` weights, an
+    algorithm that keeps what it derives from them costs its row's ``kept_work``.
     """
     algorithm = REGISTRY[name]
     if transposed and algorithm.adjoint is None:
         split = sum(estimate(name, part.spec, dtype, threads) for part in phases(spec))
         return split + _filters_copy(spec, dtype, threads)
-    work = Counter(algorithm.work(spec, dtype))  # a copy: a row may return a cached one
+    rows_work = algorithm.kept_work if steady and algorithm.kept_work else algorithm.work
+    work = Counter(rows_work(spec, dtype))  # a copy: a row may return a cached one
     if spec.layout == "NCHW" and not transposed and algorithm.fn_channels_first is None:
         item = max(np.dtype(dtype).itemsize, 4)
         work["copy"] += spec.batch * spec.in_channels * math.prod(spec.in_size) * item
@@ -110,10 +117,13 @@ def choose(
     transposed: bool = False,
     direct: bool = False,
     alone: bool = False,
+    steady: bool = False,
 ) -> str:
     """The supported algorithm with the lowest estimate on ``threads`` threads (those
-    that share their work among npconv's own threads on one, where the call runs
-    ``alone``: :func:`npconv._threads.runs_alone`).
+    that share their work among npconv's own threads on :data:`ALONE_THREADS`, where
+    the call runs ``alone``: :func:`npconv._threads.runs_alone`), for a forward
+    convolution whose weights are ``steady`` (as an inference loop's, the same from
+    call to call) at the cost of keeping what an algorithm derives from them.
 
     For a transposed convolution: an algorithm with an adjoint of its own, or
     :data:`PHASES` when the phases, each with its own cheapest algorithm, cost less.
@@ -129,7 +139,9 @@ def choose(
         pool = min(threads, ALONE_THREADS) if alone else threads  # npconv's own threads
         return min(
             supported,
-            key=lambda n: estimate(n, spec, dtype, pool if REGISTRY[n].own_threads else threads),
+            key=lambda n: estimate(
+                n, spec, dtype, pool if REGISTRY[n].own_threads else threads, steady=steady
+            ),
         )
     own = [n for n in supported if REGISTRY[n].adjoint is not None]
     split = _filters_copy(spec, dtype, threads) + sum(
@@ -204,12 +216,14 @@ def resolve(
     threads: int,
     transposed: bool = False,
     alone: bool = False,
+    steady: bool = False,
 ) -> str:
     """The algorithm to run: ``name`` checked against ``spec`` and ``dtype``, or the choice.
 
     ``dtype`` is the one the algorithm must be exact in (int64 or object for integers).
     "auto" takes the measured winner of :data:`TUNED` for a forward convolution, else
-    :func:`choose`'s (for a call that runs ``alone``, see there).  Raises a ValueError
+    :func:`choose`'s (for a call that runs ``alone``, with ``steady`` weights, see
+    there).  Raises a ValueError
     naming ``fn`` for an unknown name or an algorithm that cannot run the problem.
     """
     check_name(name, fn, transposed)
@@ -217,7 +231,7 @@ def resolve(
         measured = None if transposed else TUNED.get((spec, dtype))
         if measured:
             return min(measured, key=measured.__getitem__)
-        return choose(spec, dtype, threads, transposed, alone=alone)
+        return choose(spec, dtype, threads, transposed, alone=alone, steady=steady)
     why = reason(name, spec, dtype, transposed)
     if why is not None:
         raise ValueError(f"{fn}: algorithm {name!r} cannot run this convolution: {why}")

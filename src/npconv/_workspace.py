@@ -36,6 +36,7 @@ import threading
 import weakref
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +49,7 @@ __all__ = [
     "KEPT_BYTES",
     "Claim",
     "buffer",
+    "changing",
     "claim",
     "free_workspaces",
     "keep",
@@ -118,8 +120,9 @@ DERIVED_BYTES = 64 * 2**20
 #: source and the array.
 _derived: dict[Hashable, tuple[weakref.ref[np.ndarray], np.ndarray, np.ndarray]] = {}
 #: Sources whose values changed since an array was kept for them (a training loop's
-#: weights): not kept again, so that such a loop does not copy its weights every call.
-_changing: set[Hashable] = set()
+#: weights), by their owner's identity: nothing is kept for them again, under any name
+#: or view, so that such a loop does not copy its weights every call.
+_changing: set[int] = set()
 #: Sources seen once, by a weak reference to their owner: an array is kept from the
 #: second call on, so that a temporary source (a copy made for one call) costs none.
 _seen: dict[Hashable, weakref.ref[np.ndarray]] = {}
@@ -133,7 +136,7 @@ def _owner(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _key(name: str, source: np.ndarray) -> Hashable:
+def _key(name: str, source: np.ndarray) -> tuple[Any, ...]:
     address = source.__array_interface__["data"][0]
     return (name, id(_owner(source)), address, source.shape, source.strides, source.dtype.str)
 
@@ -170,7 +173,7 @@ class Claim:
     thread).
     """
 
-    key: Hashable
+    key: tuple[Any, ...]
     value: np.ndarray
     copy: np.ndarray
     source: np.ndarray
@@ -201,11 +204,11 @@ class Claim:
         _changed(self.key)
 
 
-def _changed(key: Hashable) -> None:
+def _changed(key: tuple[Any, ...]) -> None:
     """Drop what was kept for a source that has changed, and keep nothing for it again."""
     with _derived_lock:
         _derived.pop(key, None)
-        _changing.add(key)
+        _changing.add(key[1])  # the owner's identity
 
 
 def _dense(a: np.ndarray) -> bool:
@@ -239,7 +242,7 @@ def claim(name: str, source: np.ndarray) -> tuple[Claim | None, bool]:
         if not seen:
             _seen[key] = weakref.ref(_owner(source), lambda _: _forget(key))
         full = _derived_bytes() >= DERIVED_BYTES
-        return None, seen and not full and key not in _changing
+        return None, seen and not full and key[1] not in _changing
 
 
 def kept(name: str, source: np.ndarray) -> tuple[np.ndarray | None, bool]:
@@ -255,6 +258,14 @@ def kept(name: str, source: np.ndarray) -> tuple[np.ndarray | None, bool]:
     return None, False
 
 
+def changing(source: np.ndarray) -> bool:
+    """Whether ``source``'s values have changed since an array was kept for it (under
+    any name): then none is kept for it again, and "auto" prices the arrays derived
+    from it as made afresh on every call."""
+    with _derived_lock:
+        return id(_owner(source)) in _changing
+
+
 def keep(name: str, source: np.ndarray, value: np.ndarray) -> None:
     """Keep ``value``, a fresh array made from ``source``'s values alone, for
     :func:`kept`, with a copy of ``source``, while they fit :data:`DERIVED_BYTES` with
@@ -263,7 +274,7 @@ def keep(name: str, source: np.ndarray, value: np.ndarray) -> None:
     copy = np.array(source, order="K")  # its memory order: compared fast
     value.flags.writeable = False  # shared by every later call
     with _derived_lock:
-        if _derived_bytes() + copy.nbytes + value.nbytes > DERIVED_BYTES or key in _changing:
+        if _derived_bytes() + copy.nbytes + value.nbytes > DERIVED_BYTES or key[1] in _changing:
             return
         _derived[key] = (_seen.get(key) or weakref.ref(_owner(source)), copy, value)
 
@@ -273,11 +284,11 @@ def _derived_bytes() -> int:
     return sum(c.nbytes + v.nbytes for _, c, v in _derived.values())
 
 
-def _forget(key: Hashable) -> None:
+def _forget(key: tuple[Any, ...]) -> None:
     """Drop what was kept for a source whose owner has been freed."""
     with _derived_lock:
         _derived.pop(key, None)
-        _changing.discard(key)
+        _changing.discard(key[1])
         _seen.pop(key, None)
 
 

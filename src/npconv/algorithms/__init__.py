@@ -145,6 +145,11 @@ class Algorithm:
     #: (:func:`npconv._threads.runs_alone`); "auto" then prices it on
     #: :data:`npconv._choose.ALONE_THREADS` threads.
     own_threads: bool = False
+    #: Its ``work`` where the arrays it derives from the weight alone (Winograd's
+    #: transformed filters) are kept from call to call (:func:`npconv._workspace.kept`):
+    #: "auto" prices it so where the call's weights are steady (see
+    #: :func:`npconv._choose.choose`).  None: ``work`` either way.
+    kept_work: Callable[[ConvSpec, np.dtype], Counter[str]] | None = None
 
     def unsupported(self, spec: ConvSpec, dtype: np.dtype, transposed: bool = False) -> str | None:
         """Why this algorithm's own function cannot run ``spec`` in ``dtype``, or None.
@@ -274,6 +279,7 @@ REGISTRY: dict[str, Algorithm] = {
             pads_itself=True,
             compiled=True,
             own_threads=True,
+            kept_work=winograd_jit.kept_work,
         ),
         Algorithm(
             "fft",

@@ -72,7 +72,7 @@ from .._windows import (
     weight_first,
     weight_last,
 )
-from .._workspace import buffer, claim, keep, kept
+from .._workspace import DERIVED_BYTES, buffer, claim, keep, kept
 from .winograd import _nd_transforms, filter_work, transforms
 
 #: Channels-first images at least this wide are transformed along their rows; narrower
@@ -897,11 +897,30 @@ def weight_work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     return total + _transforms_work(spec, item) + units(passes=3 * filters * (count - 1))
 
 
-def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
-    """The filters' transform (:func:`_filters_work`), the 36 GEMMs and the two compiled
-    transforms (:func:`_transforms_work`)."""
+def work(spec: ConvSpec, dtype: np.dtype, filters: Counter[str] | None = None) -> Counter[str]:
+    """The filters' transform (:func:`_filters_work`, or the work ``filters`` that
+    stands for it), the 36 GEMMs and the two compiled transforms
+    (:func:`_transforms_work`)."""
     item = max(np.dtype(dtype).itemsize, 4)
     g, cg, og = spec.groups, spec.group_in, spec.group_out
-    total = _filters_work(spec, item)
+    total = _filters_work(spec, item) if filters is None else filters
     total += gemm(_tile_count(spec), cg, og, 36 * g, item)  # the products
     return total + _transforms_work(spec, item)
+
+
+#: The share of :data:`npconv._workspace.DERIVED_BYTES` that one layer's transformed
+#: filters and the copy of its weight may take for "auto" to price them as kept, so
+#: that a few layers' fit together.
+KEPT_SHARE = 4
+
+
+def kept_work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
+    """:func:`work` where the filters' transform is kept from call to call: instead of
+    the transform, its check, a pass over the weight and the kept copy (186 us for
+    256x256 filters, one thread, caches cold); where the transform and the copy fit
+    1/:data:`KEPT_SHARE` of the bytes kept for all layers, otherwise :func:`work`."""
+    item = max(np.dtype(dtype).itemsize, 4)
+    weight = spec.group_in * spec.out_channels * math.prod(spec.kernel) * item
+    if 36 * spec.group_in * spec.out_channels * item + weight > DERIVED_BYTES // KEPT_SHARE:
+        return work(spec, dtype)
+    return work(spec, dtype, units(passes=2 * weight))
