@@ -47,6 +47,7 @@ __all__ = [
     "kernel",
     "letting_go",
     "load_acquire",
+    "multiply_block",
     "multiply_block0",
     "multiply_block1",
     "multiply_block2",
@@ -342,6 +343,30 @@ def kernel(fn: Callable[..., Any] | None = None, *, flags: Collection[str] = ())
     if fn is None:
         return lambda f: Kernel(f, flags)
     return Kernel(fn, flags)
+
+
+@kernel
+def multiply_block(shape, b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, start,
+                   start0, relu):  # fmt: skip
+    """:data:`multiply_block0` .. 3 by its index ``shape`` in :func:`block_shapes`: for
+    ``r < R``, ``j < V`` (``L`` values a vector; 1-d float arrays, int64 offsets), where
+    ``y_rows[r] >= 0``::
+
+        y[y0 + y_rows[r] + j * L : .. + L] = start[start0 + j * L : .. + L]
+            + sum_t b[b0 + b_offsets[t] + r * b_step] * v[v0 + v_offsets[t] + j * L : .. + L]
+
+    then ``max(y, 0)`` where ``relu`` (NaN stays NaN): the block's ``R V`` sums held in
+    vector registers over all the taps ``t``, each value of ``b`` broadcast to a
+    vector, each multiply fused with its add."""
+    arguments = (b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, start, start0, relu)
+    if shape == 0:
+        multiply_block0(*arguments)
+    elif shape == 1:
+        multiply_block1(*arguments)
+    elif shape == 2:
+        multiply_block2(*arguments)
+    else:
+        multiply_block3(*arguments)
 
 
 @kernel

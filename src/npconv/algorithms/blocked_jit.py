@@ -51,15 +51,7 @@ from typing import Any
 import numpy as np
 
 from .._cost import units
-from .._jit import (
-    block_shapes,
-    kernel,
-    multiply_block0,
-    multiply_block1,
-    multiply_block2,
-    multiply_block3,
-    vector_registers,
-)
+from .._jit import block_shapes, kernel, multiply_block, vector_registers
 from .._spec import ConvSpec
 from .._threads import even_runs, get_threads, parallel_map, runs_alone
 from .._windows import move_channels_first, weight_first
@@ -68,30 +60,6 @@ from .._workspace import buffer, keep, kept
 #: Bytes of a band's input planes: they stay in a core's L2 cache while every block of
 #: output channels reads them.
 BAND_BYTES = 2**19
-
-
-@kernel
-def _block(shape, b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, start, start0,
-           relu):  # fmt: skip
-    """For ``r < R``, ``j < V`` (block shape ``shape`` of :func:`npconv._jit.block_shapes`,
-    ``L`` values a
-    vector; 1-d float arrays, int64 offsets), where ``y_rows[r] >= 0``::
-
-        y[y0 + y_rows[r] + j * L : .. + L] = start[start0 + j * L : .. + L]
-            + sum_t b[b0 + b_offsets[t] + r * b_step] * v[v0 + v_offsets[t] + j * L : .. + L]
-
-    then ``max(y, 0)`` where ``relu`` (NaN stays NaN): the block's ``R V`` sums held in
-    vector registers over all the taps ``t``, each value of ``b`` broadcast to a
-    vector, each multiply fused with its add."""
-    arguments = (b, b0, b_offsets, b_step, v, v0, v_offsets, y, y0, y_rows, start, start0, relu)
-    if shape == 0:
-        multiply_block0(*arguments)
-    elif shape == 1:
-        multiply_block1(*arguments)
-    elif shape == 2:
-        multiply_block2(*arguments)
-    else:
-        multiply_block3(*arguments)
 
 
 @kernel
@@ -239,8 +207,8 @@ def _share(x, packed, blocks, offsets, by_tap, lo, stride, hq, wq, group_in, gro
                 o0, count = group * group_out + first, min(rows, group_out - first)
                 x0, w0 = group * group_in * channel, k * taps * rows
                 for q in range(p0, p1, width):
-                    _block(shape, flat, w0, by_tap, 1, buf, x0 + q, offsets, block, q - p0,
-                           block_rows, zeros, 0, False)  # fmt: skip
+                    multiply_block(shape, flat, w0, by_tap, 1, buf, x0 + q, offsets, block,
+                                   q - p0, block_rows, zeros, 0, False)  # fmt: skip
                 _write(block, step, y[n], o0, count, p0, p1, wq, bias, relu)
 
 
@@ -337,8 +305,8 @@ def _share_last(x, w, packed, offsets, by_tap, lo, hq, wq, band, shape, rows, ch
                             y0, at, clip, to = g * group_out + o, pixels[q : q + rows], relu, out
                         else:
                             y0, at, clip, to = (q - p0) * padded + o, block_rows, False, block
-                        _block(shape, source, x0, offsets, channels, flat, w0, by_tap, to, y0, at,
-                               starts, s0, clip)  # fmt: skip
+                        multiply_block(shape, source, x0, offsets, channels, flat, w0, by_tap,
+                                       to, y0, at, starts, s0, clip)  # fmt: skip
                 if not direct:
                     _write_last(block, padded, y[n], g * group_out, group_out, p0, p1, wq, relu)
 
