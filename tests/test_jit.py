@@ -996,6 +996,38 @@ def test_winograd_jit_shares_the_channels_of_each_chunk(
     assert len(shared) == (threads > 1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("channels", "groups"), [((12, 30), 1), ((12, 51), 3)])
+def test_winograd_jit_multiplies_few_tiles_by_blocks_of_kept_filters(
+    dtype, channels, groups, rng, monkeypatch
+):
+    """Where each thread multiplies its output channels by a chunk of two vectors of
+    tiles, it does so by blocks (``_products``) on filters packed by blocks and kept: not
+    on the first call (weights seen once), on the next two (packed and kept, then
+    checked), not once the weights changed in place; outputs past a whole block, and
+    groups. PyTorch's result every time."""
+    npconv.free_workspaces()
+    blocked = []
+    products = winograd_jit._products
+    monkeypatch.setattr(winograd_jit, "_products", lambda *a: blocked.append(a) or products(*a))
+    monkeypatch.setattr(winograd_jit, "_shared", lambda spec: False)  # channels shared
+    monkeypatch.setattr(winograd_jit, "WIDE", 0)  # channels-first tiles
+    lanes = npconv._jit.vector_registers()[0] // np.dtype(dtype).itemsize
+    (c, o), pads = channels, [(1, 1), (1, 1)]
+    x = rng.standard_normal((lanes // 2, c, 8, 8)).astype(dtype)  # 4 tiles a sample
+    w = rng.standard_normal((o, c // groups, 3, 3)).astype(dtype)
+    bias = rng.standard_normal(o).astype(dtype)
+    rtol = RTOL[np.dtype(dtype)] * 10  # Winograd's error scale
+    calls = []
+    with using_threads(2):
+        for _ in range(3):
+            check("winograd_jit", x, w, bias, "NCHW", pads, rtol, groups=groups)
+            calls.append(len(blocked))
+        w[-1, -1, -1, -1] += 1  # changed in place
+        check("winograd_jit", x, w, bias, "NCHW", pads, rtol, groups=groups)
+    assert calls == [0, 2, 4] and len(blocked) == 4
+
+
 @pytest.mark.parametrize(("batch", "threads", "alone"), [(1, 2, True), (2, 2, False), (1, 1, True)])
 def test_depthwise_jit_runs_alone_after_multithreaded_gemms(
     batch, threads, alone, rng, monkeypatch
