@@ -223,8 +223,8 @@ def resolve(
     ``dtype`` is the one the algorithm must be exact in (int64 or object for integers).
     "auto" takes the measured winner of :data:`TUNED` for a forward convolution, else
     :func:`choose`'s (for a call that runs ``alone``, with ``steady`` weights, see
-    there).  Raises a ValueError
-    naming ``fn`` for an unknown name or an algorithm that cannot run the problem.
+    there).  Raises a ValueError naming ``fn`` for an unknown name or an algorithm that
+    cannot run the problem.
     """
     check_name(name, fn, transposed)
     if name == "auto":

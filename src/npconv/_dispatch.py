@@ -199,10 +199,10 @@ def _forward_values(
     "auto" prices the weights as steady (what an algorithm derives from them kept from
     call to call) unless they were seen to change, or the call runs alone: there it
     follows other layers' multi-threaded GEMMs in a network, whose layers' derived
-    arrays compete for the bytes kept and are read cold (an ONNX ResNet-50's five 3x3
-    256->256 @14 layers by ``winograd_jit``, filters kept: 12.6 ms against 8.7 by
-    ``im2col_jit``, 2 cores; 0.8-0.95 against 1.6-1.7 ms a call alone, the same layer
-    repeated).
+    arrays compete for the bytes kept and are read cold, and npconv's threads with
+    OpenBLAS's (an ONNX ResNet-50's five 3x3 256->256 @14 layers by ``winograd_jit``,
+    filters kept: 12.6 ms against 8.7 by ``im2col_jit``, 2 cores; the same layer
+    repeated in a process of its own, 0.8-1.0 against 1.6-1.7 ms a call).
     """
     spec, numerics = problem.spec, problem.numerics
     alone = runs_alone(spec.batch)  # OpenBLAS's threads likely spin on the other cores
