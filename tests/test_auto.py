@@ -151,7 +151,8 @@ def test_the_dispatch_prices_weights_as_steady_until_they_change(rng, monkeypatc
     """A forward call's "auto" prices its weights as steady unless it runs alone or the
     weights were seen to change: a training loop's weights, changed in place after
     ``winograd_jit`` kept their transform, are priced as made afresh from then on, and
-    every result is still PyTorch's."""
+    every result is still PyTorch's; a transposed convolution's phases, whose weights
+    are made for the call, never as steady."""
     if refuses_without_numba("winograd_jit", lambda: npconv.conv(
         np.ones((1, 2, 8, 8)), np.ones((2, 2, 3, 3)), algorithm="winograd_jit")
     ):  # fmt: skip
@@ -181,6 +182,9 @@ def test_the_dispatch_prices_weights_as_steady_until_they_change(rng, monkeypatc
     with using_threads(2):
         npconv.conv(x, w.copy(), padding=1)
     assert asked == [False, True, False]
+    monkeypatch.setattr(_threads, "blas_spinning", lambda: False)
+    npconv.conv_transpose(x, w.copy(), padding=1)  # its phases' weights: made for the call
+    assert len(asked) > 3 and not any(asked[3:])
 
 
 @pytest.mark.parametrize(("batch", "alone"), [(1, True), (4, False)])

@@ -65,7 +65,7 @@ def run(problem: Problem, algorithm: str = "auto") -> np.ndarray:
         if problem.relu:
             _relu(y)
     else:
-        y = _forward(problem, algorithm, threads)
+        y = _forward(problem, algorithm, threads, steady=True)
     y = np.ascontiguousarray(y, dtype=problem.numerics.result)
     return y[0] if problem.unbatched else y
 
@@ -169,8 +169,10 @@ def _without_products(problem: Problem, shape: tuple[int, ...], channels_first: 
     return y
 
 
-def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
-    """A forward convolution, in the spec's layout and the numerics' carry dtype.
+def _forward(problem: Problem, algorithm: str, threads: int, steady: bool = False) -> np.ndarray:
+    """A forward convolution, in the spec's layout and the numerics' carry dtype; its
+    weights the caller's own where ``steady`` (see :func:`_forward_values`), not arrays
+    made for this call.
 
     An algorithm that computes through transforms (``winograd``, ``fft``: its row's
     ``transforms``) spreads a NaN or Inf of the operands beyond the outputs that sum it,
@@ -184,29 +186,30 @@ def _forward(problem: Problem, algorithm: str, threads: int) -> np.ndarray:
     the pass over the whole result (7.4 ms of VGG's 3x3 64->64 @224 at batch 8, out of
     the caches).
     """
-    y, algo = _forward_values(problem, algorithm, threads)
+    y, algo = _forward_values(problem, algorithm, threads, steady)
     if problem.relu and not (algo is not None and algo.fuses_relu):
         _relu(y)  # after the transforms' check, which it could hide (-Inf -> 0)
     return y
 
 
 def _forward_values(
-    problem: Problem, algorithm: str, threads: int
+    problem: Problem, algorithm: str, threads: int, steady: bool
 ) -> tuple[np.ndarray, Algorithm | None]:
     """:func:`_forward`'s result, and the registry row that computed it (None: nothing
     to compute).
 
-    "auto" prices the weights as steady (what an algorithm derives from them kept from
-    call to call) unless they were seen to change, or the call runs alone: there it
-    follows other layers' multi-threaded GEMMs in a network, whose layers' derived
-    arrays compete for the bytes kept and are read cold, and npconv's threads with
-    OpenBLAS's (an ONNX ResNet-50's five 3x3 256->256 @14 layers by ``winograd_jit``,
-    filters kept: 12.6 ms against 8.7 by ``im2col_jit``, 2 cores; the same layer
-    repeated in a process of its own, 0.8-1.0 against 1.6-1.7 ms a call).
+    "auto" prices a caller's own weights (``steady``) as steady, what an algorithm
+    derives from them kept from call to call, unless they were seen to change, or the
+    call runs alone: there it follows other layers' multi-threaded GEMMs in a network,
+    whose layers' derived arrays compete for the bytes kept and are read cold, and
+    npconv's threads with OpenBLAS's (an ONNX ResNet-50's five 3x3 256->256 @14 layers
+    by ``winograd_jit``, filters kept: 12.6 ms against 8.7 by ``im2col_jit``, 2 cores;
+    the same layer repeated in a process of its own, 0.8-1.0 against 1.6-1.7 ms a
+    call).
     """
     spec, numerics = problem.spec, problem.numerics
     alone = runs_alone(spec.batch)  # OpenBLAS's threads likely spin on the other cores
-    steady = not alone and not changing(problem.w)
+    steady = steady and not alone and not changing(problem.w)
     exact, fn = numerics.exact, problem.fn
     name = resolve(algorithm, spec, exact, fn, threads, alone=alone, steady=steady)
     algo = REGISTRY[name]
