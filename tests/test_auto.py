@@ -165,6 +165,7 @@ def test_the_dispatch_prices_weights_as_steady_until_they_change(rng, monkeypatc
         return real(*args, **kwargs)
 
     monkeypatch.setattr(choosing, "choose", spy)
+    monkeypatch.setattr(_threads, "blas_spinning", lambda: False)  # as after no GEMMs
     x = rng.standard_normal((1, 8, 12, 12))
     w = rng.standard_normal((8, 8, 3, 3))
     view = w[:, :, ::-1]  # the same memory: changing as its owner

@@ -237,3 +237,14 @@ def test_kept_sources_compared_in_parts_on_the_threads(
             runs = [range(len(source))] + [range(0)] * (parts - 1)
         held = [claimed.holds(part, parts) for part in range(parts)]
         assert held == [where not in run for run in runs]
+
+
+def test_a_changed_source_is_not_confused_with_a_later_array_of_its_identity() -> None:
+    """A source seen to change is known by its owner, views included, and a later array
+    that Python gives the same ``id`` (the first one freed) is not taken for it."""
+    source = np.ones((4, 4))
+    _workspace._changed(_workspace._key("a source", source), source)
+    assert _workspace.changing(source) and _workspace.changing(source[1:, ::-1])
+    del source
+    later = [np.ones((4, 4)) for _ in range(200)]  # CPython likely reuses its id
+    assert not any(_workspace.changing(a) for a in later)

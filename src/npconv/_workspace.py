@@ -120,9 +120,10 @@ DERIVED_BYTES = 64 * 2**20
 #: source and the array.
 _derived: dict[Hashable, tuple[weakref.ref[np.ndarray], np.ndarray, np.ndarray]] = {}
 #: Sources whose values changed since an array was kept for them (a training loop's
-#: weights), by their owner's identity: nothing is kept for them again, under any name
-#: or view, so that such a loop does not copy its weights every call.
-_changing: set[int] = set()
+#: weights), by their owner (its ``id``, and a weak reference that tells a later array
+#: with the same ``id`` apart): nothing is kept for them again, under any name or view,
+#: so that such a loop does not copy its weights every call.
+_changing: dict[int, weakref.ref[np.ndarray]] = {}
 #: Sources seen once, by a weak reference to their owner: an array is kept from the
 #: second call on, so that a temporary source (a copy made for one call) costs none.
 _seen: dict[Hashable, weakref.ref[np.ndarray]] = {}
@@ -201,14 +202,15 @@ class Claim:
 
     def release(self) -> None:
         """The source has changed since: drop the kept array, and keep none for it again."""
-        _changed(self.key)
+        _changed(self.key, self.source)
 
 
-def _changed(key: tuple[Any, ...]) -> None:
+def _changed(key: tuple[Any, ...], source: np.ndarray) -> None:
     """Drop what was kept for a source that has changed, and keep nothing for it again."""
     with _derived_lock:
         _derived.pop(key, None)
-        _changing.add(key[1])  # the owner's identity
+        owner = _owner(source)
+        _changing[id(owner)] = weakref.ref(owner)
 
 
 def _dense(a: np.ndarray) -> bool:
@@ -235,14 +237,14 @@ def claim(name: str, source: np.ndarray) -> tuple[Claim | None, bool]:
         owner, copy, value = entry
         if owner() is _owner(source):
             return Claim(key, value, *_comparable(copy, source)), False
-        _changed(key)  # another array at the same address
+        _changed(key, source)  # another array at the same address
         return None, False
     with _derived_lock:
         seen = key in _seen
         if not seen:
             _seen[key] = weakref.ref(_owner(source), lambda _: _forget(key))
         full = _derived_bytes() >= DERIVED_BYTES
-        return None, seen and not full and key[1] not in _changing
+        return None, seen and not full and not changing(source)
 
 
 def kept(name: str, source: np.ndarray) -> tuple[np.ndarray | None, bool]:
@@ -263,7 +265,9 @@ def changing(source: np.ndarray) -> bool:
     any name): then none is kept for it again, and "auto" prices the arrays derived
     from it as made afresh on every call."""
     with _derived_lock:
-        return id(_owner(source)) in _changing
+        owner = _owner(source)
+        ref = _changing.get(id(owner))
+        return ref is not None and ref() is owner
 
 
 def keep(name: str, source: np.ndarray, value: np.ndarray) -> None:
@@ -274,7 +278,7 @@ def keep(name: str, source: np.ndarray, value: np.ndarray) -> None:
     copy = np.array(source, order="K")  # its memory order: compared fast
     value.flags.writeable = False  # shared by every later call
     with _derived_lock:
-        if _derived_bytes() + copy.nbytes + value.nbytes > DERIVED_BYTES or key[1] in _changing:
+        if _derived_bytes() + copy.nbytes + value.nbytes > DERIVED_BYTES or changing(source):
             return
         _derived[key] = (_seen.get(key) or weakref.ref(_owner(source)), copy, value)
 
@@ -288,7 +292,7 @@ def _forget(key: tuple[Any, ...]) -> None:
     """Drop what was kept for a source whose owner has been freed."""
     with _derived_lock:
         _derived.pop(key, None)
-        _changing.discard(key[1])
+        _changing.pop(key[1], None)
         _seen.pop(key, None)
 
 
