@@ -147,6 +147,20 @@ def test_steady_weights_price_the_kept_filters_check_not_their_transform(x_shape
     )
 
 
+def _asked_for(keyword: str, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The values of ``choose``'s flag ``keyword`` in every call from now on (a list that
+    grows as "auto" chooses)."""
+    asked: list[bool] = []
+    real = choosing.choose
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get(keyword, False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(choosing, "choose", spy)
+    return asked
+
+
 def test_the_dispatch_prices_weights_as_steady_until_they_change(rng, monkeypatch):
     """A forward call's "auto" prices its weights as steady unless it runs alone or the
     weights were seen to change: a training loop's weights, changed in place after
@@ -157,14 +171,7 @@ def test_the_dispatch_prices_weights_as_steady_until_they_change(rng, monkeypatc
         np.ones((1, 2, 8, 8)), np.ones((2, 2, 3, 3)), algorithm="winograd_jit")
     ):  # fmt: skip
         return
-    asked = []
-    real = choosing.choose
-
-    def spy(*args, **kwargs):
-        asked.append(kwargs.get("steady", False))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(choosing, "choose", spy)
+    asked = _asked_for("steady", monkeypatch)
     monkeypatch.setattr(_threads, "blas_spinning", lambda: False)  # as after no GEMMs
     x = rng.standard_normal((1, 8, 12, 12))
     w = rng.standard_normal((8, 8, 3, 3))
@@ -192,14 +199,7 @@ def test_the_dispatch_prices_weights_as_steady_until_they_change(rng, monkeypatc
 def test_the_dispatch_asks_for_a_choice_alone_below_the_threads(batch, alone, monkeypatch):
     """A forward call's "auto" is resolved alone where its batch is below the threads
     and OpenBLAS's threads likely spin (both as :func:`npconv._threads.runs_alone`)."""
-    asked = []
-    real = choosing.choose
-
-    def spy(*args, **kwargs):
-        asked.append(kwargs.get("alone", False))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(choosing, "choose", spy)
+    asked = _asked_for("alone", monkeypatch)
     monkeypatch.setattr(_threads, "blas_spinning", lambda: True)
     with using_threads(2):
         npconv.conv(np.ones((batch, 4, 9, 9)), np.ones((6, 4, 3, 3)), padding=1)
