@@ -22,7 +22,9 @@ calling thread with the GEMMs on BLAS's threads.  Wide channels-first images kee
 their layout: their kernels read and write image rows and the tiles are
 ``V (36, C, T)``, the products ``M[a] = U[a] (O/G x C/G) @ V[a]``; narrow ones are
 seen channels-last (:data:`WIDE`), the kernels reading and writing a row of the image
-at a time.
+at a time.  Where a chunk shared out by channels has only a few vectors of tiles, too
+few for BLAS to run fast, kept filters are packed by blocks of output channels and
+multiplied by the compiled block kernel (:func:`_products`).
 
 The weight gradient (:func:`weight_grad`, the row's ``weight_grad``) is the adjoint of
 the same computation in the filters: the input tiles transformed as above, the output
