@@ -768,12 +768,14 @@ def _products(packed, v, m, k0, k1, shape, u_offsets, v_offsets, m_rows, last_ro
 BLOCK_VECTORS = (2, 3, 4)
 
 
-def _product_blocks(spec: ConvSpec, dtype: np.dtype) -> tuple[int, int, int] | None:
+def _product_blocks(
+    chunks: list[tuple[int, int, int, int]], dtype: np.dtype
+) -> tuple[int, int, int] | None:
     """The block shape (its index in :func:`npconv._jit.block_shapes`), its rows ``R`` and
-    the tiles of a chunk for :func:`_products`, where every chunk has as many tiles,
-    :data:`BLOCK_VECTORS` vectors of floats; else None."""
+    the tiles of a chunk for :func:`_products`, where every chunk (of :func:`_chunks`)
+    has as many tiles, :data:`BLOCK_VECTORS` vectors of floats; else None."""
     vector_bytes, registers = vector_registers()
-    counts = {c[3] for c in _chunks(spec, dtype.itemsize)}
+    counts = {c[3] for c in chunks}
     if dtype.kind != "f" or len(counts) != 1:
         return None
     tiles = counts.pop()
@@ -820,7 +822,8 @@ def _channels_shared(
     threads = range(1 if runs_alone(spec.batch) else get_threads())
     ins = even_runs(spec.in_channels, len(threads))  # each thread's input channels
     w_first, gm = _filter_operands(wc, spec, dtype)  # (O, C/G, 3, 3), (6, 3)
-    blocks = _product_blocks(spec, dtype)
+    chunks = list(_chunks(spec, dtype.itemsize))
+    blocks = _product_blocks(chunks, dtype)
     name = KEPT_NAME if blocks is None else f"{KEPT_NAME}, blocks of {blocks[1]}"
     claimed, keepable = claim(name, wc)
     if blocks is not None and claimed is None and not keepable:
@@ -873,7 +876,7 @@ def _channels_shared(
             _check(_output_planes(planes, b[o0:o1], *c[:3], cols, k, relu, y[:, o0:o1]))
 
     with single_threaded_blas():
-        for index, c in enumerate(_chunks(spec, dtype.itemsize)):
+        for index, c in enumerate(chunks):
             v = buffer("transformed", (36, spec.in_channels, c[3]), dtype)
             m = buffer("products", (36, g, og, c[3]), dtype)
             parallel_map(partial(transform, c, v, index == 0), threads)
