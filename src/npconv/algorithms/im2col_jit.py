@@ -20,8 +20,8 @@ among the threads and the same bias handling.  Channels-last data are read and w
 through channels-first views.
 
 Cost: ``im2col``'s without the padded copy of the input, which took 0.18 of 1.8 ms on
-ResNet-50's 3x3/2 128->128 @56 at batch 1, and a gather as fast as NumPy's strided copy
-(0.35 ms there, one thread).  Where the patch matrix is the input itself (a 1x1 kernel
+ResNet-50's 3x3/2 128->128 @56 at batch 1, and a gather faster than NumPy's strided copy
+(0.28 ms there, one thread).  Where the patch matrix is the input itself (a 1x1 kernel
 at stride 1 without padding) it still copies it, and ``im2col``, which does not, ties it
 in "auto" and comes first.  Its weight gradient (:func:`weight_grad_channels_first`)
 is ``im2col``'s products on patches gathered by the same kernel.  Error and results: a
