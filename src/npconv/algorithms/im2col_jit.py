@@ -83,16 +83,17 @@ def _gather(x, lo, stride, dilation, size, n0, r0, cols):
     pitch = (width - 1) * sw + (kw - 1) * dw + 1
     source = np.zeros(height * pitch, x.dtype)  # flat
     i0, i1 = max(0, -top), min(height, x.shape[2] - top)  # its rows in the image
-    j0, j1 = lo[1], min(pitch, lo[1] + x.shape[3])  # its columns in the image
+    j0 = lo[1]
+    j1 = max(j0, min(pitch, j0 + x.shape[3]))  # its columns in the image
     out = cols.reshape(-1)
-    run, step, span = np.uint64(width), np.uint64(sw), np.uint64(max(j1 - j0, 0))
+    run, step = np.uint64(width), np.uint64(sw)
     for s in range(samples):
         for c in range(x.shape[1]):
             # (the rows and columns outside the image stay zero)
             image = x[n0 + s, c]
             for i in range(i0, i1):
                 line, into = image[top + i], np.uint64(i * pitch + j0)
-                for j in range(span):
+                for j in range(np.uint64(j1 - j0)):
                     source[into + j] = line[j]
             for a in range(kh):
                 for b in range(kw):
