@@ -615,6 +615,8 @@ def test_max_pool_matches_onnxruntime_and_reference(drawn, dtype, opset):
          np.float64),
         ((2, 4, 13), {"kernel_shape": [4], "strides": [3], "pads": [3, 1]}, np.int16),
         ((1, 2, 8, 8), {"kernel_shape": [2, 2], "auto_pad": "SAME_UPPER"}, np.uint8),
+        ((1, 3, 10, 9), {"kernel_shape": [2, 3], "strides": [1, 2], "pads": [0, 1, 1, 0]},
+         np.int8),
     ],
 )  # fmt: skip
 def test_max_pool_paths_match_torch_with_nan(rng, monkeypatch, compiled, shape, attrs, dtype):

@@ -10,7 +10,8 @@ Kernels that several modules call (:func:`copy_rows`, and :func:`equal_bits` for
 workspaces) live here, and the machine operations that numba code cannot write itself
 (:class:`Intrinsic`): an atomic load and store of a flag that another thread sets or
 reads, and the CPU's spin-wait hint, with which npconv's threads wait for work
-(:mod:`npconv._threads`), and a block of multiply-adds whose sums stay in vector
+(:mod:`npconv._threads`); a maximum that LLVM vectorises (:data:`maximum`, for the
+pools of :mod:`npconv.onnx`); and a block of multiply-adds whose sums stay in vector
 registers (:data:`multiply_block0`, the core of ``blocked_jit``).
 
 Kernels run on the thread that calls them, without the GIL (``nogil``): the calling
@@ -47,6 +48,7 @@ __all__ = [
     "kernel",
     "letting_go",
     "load_acquire",
+    "maximum",
     "multiply_block",
     "multiply_block0",
     "multiply_block1",
@@ -201,6 +203,31 @@ def pause(typingctx: Any) -> Any:
         return context.get_dummy_value()
 
     return nb.void(), codegen
+
+
+@Intrinsic
+def maximum(typingctx: Any, a: Any, b: Any) -> Any:
+    """The larger of two numbers of one type, as ``np.maximum``: a NaN wins.  One LLVM
+    operation (``llvm.maximum``, ``smax`` or ``umax``) that LLVM vectorises in a loop,
+    where the compare and select of numba code (``a if a >= b or a != a else b``) stays
+    scalar: a running maximum of float32 rows of 112 took 0.16 against 0.9 ns a value."""
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.core import types as nb
+    from numba.np.numpy_support import as_dtype
+
+    if a != b or not isinstance(a, (nb.Float, nb.Integer)):
+        return None  # no such signature: numba reports the types it was given
+    dtype = as_dtype(a)
+    operation = {"f": "maximum.f", "i": "smax.i", "u": "umax.i"}[dtype.kind]
+    name = f"llvm.{operation}{8 * dtype.itemsize}"
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        value = context.get_value_type(a)
+        function = ir.FunctionType(value, [value, value])
+        return builder.call(cgutils.get_or_insert_function(builder.module, function, name), args)
+
+    return a(a, b), codegen
 
 
 @cache

