@@ -631,6 +631,11 @@ def memory(spec: ConvSpec, dtype: np.dtype) -> int:
 #: fitted to its times in ``npconv bench`` (2 threads, AVX-512): the stem 1.05 ms at
 #: batch 1 and 8.6 at batch 8, 3x3 256->256 @14 b1 1.10, 3x3/2 128->128 @56 b8 9.1.
 FLOPS_PER_MAC = 1.7
+#: The price where the CPU has 16 vector registers (AVX2), whose blocks hold half as
+#: many sums, each loaded vector feeding fewer multiply-adds: fitted on a Zen 3 (2
+#: threads, ms against ``im2col_jit``), where the stem at batch 1 still runs faster
+#: (2.2-2.7 against 3.1) but 3x3/2 128->128 @56 does not (3.6-3.9 against 2.6-3.0).
+FLOPS_PER_MAC_16 = 1.3 * FLOPS_PER_MAC
 #: The interpreter's share of a call (its plan, buffers and parallel region), in
 #: :mod:`npconv._cost`'s calls: about 10 us.
 CALLS = 200
@@ -645,13 +650,13 @@ BLOCK_TAPS = 8
 
 def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     """The multiply-adds it computes (:func:`_sizes`, each block's set-up as
-    :data:`BLOCK_TAPS` more taps) at :data:`FLOPS_PER_MAC` (1x1 kernels at
-    :data:`POINTWISE` times the cost); a pass over the input into its buffer (on every
-    thread that shares a sample; a strided one at the cost of as many passes as its
-    largest stride, its phases deinterleaved), over the weights per share (packed, or
-    compared with the kept copy) and over the result (written with the bias;
-    channels-last through channels-first views, strided, at four times the cost); the
-    call's own :data:`CALLS`."""
+    :data:`BLOCK_TAPS` more taps) at :data:`FLOPS_PER_MAC` (:data:`FLOPS_PER_MAC_16` with
+    16 vector registers; 1x1 kernels at :data:`POINTWISE` times the cost); a pass over
+    the input into its buffer (on every thread that shares a sample; a strided one at
+    the cost of as many passes as its largest stride, its phases deinterleaved), over
+    the weights per share (packed, or compared with the kept copy) and over the result
+    (written with the bias; channels-last through channels-first views, strided, at
+    four times the cost); the call's own :data:`CALLS`."""
     item = _real_itemsize(dtype)
     complex_parts = 4 if np.dtype(dtype).kind == "c" else 1
     if spec.nd != 2:  # not run (2-d only): its multiply-adds, for a finite estimate
@@ -664,6 +669,7 @@ def work(spec: ConvSpec, dtype: np.dtype) -> Counter[str]:
     written = (8 if strided else 2) * outputs * item
     parallel = units(passes=2 * weights * shares * item + written)
     parallel += units(serial=fill) if shares > spec.batch else units(passes=fill)
-    flops = computed * FLOPS_PER_MAC * item / 4 * complex_parts
+    price = FLOPS_PER_MAC if vector_registers()[1] >= 32 else FLOPS_PER_MAC_16
+    flops = computed * price * item / 4 * complex_parts
     flops *= POINTWISE if math.prod(spec.kernel) == 1 else 1
     return parallel + units(gemm=flops, calls=CALLS)
