@@ -10,7 +10,8 @@ unpadded input, channel by channel:
    (a few KiB, in the caches), so that no tap needs a bounds test;
 2. each of the channel's ``prod(kernel)`` patch rows is then a run of strided reads of
    that plane per output row, ``cols[(c, i, j), (n, r, q)] = plane[r*sh + i*dh, q*sw +
-   j*dw]``, a contiguous copy at stride 1 and a vectorised one at stride 2.
+   j*dw]``, a contiguous, vectorised copy at stride 1, a strided one otherwise (its
+   offsets unsigned, see :func:`_gather`).
 
 The patch matrix ``(C*prod(kernel), n, rows, cols)`` holds the chunk's samples side by
 side; the products are ``w[O/G, C/G*prod(kernel)] @ patches`` per group, as in
