@@ -9,7 +9,10 @@ and the per-node-type breakdown of the two Python evaluators.  Each evaluator ru
 fresh process of its own (one after the other), with the same thread count
 (onnxruntime's ``intra_op_num_threads``, :func:`npconv.set_threads`): in one process
 the threads that OpenBLAS and onnxruntime keep spinning after their calls would slow
-the other.
+the other.  With ``--rounds R``, onnxruntime and npconv run R times in turn, each time
+in fresh processes, and each round's ratio is printed with their median: on a shared
+machine whose speed drifts from minute to minute, a pair of runs a few seconds apart
+compares the two under the same load, where one run of each may not.
 
 ``--model onnx-test`` runs instead the ResNet-50 that onnx ships for its backend tests
 (``onnx/backend/test/data/light/light_resnet50.onnx``: ResNet-50 v1 exported from
@@ -20,6 +23,7 @@ Run from the repository root::
 
     python benchmarks/onnx_resnet.py            # ResNet-50, batch 1, 224x224
     python benchmarks/onnx_resnet.py --size 112 --repeats 5
+    python benchmarks/onnx_resnet.py --rounds 5 --repeats 10  # five pairs of runs
     python benchmarks/onnx_resnet.py --model onnx-test
     python benchmarks/onnx_resnet.py --layers   # npconv's Conv nodes: in the network, alone
 """
@@ -139,9 +143,9 @@ def _feeds(model: onnx.ModelProto, args: argparse.Namespace) -> dict[str, np.nda
     return {model.graph.input[0].name: x.astype(np.float32)}
 
 
-def _time_alone(name: str, args: argparse.Namespace) -> dict[str, Any]:
+def _time_alone(name: str, args: argparse.Namespace, profile: bool = True) -> dict[str, Any]:
     """In a fresh process: one evaluator's output and seconds per run (after a warm-up),
-    and for the two Python evaluators their time per node type."""
+    and where ``profile``, for the two Python evaluators their time per node type."""
     npconv.set_threads(args.threads)  # NumPy's BLAS, as many threads as onnxruntime's
     model, _ = _model(args)
     feeds = _feeds(model, args)
@@ -163,7 +167,7 @@ def _time_alone(name: str, args: argparse.Namespace) -> dict[str, Any]:
         session.run(None, feeds)
         times.append(time.perf_counter() - start)
     table = None
-    if name != "onnxruntime":
+    if profile and name != "onnxruntime":
         plain = name == "onnx ReferenceEvaluator"
         table = npconv.onnx.profile(model, feeds, repeats=args.repeats, plain=plain).table()
     return {"output": output, "times": times, "profile": table}
@@ -227,6 +231,9 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=2, help="onnxruntime intra-op threads and npconv threads"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="onnxruntime/npconv pairs, in fresh processes"
+    )
     parser.add_argument("--model", choices=["built", "onnx-test"], default="built")
     parser.add_argument(
         "--layers", action="store_true", help="npconv's Conv nodes in the network and alone"
@@ -242,16 +249,32 @@ def main() -> None:
     gflop = _conv_gflop(model)
     del model
 
-    runs = {}
-    for name in EVALUATORS:  # one after the other, each in a fresh process of its own
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            runs[name] = pool.submit(_time_alone, name, args).result()
-    times = {name: statistics.median(run["times"]) for name, run in runs.items()}
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    runs: dict[str, Any] = {}
+    pairs: list[float] = []  # each round's onnxruntime time / npconv's
+    for r in range(args.rounds):  # one after the other, each in a fresh process of its own
+        for name in EVALUATORS if r == 0 else (EVALUATORS[0], EVALUATORS[-1]):
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                run = pool.submit(_time_alone, name, args, r == 0).result()
+            run["medians"] = [statistics.median(run["times"])]
+            if r:
+                first = runs[name]
+                first["times"] += run["times"]
+                first["medians"] += run["medians"]
+            else:
+                runs[name] = run
+        pairs.append(runs[EVALUATORS[0]]["medians"][-1] / runs[EVALUATORS[-1]]["medians"][-1])
+    times = {name: statistics.median(run["medians"]) for name, run in runs.items()}
     expected = runs["onnxruntime"]["output"]
     scale = float(np.abs(expected).max())
 
     print(f"{title}, float32, {gflop:.1f} GFLOP in Conv; {args.threads} threads;")
-    print(f"each evaluator in its own process, median of {args.repeats} runs after a warm-up\n")
+    rounds = f"; the median of {args.rounds} rounds' medians" if args.rounds > 1 else ""
+    print(
+        f"each evaluator in its own process, median of {args.repeats} runs after a warm-up"
+        f"{rounds}\n"
+    )
     print("| evaluator | time (s) | fastest-slowest run (s) | max abs diff / max abs |")
     print("| --- | ---: | ---: | ---: |")
     for name, run in runs.items():
@@ -264,6 +287,12 @@ def main() -> None:
         f"the plain ReferenceEvaluator's / npconv's: "
         f"{times['onnx ReferenceEvaluator'] / ours:.1f}x (> 1: npconv is faster).\n"
     )
+    if args.rounds > 1:
+        each = ", ".join(f"{ratio:.2f}x" for ratio in pairs)
+        print(
+            f"onnxruntime's time / npconv's, round by round: {each}; "
+            f"median {statistics.median(pairs):.2f}x.\n"
+        )
     for name, run in runs.items():
         if run["profile"] is not None:
             print(f"Time per node type, {name} (mean of {args.repeats} runs):\n")
