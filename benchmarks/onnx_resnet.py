@@ -257,13 +257,9 @@ def main() -> None:
         for name in EVALUATORS if r == 0 else (EVALUATORS[0], EVALUATORS[-1]):
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 run = pool.submit(_time_alone, name, args, r == 0).result()
-            run["medians"] = [statistics.median(run["times"])]
-            if r:
-                first = runs[name]
-                first["times"] += run["times"]
-                first["medians"] += run["medians"]
-            else:
-                runs[name] = run
+            kept = runs.setdefault(name, {**run, "times": [], "medians": []})  # round 1's output
+            kept["times"] += run["times"]
+            kept["medians"].append(statistics.median(run["times"]))
         pairs.append(runs[EVALUATORS[0]]["medians"][-1] / runs[EVALUATORS[-1]]["medians"][-1])
     times = {name: statistics.median(run["medians"]) for name, run in runs.items()}
     expected = runs["onnxruntime"]["output"]
