@@ -239,6 +239,8 @@ def main() -> None:
         "--layers", action="store_true", help="npconv's Conv nodes in the network and alone"
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.model == "onnx-test":
         args.batch, args.size = 1, 224
     if args.layers:
@@ -249,8 +251,6 @@ def main() -> None:
     gflop = _conv_gflop(model)
     del model
 
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     runs: dict[str, Any] = {}
     pairs: list[float] = []  # each round's onnxruntime time / npconv's
     for r in range(args.rounds):  # one after the other, each in a fresh process of its own
