@@ -744,6 +744,75 @@ def test_relu_and_add_overwrite_only_values_no_one_else_reads(rng):
     assert npconv.onnx.evaluator(model, reuse_buffers=False)._overwriting == []
 
 
+def test_a_run_drops_each_value_after_its_last_reader(rng):
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
+    f32 = onnx.TensorProto.FLOAT
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1] * 4),
+        helper.make_node("Relu", ["c"], ["a"]),
+        helper.make_node("Add", ["a", "c"], ["s"]),
+        helper.make_node("Neg", ["x"], ["n"]),  # read by no node, not an output
+        helper.make_node("Relu", ["s"], ["r"]),
+    ]
+    inputs = [helper.make_tensor_value_info(n, f32, v.shape) for n, v in (("x", x), ("w", w))]
+    outputs = [helper.make_tensor_value_info(n, f32, None) for n in "sr"]
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs))
+    sess = npconv.onnx.evaluator(model)
+    assert [(op.op_type, dropped) for op, _, _, dropped in sess._steps] == [
+        ("Conv", ("w",)),
+        ("Relu", ()),
+        ("Add", ("a", "c")),
+        ("Neg", ("x", "n")),
+        ("Relu", ()),
+    ]
+    feeds = {"x": x, "w": w}
+    reference = ReferenceEvaluator(model)
+    for ours, theirs in zip(sess.run(None, feeds), reference.run(None, feeds)):
+        assert_close(ours, theirs)
+    # a value that is not a graph output is asked for: the reference's loop runs
+    assert_close(sess.run(["a"], feeds)[0], reference.run(["a"], feeds)[0])
+    np.testing.assert_array_equal(sess.run(["s", "n"], feeds)[1], -x)
+
+
+def test_a_node_reading_what_nothing_gives_is_named(rng):
+    f32 = onnx.TensorProto.FLOAT
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Add", ["a", "b"], ["y"])]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", f32, None)],
+        [helper.make_tensor_value_info("y", f32, None)],
+    )
+    sess = npconv.onnx.evaluator(helper.make_model(graph))
+    with pytest.raises(ValueError, match="Add node '' reads 'b', which no input"):
+        sess.run(None, {"x": np.ones(3, np.float32)})
+
+
+def test_models_with_subgraphs_or_logging_run_by_the_references_loop(rng):
+    f32 = onnx.TensorProto.FLOAT
+    branch = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["g"])],
+        "b",
+        [],
+        [helper.make_tensor_value_info("g", f32, None)],
+    )
+    node = helper.make_node("If", ["cond"], ["y"], then_branch=branch, else_branch=branch)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("cond", onnx.TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x", f32, None),
+        ],
+        [helper.make_tensor_value_info("y", f32, None)],
+    )
+    assert npconv.onnx.evaluator(helper.make_model(graph))._steps is None
+    model = make_model("Relu", {"x": np.ones(3, np.float32)}, np.float32, 17)
+    assert npconv.onnx.evaluator(model)._steps is not None
+    assert npconv.onnx.evaluator(model, verbose=1)._steps is None
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int8, np.int32])
 @pytest.mark.parametrize("shape", [(3, 5), (2, 3, 40, 41), (1, 2048, 7, 7), (4, 8192)])
 def test_relu_matches_the_reference(rng, dtype, shape):

@@ -59,8 +59,10 @@ class Evaluator(ReferenceEvaluator):
     the fresh output of an operator of npconv's (not a graph input, initializer, graph
     output, or a value a subgraph reads).
 
-    ``run(..., intermediate=True)`` runs every node as the model has it, folding and
-    overwriting nothing, so that every intermediate value it returns is the node's own.
+    ``run(..., intermediate=True)``, and a run asked for a value that is not a graph
+    output, runs every node as the model has it, folding and overwriting nothing, so
+    that every intermediate value it returns is the node's own.  A run asked for graph
+    outputs only drops each value once no node reads it any more (see :meth:`run`).
     """
 
     def __init__(
@@ -88,26 +90,87 @@ class Evaluator(ReferenceEvaluator):
         self._overwriting = (
             _plan_overwrites(self.rt_nodes_, self.output_names) if reuse_buffers else []
         )
+        self._steps = _steps(self.rt_nodes_, self.output_names) if self._plain() else None
 
     def run(self, output_names, feed_inputs, attributes=None, intermediate=False, **kwargs):  # type: ignore[no-untyped-def,override]
-        """``ReferenceEvaluator.run``; with ``intermediate=True`` no input is overwritten.
+        """``ReferenceEvaluator.run``; with ``intermediate=True``, or asked for a value that
+        is not a graph output, it runs every node as the model has it, overwriting no
+        value, so that every value it returns is the node's own.
 
-        A model's feeds are checked first, as onnxruntime checks them: every name is a
-        graph input, every input without an initializer is fed, and each array has the
-        declared element type, rank and fixed sizes.
+        Asked for graph outputs only, a model runs its nodes in a loop of its own
+        (:func:`_steps`), which drops each value after the last node that reads it, so
+        that its memory is reused while still in the caches, rather than kept to the end
+        of the run.  A model's feeds are checked first, as onnxruntime checks them: every
+        name is a graph input, every input without an initializer is fed, and each array
+        has the declared element type, rank and fixed sizes.
         """
         if isinstance(self.proto_, onnx.ModelProto):
             _check_feeds(self.proto_.graph, feed_inputs)
-        planned = [(op, op.overwrite) for op in self._overwriting] if intermediate else []
+        names = self.output_names if output_names is None else list(output_names)
+        as_given = intermediate or not set(names) <= set(self.output_names)
+        if self._steps is not None and not (as_given or attributes is not None or kwargs):
+            return _run_steps(self._steps, {**self.rt_inits_, **feed_inputs}, names)
+        planned = [(op, op.overwrite) for op in self._overwriting] if as_given else []
         for op, _ in planned:
             op.overwrite = type(op).overwrite  # the class default: nothing overwritten
-        fused, self.rt_nodes_ = self.rt_nodes_, self._as_given if intermediate else self.rt_nodes_
+        fused, self.rt_nodes_ = self.rt_nodes_, self._as_given if as_given else self.rt_nodes_
         try:
             return super().run(output_names, feed_inputs, attributes, intermediate, **kwargs)
         finally:
             self.rt_nodes_ = fused
             for op, overwrite in planned:
                 op.overwrite = overwrite
+
+    def _plain(self) -> bool:
+        """Whether every run asked for graph outputs only may go by :func:`_steps`: a
+        model (not a function, graph or node) without logging, subgraphs, nodes that
+        read every value computed so far, or attributes linked to a function's."""
+        if not isinstance(self.proto_, onnx.ModelProto) or self.verbose:
+            return False
+        if getattr(self, "check_shape_annotations_", False):  # onnx >= 1.21
+            return False
+        return not any(
+            op.need_context() or op.has_subgraph or op.has_linked_attribute for op in self.rt_nodes_
+        )
+
+
+#: One node of :func:`_run_steps`: the operator, the names it reads and writes, and the
+#: names no later node reads (dropped once it has run).
+_Step = tuple[Any, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+
+
+def _steps(ops: list[Any], outputs: list[str]) -> list[_Step]:
+    """The nodes as :func:`_run_steps` runs them: each with the values that no later
+    node reads and that are not graph outputs."""
+    last = {name: i for i, op in enumerate(ops) for name in op.onnx_node.input}
+    kept = set(outputs)
+    steps = []
+    for i, op in enumerate(ops):
+        node = op.onnx_node
+        read = dict.fromkeys(node.input)
+        dropped = [n for n in read if n and last[n] == i and n not in kept]
+        dropped += [n for n in node.output if n and n not in last and n not in kept]
+        steps.append((op, tuple(node.input), tuple(node.output), tuple(dropped)))
+    return steps
+
+
+def _run_steps(steps: list[_Step], values: dict[str, Any], outputs: list[str]) -> list[Any]:
+    """Run ``steps`` on ``values`` (the initializers and feeds, by name); the ``outputs``."""
+    values[""] = None  # an optional input left out
+    for op, reads, writes, dropped in steps:
+        try:
+            inputs = [values[name] for name in reads]
+        except KeyError as missing:
+            raise ValueError(
+                f"npconv.onnx: {op.op_type} node {op.onnx_node.name!r} reads {missing}, "
+                "which no input, initializer or earlier node gives"
+            ) from None
+        for name, value in zip(writes, op.run(*inputs)):
+            if name:  # not an optional output left out
+                values[name] = value
+        for name in dropped:
+            del values[name]
+    return [values[name] for name in outputs]
 
 
 #: The element types whose NumPy dtype a feed must have (others are not checked).
