@@ -127,7 +127,7 @@ class Evaluator(ReferenceEvaluator):
         read every value computed so far, or attributes linked to a function's."""
         if not isinstance(self.proto_, onnx.ModelProto) or self.verbose:
             return False
-        if getattr(self, "check_shape_annotations_", False):  # onnx >= 1.21
+        if getattr(self, "check_shape_annotations_", False):  # where onnx has the option
             return False
         return not any(
             op.need_context() or op.has_subgraph or op.has_linked_attribute for op in self.rt_nodes_
