@@ -12,8 +12,10 @@
   write over an input that no other node reads.
 
 Nodes of constant inputs run once when the evaluator is built; every other operator is
-onnx's reference.  :func:`run` is the one-call form and :func:`profile` times each node
-type (the ``npconv onnx`` command prints it).
+onnx's reference.  A run asked for graph outputs goes through the nodes in a loop of the
+evaluator's own, which drops each value after the last node that reads it
+(:meth:`Evaluator.run`).  :func:`run` is the one-call form and :func:`profile` times each
+node type (the ``npconv onnx`` command prints it).
 """
 
 from __future__ import annotations
