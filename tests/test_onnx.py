@@ -775,7 +775,7 @@ def test_a_run_drops_each_value_after_its_last_reader(rng):
     np.testing.assert_array_equal(sess.run(["s", "n"], feeds)[1], -x)
 
 
-def test_a_node_reading_what_nothing_gives_is_named(rng):
+def test_a_node_reading_what_nothing_gives_is_named():
     f32 = onnx.TensorProto.FLOAT
     nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Add", ["a", "b"], ["y"])]
     graph = helper.make_graph(
@@ -789,7 +789,7 @@ def test_a_node_reading_what_nothing_gives_is_named(rng):
         sess.run(None, {"x": np.ones(3, np.float32)})
 
 
-def test_models_with_subgraphs_or_logging_run_by_the_references_loop(rng):
+def test_models_with_subgraphs_or_logging_run_by_the_references_loop():
     f32 = onnx.TensorProto.FLOAT
     branch = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["g"])],
