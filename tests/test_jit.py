@@ -92,6 +92,33 @@ def test_depthwise_jit_matches_torch(
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize(
+    ("kernel", "stride", "pads"),
+    [
+        ((3, 3), 1, [(1, 1), (1, 1)]),  # the registers' 3x3 path
+        ((3, 3), 2, [(1, 0), (0, 1)]),
+        ((5, 5), 1, [(2, 2), (2, 2)]),  # the general path
+    ],
+)
+@pytest.mark.parametrize("runs", [1, 3, 64])
+def test_depthwise_jit_threads_take_runs_of_planes(
+    layout, kernel, stride, pads, runs, rng, monkeypatch
+):
+    """Shared among two threads even though the layer is small, each taking runs of
+    planes from the shared counter until none is left: 2 samples of 7 channels are 14
+    planes, in runs of 7, of 2, or of 1."""
+    monkeypatch.setattr(depthwise_jit, "SHARED_VALUES", 0)
+    monkeypatch.setattr(depthwise_jit, "RUNS_PER_THREAD", runs)
+    monkeypatch.setattr(depthwise_jit, "runs_alone", lambda batch: False)
+    x = rng.standard_normal((2, 7, 10, 9)).astype(np.float32)
+    w = rng.standard_normal((7, 1, *kernel)).astype(np.float32)
+    bias = rng.standard_normal(7).astype(np.float32)
+    with using_threads(2):
+        check("depthwise_jit", x, w, bias, layout, pads, RTOL[np.dtype(np.float32)],
+              stride=stride, groups=7)  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize(
     ("size", "kernel", "stride", "dilation", "pads", "groups"),
     [
         ((30, 31), (3, 3), 1, 1, [(1, 1), (1, 1)], 6),  # a depthwise layer's

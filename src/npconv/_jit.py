@@ -10,7 +10,8 @@ Kernels that several modules call (:func:`copy_rows`, and :func:`equal_bits` for
 workspaces) live here, and the machine operations that numba code cannot write itself
 (:class:`Intrinsic`): an atomic load and store of a flag that another thread sets or
 reads, and the CPU's spin-wait hint, with which npconv's threads wait for work
-(:mod:`npconv._threads`); a maximum that LLVM vectorises (:data:`maximum`, for the
+(:mod:`npconv._threads`); an atomic addition, with which they take runs of it from a
+counter (:data:`fetch_add`); a maximum that LLVM vectorises (:data:`maximum`, for the
 pools of :mod:`npconv.onnx`); and a block of multiply-adds whose sums stay in vector
 registers (:data:`multiply_block0`, the core of ``blocked_jit``).
 
@@ -45,6 +46,7 @@ __all__ = [
     "block_shapes",
     "copy_rows",
     "equal_bits",
+    "fetch_add",
     "kernel",
     "letting_go",
     "load_acquire",
@@ -184,6 +186,20 @@ def store_release(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
         return context.get_dummy_value()
 
     return nb.void(array, index, value), codegen
+
+
+@Intrinsic
+def fetch_add(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
+    """``array[index] += value`` for a 1-d integer array, atomically (acquire and release
+    ordering): the value before the addition.  Threads that each add to one counter
+    each get runs of their own (work taken as a thread gets to it)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        address = _element(context, builder, signature.args[0], args[0], args[1])
+        added = context.cast(builder, args[2], signature.args[2], array.dtype)
+        return builder.atomic_rmw("add", address, added, "acq_rel")
+
+    return array.dtype(array, index, value), codegen
 
 
 @Intrinsic

@@ -3,8 +3,9 @@
 In a depthwise layer (``groups == C``) every output channel ``o`` sees one input plane
 (``c = o // (O/C)``, for a channel multiplier ``O/C`` of 1 or more); in general an
 output plane sums the ``C/G`` input planes of its group.  The kernel (numba) runs the
-output planes one after another (on the calling thread, or for large layers a share
-of them on each of npconv's threads) and, for each input plane of one:
+output planes one after another (on the calling thread, or for large layers on each
+of npconv's threads, which take runs of planes from a shared counter until none is
+left) and, for each input plane of one:
 
 1. copies the plane into a zero-padded buffer split into stride phases (input rows and
    columns ``p * s + r`` of phase ``r`` stored together), so that every tap of a
@@ -42,9 +43,9 @@ from functools import partial
 import numpy as np
 
 from .._cost import units
-from .._jit import copy_rows, kernel
+from .._jit import copy_rows, fetch_add, kernel
 from .._spec import ConvSpec
-from .._threads import even_runs, get_threads, parallel_map, runs_alone
+from .._threads import get_threads, parallel_map, runs_alone
 from .._windows import move_channels_first, move_channels_last, weight_first
 
 #: The vector width, in float32 lanes, that a row of the 3x3 kernel is rounded up to:
@@ -107,10 +108,11 @@ def _add_taps(acc, buf, taps, offsets, span):
 
 
 @kernel
-def _planes(x, w, b, stride, dilation, lo, y, first, last):
+def _planes(x, w, b, stride, dilation, lo, y, taken, step):
     """Grouped convolution of ``x`` (N, C, D, H, W) with ``w`` (O, C/G, KD, KH, KW) plus ``b``
-    into planes ``first..last-1`` (sample-major) of ``y`` (N, O, *out); ``lo`` are the
-    zero pads before each axis."""
+    into the planes (sample-major) of ``y`` (N, O, *out) that this thread takes, ``step``
+    at a time, from the counter ``taken[0]`` (:func:`_shared_planes`); ``lo`` are the zero pads
+    before each axis."""
     out = y.shape[2:]
     o_channels, group_in = w.shape[0], w.shape[1]
     group_out = o_channels // (x.shape[1] // group_in)
@@ -136,16 +138,20 @@ def _planes(x, w, b, stride, dilation, lo, y, first, last):
     # (warm in the cache)
     buf = np.empty((n_phases, size[0], size[1], size[2]), x.dtype)
     acc = np.empty(out[0] * rows, x.dtype)
-    for p in range(first, last):
-        n, o = p // o_channels, p % o_channels
-        acc[:] = b[o]
-        for c in range(group_in):  # the input channels of o's group
-            _phases(x[n, o // group_out * group_in + c], buf, lo, stride, size)
-            _add_taps(acc, buf.reshape(-1), w[o, c].reshape(-1), offsets, span)
-        for i in range(out[0]):
-            for j in range(out[1]):
-                start = (i * size[1] + j) * size[2]
-                y[n, o, i, j] = acc[start : start + out[2]]
+    count = y.shape[0] * o_channels
+    first = fetch_add(taken, 0, step)
+    while first < count:
+        for p in range(first, min(first + step, count)):
+            n, o = p // o_channels, p % o_channels
+            acc[:] = b[o]
+            for c in range(group_in):  # the input channels of o's group
+                _phases(x[n, o // group_out * group_in + c], buf, lo, stride, size)
+                _add_taps(acc, buf.reshape(-1), w[o, c].reshape(-1), offsets, span)
+            for i in range(out[0]):
+                for j in range(out[1]):
+                    start = (i * size[1] + j) * size[2]
+                    y[n, o, i, j] = acc[start : start + out[2]]
+        first = fetch_add(taken, 0, step)
 
 
 @kernel
@@ -246,7 +252,7 @@ def _rows_3x3_stride2(plane, buf, k, start, add, sums):
 
 
 @kernel(flags=("contract",))
-def _planes_3x3(x, w, b, stride, lo, y, first, last):
+def _planes_3x3(x, w, b, stride, lo, y, taken, step):
     """The same for a 2-d 3x3 kernel of dilation 1 and stride 1 or 2, ``x`` (N, C, H, W).
 
     The nine taps stay in registers: one pass per output row over three input rows,
@@ -265,16 +271,20 @@ def _planes_3x3(x, w, b, stride, lo, y, first, last):
     rows_in, cols_in = min(x.shape[2], height - lo[0]), min(x.shape[3], width - lo[1])
     buf = np.zeros((height, width), x.dtype)  # zero borders, written once
     sums = np.empty(wide, x.dtype)
-    for p in range(first, last):
-        n, o = p // o_channels, p % o_channels
-        for c in range(group_in):
-            plane = x[n, o // group_out * group_in + c]
-            copy_rows(buf[lo[0] : lo[0] + rows_in, lo[1] : lo[1] + cols_in], plane)
-            start = b[o] if c == 0 else b[o] * 0
-            if stride == 1:
-                _rows_3x3(y[n, o], buf, w[o, c], start, c > 0, sums)
-            else:
-                _rows_3x3_stride2(y[n, o], buf, w[o, c], start, c > 0, sums)
+    count = y.shape[0] * o_channels
+    first = fetch_add(taken, 0, step)
+    while first < count:
+        for p in range(first, min(first + step, count)):
+            n, o = p // o_channels, p % o_channels
+            for c in range(group_in):
+                plane = x[n, o // group_out * group_in + c]
+                copy_rows(buf[lo[0] : lo[0] + rows_in, lo[1] : lo[1] + cols_in], plane)
+                start = b[o] if c == 0 else b[o] * 0
+                if stride == 1:
+                    _rows_3x3(y[n, o], buf, w[o, c], start, c > 0, sums)
+                else:
+                    _rows_3x3_stride2(y[n, o], buf, w[o, c], start, c > 0, sums)
+        first = fetch_add(taken, 0, step)
 
 
 @kernel
@@ -431,18 +441,30 @@ def conv_channels_first(
 #: 29, 32 @28 (50,176) 44 / 35, 64 @28 (100,352) 55 / 58, MobileNetV2's 384 @14
 #: (150,528) 70-73 / 80-92 and 144 @56 180-236 / 320-370.
 SHARED_VALUES = 2**17
+#: Runs of planes per thread in a shared layer (each thread takes the next run when it
+#: is done with one).
+RUNS_PER_THREAD = 8
 
 
-def _shared_planes(planes: Callable[[int, int], None], x: np.ndarray, y: np.ndarray) -> None:
-    """``planes(first, last)`` over the output planes of ``y`` (N, O, ...) for input ``x``:
-    one share per thread (npconv's pinned threads, :func:`npconv._threads.parallel_map`)
-    from :data:`SHARED_VALUES` on, else, or while OpenBLAS's threads likely spin with
-    fewer samples than threads (:func:`npconv._threads.runs_alone`), all on the calling
-    thread."""
+def _shared_planes(planes: Callable[[np.ndarray, int], None], x: np.ndarray, y: np.ndarray) -> None:
+    """``planes(taken, step)`` on every thread that computes the output planes of ``y``
+    (N, O, ...) for input ``x``: npconv's pinned threads
+    (:func:`npconv._threads.parallel_map`) from :data:`SHARED_VALUES` on, else, or while
+    OpenBLAS's threads likely spin with fewer samples than threads
+    (:func:`npconv._threads.runs_alone`), the calling thread alone.
+
+    Each thread takes the next :data:`RUNS_PER_THREAD`-th of its share of planes from
+    the counter ``taken`` until none is left, so that a thread that starts late or runs
+    on a busier core takes fewer: with even halves, the two threads' halves of
+    MobileNetV2's 144 @56 took 190 and 265 us in one process, 264 and 197 in another,
+    whichever core was the busier at the time.
+    """
     count = y.shape[0] * y.shape[1]
     large = x.size + y.size >= SHARED_VALUES and not runs_alone(y.shape[0])
-    shares = min(get_threads() if large else 1, count)
-    parallel_map(lambda share: planes(*share), even_runs(count, shares))
+    threads = min(get_threads() if large else 1, count)
+    step = max(count // (RUNS_PER_THREAD * threads), 1) if threads > 1 else max(count, 1)
+    taken = np.zeros(1, np.int64)
+    parallel_map(lambda _: planes(taken, step), range(threads))
 
 
 def conv(
