@@ -161,6 +161,14 @@ def test_conv_beyond_three_spatial_dims_falls_back_to_the_reference(rng):
         expected[0] += np.einsum("oc,c...->o...", w[(slice(None), slice(None), *k)], window)
     assert_close(npconv.onnx.run(model, inputs)["y"], expected.astype(np.float32))
     assert_close(reference, expected.astype(np.float32))
+    # a Relu after it, fused into the Conv by the evaluator, applied after the fallback
+    relu = onnx.ModelProto()
+    relu.CopyFrom(model)
+    relu.graph.node[0].output[0] = "c"
+    relu.graph.node.append(helper.make_node("Relu", ["c"], ["y"]))
+    (fused,) = npconv.onnx.evaluator(relu).rt_nodes_
+    assert fused.relu and (expected < 0).any()
+    assert_close(npconv.onnx.run(relu, inputs)["y"], np.maximum(expected, 0).astype(np.float32))
 
 
 # ---------------------------------------------------------------------- ConvTranspose

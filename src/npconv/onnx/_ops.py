@@ -87,7 +87,8 @@ class Conv(op_conv.Conv):
         if self.folded is not None:
             W, B = self.folded
         if not _npconv_can_run(X, W, nd=W.ndim - 2):
-            return super()._run(X, W, B, **attributes)
+            (y,) = super()._run(X, W, B, **attributes)
+            return (_relu(y) if self.relu else y,)
         kwargs = conv_arguments("onnx Conv", W.shape[2:], **attributes)
         options = ConvOptions.create("onnx Conv", **kwargs)
         return (convolve(options, X, W, B, relu=self.relu).astype(X.dtype, copy=False),)
