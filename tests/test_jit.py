@@ -1,5 +1,4 @@
-"""The compiled algorithms (depthwise_jit, direct_jit, im2col_jit, winograd_jit,
-winograd_f2_jit) against
+"""The compiled algorithms (depthwise_jit, direct_jit, im2col_jit, winograd_jit) against
 PyTorch, and without numba."""
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ import torch
 
 import npconv
 import npconv.grad
-from npconv._dispatch import convolve
-from npconv._spec import ConvOptions
 from npconv.algorithms import (
     REGISTRY,
     blocked_jit,
@@ -23,7 +20,6 @@ from npconv.algorithms import (
     direct_jit,
     im2col,
     im2col_jit,
-    winograd_f2_jit,
     winograd_jit,
 )
 
@@ -606,103 +602,6 @@ def test_winograd_jit_matches_torch(layout, size, kernel, pads, groups, batch, r
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-@pytest.mark.parametrize(
-    ("size", "pads"),
-    [
-        ((9, 13), [(1, 1), (1, 1)]),  # odd: the edge tiles cropped
-        ((8, 8), [(0, 0), (0, 0)]),
-        ((5, 11), [(2, 0), (1, 3)]),
-        ((4, 5), [(0, 9), (5, 1)]),  # tiles wholly below and left of the image
-    ],
-)
-@pytest.mark.parametrize("batch", [0, 1, 3])
-@pytest.mark.parametrize("groups", [1, 3])
-@pytest.mark.parametrize("chunk_tiles", [1, 256])
-def test_winograd_f2_jit_matches_torch(
-    layout, size, pads, batch, groups, chunk_tiles, rng, monkeypatch
-):
-    """Against torch in float64, with the bias and the ReLU in its output transform,
-    in one chunk or a chunk per tile row, with groups or without."""
-    monkeypatch.setattr(winograd_f2_jit, "CHUNK_TILES", chunk_tiles)
-    monkeypatch.setattr(winograd_f2_jit, "CHUNK_BYTES", 1 if chunk_tiles == 1 else 2**21)
-    x = rng.standard_normal((batch, 6, *size))
-    w = rng.standard_normal((12, 6 // groups, 3, 3))
-    bias = rng.standard_normal(12) if batch != 1 else None
-    check("winograd_f2_jit", x, w, bias, layout, pads, 1e-12, groups=groups)
-    a, b = (x, w) if layout == "NCHW" else channels_last(x, w)
-    options = ConvOptions.create("conv", padding=pads, groups=groups, layout=layout)
-    y = convolve(options, a, b, bias, "winograd_f2_jit", relu=True)
-    y = y if layout == "NCHW" else np.moveaxis(y, -1, 1)
-    assert_close(y, np.maximum(torch_conv(x, w, bias, pads=pads, groups=groups), 0))
-
-
-def test_winograd_f2_jit_float32_error_is_a_gemms(rng):
-    """Its transforms add and halve only: unit-scale float32 within 2e-6 of max |y|, as
-    a direct GEMM (F(4x4, 3x3)'s bound is 1e-4)."""
-    x = rng.standard_normal((2, 256, 14, 14)).astype(np.float32)
-    w = rng.standard_normal((64, 256, 3, 3)).astype(np.float32)
-    check("winograd_f2_jit", x, w, None, "NCHW", [(1, 1), (1, 1)], 2e-6)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "why"),
-    [
-        (dict(stride=2), "3x3 kernels at stride 1 and dilation 1"),
-        (dict(dilation=2), "3x3 kernels at stride 1 and dilation 1"),
-    ],
-)
-def test_winograd_f2_jit_declines_what_it_does_not_run(kwargs, why):
-    spec = npconv.ConvSpec.build((1, 4, 9, 9), (4, 4, 3, 3), **kwargs)
-    assert why in REGISTRY["winograd_f2_jit"].unsupported(spec, np.dtype(np.float32))
-    spec = npconv.ConvSpec.build((1, 4, 9, 9), (4, 4, 5, 5))
-    assert "3x3 kernels" in REGISTRY["winograd_f2_jit"].unsupported(spec, np.dtype(np.float32))
-
-
-@pytest.mark.filterwarnings("ignore:(invalid value|overflow) encountered:RuntimeWarning")
-@pytest.mark.parametrize("value", [np.nan, np.inf, 1e38])
-def test_winograd_f2_jit_tests_each_value_it_writes(value, rng, monkeypatch):
-    """A NaN, an Inf or a value whose transforms overflow, in the last of several chunks,
-    sends the whole convolution to a direct algorithm (the dispatch does not check the
-    result again): non-finite values only where PyTorch has them, the others' values."""
-    assert REGISTRY["winograd_f2_jit"].checks_result
-    monkeypatch.setattr(winograd_f2_jit, "CHUNK_TILES", 1)
-    monkeypatch.setattr(winograd_f2_jit, "CHUNK_BYTES", 1)  # a chunk per tile row
-    x = rng.standard_normal((2, 6, 13, 10)).astype(np.float32)
-    w = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
-    x[1, 4, 11, 3] = value
-    y = npconv.conv2d(x, w, padding=1, algorithm="winograd_f2_jit")
-    ref = torch_conv(x, w, pads=[(1, 1)] * 2)
-    with np.errstate(invalid="ignore"):
-        for got, expected in zip(
-            (np.isnan(y), np.isposinf(y), np.isneginf(y)),
-            (np.isnan(ref), np.isposinf(ref), np.isneginf(ref)),
-        ):
-            np.testing.assert_array_equal(got, expected)
-        finite = np.isfinite(ref)
-        np.testing.assert_allclose(y[finite], ref[finite], rtol=1e-5, atol=1e-4)
-
-
-def test_winograd_f2_jit_keeps_the_filters_of_unchanged_weights(rng, monkeypatch):
-    """The filters' transform is kept from call to call while the weights hold the same
-    values (from the second call on), and made again once they change in place."""
-    made = []
-    own = np.einsum
-    monkeypatch.setattr(
-        winograd_f2_jit.np, "einsum", lambda *a, **k: made.append(1) or own(*a, **k)
-    )
-    x = rng.standard_normal((1, 8, 10, 10))
-    w = rng.standard_normal((8, 8, 3, 3))
-    ys = [npconv.conv2d(x, w, padding=1, algorithm="winograd_f2_jit") for _ in range(3)]
-    assert len(made) == 2  # the first call's is not kept
-    w[0, 0, 1, 1] += 1.0  # in place: the kept transform no longer holds
-    y = npconv.conv2d(x, w, padding=1, algorithm="winograd_f2_jit")
-    assert len(made) == 3
-    for got in ys[:2]:
-        np.testing.assert_array_equal(got, ys[2])
-    assert_close(y, torch_conv(x, w, pads=[(1, 1)] * 2))
-
-
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_winograd_jit_float32_error_bound_over_several_chunks(layout, batch, rng, in_place):
     """Unit-scale float32 within 1e-4 of max |y| (the registry's error_scale x 1e-5).
@@ -922,7 +821,7 @@ import numpy as np
 import npconv
 x = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
 w = np.random.default_rng(1).standard_normal((8, 1, 3, 3)).astype(np.float32)
-for name in ("depthwise_jit", "winograd_jit", "winograd_f2_jit", "direct_jit", "im2col_jit"):
+for name in ("depthwise_jit", "winograd_jit", "direct_jit", "im2col_jit"):
     try:
         npconv.conv(x, w, padding=1, groups=8, algorithm=name)
     except ValueError as error:
@@ -939,7 +838,7 @@ def test_without_numba_the_compiled_rows_decline_and_auto_uses_the_others():
     done = run_python(WITHOUT_NUMBA)
     assert done.returncode == 0, done.stderr
     *lines, auto = done.stdout.splitlines()
-    names = ("depthwise_jit", "winograd_jit", "winograd_f2_jit", "direct_jit", "im2col_jit")
+    names = ("depthwise_jit", "winograd_jit", "direct_jit", "im2col_jit")
     assert lines == [
         f"conv: algorithm '{name}' cannot run this convolution: "
         "it needs numba (pip install 'npconv[jit]')"

@@ -42,7 +42,6 @@ from . import (
     naive,
     shifted,
     winograd,
-    winograd_f2_jit,
     winograd_jit,
 )
 
@@ -281,24 +280,6 @@ REGISTRY: dict[str, Algorithm] = {
             compiled=True,
             own_threads=True,
             kept_work=winograd_jit.kept_work,
-        ),
-        Algorithm(
-            "winograd_f2_jit",
-            "Winograd F(2x2, 3x3), compiled transforms (numba) around BLAS; pads itself",
-            winograd_f2_jit.work,
-            winograd_f2_jit.conv,
-            dims=(2,),
-            exact_integers=False,
-            error_scale=2.0,  # as winograd_f2's
-            memory=winograd_f2_jit.memory,
-            limits=winograd_f2_jit.unsupported,
-            adds_bias=True,
-            fuses_relu=True,
-            transforms=True,
-            checks_result=True,
-            pads_itself=True,
-            compiled=True,
-            kept_work=winograd_f2_jit.kept_work,
         ),
         Algorithm(
             "fft",
