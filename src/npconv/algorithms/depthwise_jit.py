@@ -271,6 +271,7 @@ def _planes_3x3(x, w, b, stride, lo, y, taken, step):
     rows_in, cols_in = min(x.shape[2], height - lo[0]), min(x.shape[3], width - lo[1])
     buf = np.zeros((height, width), x.dtype)  # zero borders, written once
     sums = np.empty(wide, x.dtype)
+    zero = np.zeros(1, x.dtype)  # the start of a group's later planes, in x's dtype
     count = y.shape[0] * o_channels
     first = fetch_add(taken, 0, step)
     while first < count:
@@ -279,7 +280,7 @@ def _planes_3x3(x, w, b, stride, lo, y, taken, step):
             for c in range(group_in):
                 plane = x[n, o // group_out * group_in + c]
                 copy_rows(buf[lo[0] : lo[0] + rows_in, lo[1] : lo[1] + cols_in], plane)
-                start = b[o] if c == 0 else b[o] * 0
+                start = b[o] if c == 0 else zero[0]
                 if stride == 1:
                     _rows_3x3(y[n, o], buf, w[o, c], start, c > 0, sums)
                 else:

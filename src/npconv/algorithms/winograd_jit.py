@@ -193,9 +193,9 @@ def _output_tiles(m, b, n0, r0, rows, cols, k, relu, y):
     ReLU) is finite (:func:`_check`).
 
     The tiles are those of tile rows ``r0..`` of samples ``n0..``; the parts of the edge
-    tiles beyond ``y`` are dropped.  ``k`` holds 2, 4, 8 in ``y``'s dtype.
+    tiles beyond ``y`` are dropped.  ``k`` holds 2, 4, 8 and 0 in ``y``'s dtype.
     """
-    two, four, eight = k[0], k[1], k[3]
+    two, four, eight, zero = k[0], k[1], k[3], k[4]
     channels = m.shape[2]
     band = np.empty((4, 4 * cols, channels), y.dtype)  # a tile row's outputs
     s = np.empty((4, 6, channels), y.dtype)  # a half-transformed tile
@@ -218,8 +218,8 @@ def _output_tiles(m, b, n0, r0, rows, cols, k, relu, y):
                     v0, v1, v2, v3 = e0 + b[o], e1 + b[o], e2 + b[o], e3 + b[o]
                     good &= (v0 - v0) + (v1 - v1) + (v2 - v2) + (v3 - v3) == 0
                     if relu:  # NaN < 0 is false: NaN stays (.real: complex y compiles)
-                        v0, v1 = 0 if v0.real < 0 else v0, 0 if v1.real < 0 else v1
-                        v2, v3 = 0 if v2.real < 0 else v2, 0 if v3.real < 0 else v3
+                        v0, v1 = zero if v0.real < 0 else v0, zero if v1.real < 0 else v1
+                        v2, v3 = zero if v2.real < 0 else v2, zero if v3.real < 0 else v3
                     band[i, 4 * q, o], band[i, 4 * q + 1, o] = v0, v1
                     band[i, 4 * q + 2, o], band[i, 4 * q + 3, o] = v2, v3
         for i in range(min(4, y.shape[1] - 4 * r)):
@@ -298,7 +298,7 @@ def _output_planes(m, b, n0, r0, rows, cols, k, relu, y):
     Per tile row and channel, each tile is transformed across into a 6-row band, then
     the band down its columns, a vectorised pass straight into each of ``y``'s rows.
     """
-    two, four, eight = k[0], k[1], k[3]
+    two, four, eight, zero = k[0], k[1], k[3], k[4]
     s = np.empty((6, 4 * cols), y.dtype)
     width = y.shape[3]
     good = True
@@ -324,7 +324,7 @@ def _output_planes(m, b, n0, r0, rows, cols, k, relu, y):
                     e = _at(s0[w], s1[w], s2[w], s3[w], s4[w], s5[w], two, four, eight)
                     value = e[i] + bo
                     good &= value - value == 0
-                    row[w] = 0 if relu and value.real < 0 else value  # as in _output_tiles
+                    row[w] = zero if relu and value.real < 0 else value  # as in _output_tiles
     return good
 
 
@@ -524,11 +524,12 @@ def _run_chunks(
 def _constants(
     spec: ConvSpec, dtype: np.dtype, bias: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The bias, the pads before each axis and the constants 2, 4, 5, 8 of the kernels,
-    in ``dtype`` (a Python int would promote)."""
+    """The bias, the pads before each axis and the constants 2, 4, 5, 8 and 0 of the
+    kernels, in ``dtype`` (a Python int would promote: a ReLU's ``0 if v < 0 else v``
+    made ``v`` float64 in :func:`_output_tiles`, converted to and fro)."""
     b = np.zeros(spec.out_channels, dtype) if bias is None else bias.astype(dtype)
     lo = np.array([p[0] for p in spec.pads], dtype=np.int64)
-    return b, lo, np.array([2, 4, 5, 8], dtype)
+    return b, lo, np.array([2, 4, 5, 8, 0], dtype)
 
 
 def _filter_transform(dtype: np.dtype) -> np.ndarray:
