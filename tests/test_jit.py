@@ -3,6 +3,7 @@ PyTorch, and without numba."""
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from functools import partial
@@ -326,6 +327,32 @@ def test_blocked_jit_reads_unpadded_samples_in_place_and_leaves_them(threads, rn
             y = npconv.conv(x, w, layout="NHWC", algorithm="blocked_jit")
             assert_close(np.moveaxis(y, -1, 1), expected)
             np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_blocked_jit_threads_take_the_samples_as_they_come(layout, rng, monkeypatch):
+    """The two threads' shares take the samples from one counter: where the first share
+    has run to the end before the second starts (the shares in turn), the first computed
+    every sample and the second finds none left; the result is the same."""
+    monkeypatch.setattr(blocked_jit, "SHARED_MACS", 0)
+    monkeypatch.setattr(blocked_jit, "parallel_map", lambda fn, items: [fn(i) for i in items])
+    name = "_share" if layout == "NCHW" else "_share_last"
+    kernel = getattr(blocked_jit, name)
+    counted = []
+
+    def counting(*args):
+        taken = args[list(inspect.signature(kernel.fn).parameters).index("taken")]
+        before = int(taken[0])
+        kernel(*args)
+        counted.append((before, int(taken[0])))
+
+    monkeypatch.setattr(blocked_jit, name, counting)
+    x = rng.standard_normal((5, 8, 9, 10)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    with using_threads(2):
+        check("blocked_jit", x, w, None, layout, [(1, 1), (1, 1)], RTOL[np.dtype(np.float32)])
+    # each share takes until it finds none: the first 0 .. 4, then 5; the second 6
+    assert counted == [(0, 6), (6, 7)]
 
 
 def test_blocked_jit_computes_complex_numbers_as_real_convolutions(rng):

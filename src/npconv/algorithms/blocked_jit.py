@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from .._cost import units
-from .._jit import block_shapes, kernel, multiply_block, vector_registers
+from .._jit import block_shapes, fetch_add, kernel, multiply_block, vector_registers
 from .._spec import ConvSpec
 from .._threads import even_runs, get_threads, parallel_map, runs_alone
 from .._windows import move_channels_first, weight_first
@@ -185,9 +185,10 @@ def _write(block, step, y, o0, outputs, p0, p1, wq, bias, relu):
 
 
 @kernel
-def _share(x, packed, blocks, offsets, by_tap, lo, stride, hq, wq, group_in, group_out,
-           band, shape, width, bias, relu, y, n0, n1, buf, block, block_rows, zeros):  # fmt: skip
-    """Samples ``n0 .. n1 - 1`` of ``y`` (N, O, OH, OW) from ``x`` (N, C, H, W), for the
+def _share(x, packed, blocks, offsets, by_tap, lo, stride, hq, wq, group_in, group_out, band,
+           shape, width, bias, relu, y, taken, n1, buf, block, block_rows, zeros):  # fmt: skip
+    """Samples of ``y`` (N, O, OH, OW) from ``x`` (N, C, H, W), each taken from the
+    counter ``taken[0]`` until it reaches ``n1`` (:func:`_shares`), for the
     ``blocks`` of output channels (rows ``(group, first output of the group)``, their
     weights ``packed`` (blocks, taps, R) by :func:`_pack_blocks`, a tap's at ``by_tap``
     within a block) only; ``buf`` and
@@ -198,7 +199,8 @@ def _share(x, packed, blocks, offsets, by_tap, lo, stride, hq, wq, group_in, gro
     positions = y.shape[2] * wq
     flat = packed.reshape(-1)
     step = len(block) // rows
-    for n in range(n0, n1):
+    n = fetch_add(taken, 0, 1)
+    while n < n1:
         _fill(x[n], lo, stride, buf, hq, wq)
         for p0 in range(0, positions, band):
             p1 = min(p0 + band, positions)
@@ -210,6 +212,7 @@ def _share(x, packed, blocks, offsets, by_tap, lo, stride, hq, wq, group_in, gro
                     multiply_block(shape, flat, w0, by_tap, 1, buf, x0 + q, offsets, block,
                                    q - p0, block_rows, zeros, 0, False)  # fmt: skip
                 _write(block, step, y[n], o0, count, p0, p1, wq, bias, relu)
+        n = fetch_add(taken, 0, 1)
 
 
 @kernel
@@ -270,8 +273,9 @@ def _write_last(block, padded, y, o0, outputs, p0, p1, wq, relu):
 
 @kernel
 def _share_last(x, w, packed, offsets, by_tap, lo, hq, wq, band, shape, rows, chunk, start,
-                relu, y, n0, n1, pa, pb, buf, block, block_rows, pixels):  # fmt: skip
-    """Samples ``n0 .. n1 - 1``, positions ``pa .. pb - 1`` of ``y`` (N, OH, OW, O) from the
+                relu, y, taken, n1, pa, pb, buf, block, block_rows, pixels):  # fmt: skip
+    """Positions ``pa .. pb - 1`` of samples of ``y`` (N, OH, OW, O), each sample taken from
+    the counter ``taken[0]`` until it reaches ``n1`` (:func:`_shares`), from the
     channels-last ``x`` (N, H, W, C), C-contiguous, at stride 1 and ``w`` (kh, kw, C/G,
     O), packed into ``packed`` (groups, taps, O') by :func:`_pack_last`, and ``start``
     (groups, O'), the bias: blocks of
@@ -287,7 +291,8 @@ def _share_last(x, w, packed, offsets, by_tap, lo, hq, wq, band, shape, rows, ch
     direct = padded == group_out
     sample = hq * wq * channels
     unpadded = sample == x[0].size  # x's samples are their own buffers (not the last)
-    for n in range(n0, n1):
+    n = fetch_add(taken, 0, 1)
+    while n < n1:
         if unpadded and n + 1 < len(x):  # the next sample: read past a row's last pixel
             source = values[n * sample :]
         else:
@@ -309,6 +314,7 @@ def _share_last(x, w, packed, offsets, by_tap, lo, hq, wq, band, shape, rows, ch
                                        to, y0, at, starts, s0, clip)  # fmt: skip
                 if not direct:
                     _write_last(block, padded, y[n], g * group_out, group_out, p0, p1, wq, relu)
+        n = fetch_add(taken, 0, 1)
 
 
 @lru_cache(maxsize=256)
@@ -408,16 +414,25 @@ SHARED_MACS = 2**23
 
 
 def _shares(spec: ConvSpec, blocks: int, alone: bool = False) -> list[tuple[int, int, int, int]]:
-    """The threads' shares ``(n0, n1, k0, k1)``: runs of samples with every block (of
-    output channels, or of pixels), or at a batch smaller than the threads, each
-    sample's blocks in runs; one share below :data:`SHARED_MACS`, or where the call
-    runs ``alone`` on its thread (:func:`npconv._threads.runs_alone`: OpenBLAS's threads
-    likely spin on the other cores)."""
+    """The threads' shares ``(n0, n1, k0, k1)``: samples ``n0 .. n1 - 1``, each with its
+    blocks ``k0 .. k1 - 1`` (of output channels, or of pixels).  Equal shares take the
+    samples together, each the next one from a counter they share (:func:`_counters`),
+    so that a thread that starts late or runs slower takes fewer: every thread one share
+    of all the samples with every block, or at a batch smaller than the threads, a share
+    of each sample's blocks.  One share below :data:`SHARED_MACS`, or where the call runs
+    ``alone`` on its thread (:func:`npconv._threads.runs_alone`: OpenBLAS's threads likely
+    spin on the other cores)."""
     threads = get_threads() if spec.macs >= SHARED_MACS and not alone else 1
     if spec.batch >= threads:
-        return [(a, b, 0, blocks) for a, b in even_runs(spec.batch, threads)]
+        return [(0, spec.batch, 0, blocks)] * threads
     parts = min(max(threads // max(spec.batch, 1), 1), blocks)
     return [(n, n + 1, a, b) for n in range(spec.batch) for a, b in even_runs(blocks, parts)]
+
+
+def _counters(shares: list[tuple[int, int, int, int]]) -> dict[tuple[int, int, int, int], Any]:
+    """A counter of samples taken (from ``n0`` on) for each distinct share: equal shares
+    share theirs."""
+    return {share: np.array([share[0]], np.int64) for share in shares}
 
 
 def _bias(spec: ConvSpec, bias: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
@@ -460,8 +475,11 @@ def _run_first(
     rows, band, width = plan["rows"], plan["band"], plan["width"]
     every = _kept_blocks(w, spec, plan)
 
+    shares = _shares(spec, len(plan["blocks"]), runs_alone(spec.batch))
+    taken = _counters(shares)
+
     def share(part: tuple[int, int, int, int]) -> None:
-        n0, n1, k0, k1 = part
+        _, n1, k0, k1 = part
         blocks = plan["blocks"][k0:k1]
         buf = buffer("input", (plan["buffer"],), dtype)
         buf[plan["filled"] :] = 0  # read for the dropped positions only
@@ -476,10 +494,10 @@ def _run_first(
         _share(
             x, packed, blocks, plan["offsets"], plan["by_tap"], plan["lo"], plan["stride"],
             plan["hq"], plan["wq"], spec.group_in, spec.group_out, band, plan["shape"], width,
-            b, relu, y, n0, n1, buf, block, plan["block_rows"], plan["zeros"],
+            b, relu, y, taken[part], n1, buf, block, plan["block_rows"], plan["zeros"],
         )  # fmt: skip
 
-    parallel_map(share, _shares(spec, len(plan["blocks"]), runs_alone(spec.batch)))
+    parallel_map(share, shares)
 
 
 def _run_last(
@@ -491,8 +509,8 @@ def _run_last(
     y: np.ndarray,
 ) -> None:
     """:func:`_share_last` into ``y`` (N, *out, O) from ``x`` (N, *in, C) and ``wc``
-    (*kernel, C/G, O), real floats of ``y``'s dtype, the threads' shares (runs of
-    samples, or runs of a sample's blocks of pixels) in parallel."""
+    (*kernel, C/G, O), real floats of ``y``'s dtype, the threads' shares (the samples
+    as each thread gets to them, or runs of a sample's blocks of pixels) in parallel."""
     dtype, plan = y.dtype, _plan_last(spec, y.dtype.itemsize)
     b, x = _bias(spec, bias, dtype), np.ascontiguousarray(x, dtype)  # maybe read in place
     rows, positions = plan["rows"], plan["positions"]
@@ -500,20 +518,23 @@ def _run_last(
     start = np.zeros((spec.groups, plan["padded"]), dtype)  # the bias, a group's padded
     start[:, : spec.group_out] = b.reshape(spec.groups, spec.group_out)
 
+    shares = _shares(spec, -(-positions // rows), runs_alone(spec.batch))
+    taken = _counters(shares)
+
     def share(part: tuple[int, int, int, int]) -> None:
-        n0, n1, k0, k1 = part
+        _, n1, k0, k1 = part
         buf = buffer("input", (plan["buffer"],), dtype)
         buf[plan["filled"] :] = 0
         packed = buffer("filters", (spec.groups, len(plan["offsets"]), plan["padded"]), dtype)
         block = buffer("tiles", (plan["band"] * plan["padded"],), dtype)
         _share_last(
             x, wc, packed, plan["offsets"], plan["by_tap"], plan["lo"], plan["hq"], plan["wq"],
-            plan["band"], plan["shape"], rows, plan["chunk"], start, relu, y, n0, n1,
+            plan["band"], plan["shape"], rows, plan["chunk"], start, relu, y, taken[part], n1,
             k0 * rows, min(k1 * rows, positions), buf, block, plan["block_rows"],
             plan["pixels"],
         )  # fmt: skip
 
-    parallel_map(share, _shares(spec, -(-positions // rows), runs_alone(spec.batch)))
+    parallel_map(share, shares)
 
 
 def _convolve(
