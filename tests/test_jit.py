@@ -355,6 +355,37 @@ def test_blocked_jit_threads_take_the_samples_as_they_come(layout, rng, monkeypa
     assert counted == [(0, 6), (6, 7)]
 
 
+@pytest.mark.parametrize("band_bytes", [2**10, 2**19])
+def test_blocked_jit_threads_take_a_samples_blocks_as_they_come(band_bytes, rng, monkeypatch):
+    """At batch 1 the two threads' shares take each band's blocks of output channels from
+    a counter of that band: where the first share has run to the end before the second
+    starts (the shares in turn), the first computed every block of every band (in a
+    few bands or in one) and the second finds none left; the result is the same."""
+    monkeypatch.setattr(blocked_jit, "SHARED_MACS", 0)
+    monkeypatch.setattr(blocked_jit, "BAND_BYTES", band_bytes)
+    monkeypatch.setattr(blocked_jit, "parallel_map", lambda fn, items: [fn(i) for i in items])
+    blocked_jit._plan.cache_clear()
+    kernel = blocked_jit._share
+    counted = []
+
+    def counting(*args):
+        names = list(inspect.signature(kernel.fn).parameters)
+        taken, blocks = args[names.index("taken")], args[names.index("blocks")]
+        kernel(*args)
+        counted.append((len(blocks), taken.copy()))
+
+    monkeypatch.setattr(blocked_jit, "_share", counting)
+    x = rng.standard_normal((1, 8, 11, 13)).astype(np.float32)
+    w = rng.standard_normal((20, 8, 3, 3)).astype(np.float32)  # blocks of 4 or 6 outputs
+    with using_threads(2):
+        check("blocked_jit", x, w, None, "NCHW", [(1, 1), (1, 1)], RTOL[np.dtype(np.float32)])
+    blocked_jit._plan.cache_clear()
+    (blocks, first), (same, second) = counted
+    assert blocks == same > 1 and len(first) == len(second) >= (2 if band_bytes < 2**19 else 1)
+    # each band's counter: the first share took every block, and found none, then the second
+    assert (first == blocks + 1).all() and (second == blocks + 2).all()
+
+
 def test_blocked_jit_computes_complex_numbers_as_real_convolutions(rng):
     x = rng.standard_normal((2, 4, 9, 9)) + 1j * rng.standard_normal((2, 4, 9, 9))
     w = rng.standard_normal((6, 4, 3, 3)) + 1j * rng.standard_normal((6, 4, 3, 3))

@@ -186,25 +186,28 @@ def _write(block, step, y, o0, outputs, p0, p1, wq, bias, relu):
 
 @kernel
 def _share(x, packed, blocks, offsets, by_tap, lo, stride, hq, wq, group_in, group_out, band,
-           shape, width, bias, relu, y, taken, n1, buf, block, block_rows, zeros):  # fmt: skip
-    """Samples of ``y`` (N, O, OH, OW) from ``x`` (N, C, H, W), each taken from the
-    counter ``taken[0]`` until it reaches ``n1`` (:func:`_shares`), for the
-    ``blocks`` of output channels (rows ``(group, first output of the group)``, their
-    weights ``packed`` (blocks, taps, R) by :func:`_pack_blocks`, a tap's at ``by_tap``
-    within a block) only; ``buf`` and
-    ``block`` are the thread's buffers (a block's row ``r`` at ``block_rows[r]``, from
-    ``zeros``), ``width`` the positions a block of ``shape`` computes at once."""
+           shape, width, bias, relu, y, taken, n0, n1, by_blocks, buf, block, block_rows,
+           zeros):  # fmt: skip
+    """Samples of ``y`` (N, O, OH, OW) from ``x`` (N, C, H, W) for the ``blocks`` of output
+    channels (rows ``(group, first output of the group)``, their weights ``packed``
+    (blocks, taps, R) by :func:`_pack_blocks`, a tap's at ``by_tap`` within a block)
+    only: each sample taken from the counter ``taken[0]`` until it reaches ``n1``, or
+    where ``by_blocks``, sample ``n0`` alone, each band's blocks taken from the counter
+    ``taken[band]`` (:func:`_shares`).  ``buf`` and ``block`` are the thread's buffers (a
+    block's row ``r`` at ``block_rows[r]``, from ``zeros``), ``width`` the positions a
+    block of ``shape`` computes at once."""
     rows, taps = packed.shape[2], packed.shape[1]
     channel = stride[0] * stride[1] * hq * wq  # a channel's planes
     positions = y.shape[2] * wq
     flat = packed.reshape(-1)
     step = len(block) // rows
-    n = fetch_add(taken, 0, 1)
+    n = n0 if by_blocks else fetch_add(taken, 0, 1)
     while n < n1:
         _fill(x[n], lo, stride, buf, hq, wq)
         for p0 in range(0, positions, band):
             p1 = min(p0 + band, positions)
-            for k in range(len(blocks)):
+            k = fetch_add(taken, p0 // band, 1) if by_blocks else 0
+            while k < len(blocks):
                 group, first = blocks[k, 0], blocks[k, 1]
                 o0, count = group * group_out + first, min(rows, group_out - first)
                 x0, w0 = group * group_in * channel, k * taps * rows
@@ -212,7 +215,8 @@ def _share(x, packed, blocks, offsets, by_tap, lo, stride, hq, wq, group_in, gro
                     multiply_block(shape, flat, w0, by_tap, 1, buf, x0 + q, offsets, block,
                                    q - p0, block_rows, zeros, 0, False)  # fmt: skip
                 _write(block, step, y[n], o0, count, p0, p1, wq, bias, relu)
-        n = fetch_add(taken, 0, 1)
+                k = fetch_add(taken, p0 // band, 1) if by_blocks else k + 1
+        n = n1 if by_blocks else fetch_add(taken, 0, 1)
 
 
 @kernel
@@ -413,26 +417,33 @@ def _real_itemsize(dtype: np.dtype) -> int:
 SHARED_MACS = 2**23
 
 
-def _shares(spec: ConvSpec, blocks: int, alone: bool = False) -> list[tuple[int, int, int, int]]:
+def _shares(
+    spec: ConvSpec, blocks: int, alone: bool = False, by_blocks: bool = False
+) -> list[tuple[int, int, int, int]]:
     """The threads' shares ``(n0, n1, k0, k1)``: samples ``n0 .. n1 - 1``, each with its
-    blocks ``k0 .. k1 - 1`` (of output channels, or of pixels).  Equal shares take the
-    samples together, each the next one from a counter they share (:func:`_counters`),
-    so that a thread that starts late or runs slower takes fewer: every thread one share
-    of all the samples with every block, or at a batch smaller than the threads, a share
-    of each sample's blocks.  One share below :data:`SHARED_MACS`, or where the call runs
-    ``alone`` on its thread (:func:`npconv._threads.runs_alone`: OpenBLAS's threads likely
-    spin on the other cores)."""
+    blocks ``k0 .. k1 - 1`` (of output channels, or of pixels).  Every thread takes one
+    share of all the samples with every block, or at a batch smaller than the threads,
+    a share of a sample's blocks: a run of them, or where ``by_blocks`` all of them.
+    Equal shares take their work together from counters they share (:func:`_counters`),
+    each thread the next sample, or the next block of a band, so that a thread that
+    starts late or runs slower takes fewer.  One share below :data:`SHARED_MACS`, or
+    where the call runs ``alone`` on its thread (:func:`npconv._threads.runs_alone`:
+    OpenBLAS's threads likely spin on the other cores)."""
     threads = get_threads() if spec.macs >= SHARED_MACS and not alone else 1
     if spec.batch >= threads:
         return [(0, spec.batch, 0, blocks)] * threads
     parts = min(max(threads // max(spec.batch, 1), 1), blocks)
-    return [(n, n + 1, a, b) for n in range(spec.batch) for a, b in even_runs(blocks, parts)]
+    runs = [(0, blocks)] * parts if by_blocks else even_runs(blocks, parts)
+    return [(n, n + 1, a, b) for n in range(spec.batch) for a, b in runs]
 
 
-def _counters(shares: list[tuple[int, int, int, int]]) -> dict[tuple[int, int, int, int], Any]:
-    """A counter of samples taken (from ``n0`` on) for each distinct share: equal shares
-    share theirs."""
-    return {share: np.array([share[0]], np.int64) for share in shares}
+def _counters(shares: list[tuple[int, int, int, int]], bands: int = 0) -> dict[Any, Any]:
+    """The counters of each distinct share, which equal shares share: of the samples
+    taken (from ``n0`` on), or with ``bands``, of each band's blocks taken."""
+    return {
+        share: np.zeros(bands, np.int64) if bands else np.array([share[0]], np.int64)
+        for share in shares
+    }
 
 
 def _bias(spec: ConvSpec, bias: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
@@ -489,19 +500,21 @@ def _run_first(
         _pack_blocks(w, plan["blocks"], spec.group_out, every)
         every = every.view()  # read-only as the kept blocks: _share compiled once
         every.flags.writeable = False
-    shares = _shares(spec, len(plan["blocks"]), runs_alone(spec.batch))
-    taken = _counters(shares)
+    shares = _shares(spec, len(plan["blocks"]), runs_alone(spec.batch), by_blocks=True)
+    by_blocks = spec.batch < len(shares)  # a sample's blocks shared
+    positions = spec.out_size[0] * plan["wq"]
+    taken = _counters(shares, -(-positions // band) if by_blocks else 0)
     bufs = buffer("input", (len(shares), plan["buffer"]), dtype)
     bufs[:, plan["filled"] :] = 0  # read for the dropped positions only
     blocks = buffer("tiles", (len(shares), rows * (band + width)), dtype)
     calls = []
     for k, part in enumerate(shares):
-        _, n1, k0, k1 = part
+        n0, n1, k0, k1 = part
         calls.append((
             x, every[k0:k1], plan["blocks"][k0:k1], plan["offsets"], plan["by_tap"], plan["lo"],
             plan["stride"], plan["hq"], plan["wq"], spec.group_in, spec.group_out, band,
-            plan["shape"], width, b, relu, y, taken[part], n1, bufs[k], blocks[k],
-            plan["block_rows"], plan["zeros"],
+            plan["shape"], width, b, relu, y, taken[part], n0, n1, by_blocks, bufs[k],
+            blocks[k], plan["block_rows"], plan["zeros"],
         ))  # fmt: skip
     _in_parallel(_share, calls)
 
@@ -642,7 +655,7 @@ def _sizes(spec: ConvSpec, item: int) -> tuple[int, int, int, int, int]:
         positions = spec.out_size[0] * plan["wq"]
         blocked = len(plan["blocks"]) * rows * -(-positions // width) * width
         weights, block = len(plan["blocks"]) * rows * taps, rows * (plan["band"] + width)
-        shares = len(_shares(spec, len(plan["blocks"])))
+        shares = len(_shares(spec, len(plan["blocks"]), by_blocks=True))
     return spec.batch * blocked * (taps + BLOCK_TAPS), plan["buffer"], weights, block, shares
 
 
