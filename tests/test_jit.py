@@ -329,30 +329,39 @@ def test_blocked_jit_reads_unpadded_samples_in_place_and_leaves_them(threads, rn
             np.testing.assert_array_equal(x, before)
 
 
+def shares_in_turn(monkeypatch, name):
+    """``blocked_jit``'s kernel ``name`` (``_share`` or ``_share_last``) shared even on a
+    small layer, its shares run in turn, so that the first takes all the work: a list
+    that gets, for each share, its arguments by name and its counters before and after
+    it ran."""
+    monkeypatch.setattr(blocked_jit, "SHARED_MACS", 0)
+    monkeypatch.setattr(blocked_jit, "parallel_map", lambda fn, items: [fn(i) for i in items])
+    kernel = getattr(blocked_jit, name)
+    names = list(inspect.signature(kernel.fn).parameters)
+    ran = []
+
+    def counting(*args):
+        taken = args[names.index("taken")]
+        before = taken.copy()
+        kernel(*args)
+        ran.append((dict(zip(names, args)), before, taken.copy()))
+
+    monkeypatch.setattr(blocked_jit, name, counting)
+    return ran
+
+
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_blocked_jit_threads_take_the_samples_as_they_come(layout, rng, monkeypatch):
     """The two threads' shares take the samples from one counter: where the first share
     has run to the end before the second starts (the shares in turn), the first computed
     every sample and the second finds none left; the result is the same."""
-    monkeypatch.setattr(blocked_jit, "SHARED_MACS", 0)
-    monkeypatch.setattr(blocked_jit, "parallel_map", lambda fn, items: [fn(i) for i in items])
-    name = "_share" if layout == "NCHW" else "_share_last"
-    kernel = getattr(blocked_jit, name)
-    counted = []
-
-    def counting(*args):
-        taken = args[list(inspect.signature(kernel.fn).parameters).index("taken")]
-        before = int(taken[0])
-        kernel(*args)
-        counted.append((before, int(taken[0])))
-
-    monkeypatch.setattr(blocked_jit, name, counting)
+    ran = shares_in_turn(monkeypatch, "_share" if layout == "NCHW" else "_share_last")
     x = rng.standard_normal((5, 8, 9, 10)).astype(np.float32)
     w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
     with using_threads(2):
         check("blocked_jit", x, w, None, layout, [(1, 1), (1, 1)], RTOL[np.dtype(np.float32)])
     # each share takes until it finds none: the first 0 .. 4, then 5; the second 6
-    assert counted == [(0, 6), (6, 7)]
+    assert [(int(before[0]), int(after[0])) for _, before, after in ran] == [(0, 6), (6, 7)]
 
 
 @pytest.mark.parametrize("band_bytes", [2**10, 2**19])
@@ -361,26 +370,16 @@ def test_blocked_jit_threads_take_a_samples_blocks_as_they_come(band_bytes, rng,
     a counter of that band: where the first share has run to the end before the second
     starts (the shares in turn), the first computed every block of every band (in a
     few bands or in one) and the second finds none left; the result is the same."""
-    monkeypatch.setattr(blocked_jit, "SHARED_MACS", 0)
     monkeypatch.setattr(blocked_jit, "BAND_BYTES", band_bytes)
-    monkeypatch.setattr(blocked_jit, "parallel_map", lambda fn, items: [fn(i) for i in items])
     blocked_jit._plan.cache_clear()
-    kernel = blocked_jit._share
-    counted = []
-
-    def counting(*args):
-        names = list(inspect.signature(kernel.fn).parameters)
-        taken, blocks = args[names.index("taken")], args[names.index("blocks")]
-        kernel(*args)
-        counted.append((len(blocks), taken.copy()))
-
-    monkeypatch.setattr(blocked_jit, "_share", counting)
+    ran = shares_in_turn(monkeypatch, "_share")
     x = rng.standard_normal((1, 8, 11, 13)).astype(np.float32)
     w = rng.standard_normal((20, 8, 3, 3)).astype(np.float32)  # blocks of 4 or 6 outputs
     with using_threads(2):
         check("blocked_jit", x, w, None, "NCHW", [(1, 1), (1, 1)], RTOL[np.dtype(np.float32)])
     blocked_jit._plan.cache_clear()
-    (blocks, first), (same, second) = counted
+    (one, _, first), (other, _, second) = ran
+    blocks, same = len(one["blocks"]), len(other["blocks"])
     assert blocks == same > 1 and len(first) == len(second) >= (2 if band_bytes < 2**19 else 1)
     # each band's counter: the first share took every block, and found none, then the second
     assert (first == blocks + 1).all() and (second == blocks + 2).all()

@@ -353,7 +353,7 @@ def _plan(spec: ConvSpec, itemsize: int) -> dict[str, Any]:
     blocks = [(g, f) for g in range(spec.groups) for f in range(0, spec.group_out, rows)]
     return dict(
         hq=hq, wq=wq, offsets=_read_only(offsets), by_tap=_read_only(np.arange(c.size) * rows),
-        shape=shape, rows=rows, width=width, band=band,
+        shape=shape, rows=rows, width=width, band=band, positions=positions,
         block_rows=_read_only(np.arange(rows) * (band + width)),
         zeros=np.zeros(width, f"f{itemsize}"),
         blocks=np.array(blocks, dtype=np.int64).reshape(-1, 2),
@@ -502,8 +502,7 @@ def _run_first(
         every.flags.writeable = False
     shares = _shares(spec, len(plan["blocks"]), runs_alone(spec.batch), by_blocks=True)
     by_blocks = spec.batch < len(shares)  # a sample's blocks shared
-    positions = spec.out_size[0] * plan["wq"]
-    taken = _counters(shares, -(-positions // band) if by_blocks else 0)
+    taken = _counters(shares, -(-plan["positions"] // band) if by_blocks else 0)
     bufs = buffer("input", (len(shares), plan["buffer"]), dtype)
     bufs[:, plan["filled"] :] = 0  # read for the dropped positions only
     blocks = buffer("tiles", (len(shares), rows * (band + width)), dtype)
@@ -652,8 +651,7 @@ def _sizes(spec: ConvSpec, item: int) -> tuple[int, int, int, int, int]:
     else:
         plan = _plan(spec, item)
         rows, width = plan["rows"], plan["width"]
-        positions = spec.out_size[0] * plan["wq"]
-        blocked = len(plan["blocks"]) * rows * -(-positions // width) * width
+        blocked = len(plan["blocks"]) * rows * -(-plan["positions"] // width) * width
         weights, block = len(plan["blocks"]) * rows * taps, rows * (plan["band"] + width)
         shares = len(_shares(spec, len(plan["blocks"]), by_blocks=True))
     return spec.batch * blocked * (taps + BLOCK_TAPS), plan["buffer"], weights, block, shares
