@@ -150,9 +150,10 @@ def check_pad_modes(
 
 def is_plain(value: object) -> bool:
     """Whether ``value`` is an int, a str or a tuple of such (nested): safe to cache by."""
-    if type(value) is tuple:
-        for item in value:  # a loop, not all(): this runs on every call
-            if not is_plain(item):
-                return False
-        return True
-    return type(value) is int or type(value) is str
+    if type(value) is not tuple:
+        return type(value) is int or type(value) is str
+    for item in value:  # a loop, not all(), and a call only for a nested tuple: every call runs it
+        kind = type(item)
+        if kind is not int and kind is not str and not (kind is tuple and is_plain(item)):
+            return False
+    return True

@@ -476,7 +476,7 @@ def _sample_runs(spec: ConvSpec) -> tuple[list[slice], bool]:
     where the chunks are shared (:func:`_shared`) and each thread gets as many samples,
     else one run of them all; and whether they are shared."""
     threads = get_threads()
-    shared = _shared(spec) and spec.batch % threads == 0
+    shared = spec.batch % threads == 0 and _shared(spec)
     return [slice(a, z) for a, z in even_runs(spec.batch, threads if shared else 1)], shared
 
 
