@@ -16,6 +16,7 @@ from hypothesis import settings
 
 import npconv
 from npconv import ConvSpec
+from npconv._dispatch import _PLANS
 from npconv._jit import MISSING, unavailable
 from npconv.algorithms import REGISTRY
 
@@ -174,3 +175,10 @@ def torch_conv(
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261121)
+
+
+@pytest.fixture(autouse=True)
+def _without_plans() -> None:
+    """Each test starts without the plans that earlier tests' calls made (under their own
+    patches of npconv's internals), as a fresh process does."""
+    _PLANS.clear()

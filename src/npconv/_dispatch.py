@@ -8,16 +8,18 @@ to the algorithm in the layout it takes (channels-first data stay channels-first
 the algorithm allows), adds the bias unless the algorithm folds it into its products,
 applies the ReLU that the ONNX evaluator asks for after a Conv unless the algorithm
 fuses it (:class:`~npconv._operands.Problem`'s ``relu``), and converts exact integers
-back from the float64 or int64 they were computed in.  A transposed convolution runs an
-algorithm's own adjoint, or forward convolutions over its sub-pixel phases
-(:func:`npconv._adjoint.phases`), each through this same path, then
-applies the adjoint of the padding mode.
+back from the float64 or int64 they were computed in.  A forward call whose signature
+was seen before runs the plan made for it, where its algorithm allows one
+(:class:`Plan`: the algorithm's function on the arrays, nothing checked or chosen
+again).  A transposed convolution runs an algorithm's own adjoint, or forward
+convolutions over its sub-pixel phases (:func:`npconv._adjoint.phases`), each through
+this same path, then applies the adjoint of the padding mode.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import numpy as np
@@ -33,7 +35,7 @@ from ._adjoint import (
     weight_gradient,
     weight_gradient_spec,
 )
-from ._choose import choose, resolve, weight_gradient_choice
+from ._choose import TUNED, choose, resolve, weight_gradient_choice
 from ._jit import add_channels, unavailable
 from ._operands import NonFinite, Problem, compute_dtypes, finite, prepare
 from ._spec import ConvOptions, ConvSpec
@@ -50,7 +52,7 @@ from ._windows import (
 from ._workspace import changing
 from .algorithms import REGISTRY, Algorithm, Kernel
 
-__all__ = ["convolve", "run", "run_weight_gradient"]
+__all__ = ["Plan", "convolve", "run", "run_weight_gradient"]
 
 
 def run(problem: Problem, algorithm: str = "auto") -> np.ndarray:
@@ -80,9 +82,146 @@ def convolve(
     relu: bool = False,
 ) -> np.ndarray:
     """``conv(x, w, bias)`` with these options: :func:`run` of :func:`prepare`; with
-    ``relu``, ``max(conv(x, w, bias), 0)`` (see :class:`~npconv._operands.Problem`)."""
+    ``relu``, ``max(conv(x, w, bias), 0)`` (see :class:`~npconv._operands.Problem`).
+
+    A call of a signature seen before (:func:`_signature`) runs the plan made for it, if
+    its algorithm made one (:class:`Plan`): none of the checks, choices and steps of a
+    first call, each a few microseconds of Python, and more where the GEMM of the call
+    before has pushed the interpreter's own data out of the caches: 1x1 128->512 @28 b1
+    with a bias and a ReLU spent 64-110 us before its GEMM and 50-60 after its bias's
+    pass, around a GEMM of 0.75 ms.  MobileNetV2's 1x1 64->384 @14 b1 took 73 against
+    100-108 us a call with a plan, 95-97 against 134-157 with a bias; a 1x1 layer of 4
+    channels by ``im2col``, 10 against 34 (2 cores).
+    """
+    key = _signature(options, x, w, bias, algorithm, relu)
+    plan = None if key is None else _PLANS.get(key, _UNSEEN)
+    if isinstance(plan, Plan) and plan.valid():
+        return plan(cast(np.ndarray, x), cast(np.ndarray, w), cast(Any, bias))
     problem = prepare(options, x, w, bias)
-    return run(replace(problem, relu=True) if relu else problem, algorithm)
+    problem = replace(problem, relu=True) if relu else problem
+    if key is None or plan is None:  # operands a plan does not take, or no plan made
+        return run(problem, algorithm)
+    # unseen, or planned by a registry row or a choice replaced since: the algorithm
+    # chosen as run() would choose it (the same flags), the plan made for it, and this
+    # call run by that algorithm
+    threads, alone, steady = key[-3:]
+    spec, exact, fn = problem.spec, problem.numerics.exact, problem.fn
+    name = resolve(algorithm, spec, exact, fn, threads, alone=alone, steady=steady)
+    if len(_PLANS) >= PLANS_KEPT:
+        _PLANS.clear()
+    _PLANS[key] = _plan(problem, REGISTRY[name], auto=algorithm == "auto")
+    return run(problem, name)
+
+
+#: Signatures whose plans (or their absence) :func:`convolve` keeps, at most; all are
+#: forgotten when there are more.
+PLANS_KEPT = 4096
+#: The plans, by :func:`_signature`: None where the call's algorithm made none.
+_PLANS: dict[tuple[Any, ...], Plan | None] = {}
+_UNSEEN = object()  # a signature without a plan or None yet
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A forward call's result as a function of its arrays, ``(x, w, bias) -> y``: ``fn``,
+    made for ``spec`` by or from the registry row ``row`` (the one chosen where
+    ``auto``) by :func:`_plan`."""
+
+    fn: Kernel
+    row: Algorithm
+    spec: ConvSpec
+    dtype: np.dtype
+    auto: bool
+    unbatched: bool
+
+    def valid(self) -> bool:
+        """Whether the registry still holds the row that made it and, for "auto", no
+        winner has been measured for its spec since (:func:`npconv.tune`)."""
+        row = REGISTRY.get(self.row.name)
+        return row is self.row and not (self.auto and (self.spec, self.dtype) in TUNED)
+
+    def __call__(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        if self.unbatched:
+            return cast(np.ndarray, self.fn(x[None], w, bias)[0])
+        return self.fn(x, w, bias)
+
+
+def _signature(
+    options: ConvOptions, x: object, w: object, bias: object, algorithm: str, relu: bool
+) -> tuple[Any, ...] | None:
+    """What a forward call's choice and plan depend on: its options, algorithm, ReLU,
+    the arrays' shapes and dtypes, whether ``x`` is contiguous, and last npconv's
+    threads, whether the call runs alone (:func:`npconv._threads.runs_alone`) and
+    whether its weights are priced as steady (see :func:`_forward_values`); None for
+    operands other than ndarrays."""
+    if type(x) is not np.ndarray or type(w) is not np.ndarray:
+        return None
+    if bias is not None and type(bias) is not np.ndarray:
+        return None
+    b = None if bias is None else (bias.shape, bias.dtype)
+    batch = x.shape[0] if x.ndim == w.ndim and x.ndim else 1
+    alone = runs_alone(batch)
+    steady = not alone and not changing(w)
+    shapes = (x.shape, x.dtype, x.flags.c_contiguous, w.shape, w.dtype, b)
+    return (options, algorithm, relu, *shapes, get_threads(), alone, steady)
+
+
+def _plan(problem: Problem, row: Algorithm, auto: bool) -> Plan | None:
+    """The plan of a checked forward problem by the registry row ``row`` (chosen by
+    "auto" where ``auto``), or None.
+
+    A plan runs the algorithm's function on the arrays as they come, skipping every
+    step of :func:`_forward_by`: so only for floats that need no cast, an input that
+    needs no copy (contiguous, channels-first only where the algorithm takes it so,
+    padded only by the algorithm itself) and an algorithm that computes without
+    transforms (whose results are checked).  Where the row makes a function of the
+    arrays alone for the spec (``plan_channels_first``), the plan runs that, else the
+    row's function (:func:`_called`).
+    """
+    spec, numerics = problem.spec, problem.numerics
+    dtype, bias, relu = numerics.compute, problem.bias is not None, problem.relu
+    operands = (
+        [problem.x, problem.w] if problem.bias is None else [problem.x, problem.w, problem.bias]
+    )
+    dtypes = {numerics.result, *(a.dtype for a in operands)}  # the compute dtype, each
+    if dtype.kind != "f" or dtypes != {dtype} or not problem.x.flags.c_contiguous or not spec.macs:
+        return None
+    if auto and (spec, numerics.exact) in TUNED:
+        return None
+    first = spec.layout == "NCHW"
+    kernel = row.fn_channels_first if first else row.fn
+    own_pads = row.pads_itself and spec.padding_mode == "zeros"
+    if kernel is None or row.transforms or (spec.padded and not own_pads):
+        return None
+    made = None
+    if first and row.plan_channels_first is not None:
+        made = row.plan_channels_first(spec, dtype, bias, relu)
+    if made is None:
+        made = _called(row, spec, relu)
+    return Plan(made, row, spec, numerics.exact, auto, problem.unbatched)
+
+
+def _called(row: Algorithm, spec: ConvSpec, relu: bool) -> Kernel:
+    """The registry row's function on a plan's arrays, ``(x, w, bias) -> y``, the bias
+    and the ReLU applied as :func:`_forward_by` and :func:`_forward` apply them."""
+    first = spec.layout == "NCHW"
+    kernel = cast(Kernel, row.fn_channels_first if first else row.fn)
+    fused = {"relu": True} if relu and row.fuses_relu else {}
+
+    def call(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        wc = w if first else canonical_weight(w, spec)  # (O, C/G, *kernel), (*kernel, C/G, O)
+        if bias is not None and row.adds_bias:
+            y = kernel(x, wc, spec, bias=bias, **fused)
+        else:
+            y = kernel(x, wc, spec, **fused)  # a fresh array of the algorithm's
+            if bias is not None:
+                y += _channel_row(bias, spec, first)
+        y = np.ascontiguousarray(y)
+        if relu and not fused:
+            _relu(y)
+        return y
+
+    return call
 
 
 def _relu(y: np.ndarray) -> None:

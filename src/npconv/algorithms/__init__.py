@@ -93,6 +93,11 @@ class Algorithm:
     #: The same on channels-first arguments: padded input (N, C, *padded), weight
     #: (O, C/G, *kernel), result (N, O, *out); the dispatch uses it for "NCHW" data.
     fn_channels_first: Kernel | None = None
+    #: ``fn_channels_first`` for one spec, result dtype, bias or none and ReLU or none, as
+    #: a function of the arrays alone, ``(xp, w, bias) -> y``, whose shapes and choices
+    #: are made once; or None where it makes none for that spec.  The dispatch keeps it
+    #: for later calls of the same signature (:func:`npconv._dispatch.convolve`).
+    plan_channels_first: Callable[[ConvSpec, np.dtype, bool, bool], Kernel | None] | None = None
     #: The transposed convolution ``A^T gy`` itself: channels-last ``(N, *out, O)`` and
     #: ``(*kernel, C/G, O)`` -> ``(N, *padded, C)``.  Algorithms without it transpose
     #: through phases of forward convolutions.
@@ -206,6 +211,7 @@ REGISTRY: dict[str, Algorithm] = {
             im2col.work,
             im2col.conv,
             fn_channels_first=im2col.conv_channels_first,
+            plan_channels_first=im2col.pointwise_plan,
             weight_grad_channels_first=im2col.weight_grad_channels_first,
             adds_bias=True,
             fuses_relu=True,

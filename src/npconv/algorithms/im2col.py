@@ -36,7 +36,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 
@@ -104,15 +104,16 @@ def _patch_matrix(block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cols
 
 
-def _fold_bias(spec: ConvSpec, bias: np.ndarray | None, relu: bool) -> bool:
-    """Whether to add ``bias`` through a column of ones in the patch matrix (see above).
+def _fold_bias(spec: ConvSpec, bias: bool, relu: bool) -> bool:
+    """Whether to add a bias (where ``bias``) through a column of ones in the patch
+    matrix (see above).
 
     Only for a 1x1 stride-1 layer, whose patch matrix is otherwise the input itself, and
     only when copying it and the weights (with the bias) costs less than a pass over the
     output; not where a ReLU follows, whose pass over the output adds the bias too (1x1
     64->256 @56 b1 with both, ms: 0.59 against 0.80 with the bias folded).
     """
-    if bias is None or relu or math.prod(spec.kernel) != 1 or max(spec.stride) != 1:
+    if not bias or relu or math.prod(spec.kernel) != 1 or max(spec.stride) != 1:
         return False
     cg, og, points = spec.group_in, spec.group_out, spec.batch * math.prod(spec.out_size)
     return og * cg + points * cg < points * og
@@ -146,21 +147,22 @@ def _add_broadcast(y: np.ndarray, b: np.ndarray | None, relu: bool) -> None:
         np.maximum(y, 0, out=y)
 
 
-def _pointwise(spec: ConvSpec, xp: np.ndarray, fold: bool) -> bool:
-    """Whether a contiguous input is itself the patch matrix (a 1x1 stride-1 layer), or
-    with the bias folded (``fold``), one sample copied whole with its ones within
+def _pointwise(spec: ConvSpec, contiguous: bool, itemsize: int, fold: bool) -> bool:
+    """Whether an input (``contiguous`` or not, of ``itemsize`` bytes a value) is itself
+    the patch matrix (a 1x1 stride-1 layer, contiguous), or with the bias folded
+    (``fold``), one sample copied whole with its ones within
     :data:`~npconv._windows.WORKSPACE_BYTES`: then :func:`conv` and
-    :func:`conv_channels_first` multiply it without the windows, chunks and buffers of
-    each chunk (15-20 us of Python a call: 1x1 64->384 @14 took 75 against 88 us
+    :func:`pointwise_plan` multiply it without the windows, chunks and buffers of each
+    chunk (15-20 us of Python a call: 1x1 64->384 @14 took 75 against 88 us
     without a bias, 92 against 110 with one).  Several samples with a folded bias go by
     chunks, each thread copying its own: 1x1 64->256 @56 at batch 8 took 3.7-3.9 ms
     so, 4.0-4.3 with the calling thread's copy read by the others (2 cores).
     """
     one = max(spec.kernel) == max(spec.stride) == 1
     every = one and spec.in_size == spec.out_size  # and so no pads
-    copy = spec.in_channels * math.prod(spec.in_size) * xp.itemsize
+    copy = spec.in_channels * math.prod(spec.in_size) * itemsize
     whole = spec.batch == 1 and copy <= WORKSPACE_BYTES
-    return every and xp.flags.c_contiguous and (not fold or whole)
+    return every and contiguous and (not fold or whole)
 
 
 def _chunk_input(
@@ -209,7 +211,7 @@ def conv(
     w_mat = wc.reshape(taps, cg, g, og).transpose(2, 0, 1, 3).reshape(g, taps * cg, og)
     # w_mat: (G, prod(kernel)*C/G, O/G)
     k = taps * cg
-    fold = _fold_bias(spec, bias, relu)
+    fold = _fold_bias(spec, bias is not None, relu)
     if bias is not None and fold:  # the weights of a column of ones: (G, K + 1, O/G)
         w_mat = np.concatenate([w_mat, bias.reshape(g, 1, og).astype(dtype)], axis=1)
 
@@ -234,7 +236,9 @@ def conv(
             np.copyto(out_block, prod.transpose(1, 0, 2).reshape(out_block.shape))
         _add_broadcast(out_block, b, relu)
 
-    if _pointwise(spec, xp, fold) and g == 1:  # the input is the patch matrix
+    if (
+        _pointwise(spec, xp.flags.c_contiguous, xp.itemsize, fold) and g == 1
+    ):  # the input is the patch matrix
         x_mat = xp.reshape(-1, cg)  # (N*P, C)
         if fold:  # copied, with a column of ones: (N*P, C + 1)
             x_mat = _with_ones(x_mat, (len(x_mat), cg + 1), 1)
@@ -264,22 +268,20 @@ def conv_channels_first(
     ``xp`` is the padded input ``(N, C, *padded)`` and ``w`` the weight
     ``(O, C/G, *kernel)``; returns ``(N, O, *out)``.
 
-    Where the input is itself the patch matrix (:func:`_pointwise`), the GEMMs are one
-    per sample; where the chunks would be shared (:func:`_shared`) and the threads get
-    as many samples each, each thread multiplies its samples with single-threaded BLAS,
-    rather than every sample by two-thread BLAS, which synchronises its threads for
-    each: 1x1 512->128 @28 at batch 8 2.8-2.9 against 3.3 ms, 128->512 @28 3.3 against
-    3.8, 64->64 @56 at batch 32 5.1 against 6.2, but 3 samples on 2 threads 1.6 against
-    1.4 (2 cores).  Channels-last, the samples make one GEMM, which BLAS's threads share
-    best.
+    Where the input is itself the patch matrix, :func:`pointwise_plan` multiplies it,
+    one GEMM per sample; otherwise the patch matrices are made and multiplied chunk by
+    chunk (:func:`run_chunks`).
     """
+    dtype = np.result_type(xp, w)
+    plan = pointwise_plan(spec, dtype, bias is not None, relu, xp.flags.c_contiguous)
+    if plan is not None:
+        return plan(xp, w, bias)
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     taps = math.prod(spec.kernel)
-    dtype = np.result_type(xp, w)
     y = np.empty((spec.batch, g, og, *spec.out_size), dtype=dtype)  # (N, G, O/G, *out)
     w_mat = w.reshape(g, og, cg * taps)  # (G, O/G, C/G*K)
     k = cg * taps
-    fold = _fold_bias(spec, bias, relu)
+    fold = _fold_bias(spec, bias is not None, relu)
     if bias is not None and fold:  # the weights of a row of ones: (G, O/G, K + 1)
         w_mat = np.concatenate([w_mat, bias.reshape(g, og, 1).astype(dtype)], axis=2)
     b = None if bias is None or fold else bias.reshape(g, og, *(1,) * spec.nd).astype(dtype)
@@ -313,28 +315,64 @@ def conv_channels_first(
         if b is not None or relu:
             add_bias(out_block, None if b is None else b[:, outs], relu)
 
-    points = math.prod(spec.out_size)
     per_output = taps * spec.in_channels * dtype.itemsize
-    if _pointwise(spec, xp, fold) and (spec.batch == 1 or points >= WIDE_POINTS):
-        shape = (spec.batch, g, cg, points)  # the input is the patch matrix
+    run_chunks(product, spec, per_output, _shared(spec))
+    return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
+
+
+#: :func:`pointwise_plan`'s function: ``(xp, w, bias) -> y``, as :func:`conv_channels_first`.
+Plan = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
+
+
+def pointwise_plan(
+    spec: ConvSpec, dtype: np.dtype, bias: bool, relu: bool, contiguous: bool = True
+) -> Plan | None:
+    """:func:`conv_channels_first` of a layer whose input is itself the patch matrix
+    (:func:`_pointwise`, ``contiguous`` saying whether it is), as a function of the
+    arrays alone, its shapes and choices made here once; None for another layer.
+
+    The GEMMs are one per sample; where the chunks would be shared (:func:`_shared`) and
+    the threads get as many samples each, each thread multiplies its samples with
+    single-threaded BLAS, rather than every sample by two-thread BLAS, which
+    synchronises its threads for each: 1x1 512->128 @28 at batch 8 2.8-2.9 against 3.3
+    ms, 128->512 @28 3.3 against 3.8, 64->64 @56 at batch 32 5.1 against 6.2, but 3
+    samples on 2 threads 1.6 against 1.4 (2 cores).  Channels-last, the samples make
+    one GEMM, which BLAS's threads share best.  The dispatch keeps the function for
+    later calls of the same shapes and options (:func:`npconv._dispatch.convolve`).
+    """
+    fold = _fold_bias(spec, bias, relu)
+    points = math.prod(spec.out_size)
+    if not _pointwise(spec, contiguous, dtype.itemsize, fold):
+        return None
+    if spec.batch > 1 and points < WIDE_POINTS:  # side by side, by chunks
+        return None
+    g, cg, og, nd = spec.groups, spec.group_in, spec.group_out, spec.nd
+    shape = (spec.batch, g, cg, points)  # the input is the patch matrix
+    runs, shared = _sample_runs(spec)
+
+    def multiply(xp: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        y = np.empty((spec.batch, g, og, *spec.out_size), dtype=dtype)  # (N, G, O/G, *out)
+        w_mat = w.reshape(g, og, cg)  # (G, O/G, C/G)
         x_mat, y_mat = xp.reshape(shape), y.reshape(*shape[:2], og, points)
-        if fold:  # copied, with a row of ones: (N, G, C/G + 1, P)
+        if fold:  # the weights of a row of ones, the input copied with it: (N, G, C/G + 1, P)
+            column = cast(np.ndarray, b).reshape(g, og, 1).astype(dtype)
+            w_mat = np.concatenate([w_mat, column], axis=2)
             x_mat = _with_ones(x_mat, (*shape[:2], cg + 1, points), 2)
+        b_out = None if b is None or fold else b.reshape(g, og, *(1,) * nd).astype(dtype)
 
         def samples(run: slice) -> None:
             np.matmul(w_mat, x_mat[run], out=y_mat[run])
-            if b is not None or relu:
-                add_bias(y[run], b, relu)
+            if b_out is not None or relu:
+                add_bias(y[run], b_out, relu)
 
-        runs, shared = _sample_runs(spec)
         if shared:
             parallel_map(samples, runs, blas=True)
         else:
             samples(runs[0])
             blas_ran_in_turn()
-    else:
-        run_chunks(product, spec, per_output, _shared(spec))
-    return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
+        return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
+
+    return multiply
 
 
 def run_chunks(
@@ -436,7 +474,7 @@ def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -
     ``patches @ gy^T``, which BLAS runs faster than ``gy @ patches^T`` when ``O`` is
     small, and it is transposed once at the end.
     """
-    if _pointwise(spec, xp, fold=False):
+    if _pointwise(spec, xp.flags.c_contiguous, xp.itemsize, fold=False):
         return _pointwise_weight_grad(xp, gy, spec)
     g, cg, og, nd = spec.groups, spec.group_in, spec.group_out, spec.nd
     k = cg * math.prod(spec.kernel)
