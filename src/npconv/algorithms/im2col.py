@@ -236,9 +236,8 @@ def conv(
             np.copyto(out_block, prod.transpose(1, 0, 2).reshape(out_block.shape))
         _add_broadcast(out_block, b, relu)
 
-    if (
-        _pointwise(spec, xp.flags.c_contiguous, xp.itemsize, fold) and g == 1
-    ):  # the input is the patch matrix
+    # the input is the patch matrix
+    if _pointwise(spec, xp.flags.c_contiguous, xp.itemsize, fold) and g == 1:
         x_mat = xp.reshape(-1, cg)  # (N*P, C)
         if fold:  # copied, with a column of ones: (N*P, C + 1)
             x_mat = _with_ones(x_mat, (len(x_mat), cg + 1), 1)
@@ -320,16 +319,13 @@ def conv_channels_first(
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
 
 
-#: :func:`pointwise_plan`'s function: ``(xp, w, bias) -> y``, as :func:`conv_channels_first`.
-Plan = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
-
-
 def pointwise_plan(
     spec: ConvSpec, dtype: np.dtype, bias: bool, relu: bool, contiguous: bool = True
-) -> Plan | None:
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray] | None:
     """:func:`conv_channels_first` of a layer whose input is itself the patch matrix
     (:func:`_pointwise`, ``contiguous`` saying whether it is), as a function of the
-    arrays alone, its shapes and choices made here once; None for another layer.
+    arrays alone, ``(xp, w, bias) -> y``, its shapes and choices made here once; None
+    for another layer.
 
     The GEMMs are one per sample; where the chunks would be shared (:func:`_shared`) and
     the threads get as many samples each, each thread multiplies its samples with
