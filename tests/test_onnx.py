@@ -377,10 +377,16 @@ def test_qlinear_conv(drawn, dtypes, per_channel, with_bias, seed):
     ],
 )
 def test_conv_attribute_errors(attrs, message):
+    """Every run of a node with a bad attribute raises, not only its first (the node
+    keeps its attributes and options from run to run)."""
     inputs = {"X": np.ones((1, 3, 5, 5), np.float32), "W": np.ones((2, 3, 3, 3), np.float32)}
     model = make_model("Conv", inputs, np.float32, 22, **attrs)
     with pytest.raises(ValueError, match=message):
         npconv.onnx.run(model, inputs)
+    session = npconv.onnx.evaluator(model)
+    for _ in range(2):
+        with pytest.raises(ValueError, match=message):
+            session.run(None, inputs)
 
 
 def test_profile_rejects_zero_repeats():
