@@ -197,31 +197,46 @@ def _plan(problem: Problem, row: Algorithm, auto: bool) -> Plan | None:
     if first and row.plan_channels_first is not None:
         made = row.plan_channels_first(spec, dtype, bias, relu)
     if made is None:
-        made = _called(row, spec, relu)
+        made = _called(row, kernel, spec, relu)
     return Plan(made, row, spec, numerics.exact, auto, problem.unbatched)
 
 
-def _called(row: Algorithm, spec: ConvSpec, relu: bool) -> Kernel:
-    """The registry row's function on a plan's arrays, ``(x, w, bias) -> y``, the bias
-    and the ReLU applied as :func:`_forward_by` and :func:`_forward` apply them."""
+def _called(row: Algorithm, kernel: Kernel, spec: ConvSpec, relu: bool) -> Kernel:
+    """The registry row's function ``kernel`` on a plan's arrays, ``(x, w, bias) -> y``,
+    the bias and the ReLU applied as :func:`_forward_by` and :func:`_forward` apply them."""
     first = spec.layout == "NCHW"
-    kernel = cast(Kernel, row.fn_channels_first if first else row.fn)
-    fused = {"relu": True} if relu and row.fuses_relu else {}
 
     def call(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
         wc = w if first else canonical_weight(w, spec)  # (O, C/G, *kernel), (*kernel, C/G, O)
-        if bias is not None and row.adds_bias:
-            y = kernel(x, wc, spec, bias=bias, **fused)
-        else:
-            y = kernel(x, wc, spec, **fused)  # a fresh array of the algorithm's
-            if bias is not None:
-                y += _channel_row(bias, spec, first)
-        y = np.ascontiguousarray(y)
-        if relu and not fused:
+        y = np.ascontiguousarray(_by_kernel(row, kernel, x, wc, spec, bias, relu, first))
+        if relu and not row.fuses_relu:
             _relu(y)
         return y
 
     return call
+
+
+def _by_kernel(
+    algo: Algorithm,
+    kernel: Kernel,
+    xp: np.ndarray,
+    wc: np.ndarray,
+    spec: ConvSpec,
+    bias: np.ndarray | None,
+    relu: bool,
+    channels_first: bool,
+) -> np.ndarray:
+    """``kernel`` (the registry row ``algo``'s function) on ``xp`` and ``wc`` for ``spec``,
+    plus ``bias``, in the algorithm's own passes where it adds it, and where ``relu``
+    its maximum with 0 if the algorithm fuses it (else left to the caller): ``(n, O,
+    *out)`` or ``(n, *out, O)``."""
+    fused = {"relu": True} if relu and algo.fuses_relu else {}
+    if bias is not None and algo.adds_bias:
+        return kernel(xp, wc, spec, bias=bias, **fused)
+    y = kernel(xp, wc, spec, **fused)  # a fresh array of the algorithm's
+    if bias is not None:
+        y += _channel_row(bias, spec, channels_first)
+    return y
 
 
 def _relu(y: np.ndarray) -> None:
@@ -376,11 +391,6 @@ def _forward_by(problem: Problem, algo: Algorithm) -> np.ndarray:
     w = problem.w.astype(compute, copy=False)
     wc = w if first else canonical_weight(w, spec)  # (O, C/G, *kernel) or (*kernel, C/G, O)
     b = None if problem.bias is None else problem.bias.astype(compute)
-    fused: dict[str, Any] = {}  # what the algorithm applies in its own passes
-    if b is not None and algo.adds_bias:
-        fused["bias"] = b
-    if problem.relu and algo.fuses_relu:
-        fused["relu"] = True
     own_pads = algo.pads_itself and spec.padding_mode == "zeros"  # zeros it adds itself
     # blocks bound the input's copy: padded here, cast, or made contiguous in the layout
     # the algorithm takes; where it is used as it lies, they would only cost a copy of
@@ -398,9 +408,7 @@ def _forward_by(problem: Problem, algo: Algorithm) -> np.ndarray:
         xp = canonical_input(x, unpadded, channels_last=not first, reuse=True)
         if algo.pads_itself and not own_pads:
             part = part.valid()  # padded here (reflect, ...): nothing left for it to pad
-        y_part = kernel(xp, wc, part, **fused)  # (n, O, *out) or (n, *out, O)
-        if b is not None and "bias" not in fused:  # y_part is a fresh array of the algorithm's
-            y_part += _channel_row(b, spec, first)
+        y_part = _by_kernel(algo, kernel, xp, wc, part, b, problem.relu, first)
         if spec.layout == "NCHW" and not first:
             y_part = move_channels_first(y_part)  # (n, O, *out)
         if len(blocks) == 1:  # no copy when the algorithm wrote the result's layout
