@@ -1,5 +1,5 @@
-"""The compiled algorithms (depthwise_jit, direct_jit, im2col_jit, winograd_jit) against
-PyTorch, and without numba."""
+"""The compiled algorithms (blocked_jit, depthwise_jit, direct_jit, im2col_jit, winograd_jit,
+winograd_rows_jit) against PyTorch, and without numba."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import torch
 
 import npconv
 import npconv.grad
+from npconv._dispatch import convolve
+from npconv._operands import NonFinite
+from npconv._spec import ConvOptions, ConvSpec
 from npconv.algorithms import (
     REGISTRY,
     blocked_jit,
@@ -22,6 +25,7 @@ from npconv.algorithms import (
     im2col,
     im2col_jit,
     winograd_jit,
+    winograd_rows_jit,
 )
 
 from conftest import (
@@ -1215,3 +1219,106 @@ def test_winograd_jit_runs_alone_after_multithreaded_gemms(shared, first, rng, m
             y = npconv.conv(x, w, padding=1, algorithm="winograd_jit")
             assert (max(regions, default=1) == 1) == spinning
             assert np.abs(y - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+ROWS_CASES = [  # (size, kernel, pads, groups): 2-d, then 1-d
+    ((9, 13), (3, 3), [(1, 1), (1, 1)], 1),
+    ((5, 11), (3, 2), [(2, 0), (1, 3)], 2),
+    ((7, 6), (5, 1), [(0, 1), (0, 0)], 1),
+    ((4, 5), (1, 3), [(0, 9), (5, 1)], 3),  # rows wholly below, tiles wholly left of the image
+    ((6, 4), (7, 3), [(3, 3), (1, 1)], 1),  # the kernel taller than the image
+    ((17,), (3,), [(1, 1)], 1),
+    ((3,), (2,), [(0, 4)], 3),
+]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize(("size", "kernel", "pads", "groups"), ROWS_CASES)
+@pytest.mark.parametrize("batch", [0, 1, 3])
+def test_winograd_rows_jit_matches_torch(layout, size, kernel, pads, groups, batch, rng):
+    x = rng.standard_normal((batch, 6, *size))
+    w = rng.standard_normal((12, 6 // groups, *kernel))
+    bias = rng.standard_normal(12) if batch != 1 else None
+    check("winograd_rows_jit", x, w, bias, layout, pads, 1e-12, groups=groups)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("chunk_bytes", [1, 2**14, 2**30])
+def test_winograd_rows_jit_float32_error_bound_over_chunks_and_threads(
+    shared, chunk_bytes, rng, monkeypatch
+):
+    """Unit-scale float32 within 4e-5 of max |y| (the registry's error_scale x 1e-5), with
+    a bias and the fused ReLU, in chunks of one output row (1 byte), of a few rows or of
+    the whole batch, run in turn or shared among two threads, each its own chunks; the
+    operands unchanged."""
+    monkeypatch.setattr(winograd_rows_jit, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(winograd_rows_jit, "_shared", lambda spec: shared)
+    x = rng.standard_normal((3, 40, 21, 30)).astype(np.float32)
+    w = rng.standard_normal((24, 40, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(24).astype(np.float32)
+    ref = torch_conv(x, w, bias, pads=[(1, 1), (1, 1)])
+    before = [a.copy() for a in (x, w, bias)]
+    options = ConvOptions.create("conv", padding=1)
+    with using_threads(2):
+        y = convolve(options, x, w, bias, "winograd_rows_jit", relu=True)
+    for a, b in zip((x, w, bias), before):
+        np.testing.assert_array_equal(a, b)
+    assert y.dtype == np.float32
+    bound = REGISTRY["winograd_rows_jit"].error_scale * RTOL[np.dtype(np.float32)]
+    np.testing.assert_allclose(y, np.maximum(ref, 0), rtol=0, atol=bound * np.abs(ref).max())
+
+
+def test_winograd_rows_jit_keeps_the_filters_of_unchanged_weights(rng, monkeypatch):
+    """The filters' rows are transformed on the first two calls (kept from the second),
+    not on the next; again once the weights change in place, and from then on on every
+    call (a training loop's). PyTorch's result every time."""
+    npconv.free_workspaces()
+    transforms = []
+    tensordot = np.tensordot
+    monkeypatch.setattr(
+        winograd_rows_jit.np,
+        "tensordot",
+        lambda *a, **k: transforms.append(a) or tensordot(*a, **k),
+    )
+    x = rng.standard_normal((2, 8, 12, 12))
+
+    def transformed(w: np.ndarray) -> bool:
+        transforms.clear()
+        check("winograd_rows_jit", x, w, None, "NCHW", [(1, 1)] * 2, 1e-12)
+        return bool(transforms)
+
+    w = rng.standard_normal((6, 8, 3, 3))
+    assert transformed(w) and transformed(w) and not transformed(w) and not transformed(w)
+    w[-1, -1, -1, -1] += 1  # changed in place
+    assert transformed(w) and transformed(w) and transformed(w)
+    npconv.free_workspaces()
+
+
+@pytest.mark.parametrize("nan", [(0, 0, 1, 2), (1, 3, 9, 0)], ids=["first", "last"])
+def test_winograd_rows_jit_non_finite_values_are_computed_again(nan, rng):
+    """A NaN in the input spreads through its tiles' transforms: the output transform
+    finds the value it writes not finite and raises, and the dispatch computes the
+    result again by a direct algorithm, NaN only where PyTorch has it."""
+    x = rng.standard_normal((2, 4, 10, 9))
+    x[nan] = np.nan
+    w = rng.standard_normal((5, 4, 3, 3))
+    spec = ConvSpec.build(x.shape, w.shape, padding=1)
+    with pytest.raises(NonFinite, match="winograd_rows_jit"):
+        winograd_rows_jit.conv_channels_first(x, w, spec)
+    y = npconv.conv(x, w, padding=1, algorithm="winograd_rows_jit")
+    ref = torch_conv(x, w, pads=[(1, 1), (1, 1)])
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    finite = ~np.isnan(ref)
+    bound = 1e-12 * np.abs(ref[finite]).max()
+    np.testing.assert_allclose(y[finite], ref[finite], rtol=0, atol=bound)
+
+
+def test_winograd_rows_jit_declines_strides_dilations_and_wide_kernels():
+    x, w = np.ones((1, 2, 9, 9)), np.ones((2, 2, 3, 3))
+    for kwargs in (dict(stride=2), dict(dilation=2)):
+        with pytest.raises(ValueError, match="supports stride 1, dilation 1"):
+            npconv.conv(x, w, algorithm="winograd_rows_jit", **kwargs)
+    with pytest.raises(ValueError, match="kernels at most 3 wide"):
+        npconv.conv(x, np.ones((2, 2, 3, 5)), algorithm="winograd_rows_jit")
+    with pytest.raises(ValueError, match="not exact for integer"):
+        npconv.conv(x.astype(int), w.astype(int), algorithm="winograd_rows_jit")

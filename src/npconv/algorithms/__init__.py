@@ -43,6 +43,7 @@ from . import (
     shifted,
     winograd,
     winograd_jit,
+    winograd_rows_jit,
 )
 
 __all__ = ["REGISTRY", "Algorithm", "Kernel", "WeightGradient"]
@@ -286,6 +287,25 @@ REGISTRY: dict[str, Algorithm] = {
             compiled=True,
             own_threads=True,
             kept_work=winograd_jit.kept_work,
+        ),
+        Algorithm(
+            "winograd_rows_jit",
+            "Winograd F(4, 3) along rows (numba transforms), kernel rows summed by GEMMs",
+            winograd_rows_jit.work,
+            winograd_rows_jit.conv,
+            fn_channels_first=winograd_rows_jit.conv_channels_first,
+            dims=(1, 2),
+            exact_integers=False,
+            error_scale=4.0,  # F(4, 3) in one dimension (float32: 2.5e-6 of max |y|)
+            memory=winograd_rows_jit.memory,
+            limits=winograd_rows_jit.unsupported,
+            adds_bias=True,
+            fuses_relu=True,
+            transforms=True,
+            checks_result=True,
+            pads_itself=True,
+            compiled=True,
+            kept_work=winograd_rows_jit.kept_work,
         ),
         Algorithm(
             "fft",
