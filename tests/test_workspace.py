@@ -248,3 +248,49 @@ def test_a_changed_source_is_not_confused_with_a_later_array_of_its_identity() -
     del source
     later = [np.ones((4, 4)) for _ in range(200)]  # CPython likely reuses its id
     assert not any(_workspace.changing(a) for a in later)
+
+
+def test_only_views_of_bytes_are_immutable() -> None:
+    """A read-only view of a ``bytes`` object (onnx's initializers) can never change, and
+    cannot be made writeable; a read-only array that owns its memory, or a read-only
+    view of a writeable one, can."""
+    values = np.arange(12, dtype=np.float32)
+    frozen = np.frombuffer(values.tobytes(), np.float32).reshape(3, 4)
+    assert _workspace.immutable(frozen) and _workspace.immutable(frozen[:, ::-1])
+    with pytest.raises(ValueError, match="WRITEABLE"):
+        frozen.flags.writeable = True
+    owning = values.copy()
+    owning.flags.writeable = False
+    view = values[::2]
+    view.flags.writeable = False
+    assert not any(_workspace.immutable(a) for a in (values, owning, view))
+    owning.flags.writeable = True  # an owner can be written again
+    owning[0] = 1
+
+
+@pytest.mark.parametrize("algorithm", ["winograd_jit", "winograd_rows_jit", "blocked_jit"])
+def test_what_is_kept_for_immutable_weights_is_not_compared(
+    algorithm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights that cannot change keep their derived array without a copy, and later
+    calls use it without comparing them (a comparison would fail here); PyTorch's result
+    every time. Without numba the compiled algorithms decline, and nothing is kept."""
+    rng = np.random.default_rng(7)
+    npconv.free_workspaces()
+    x = rng.standard_normal((2, 8, 12, 12))
+    w = rng.standard_normal((6, 8, 3, 3))
+    frozen = np.frombuffer(w.tobytes(), w.dtype).reshape(w.shape)
+    expected = torch_conv(x, w, pads=[(1, 1), (1, 1)])
+    if unavailable() is not None:
+        with pytest.raises(ValueError, match="numba"):
+            npconv.conv(x, frozen, padding=1, algorithm=algorithm)
+        return
+    for call in range(4):
+        if call == 2:  # kept since the second call: no copy, never compared from now on
+            ((_, copy, value),) = _workspace._derived.values()
+            assert copy is None and value.nbytes == _workspace._derived_bytes()
+            monkeypatch.setattr(_workspace, "_comparable", None)
+            monkeypatch.setattr(_workspace, "equal_bits", None)
+        y = npconv.conv(x, frozen, padding=1, algorithm=algorithm)
+        assert_close(y, expected)
+    npconv.free_workspaces()
