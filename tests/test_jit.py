@@ -1243,20 +1243,22 @@ def test_winograd_rows_jit_matches_torch(layout, size, kernel, pads, groups, bat
 
 
 @pytest.mark.parametrize("shared", [False, True])
-@pytest.mark.parametrize("chunk_bytes", [1, 2**14, 2**30])
+@pytest.mark.parametrize("chunk_bytes", [1, 2**14, 2**16, 2**30])
+@pytest.mark.parametrize("size", [(21, 30), (70,)])
 def test_winograd_rows_jit_float32_error_bound_over_chunks_and_threads(
-    shared, chunk_bytes, rng, monkeypatch
+    shared, chunk_bytes, size, rng, monkeypatch
 ):
     """Unit-scale float32 within 4e-5 of max |y| (the registry's error_scale x 1e-5), with
-    a bias and the fused ReLU, in chunks of one output row (1 byte), of a few rows or of
-    the whole batch, run in turn or shared among two threads, each its own chunks; the
-    operands unchanged."""
+    a bias and the fused ReLU, in chunks of one tile (1 byte), of runs of tiles (2-d: 2
+    runs of 4 a row), of output rows (2-d: one or two a chunk) or of the whole batch, run in turn
+    or shared among two threads, each its own chunks; the operands unchanged."""
     monkeypatch.setattr(winograd_rows_jit, "CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(winograd_rows_jit, "_shared", lambda spec: shared)
-    x = rng.standard_normal((3, 40, 21, 30)).astype(np.float32)
-    w = rng.standard_normal((24, 40, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((3, 40, *size)).astype(np.float32)
+    w = rng.standard_normal((24, 40, *(3,) * len(size))).astype(np.float32)
     bias = rng.standard_normal(24).astype(np.float32)
-    ref = torch_conv(x, w, bias, pads=[(1, 1), (1, 1)])
+    pads = [(1, 1)] * len(size)
+    ref = torch_conv(x, w, bias, pads=pads)
     before = [a.copy() for a in (x, w, bias)]
     options = ConvOptions.create("conv", padding=1)
     with using_threads(2):

@@ -72,6 +72,10 @@ SUITES: dict[str, list[Case]] = {
         _layer("mbv2 1x1 24->144 @56", 1, 24, 144, 56, 1),
         _layer("mbv2 1x1 64->384 @14", 1, 64, 384, 14, 1),
     ],
+    "conv1d": [  # 1-d stride-1 layers of three taps, as sequence and audio models have
+        Case(f"conv1d 3 {c}->{c} @{n} b{b}", (b, c, n), (c, c, 3), {"padding": 1})
+        for b, c, n in ((1, 512, 4096), (8, 256, 1024), (16, 128, 2048), (4, 64, 16000))
+    ],
     "tiny": [  # a quick smoke test of the command itself
         _layer("tiny 3x3 4->4 @8", 2, 4, 4, 8, 3),
         _layer("tiny dw 3x3 4 @8", 1, 4, 4, 8, 3, groups=4),

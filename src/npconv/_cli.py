@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument(
         "--suite",
         default="all",
-        help="notes, resnet, mobilenet, vgg, tiny or all (several: comma-separated)",
+        help="notes, resnet, mobilenet, vgg, conv1d, tiny or all (several: comma-separated)",
     )
     bench.add_argument("--dtype", default="float32", help="dtype of the arrays (default float32)")
     bench.add_argument("--against", default="torch", help="comma-separated peers: torch,scipy")

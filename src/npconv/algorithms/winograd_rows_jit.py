@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -46,7 +47,7 @@ from .._cost import gemm, units
 from .._jit import kernel
 from .._operands import NonFinite
 from .._spec import ConvSpec
-from .._threads import blas_ran_in_turn, parallel_map
+from .._threads import blas_ran_in_turn, even_runs, get_threads, parallel_map
 from .._windows import (
     chunks,
     move_channels_first,
@@ -70,11 +71,11 @@ TRANSFORM_PASSES = 2
 
 
 @kernel
-def _input_rows(x, lo, n0, r0, kh, k, p):
-    """``p[a, c * kh + i, s, r, q] = (BT d)[a]``: the 6-value tiles ``d`` of padded input
-    row ``r0 + r + i`` of sample ``n0 + s`` of ``x`` (N, C, H, W), channel ``c``,
-    transformed, for ``p`` (6, C * kh, samples, rows, tiles); zero-padded by ``lo`` (top,
-    left) and beyond the image.  ``x`` and ``p`` are contiguous; ``k`` holds 2, 4 and 5
+def _input_rows(x, lo, n0, r0, q0, kh, k, p):
+    """``p[a, c * kh + i, s, r, q] = (BT d)[a]``: the 6-value tiles ``q0 + q`` ``d`` of
+    padded input row ``r0 + r + i`` of sample ``n0 + s`` of ``x`` (N, C, H, W), channel
+    ``c``, transformed, for ``p`` (6, C * kh, samples, rows, tiles); zero-padded by ``lo``
+    (top, left) and beyond the image.  ``x`` and ``p`` are contiguous; ``k`` holds 2, 4 and 5
     in ``x``'s dtype.
 
     Per channel, each padded row that the chunk reads is transformed tile by tile into
@@ -110,13 +111,13 @@ def _input_rows(x, lo, n0, r0, kh, k, p):
                     continue
                 start = plane + ir * width - left  # of the padded row
                 for q in range(tiles):
-                    if inner0 <= q < inner1:
-                        o = np.uint64(start + 4 * q)
+                    if inner0 <= q0 + q < inner1:
+                        o = np.uint64(start + 4 * (q0 + q))
                         d0, d1, d2 = xf[o], xf[o + one], xf[o + 2 * one]
                         d3, d4, d5 = xf[o + 3 * one], xf[o + 4 * one], xf[o + 5 * one]
                     else:
                         for j in range(6):
-                            column = 4 * q + j - left
+                            column = 4 * (q0 + q) + j - left
                             d[j] = xf[start + left + column] if 0 <= column < width else 0
                         d0, d1, d2, d3, d4, d5 = d[0], d[1], d[2], d[3], d[4], d[5]
                     u = np.uint64(at + q)
@@ -135,15 +136,17 @@ def _input_rows(x, lo, n0, r0, kh, k, p):
 
 
 @kernel
-def _output_rows(m, b, n0, r0, k, relu, y):
-    """Write ``AT m + b`` of the products ``m`` (6, O, samples, rows, tiles) into output
-    rows ``r0..`` of samples ``n0..`` of ``y`` (N, O, Ho, Wo), the last tile cropped, where
+def _output_rows(m, b, n0, r0, q0, k, relu, y):
+    """Write ``AT m + b`` of the products ``m`` (6, O, samples, rows, tiles) into tiles
+    ``q0..`` of output rows ``r0..`` of samples ``n0..`` of ``y`` (N, O, Ho, Wo), the
+    image's last tile cropped, where
     ``relu`` its ``max(., 0)``; return whether every value (before the ReLU) is finite
     (:func:`_check`).  ``m`` and ``y`` are contiguous, indexed flat as in
     :func:`_input_rows`; ``k`` holds 2, 4, 8 and 0 in ``y``'s dtype."""
     two, four, eight, zero = k[0], k[1], k[3], k[4]
     outs, samples, rows, tiles = m.shape[1], m.shape[2], m.shape[3], m.shape[4]
     height, width = y.shape[2], y.shape[3]
+    columns = min(4 * tiles, width - 4 * q0)
     e = np.empty(4 * tiles, y.dtype)
     mf, yf = m.reshape(-1), y.reshape(-1)
     stride = np.uint64(outs * samples * rows * tiles)  # from one point to the next
@@ -161,8 +164,8 @@ def _output_rows(m, b, n0, r0, k, relu, y):
                     e[4 * q + 1] = (a1 - a2) + two * (a3 - a4) + bo
                     e[4 * q + 2] = (a1 + a2) + four * (a3 + a4) + bo
                     e[4 * q + 3] = (a1 - a2) + eight * (a3 - a4) + a5 + bo
-                out = np.uint64((((n0 + s) * outs + o) * height + r0 + r) * width)
-                for j in range(width):
+                out = np.uint64((((n0 + s) * outs + o) * height + r0 + r) * width + 4 * q0)
+                for j in range(columns):
                     v = e[j]
                     good &= v - v == 0  # false for NaN and Inf
                     yf[out + np.uint64(j)] = zero if relu and v.real < 0 else v  # NaN stays
@@ -222,27 +225,47 @@ def conv_channels_first(
     b = np.zeros(spec.out_channels, dtype) if bias is None else bias.astype(dtype)
     lo = np.array([p[0] for p in spec.pads], dtype=np.int64)
     k = np.array([2, 4, 5, 8, 0], dtype)
-    kh, tiles, values = _geometry(spec)
+    kh, rows = spec.kernel[0], spec.out_size[0]
 
-    def chunk(c: tuple[slice, slice]) -> None:
-        n0, n1, _ = c[0].indices(spec.batch)
-        r0, r1, _ = c[1].indices(spec.out_size[0])
-        shape = (n1 - n0, r1 - r0, tiles)
+    def chunk(c: tuple[slice, slice, tuple[int, int]]) -> None:
+        (n0, n1, _), (r0, r1, _), (q0, q1) = c[0].indices(spec.batch), c[1].indices(rows), c[2]
+        shape = (n1 - n0, r1 - r0, q1 - q0)
         p = buffer("patches", (6, spec.in_channels * kh, *shape), dtype)
-        _input_rows(x, lo, n0, r0, kh, k, p)
+        _input_rows(x, lo, n0, r0, q0, kh, k, p)
         columns = math.prod(shape)
         m = buffer("products", (6, g, og, columns), dtype)
         np.matmul(u, p.reshape(6, g, cg * kh, columns), out=m)
-        _check(_output_rows(m.reshape(6, spec.out_channels, *shape), b, n0, r0, k, relu, y))
+        m = m.reshape(6, spec.out_channels, *shape)
+        _check(_output_rows(m, b, n0, r0, q0, k, relu, y))
 
-    per_output = -(-values * dtype.itemsize // spec.out_size[1])
     if _shared(spec):  # each thread its chunks, with single-threaded BLAS
-        parallel_map(chunk, thread_chunks(spec, per_output, CHUNK_BYTES), blas=True)
+        parallel_map(chunk, _chunks(spec, dtype.itemsize, thread_chunks), blas=True)
     else:  # the chunks in turn, the GEMMs on BLAS's threads
-        for c in chunks(spec, per_output, CHUNK_BYTES):
+        for c in _chunks(spec, dtype.itemsize, chunks):
             chunk(c)
         blas_ran_in_turn()
     return y
+
+
+def _chunks(
+    spec: ConvSpec, itemsize: int, split: Callable[..., Iterable[tuple[slice, slice]]]
+) -> list[tuple[slice, slice, tuple[int, int]]]:
+    """The chunks of :func:`conv_channels_first`, ``(samples, rows, (q0, q1))``: blocks of
+    output rows by ``split`` (:func:`npconv._windows.chunks` or ``thread_chunks``) within
+    :data:`CHUNK_BYTES` of patches and products, or where one row needs more, each row cut
+    into runs of tiles within them (a long 1-d signal)."""
+    _, tiles, values = _geometry(spec)
+    parts = -(-values * itemsize // CHUNK_BYTES)
+    if parts <= 1:
+        per_output = -(-values * itemsize // spec.out_size[1])
+        return [(n, r, (0, tiles)) for n, r in split(spec, per_output, CHUNK_BYTES)]
+    runs = even_runs(tiles, min(parts, tiles))
+    return [
+        (slice(n, n + 1), slice(r, r + 1), run)
+        for n in range(spec.batch)
+        for r in range(spec.out_size[0])
+        for run in runs
+    ]
 
 
 def conv(
@@ -275,11 +298,12 @@ def _plane(spec: ConvSpec) -> ConvSpec:
 
 def memory(spec: ConvSpec, dtype: np.dtype) -> int:
     """Bytes of temporaries :func:`conv_channels_first` holds at once: the transformed
-    filters and one chunk's patches and products (at least one output row's)."""
+    filters and the threads' chunks of patches and products (:func:`_chunks`)."""
     s, item = _plane(spec), np.dtype(dtype).itemsize
-    _, _, values = _geometry(s)
+    _, tiles, values = _geometry(s)
     filters = 6 * s.out_channels * s.group_in * s.kernel[0] * item
-    return filters + max(min(CHUNK_BYTES, values * item * s.batch * s.out_size[0]), values * item)
+    chunk = CHUNK_BYTES + values * item // max(tiles, 1)  # a run of tiles rounded up
+    return filters + min(values * item * s.batch * s.out_size[0], get_threads() * chunk)
 
 
 def _filters_work(spec: ConvSpec, item: int) -> Counter[str]:
