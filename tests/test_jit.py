@@ -1253,6 +1253,7 @@ def test_winograd_rows_jit_float32_error_bound_over_chunks_and_threads(
     runs of 4 a row), of output rows (2-d: one or two a chunk) or of the whole batch, run in turn
     or shared among two threads, each its own chunks; the operands unchanged."""
     monkeypatch.setattr(winograd_rows_jit, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(winograd_rows_jit, "CHUNK_TILES", 1)
     monkeypatch.setattr(winograd_rows_jit, "_shared", lambda spec: shared)
     x = rng.standard_normal((3, 40, *size)).astype(np.float32)
     w = rng.standard_normal((24, 40, *(3,) * len(size))).astype(np.float32)
