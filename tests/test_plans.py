@@ -180,3 +180,28 @@ def test_every_algorithms_calls_give_the_same_result_planned_or_not(
     assert len(prepared) == (1 if planned else 3)
     if name in ("im2col", "im2col_jit", "blocked_jit") and layout == "NCHW" and groups == 1:
         assert planned
+
+
+@pytest.mark.parametrize("name", [n for n, row in REGISTRY.items() if row.checks_result])
+def test_a_plan_through_transforms_gives_way_where_a_value_is_not_finite(name, rng, monkeypatch):
+    """A row that checks the results of its own transforms makes plans; where a planned
+    call finds a value not finite (a NaN in the input), the call is prepared and computed
+    again by a direct algorithm, NaN only where PyTorch has it; the next finite call runs
+    the plan again."""
+    x, w, b, _ = _operands(rng, (1, 8, 8, 12, 3, 1), np.float64, True)
+    options = ConvOptions.create("conv2d", padding=1)
+    why = REGISTRY[name].unsupported(options.bind(x.shape, w.shape), np.dtype(np.float64))
+    if why is not None:  # a compiled row, without numba
+        assert "numba" in why
+        return
+    prepared = _spied(monkeypatch)
+    bad = x.copy()
+    bad[0, 3, 5, 7] = np.nan
+    for data, calls in [(x, 1), (x, 1), (bad, 2), (x, 2)]:
+        y = dispatch.convolve(options, data, w, b, name)
+        assert len(prepared) == calls
+        expected = torch_conv(data, w, b, pads=[(1, 1), (1, 1)])
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+        finite = ~np.isnan(expected)
+        bound = 1e-12 * np.abs(expected[finite]).max()
+        np.testing.assert_allclose(y[finite], expected[finite], rtol=0, atol=bound)

@@ -96,7 +96,10 @@ def convolve(
     key = _signature(options, x, w, bias, algorithm, relu)
     plan = None if key is None else _PLANS.get(key, _UNSEEN)
     if isinstance(plan, Plan) and plan.valid():
-        return plan(cast(np.ndarray, x), cast(np.ndarray, w), cast(Any, bias))
+        try:
+            return plan(cast(np.ndarray, x), cast(np.ndarray, w), cast(Any, bias))
+        except NonFinite:  # found by a transform's own check: the call run as a first one
+            pass
     problem = prepare(options, x, w, bias)
     problem = replace(problem, relu=True) if relu else problem
     if key is None or plan is None:  # operands a plan does not take, or no plan made
@@ -141,9 +144,12 @@ class Plan:
         return row is self.row and not (self.auto and (self.spec, self.dtype) in TUNED)
 
     def __call__(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-        if self.unbatched:
-            return cast(np.ndarray, self.fn(x[None], w, bias)[0])
-        return self.fn(x, w, bias)
+        """The result; raises :class:`NonFinite` where a row that computes through
+        transforms found a value of it not finite (its ``checks_result``)."""
+        with np.errstate(over="ignore", invalid="ignore"):  # the transforms' own
+            if self.unbatched:
+                return cast(np.ndarray, self.fn(x[None], w, bias)[0])
+            return self.fn(x, w, bias)
 
 
 def _signature(
@@ -174,7 +180,10 @@ def _plan(problem: Problem, row: Algorithm, auto: bool) -> Plan | None:
     step of :func:`_forward_by`: so only for floats that need no cast, an input that
     needs no copy (contiguous, channels-first only where the algorithm takes it so,
     padded only by the algorithm itself) and an algorithm that computes without
-    transforms (whose results are checked).  Where the row makes a function of the
+    transforms, or checks its own result as it writes it (its row's ``checks_result``:
+    a value not finite raises :class:`NonFinite`, and :func:`convolve` runs the call as
+    a first one, which computes it again by a direct algorithm; the dispatch checks the
+    others' results).  Where the row makes a function of the
     arrays alone for the spec (``plan_channels_first``), the plan runs that, else the
     row's function (:func:`_called`).
     """
@@ -191,7 +200,8 @@ def _plan(problem: Problem, row: Algorithm, auto: bool) -> Plan | None:
     first = spec.layout == "NCHW"
     kernel = row.fn_channels_first if first else row.fn
     own_pads = row.pads_itself and spec.padding_mode == "zeros"
-    if kernel is None or row.transforms or (spec.padded and not own_pads):
+    unchecked = row.transforms and not row.checks_result
+    if kernel is None or unchecked or (spec.padded and not own_pads):
         return None
     made = None
     if first and row.plan_channels_first is not None:
