@@ -190,17 +190,44 @@ def _geometry(spec: ConvSpec) -> tuple[int, int, int]:
     return kh, tiles, 6 * tiles * (spec.in_channels * kh + spec.out_channels)
 
 
+@kernel
+def _transform_rows(w, gm, u):
+    """``u[a, r] = (G w[r])[a]``: each filter row ``r`` of ``w`` (rows, taps), its taps (at
+    most 3) padded with zeros after, by F(4, 3)'s ``G`` ``gm`` (6, 3), into ``u`` (6, rows).
+
+    In blocks of rows: their taps gathered into three contiguous rows, then each row of
+    ``u`` a vectorised pass over them (``np.tensordot``, BLAS's product of a (6, 3)
+    matrix by a thin one, took 0.5-4 ms for 3x3 filters of 256-512 channels).
+    """
+    block = 1024
+    rows, taps = w.shape
+    t = np.zeros((3, block), u.dtype)
+    for start in range(0, rows, block):
+        count = min(block, rows - start)
+        for j in range(taps):
+            tj = t[j]
+            for r in range(count):
+                tj[r] = w[start + r, j]
+        t0, t1, t2 = t[0], t[1], t[2]
+        for a in range(6):
+            g0, g1, g2 = gm[a, 0], gm[a, 1], gm[a, 2]
+            out = u[a, start : start + count]
+            for r in range(count):
+                out[r] = g0 * t0[r] + g1 * t1[r] + g2 * t2[r]
+
+
 def _filters(w: np.ndarray, spec: ConvSpec, dtype: np.dtype) -> np.ndarray:
     """The filters' rows transformed, ``U[a, g, o, c * kh + i] = (G w[o, c, i])[a]``,
-    ``(6, G, O/G, C/G * kh)``, of the channels-first weight ``w`` (O, C/G, kh, kw), its
-    rows padded to 3 taps with zeros after; kept from call to call for weights seen
-    before (compared with a copy, bit for bit, on every call)."""
+    ``(6, G, O/G, C/G * kh)``, of the channels-first weight ``w`` (O, C/G, kh, kw)
+    (:func:`_transform_rows`) in the thread's ``"filters"`` buffer, or a fresh array kept
+    from call to call for weights seen before (compared with a copy, bit for bit, on
+    every call, unless they cannot change)."""
     u, keepable = kept(KEPT_NAME, w)
     if u is None:
-        taps = np.zeros((*w.shape[:3], 3), dtype)
-        taps[..., : w.shape[3]] = w
-        gm = transforms(4, 3)[1].astype(dtype)  # (6, 3)
-        u = np.ascontiguousarray(np.tensordot(gm, taps, axes=([1], [3])))  # (6, O, C/G, kh)
+        rows = np.ascontiguousarray(w, dtype).reshape(-1, w.shape[3])  # (O C/G kh, kw)
+        shape = (6, len(rows))
+        u = np.empty(shape, dtype) if keepable else buffer("filters", shape, dtype)
+        _transform_rows(rows, transforms(4, 3)[1].astype(dtype), u)
         if keepable:
             keep(KEPT_NAME, w, u)
     g, og = spec.groups, spec.group_out
@@ -311,10 +338,11 @@ def memory(spec: ConvSpec, dtype: np.dtype) -> int:
 
 
 def _filters_work(spec: ConvSpec, item: int) -> Counter[str]:
-    """The filters' transform: a pass over the weight and one over the 6 rows per
-    filter row it writes (a product by ``G`` in BLAS)."""
+    """The filters' transform (:func:`_transform_rows`): a pass over the weight for each of
+    the 6 rows it writes (measured, 3x3 filters of 256 and 512 channels, caches warm:
+    0.06 and 0.25 ms)."""
     rows = spec.out_channels * spec.group_in * spec.kernel[0]
-    return units(passes=(3 + 6) * rows * item, calls=4)
+    return units(serial=6 * (3 + 1) * rows * item, calls=2)
 
 
 def work(spec: ConvSpec, dtype: np.dtype, filters: Counter[str] | None = None) -> Counter[str]:
