@@ -184,8 +184,8 @@ def _check(finite: bool) -> None:
 
 
 def _geometry(spec: ConvSpec) -> tuple[int, int, int]:
-    """A 2-d spec's kernel rows, tiles per output row and bytes-per-value factor: ``(kh,
-    tiles, values)``, ``values`` the patch and product values per output row."""
+    """A 2-d spec's ``(kh, tiles, values)``: its kernel rows, the tiles of an output row
+    and the values of patches and products that one output row of one sample needs."""
     kh, tiles = spec.kernel[0], -(-spec.out_size[1] // 4)
     return kh, tiles, 6 * tiles * (spec.in_channels * kh + spec.out_channels)
 
