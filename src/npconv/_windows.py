@@ -11,7 +11,7 @@ Canonical forms (what every algorithm receives):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -65,6 +65,25 @@ def move_channels_first(a: np.ndarray) -> np.ndarray:
 def weight_last(w: np.ndarray) -> np.ndarray:
     """A weight ``(O, C/G, *kernel)`` seen as ``(*kernel, C/G, O)`` (a view)."""
     return w.transpose(*range(2, w.ndim), 1, 0)
+
+
+def channels_last(channels_first: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """An algorithm's function on channels-last ``(N, *in_size, C)`` and ``(*kernel, C/G,
+    O)`` -> ``(N, *out, O)`` from its channels-first one ``channels_first(x, w, spec,
+    bias, relu)``: it reads them through channels-first views and returns a view of the
+    channels-first result."""
+
+    def conv(
+        x: np.ndarray,
+        wc: np.ndarray,
+        spec: ConvSpec,
+        bias: np.ndarray | None = None,
+        relu: bool = False,
+    ) -> np.ndarray:
+        y = channels_first(move_channels_first(x), weight_first(wc), spec, bias, relu)
+        return move_channels_last(y)
+
+    return conv
 
 
 def weight_first(w: np.ndarray) -> np.ndarray:

@@ -44,13 +44,11 @@ from .._jit import kernel
 from .._spec import ConvSpec
 from .._threads import get_threads, runs_alone
 from .._windows import (
+    channels_last,
     chunks,
-    move_channels_first,
-    move_channels_last,
     reshaped_view,
     side_by_side,
     thread_chunks,
-    weight_first,
 )
 from .._workspace import buffer
 from .im2col import (
@@ -222,17 +220,9 @@ def conv_channels_first(
     return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
 
 
-def conv(
-    x: np.ndarray,
-    wc: np.ndarray,
-    spec: ConvSpec,
-    bias: np.ndarray | None = None,
-    relu: bool = False,
-) -> np.ndarray:
-    """The same on channels-last ``(N, *in_size, C)`` and ``(*kernel, C/G, O)``: ``(N, *out, O)``,
-    read through channels-first views (a view of the channels-first result)."""
-    y = conv_channels_first(move_channels_first(x), weight_first(wc), spec, bias, relu)
-    return move_channels_last(y)
+#: The same on channels-last ``(N, *in_size, C)`` and ``(*kernel, C/G, O)``: ``(N, *out,
+#: O)``, read through channels-first views (a view of the channels-first result).
+conv = channels_last(conv_channels_first)
 
 
 def weight_grad_channels_first(xp: np.ndarray, gy: np.ndarray, spec: ConvSpec) -> np.ndarray:

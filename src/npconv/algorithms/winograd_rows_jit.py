@@ -49,11 +49,9 @@ from .._operands import NonFinite
 from .._spec import ConvSpec
 from .._threads import blas_ran_in_turn, even_runs, get_threads, parallel_map
 from .._windows import (
+    channels_last,
     chunks,
-    move_channels_first,
-    move_channels_last,
     thread_chunks,
-    weight_first,
 )
 from .._workspace import buffer, keep, kept
 from .im2col import _shared
@@ -299,17 +297,9 @@ def _chunks(
     ]
 
 
-def conv(
-    x: np.ndarray,
-    wc: np.ndarray,
-    spec: ConvSpec,
-    bias: np.ndarray | None = None,
-    relu: bool = False,
-) -> np.ndarray:
-    """The same on channels-last ``(N, *in_size, C)`` and ``(*kernel, C/G, O)``: ``(N, *out, O)``,
-    read through channels-first views (a view of the channels-first result)."""
-    y = conv_channels_first(move_channels_first(x), weight_first(wc), spec, bias, relu)
-    return move_channels_last(y)
+#: The same on channels-last ``(N, *in_size, C)`` and ``(*kernel, C/G, O)``: ``(N, *out,
+#: O)``, read through channels-first views (a view of the channels-first result).
+conv = channels_last(conv_channels_first)
 
 
 def unsupported(spec: ConvSpec) -> str | None:
