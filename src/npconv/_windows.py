@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -84,6 +85,19 @@ def channels_last(channels_first: Callable[..., np.ndarray]) -> Callable[..., np
         return move_channels_last(y)
 
     return conv
+
+
+def one_row(spec: ConvSpec) -> ConvSpec:
+    """The 2-d convolution of a single row that a 1-d ``spec`` is."""
+    return replace(
+        spec,
+        in_size=(1, *spec.in_size),
+        kernel=(1, *spec.kernel),
+        stride=(1, *spec.stride),
+        dilation=(1, *spec.dilation),
+        pads=((0, 0), *spec.pads),
+        out_size=(1, *spec.out_size),
+    )
 
 
 def weight_first(w: np.ndarray) -> np.ndarray:

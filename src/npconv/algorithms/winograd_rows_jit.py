@@ -51,11 +51,11 @@ from .._threads import blas_ran_in_turn, even_runs, get_threads, parallel_map
 from .._windows import (
     channels_last,
     chunks,
+    one_row,
     thread_chunks,
 )
 from .._workspace import buffer, keep, kept
 from .im2col import _shared
-from .im2col_jit import _one_row
 from .winograd import transforms
 
 #: Bytes of one chunk's patch matrix and products: a few MiB, so that they stay in the
@@ -244,7 +244,7 @@ def conv_channels_first(
     pads are applied here.  A 1-d one, ``(N, C, W)`` and ``(O, C/G, kw)``, runs as a 2-d
     one of a single row."""
     if spec.nd == 1:
-        y = conv_channels_first(x[:, :, None], w[:, :, None], _one_row(spec), bias, relu)
+        y = conv_channels_first(x[:, :, None], w[:, :, None], one_row(spec), bias, relu)
         return y.reshape(spec.batch, spec.out_channels, *spec.out_size)
     g, cg, og = spec.groups, spec.group_in, spec.group_out
     dtype = np.result_type(x, w)
@@ -314,7 +314,7 @@ def unsupported(spec: ConvSpec) -> str | None:
 
 def _plane(spec: ConvSpec) -> ConvSpec:
     """The 2-d spec that :func:`conv_channels_first` runs."""
-    return spec if spec.nd == 2 else _one_row(spec)
+    return spec if spec.nd == 2 else one_row(spec)
 
 
 def memory(spec: ConvSpec, dtype: np.dtype) -> int:
