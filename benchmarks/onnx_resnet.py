@@ -26,6 +26,7 @@ Run from the repository root::
     python benchmarks/onnx_resnet.py --rounds 5 --repeats 10  # five pairs of runs
     python benchmarks/onnx_resnet.py --model onnx-test
     python benchmarks/onnx_resnet.py --layers   # npconv's Conv nodes: in the network, alone
+    python benchmarks/onnx_resnet.py --rounds 5 --repeats 10 --tune  # also tuned in place
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def resnet50(batch: int = 1, size: int = 224, classes: int = 1000, seed: int = 0
 
 
 EVALUATORS = ("onnxruntime", "onnx ReferenceEvaluator", "npconv.onnx.evaluator")
+#: npconv's evaluator after Evaluator.tune on the same feeds (``--tune``).
+TUNED = "npconv.onnx.evaluator, tuned"
 
 
 def _model(args: argparse.Namespace) -> tuple[onnx.ModelProto, str]:
@@ -160,6 +163,8 @@ def _time_alone(name: str, args: argparse.Namespace, profile: bool = True) -> di
         session = ReferenceEvaluator(model)
     else:
         session = npconv.onnx.evaluator(model)
+        if name == TUNED:
+            session.tune(feeds)
     output = session.run(None, feeds)[0]  # warm-up
     times = []
     for _ in range(args.repeats):
@@ -169,7 +174,8 @@ def _time_alone(name: str, args: argparse.Namespace, profile: bool = True) -> di
     table = None
     if profile and name != "onnxruntime":
         plain = name == "onnx ReferenceEvaluator"
-        table = npconv.onnx.profile(model, feeds, repeats=args.repeats, plain=plain).table()
+        tune = name == TUNED
+        table = npconv.onnx.profile(model, feeds, args.repeats, plain=plain, tune=tune).table()
     return {"output": output, "times": times, "profile": table}
 
 
@@ -238,6 +244,9 @@ def main() -> None:
     parser.add_argument(
         "--layers", action="store_true", help="npconv's Conv nodes in the network and alone"
     )
+    parser.add_argument(
+        "--tune", action="store_true", help="time npconv's evaluator tuned in place too"
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
@@ -251,16 +260,18 @@ def main() -> None:
     gflop = _conv_gflop(model)
     del model
 
+    ours = [EVALUATORS[-1], *([TUNED] if args.tune else [])]
     runs: dict[str, Any] = {}
-    pairs: list[float] = []  # each round's onnxruntime time / npconv's
+    pairs: dict[str, list[float]] = {name: [] for name in ours}  # onnxruntime's time / its
     for r in range(args.rounds):  # one after the other, each in a fresh process of its own
-        for name in EVALUATORS if r == 0 else (EVALUATORS[0], EVALUATORS[-1]):
+        for name in [*EVALUATORS[:-1], *ours] if r == 0 else [EVALUATORS[0], *ours]:
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 run = pool.submit(_time_alone, name, args, r == 0).result()
             kept = runs.setdefault(name, {**run, "times": [], "medians": []})  # round 1's output
             kept["times"] += run["times"]
             kept["medians"].append(statistics.median(run["times"]))
-        pairs.append(runs[EVALUATORS[0]]["medians"][-1] / runs[EVALUATORS[-1]]["medians"][-1])
+        for name in ours:
+            pairs[name].append(runs[EVALUATORS[0]]["medians"][-1] / runs[name]["medians"][-1])
     times = {name: statistics.median(run["medians"]) for name, run in runs.items()}
     expected = runs["onnxruntime"]["output"]
     scale = float(np.abs(expected).max())
@@ -277,17 +288,17 @@ def main() -> None:
         rel = float(np.abs(run["output"] - expected).max()) / scale
         spread = f"{min(run['times']):.3f}-{max(run['times']):.3f}"
         print(f"| {name} | {times[name]:.3f} | {spread} | {rel:.1e} |")
-    ours = times["npconv.onnx.evaluator"]
+    npconv_time = times[EVALUATORS[-1]]
     print(
-        f"\nonnxruntime's time / npconv.onnx.evaluator's: {times['onnxruntime'] / ours:.2f}x; "
-        f"the plain ReferenceEvaluator's / npconv's: "
-        f"{times['onnx ReferenceEvaluator'] / ours:.1f}x (> 1: npconv is faster).\n"
+        f"\nonnxruntime's time / npconv.onnx.evaluator's: {times['onnxruntime'] / npconv_time:.2f}x"
+        f"; the plain ReferenceEvaluator's / npconv's: "
+        f"{times['onnx ReferenceEvaluator'] / npconv_time:.1f}x (> 1: npconv is faster).\n"
     )
-    if args.rounds > 1:
-        each = ", ".join(f"{ratio:.2f}x" for ratio in pairs)
+    for name in ours if args.rounds > 1 else ():
+        each = ", ".join(f"{ratio:.2f}x" for ratio in pairs[name])
         print(
-            f"onnxruntime's time / npconv's, round by round: {each}; "
-            f"median {statistics.median(pairs):.2f}x.\n"
+            f"onnxruntime's time / {name}'s, round by round: {each}; "
+            f"median {statistics.median(pairs[name]):.2f}x.\n"
         )
     for name, run in runs.items():
         if run["profile"] is not None:

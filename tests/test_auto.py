@@ -292,6 +292,21 @@ def test_tune_by_default_times_the_plausible_candidates(rng):
     assert best in measured and "matrix" in REGISTRY and len(measured) >= 2
 
 
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_candidates_are_the_cheapest_estimates_in_order(kernel):
+    spec = ConvSpec.build((1, 64, 28, 28), (64, 64, kernel, kernel), padding=kernel // 2)
+    f32 = np.dtype(np.float32)
+    for steady in (False, True):
+        names = choosing.candidates(spec, f32, 2, 2.0, steady=steady)
+        costs = [choosing.estimate(n, spec, f32, 2, steady=steady) for n in names]
+        assert names[0] == choosing.choose(spec, f32, 2, steady=steady)
+        assert costs == sorted(costs) and costs[-1] <= 2.0 * costs[0]
+        left_out = set(choosing.reasons(spec, f32)) - set(names)
+        for name in left_out:  # unsupported, or dearer than twice the cheapest
+            cost = choosing.estimate if choosing.reason(name, spec, f32) is None else None
+            assert cost is None or cost(name, spec, f32, 2, steady=steady) > 2.0 * costs[0]
+
+
 def test_tune_errors():
     x, w = np.zeros((1, 1, 8)), np.zeros((1, 1, 3))
     with pytest.raises(ValueError, match="tune: repeats must be an int >= 1, got 0"):

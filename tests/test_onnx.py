@@ -22,7 +22,10 @@ from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
 import npconv.onnx
+from npconv._choose import candidates
 from npconv._cli import main
+from npconv._operands import prepare
+from npconv._spec import ConvOptions
 
 from conftest import assert_close, torch_conv
 from strategies import Case, cases
@@ -529,6 +532,61 @@ def test_run_from_a_path_and_the_profile_agree_with_onnxruntime(tmp_path, rng):
     assert_close(plain.outputs["y"], expected)
 
 
+def conv_chain(rng) -> tuple[onnx.ModelProto, dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+    """Conv 3x3 -> Relu -> Conv 1x1 -> Conv 3x3 stride 2, weights as initializers; the
+    model, its feeds, and each Conv node's npconv options by name."""
+    shapes = {"a": (8, 3, 3, 3), "b": (8, 8, 1, 1), "c": (4, 8, 3, 3)}
+    weights = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
+    nodes = [
+        helper.make_node("Conv", ["x", "a"], ["ya"], name="a", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["ya"], ["ra"]),
+        helper.make_node("Conv", ["ra", "b"], ["yb"], name="b"),
+        helper.make_node("Conv", ["yb", "c"], ["y"], name="c", strides=[2, 2]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 12, 12])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(w, n) for n, w in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = IR_VERSION
+    feeds = {"x": rng.standard_normal((1, 3, 12, 12)).astype(np.float32)}
+    options = {"a": {"padding": 1}, "b": {}, "c": {"stride": 2}}
+    return model, feeds, options
+
+
+def test_tune_times_each_conv_nodes_candidates_where_it_runs(rng):
+    model, feeds, options = conv_chain(rng)
+    (expected,) = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+    sess = npconv.onnx.evaluator(model)
+    measured = sess.tune(feeds, repeats=2)
+    assert list(measured) == ["a", "b", "c"]
+    inputs = {"a": (1, 3, 12, 12), "b": (1, 8, 12, 12), "c": (1, 8, 12, 12)}
+    convs = {op.onnx_node.name: op for op in sess.rt_nodes_ if op.op_type == "Conv"}
+    for name, times in measured.items():
+        x, w = np.zeros(inputs[name], np.float32), sess.rt_inits_[name]
+        spec = prepare(ConvOptions.create("onnx Conv", **options[name]), x, w).spec
+        expected_names = candidates(spec, np.dtype(np.float32), npconv.get_threads(), 2.0, True)
+        assert set(times) == set(expected_names[:4])  # the cheapest estimates, each timed
+        assert list(times.values()) == sorted(times.values())
+        assert convs[name].algorithm == next(iter(times)) and convs[name].timing is None
+    assert_close(sess.run(None, feeds)[0], expected)  # by the measured winners
+    assert_close(sess.run(None, feeds, intermediate=True)["y"], expected)  # nothing fused
+
+
+def test_tune_errors_leave_the_nodes_untuned(rng):
+    model, feeds, _ = conv_chain(rng)
+    sess = npconv.onnx.evaluator(model)
+    with pytest.raises(ValueError, match="tune's repeats must be an int >= 1, got 0"):
+        sess.tune(feeds, repeats=0)
+    with pytest.raises(ValueError, match=r"inputs \['x'\] are missing"):
+        sess.tune({})
+    convs = [op for op in sess.rt_nodes_ if op.op_type == "Conv"]
+    assert all(op.algorithm == "auto" and op.timing is None for op in convs)
+
+
 def test_evaluator_keeps_a_users_operator():
     class Relu(onnx.reference.op_run.OpRun):
         def _run(self, x):
@@ -557,6 +615,9 @@ def test_cli_runs_a_model_and_reports_node_types(tmp_path, rng, capsys):
     assert "| Conv+Relu | 1 |" in printed
     assert_close(np.load(out)["y"], npconv.onnx.run(model, feeds)["y"])
     assert main(["onnx", str(tmp_path / "small.onnx"), "--repeats", "1"]) == 0  # random x
+    assert main([*argv, "--output", str(out), "--repeats", "1", "--tune"]) == 0
+    assert "(mean of 1, Conv nodes tuned)" in capsys.readouterr().out
+    assert_close(np.load(out)["y"], npconv.onnx.run(model, feeds)["y"])
 
 
 @pytest.mark.parametrize(

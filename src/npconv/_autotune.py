@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy.typing as npt
 
-from ._choose import TUNED, estimate, reasons, resolve
+from ._choose import TUNED, candidates, estimate, reasons, resolve
 from ._dispatch import run
 from ._operands import Problem, prepare
 from ._spec import ConvOptions
@@ -205,13 +205,7 @@ def tune(
     problem = _problem("tune", x, w, kwargs)
     spec, dtype, threads = problem.spec, problem.numerics.exact, get_threads()
     if algorithms is None:
-        estimates = {
-            n: estimate(n, spec, dtype, threads)
-            for n, r in reasons(spec, dtype).items()
-            if r is None
-        }
-        best = min(estimates.values())
-        names = [n for n, t in estimates.items() if t <= 10 * best]
+        names = candidates(spec, dtype, threads, within=10.0)
     else:
         names = list(algorithms)
         if not names:

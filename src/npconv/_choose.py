@@ -24,6 +24,7 @@ from .algorithms import REGISTRY
 
 __all__ = [
     "TUNED",
+    "candidates",
     "check_name",
     "choose",
     "estimate",
@@ -101,6 +102,22 @@ def _filters_copy(spec: ConvSpec, dtype: np.dtype, threads: float) -> float:
     item = max(np.dtype(dtype).itemsize, 4)
     nbytes = spec.out_channels * spec.group_in * math.prod(spec.kernel) * item
     return seconds(units(serial=4 * nbytes), threads)
+
+
+def candidates(
+    spec: ConvSpec, dtype: np.dtype, threads: int, within: float, steady: bool = False
+) -> list[str]:
+    """The supported forward algorithms whose estimate on ``threads`` threads is within
+    ``within`` times the cheapest's, cheapest first: those worth timing on real arrays
+    (for weights that are ``steady``, see :func:`choose`)."""
+    estimates = {
+        n: estimate(n, spec, dtype, threads, steady=steady)
+        for n, why in reasons(spec, dtype).items()
+        if why is None
+    }
+    best = min(estimates.values())
+    worth = [n for n, t in estimates.items() if t <= within * best]
+    return sorted(worth, key=estimates.__getitem__)
 
 
 #: The threads a call that runs alone (:func:`npconv._threads.runs_alone`) is priced at,

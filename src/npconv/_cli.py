@@ -33,6 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     onnx_run.add_argument("--output", metavar="FILE.npz", help="save the outputs")
     onnx_run.add_argument("--repeats", type=int, default=3, help="timed runs (mean)")
+    onnx_run.add_argument(
+        "--tune",
+        action="store_true",
+        help="time each Conv node's candidate algorithms where it runs first, and keep the fastest",
+    )
     bench = commands.add_parser(
         "bench", help="time npconv against PyTorch (and SciPy) on a suite of layers"
     )
@@ -78,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "onnx":
         from .onnx._command import run_command  # needs the onnx extra
 
-        return run_command(args.model, args.input, args.output, args.repeats)
+        return run_command(args.model, args.input, args.output, args.repeats, args.tune)
 
     if args.command == "bench":
         from ._bench import run_bench

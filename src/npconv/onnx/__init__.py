@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx.reference import ReferenceEvaluator
 
-from ._ops import FRESH, OPS, Add, BatchNormalization, Conv, Relu, Sum, scale_and_shift
+from ._ops import FRESH, OPS, Add, BatchNormalization, Conv, Relu, Sum, Timing, scale_and_shift
 from ._profile import Profile, profile
 
 __all__ = ["OPS", "Evaluator", "Profile", "evaluator", "profile", "run"]
@@ -122,6 +122,67 @@ class Evaluator(ReferenceEvaluator):
             self.rt_nodes_ = fused
             for op, overwrite in planned:
                 op.overwrite = overwrite
+
+    def tune(self, feeds: dict[str, Any], repeats: int = 5) -> dict[str, dict[str, float]]:
+        """Time each Conv node's candidate algorithms where it runs, in whole runs of the
+        model on ``feeds``, and make each node run its fastest from then on.
+
+        Like :func:`npconv.tune`, but measured in the network: a layer's time there
+        depends on the layers around it (the caches they leave, the BLAS threads still
+        spinning after their products), which a layer timed alone in a loop does not
+        see.  A node's candidates are the supported algorithms whose estimate is within
+        :data:`~npconv.onnx._ops.TUNE_WITHIN` times the cheapest's, at most
+        :data:`~npconv.onnx._ops.TUNE_MOST`; the runs go on until each has been timed
+        ``repeats`` times after a warm-up call, the nodes taking theirs in turn.
+        Every candidate computes the node's result within its own stated rounding
+        error, so the outputs of later runs may differ from untuned ones by that much.
+
+        Parameters
+        ----------
+        feeds : dict of str to ndarray
+            One array per graph input, as for ``run``.
+        repeats : int
+            Timed calls per candidate and node; the median counts.
+
+        Returns
+        -------
+        dict of str to dict of str to float
+            By node (its name, else its first output's), the median seconds of each
+            candidate, fastest (the one it now runs) first.
+
+        Raises
+        ------
+        ValueError
+            ``repeats`` below 1, or what ``run`` raises for these feeds.
+
+        Notes
+        -----
+        Only the graph's own Conv nodes are tuned, not those of subgraphs; a Conv that a
+        BatchNormalization or a Relu was fused into keeps "auto" in a run with
+        ``intermediate=True``, which runs the nodes as the model has them.  A second
+        call tunes again.
+        """
+        if not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(f"npconv.onnx: tune's repeats must be an int >= 1, got {repeats!r}")
+        convs = [op for op in self.rt_nodes_ if isinstance(op, Conv)]
+        for i, op in enumerate(convs):  # neighbours at different places in their turns
+            op.algorithm, op.timing = type(op).algorithm, Timing(offset=i)
+        try:
+            while True:
+                self.run(None, feeds)
+                timings = [op.timing for op in convs if op.timing is not None]
+                if all(timing.done(repeats) for timing in timings):
+                    break
+        finally:
+            measured = {}
+            for op in convs:
+                timing, op.timing = op.timing, None
+                medians = timing.medians() if timing is not None else {}
+                if medians:
+                    op.algorithm = next(iter(medians))
+                    node = op.onnx_node
+                    measured[node.name or node.output[0]] = medians
+        return measured
 
     def _plain(self) -> bool:
         """Whether every run asked for graph outputs only may go by :func:`_steps`: a

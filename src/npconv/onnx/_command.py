@@ -45,12 +45,16 @@ def random_feeds(model: onnx.ModelProto, given: dict[str, np.ndarray], seed: int
     return feeds
 
 
-def run_command(model_path: str, inputs: Sequence[str], output: str | None, repeats: int) -> int:
-    """Run the model, print the per-node-type times, save the outputs; the exit status."""
+def run_command(
+    model_path: str, inputs: Sequence[str], output: str | None, repeats: int, tune: bool = False
+) -> int:
+    """Run the model (its Conv nodes first tuned where ``tune``), print the per-node-type
+    times, save the outputs; the exit status."""
     model = onnx.load(model_path)
     feeds = random_feeds(model, _parse_inputs(inputs))
-    result = profile(model, feeds, repeats=repeats)
-    print(f"{model_path}: {result.total:.4f} s per run (mean of {repeats}), by node type:\n")
+    result = profile(model, feeds, repeats=repeats, tune=tune)
+    tuned = ", Conv nodes tuned" if tune else ""
+    print(f"{model_path}: {result.total:.4f} s per run (mean of {repeats}{tuned}), by node type:\n")
     print(result.table())
     if output is not None:
         np.savez(output, **result.outputs)  # type: ignore[arg-type]

@@ -22,6 +22,8 @@ the beginning; VALID means no padding.
 from __future__ import annotations
 
 import math
+import statistics
+import time
 from typing import Any
 
 import numpy as np
@@ -41,10 +43,12 @@ from onnx.reference.ops import (
     op_sum,
 )
 
+from .._choose import candidates
 from .._dispatch import convolve, run
 from .._jit import kernel, maximum, unavailable
 from .._operands import prepare
 from .._spec import ConvOptions, ConvSpec
+from .._threads import get_threads
 from ..compat._onnx import conv_arguments, transpose_window
 from ..quant import quantized_conv
 
@@ -93,17 +97,65 @@ def _npconv_can_run(*arrays: np.ndarray, nd: int) -> bool:
     return nd in (1, 2, 3) and all(a.dtype.kind in "biuf" for a in arrays)
 
 
+class Timing:
+    """A Conv node's candidate algorithms taken in turn, call by call, and the seconds
+    each took (:meth:`npconv.onnx.Evaluator.tune`): each candidate's first call is a
+    warm-up, not counted (it compiles kernels and keeps derived weights)."""
+
+    def __init__(self, offset: int = 0) -> None:
+        self.names: list[str] = []  # filled at the node's first call
+        self.seconds: dict[str, list[float]] = {}
+        self.calls = 0
+        self.offset = offset  # where in the turn this node starts
+
+    def next(self, options: ConvOptions, X: np.ndarray, W: np.ndarray, B: Any) -> str:
+        """The algorithm of this call: the next candidate in turn."""
+        if not self.names:
+            problem = prepare(options, X, W, B)
+            spec, dtype = problem.spec, problem.numerics.exact
+            names = candidates(spec, dtype, get_threads(), TUNE_WITHIN, steady=True)
+            self.names = names[:TUNE_MOST]
+            self.seconds = {name: [] for name in self.names}
+        return self.names[(self.calls + self.offset) % len(self.names)]
+
+    def record(self, name: str, seconds: float) -> None:
+        """Count ``seconds`` for ``name`` unless the call was its warm-up."""
+        if self.calls >= len(self.names):
+            self.seconds[name].append(seconds)
+        self.calls += 1
+
+    def done(self, repeats: int) -> bool:
+        """Whether every candidate has ``repeats`` counted calls (or the node never ran)."""
+        return all(len(times) >= repeats for times in self.seconds.values())
+
+    def medians(self) -> dict[str, float]:
+        """Median seconds per candidate, fastest first."""
+        medians = {name: statistics.median(times) for name, times in self.seconds.items() if times}
+        return dict(sorted(medians.items(), key=lambda item: item[1]))
+
+
+#: The candidates a Conv node times when its evaluator is tuned: the supported
+#: algorithms whose estimate is within this factor of the cheapest's ...
+TUNE_WITHIN = 2.0
+#: ... at most this many, cheapest first.
+TUNE_MOST = 4
+
+
 class Conv(_Direct, op_conv.Conv):
     """ONNX ``Conv`` (opsets 1, 11, 22): ``Y = conv(X, W) + B``, in X's dtype.
 
     ``folded`` (set by the evaluator, which then feeds it ``X`` only) holds the weight and
     bias of a Conv with the BatchNormalization that followed it folded in; ``relu`` (set
     by the evaluator) applies the ``Relu`` that followed it, in the convolution's own
-    passes over its result where the algorithm allows.
+    passes over its result where the algorithm allows.  ``algorithm`` is the one it
+    runs ("auto" unless :meth:`npconv.onnx.Evaluator.tune` measured another faster);
+    while ``timing`` is set, it runs its candidates in turn and times them.
     """
 
     folded: tuple[np.ndarray, np.ndarray] | None = None
     relu = False
+    algorithm = "auto"
+    timing: Timing | None = None
 
     def _run(self, X, W=None, B=None, **attributes):  # type: ignore[no-untyped-def]
         if self.folded is not None:
@@ -116,7 +168,14 @@ class Conv(_Direct, op_conv.Conv):
         if kernel not in options:
             kwargs = conv_arguments("onnx Conv", kernel, **attributes)
             options[kernel] = ConvOptions.create("onnx Conv", **kwargs)
-        return (convolve(options[kernel], X, W, B, relu=self.relu).astype(X.dtype, copy=False),)
+        timing, algorithm = self.timing, self.algorithm
+        if timing is not None:
+            algorithm = timing.next(options[kernel], X, W, B)
+            start = time.perf_counter()
+        y = convolve(options[kernel], X, W, B, algorithm, relu=self.relu)
+        if timing is not None:
+            timing.record(algorithm, time.perf_counter() - start)
+        return (y.astype(X.dtype, copy=False),)
 
 
 class ConvInteger(_Direct, op_conv_integer.ConvInteger):

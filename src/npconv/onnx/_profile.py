@@ -51,7 +51,12 @@ def _timed(run: Callable[..., Any], op_type: str, seconds: dict[str, float]):
 
 
 def profile(
-    model: Any, feeds: dict[str, np.ndarray], repeats: int = 1, *, plain: bool = False
+    model: Any,
+    feeds: dict[str, np.ndarray],
+    repeats: int = 1,
+    *,
+    plain: bool = False,
+    tune: bool = False,
 ) -> Profile:
     """Run ``model`` ``repeats`` times with :func:`npconv.onnx.evaluator`, timing each node.
 
@@ -65,6 +70,9 @@ def profile(
         Timed runs (>= 1), after one untimed warm-up run; times are averaged.
     plain : bool
         Time onnx's plain ``ReferenceEvaluator`` instead, for comparison.
+    tune : bool
+        Tune npconv's evaluator on ``feeds`` first (:meth:`npconv.onnx.Evaluator.tune`,
+        untimed).
 
     Returns
     -------
@@ -103,7 +111,12 @@ def profile(
 
     if repeats < 1:
         raise ValueError(f"npconv.onnx.profile: repeats must be >= 1, got {repeats}")
-    sess = ReferenceEvaluator(model) if plain else evaluator(model)
+    if plain:
+        sess = ReferenceEvaluator(model)
+    else:
+        sess = evaluator(model)
+        if tune:
+            sess.tune(feeds)
     sess.run(None, feeds)  # warm-up, outside the timings
     seconds: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
