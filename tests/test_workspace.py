@@ -294,3 +294,23 @@ def test_what_is_kept_for_immutable_weights_is_not_compared(
         y = npconv.conv(x, frozen, padding=1, algorithm=algorithm)
         assert_close(y, expected)
     npconv.free_workspaces()
+
+
+def test_release_drops_what_is_kept_for_a_source_only() -> None:
+    """``release`` forgets every array kept for a source (any name, any view of its
+    owner) and that it was seen, so that an array is kept for it again from the second
+    call after; what is kept for another source stays."""
+    npconv.free_workspaces()
+    rng = np.random.default_rng(9)
+    source, other = rng.standard_normal((2, 4, 4)), rng.standard_normal((4, 4))
+    for name, array in (("a", source), ("b", source[::-1]), ("a", other)):
+        assert _workspace.claim(name, array) == (None, False)  # seen
+        assert _workspace.claim(name, array) == (None, True)  # may be kept now
+        _workspace.keep(name, array, 2 * array)
+    _workspace.release(source[1])  # a view of the owner
+    assert _workspace.kept("a", source) == (None, False)  # seen afresh, not kept
+    assert _workspace.kept("a", source) == (None, True)
+    assert _workspace.kept("b", source[::-1]) == (None, False)
+    value, _ = _workspace.kept("a", other)
+    np.testing.assert_array_equal(value, 2 * other)
+    npconv.free_workspaces()

@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +54,7 @@ __all__ = [
     "keep",
     "kept",
     "kept_bytes",
+    "release",
 ]
 
 #: Bytes of buffers one thread keeps between calls: the padded input's blocks
@@ -118,7 +118,7 @@ DERIVED_BYTES = 64 * 2**20
 #: The derived arrays kept: by name and source (its owner's identity, its address,
 #: shape, strides and dtype), a weak reference to the source's owner, a copy of the
 #: source (None for an :func:`immutable` one) and the array.
-_derived: dict[Hashable, tuple[weakref.ref[np.ndarray], np.ndarray | None, np.ndarray]] = {}
+_derived: dict[tuple[Any, ...], tuple[weakref.ref[np.ndarray], np.ndarray | None, np.ndarray]] = {}
 #: Sources whose values changed since an array was kept for them (a training loop's
 #: weights), by their owner (its ``id``, and a weak reference that tells a later array
 #: with the same ``id`` apart): nothing is kept for them again, under any name or view,
@@ -126,7 +126,7 @@ _derived: dict[Hashable, tuple[weakref.ref[np.ndarray], np.ndarray | None, np.nd
 _changing: dict[int, weakref.ref[np.ndarray]] = {}
 #: Sources seen once, by a weak reference to their owner: an array is kept from the
 #: second call on, so that a temporary source (a copy made for one call) costs none.
-_seen: dict[Hashable, weakref.ref[np.ndarray]] = {}
+_seen: dict[tuple[Any, ...], weakref.ref[np.ndarray]] = {}
 _derived_lock = threading.RLock()  # reentrant: a freed source's callback may run anywhere
 
 
@@ -297,6 +297,17 @@ def keep(name: str, source: np.ndarray, value: np.ndarray) -> None:
         if _derived_bytes() + nbytes > DERIVED_BYTES or changing(source):
             return
         _derived[key] = (_seen.get(key) or weakref.ref(_owner(source)), copy, value)
+
+
+def release(source: np.ndarray) -> None:
+    """Drop what is kept for ``source``, under every name, and that it was seen, so that
+    only the algorithms that run on it from now on keep arrays for it (after several
+    were tried on it: :meth:`npconv.onnx.Evaluator.tune`)."""
+    owner = id(_owner(source))
+    with _derived_lock:
+        for store in (_derived, _seen):
+            for key in [key for key in store if key[1] == owner]:
+                del store[key]
 
 
 def _derived_bytes() -> int:

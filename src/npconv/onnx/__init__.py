@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 from onnx.reference import ReferenceEvaluator
 
+from .._workspace import release
 from ._ops import FRESH, OPS, Add, BatchNormalization, Conv, Relu, Sum, Timing, scale_and_shift
 from ._profile import Profile, profile
 
@@ -133,9 +134,12 @@ class Evaluator(ReferenceEvaluator):
         see.  A node's candidates are the supported algorithms whose estimate is within
         :data:`~npconv.onnx._ops.TUNE_WITHIN` times the cheapest's, at most
         :data:`~npconv.onnx._ops.TUNE_MOST`; the runs go on until each has been timed
-        ``repeats`` times after a warm-up call, the nodes taking theirs in turn.
-        Every candidate computes the node's result within its own stated rounding
-        error, so the outputs of later runs may differ from untuned ones by that much.
+        ``repeats`` times after a warm-up call, the nodes taking theirs in turn.  What
+        the candidates kept for a node's weight (transformed filters, packed weights) is
+        then released (:func:`npconv._workspace.release`): in the shared budget of kept
+        arrays, the losers' would leave the winner's no room.  Every candidate computes
+        the node's result within its own stated rounding error, so the outputs of later
+        runs may differ from untuned ones by that much.
 
         Parameters
         ----------
@@ -177,6 +181,8 @@ class Evaluator(ReferenceEvaluator):
             measured = {}
             for op in convs:
                 timing, op.timing = op.timing, None
+                if timing is not None and timing.weight is not None:
+                    release(timing.weight)  # what the candidates kept: only the winner's again
                 medians = timing.medians() if timing is not None else {}
                 if medians:
                     op.algorithm = next(iter(medians))

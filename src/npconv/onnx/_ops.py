@@ -107,6 +107,7 @@ class Timing:
         self.seconds: dict[str, list[float]] = {}
         self.calls = 0
         self.offset = offset  # where in the turn this node starts
+        self.weight: np.ndarray | None = None  # the node's weight, seen at its first call
 
     def next(self, options: ConvOptions, X: np.ndarray, W: np.ndarray, B: Any) -> str:
         """The algorithm of this call: the next candidate in turn."""
@@ -116,6 +117,7 @@ class Timing:
             names = candidates(spec, dtype, get_threads(), TUNE_WITHIN, steady=True)
             self.names = names[:TUNE_MOST]
             self.seconds = {name: [] for name in self.names}
+            self.weight = W
         return self.names[(self.calls + self.offset) % len(self.names)]
 
     def record(self, name: str, seconds: float) -> None:
