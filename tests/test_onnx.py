@@ -24,6 +24,7 @@ from onnx.reference import ReferenceEvaluator
 import npconv.onnx
 from npconv._choose import candidates
 from npconv._cli import main
+from npconv._dispatch import convolve
 from npconv._operands import prepare
 from npconv._spec import ConvOptions
 
@@ -576,14 +577,26 @@ def test_tune_times_each_conv_nodes_candidates_where_it_runs(rng):
     assert_close(sess.run(None, feeds, intermediate=True)["y"], expected)  # nothing fused
 
 
-def test_tune_errors_leave_the_nodes_untuned(rng):
+def test_tune_errors_leave_the_nodes_untuned(rng, monkeypatch):
     model, feeds, _ = conv_chain(rng)
     sess = npconv.onnx.evaluator(model)
+    convs = [op for op in sess.rt_nodes_ if op.op_type == "Conv"]
     with pytest.raises(ValueError, match="tune's repeats must be an int >= 1, got 0"):
         sess.tune(feeds, repeats=0)
     with pytest.raises(ValueError, match=r"inputs \['x'\] are missing"):
         sess.tune({})
-    convs = [op for op in sess.rt_nodes_ if op.op_type == "Conv"]
+    assert all(op.algorithm == "auto" and op.timing is None for op in convs)
+    calls = []
+
+    def failing(*args, **kwargs):  # the convolutions fail from the 8th call on (3rd run)
+        calls.append(args)
+        if len(calls) >= 8:
+            raise MemoryError("no memory left")
+        return convolve(*args, **kwargs)
+
+    monkeypatch.setattr(npconv.onnx._ops, "convolve", failing)
+    with pytest.raises(MemoryError):
+        sess.tune(feeds)
     assert all(op.algorithm == "auto" and op.timing is None for op in convs)
 
 

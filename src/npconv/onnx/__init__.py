@@ -169,25 +169,24 @@ class Evaluator(ReferenceEvaluator):
         if not isinstance(repeats, int) or repeats < 1:
             raise ValueError(f"npconv.onnx: tune's repeats must be an int >= 1, got {repeats!r}")
         convs = [op for op in self.rt_nodes_ if isinstance(op, Conv)]
-        for i, op in enumerate(convs):  # neighbours at different places in their turns
-            op.algorithm, op.timing = type(op).algorithm, Timing(offset=i)
+        timings = [Timing(offset=i) for i in range(len(convs))]  # neighbours out of step
+        for op, timing in zip(convs, timings):
+            op.algorithm, op.timing = type(op).algorithm, timing
         try:
-            while True:
+            self.run(None, feeds)  # where each node finds its candidates
+            while not all(timing.done(repeats) for timing in timings):
                 self.run(None, feeds)
-                timings = [op.timing for op in convs if op.timing is not None]
-                if all(timing.done(repeats) for timing in timings):
-                    break
         finally:
-            measured = {}
-            for op in convs:
-                timing, op.timing = op.timing, None
-                if timing is not None and timing.weight is not None:
+            for op, timing in zip(convs, timings):
+                op.timing = None
+                if timing.weight is not None:
                     release(timing.weight)  # what the candidates kept: only the winner's again
-                medians = timing.medians() if timing is not None else {}
-                if medians:
-                    op.algorithm = next(iter(medians))
-                    node = op.onnx_node
-                    measured[node.name or node.output[0]] = medians
+        measured = {}
+        for op, timing in zip(convs, timings):
+            medians = timing.medians()
+            if medians:  # the node ran
+                op.algorithm = next(iter(medians))
+                measured[op.onnx_node.name or op.onnx_node.output[0]] = medians
         return measured
 
     def _plain(self) -> bool:
