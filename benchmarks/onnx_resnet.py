@@ -12,7 +12,9 @@ the threads that OpenBLAS and onnxruntime keep spinning after their calls would 
 the other.  With ``--rounds R``, onnxruntime and npconv run R times in turn, each time
 in fresh processes, and each round's ratio is printed with their median: on a shared
 machine whose speed drifts from minute to minute, a pair of runs a few seconds apart
-compares the two under the same load, where one run of each may not.
+compares the two under the same load, where one run of each may not.  With ``--tune``,
+each round also times npconv's evaluator after :meth:`npconv.onnx.Evaluator.tune` (in a
+process of its own, the tuning untimed).
 
 ``--model onnx-test`` runs instead the ResNet-50 that onnx ships for its backend tests
 (``onnx/backend/test/data/light/light_resnet50.onnx``: ResNet-50 v1 exported from
