@@ -103,26 +103,25 @@ class Timing:
     warm-up, not counted (it compiles kernels and keeps derived weights)."""
 
     def __init__(self, offset: int = 0) -> None:
-        self.names: list[str] = []  # filled at the node's first call
-        self.seconds: dict[str, list[float]] = {}
+        self.seconds: dict[str, list[float]] = {}  # by candidate, from the node's first call
         self.calls = 0
         self.offset = offset  # where in the turn this node starts
         self.weight: np.ndarray | None = None  # the node's weight, seen at its first call
 
     def next(self, options: ConvOptions, X: np.ndarray, W: np.ndarray, B: Any) -> str:
         """The algorithm of this call: the next candidate in turn."""
-        if not self.names:
+        if not self.seconds:
             problem = prepare(options, X, W, B)
             spec, dtype = problem.spec, problem.numerics.exact
             names = candidates(spec, dtype, get_threads(), TUNE_WITHIN, steady=True)
-            self.names = names[:TUNE_MOST]
-            self.seconds = {name: [] for name in self.names}
+            self.seconds = {name: [] for name in names[:TUNE_MOST]}
             self.weight = W
-        return self.names[(self.calls + self.offset) % len(self.names)]
+        names = list(self.seconds)
+        return names[(self.calls + self.offset) % len(names)]
 
     def record(self, name: str, seconds: float) -> None:
         """Count ``seconds`` for ``name`` unless the call was its warm-up."""
-        if self.calls >= len(self.names):
+        if self.calls >= len(self.seconds):
             self.seconds[name].append(seconds)
         self.calls += 1
 
