@@ -14,7 +14,12 @@ in fresh processes, and each round's ratio is printed with their median: on a sh
 machine whose speed drifts from minute to minute, a pair of runs a few seconds apart
 compares the two under the same load, where one run of each may not.  With ``--tune``,
 each round also times npconv's evaluator after :meth:`npconv.onnx.Evaluator.tune` (in a
-process of its own, the tuning untimed).
+process of its own, the tuning untimed).  With ``--passes``, each round also times the
+network's GEMMs alone (in a process of its own): each Conv node's im2col product, ``w[O/G,
+C/G*prod(kernel)] @ patches[C/G*prod(kernel), N*prod(out)]`` per group, by NumPy's
+``matmul`` on arrays made once, one node after the other; and a table then splits
+npconv's time per node kind into the time spent in NumPy's ``matmul`` (the BLAS GEMMs)
+and the rest (gathers, transforms, bias, ReLU, adds, pooling, Python).
 
 ``--model onnx-test`` runs instead the ResNet-50 that onnx ships for its backend tests
 (``onnx/backend/test/data/light/light_resnet50.onnx``: ResNet-50 v1 exported from
@@ -29,6 +34,7 @@ Run from the repository root::
     python benchmarks/onnx_resnet.py --model onnx-test
     python benchmarks/onnx_resnet.py --layers   # npconv's Conv nodes: in the network, alone
     python benchmarks/onnx_resnet.py --rounds 5 --repeats 10 --tune  # also tuned in place
+    python benchmarks/onnx_resnet.py --rounds 5 --repeats 10 --passes  # GEMMs and the rest
 """
 
 from __future__ import annotations
@@ -131,6 +137,8 @@ def resnet50(batch: int = 1, size: int = 224, classes: int = 1000, seed: int = 0
 EVALUATORS = ("onnxruntime", "onnx ReferenceEvaluator", "npconv.onnx.evaluator")
 #: npconv's evaluator after Evaluator.tune on the same feeds (``--tune``).
 TUNED = "npconv.onnx.evaluator, tuned"
+#: The Conv nodes' im2col GEMMs alone, by NumPy's matmul (``--passes``).
+GEMMS = "the Conv nodes' im2col GEMMs alone (np.matmul)"
 
 
 def _model(args: argparse.Namespace) -> tuple[onnx.ModelProto, str]:
@@ -163,6 +171,8 @@ def _time_alone(name: str, args: argparse.Namespace, profile: bool = True) -> di
         )
     elif name == "onnx ReferenceEvaluator":
         session = ReferenceEvaluator(model)
+    elif name == GEMMS:
+        session = _Gemms(model)
     else:
         session = npconv.onnx.evaluator(model)
         if name == TUNED:
@@ -174,11 +184,123 @@ def _time_alone(name: str, args: argparse.Namespace, profile: bool = True) -> di
         session.run(None, feeds)
         times.append(time.perf_counter() - start)
     table = None
-    if profile and name != "onnxruntime":
+    if profile and name not in ("onnxruntime", GEMMS):
         plain = name == "onnx ReferenceEvaluator"
         tune = name == TUNED
         table = npconv.onnx.profile(model, feeds, args.repeats, plain=plain, tune=tune).table()
     return {"output": output, "times": times, "profile": table}
+
+
+def _conv_gemms(model: onnx.ModelProto) -> list[tuple[int, int, int, int]]:
+    """Each Conv node's im2col product as ``(groups, O/G, C/G*prod(kernel), N*prod(out))``,
+    from inferred shapes."""
+    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in (*inferred.graph.value_info, *inferred.graph.output)
+    }
+    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    gemms = []
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            out_channels, cg, *kernel = shapes[node.input[1]]
+            batch, _, *out = shapes[node.output[0]]
+            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+            rows = out_channels // groups
+            gemms.append((groups, rows, cg * int(np.prod(kernel)), batch * int(np.prod(out))))
+    return gemms
+
+
+def _conv_gflop(model: onnx.ModelProto) -> float:
+    """GFLOP (2 x multiply-accumulates) of the model's Conv nodes."""
+    return sum(2 * g * m * k * n for g, m, k, n in _conv_gemms(model)) / 1e9
+
+
+class _Gemms:
+    """A "session" whose run is the model's Conv GEMMs (:func:`_conv_gemms`), one after
+    the other, each by ``np.matmul`` into a result made once: what the convolutions
+    would cost if gathering their patches, their bias, their ReLU and every other node
+    cost nothing."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        rng = np.random.default_rng(0)
+        self.operands = [
+            (
+                rng.standard_normal((g, m, k), dtype=np.float32),
+                rng.standard_normal((g, k, n), dtype=np.float32),
+                np.empty((g, m, n), np.float32),
+            )
+            for g, m, k, n in _conv_gemms(model)
+        ]
+
+    def run(self, output_names: Any, feeds: Any) -> list[Any]:
+        for a, b, c in self.operands:
+            np.matmul(a, b, out=c)
+        return [None]
+
+
+def _kind(node: Any, x: np.ndarray, w: np.ndarray) -> str:
+    """A Conv node's kind: kernel/stride, channels and input size, e.g. "3x3/1 64->64 @56"."""
+    stride = (getattr(node, "strides", None) or [1])[0]
+    return f"{w.shape[2]}x{w.shape[3]}/{stride} {w.shape[1]}->{w.shape[0]} @{x.shape[2]}"
+
+
+def _passes(args: argparse.Namespace) -> str:
+    """In a fresh process: npconv's time per node kind in the network (median over
+    ``args.repeats`` runs after three warm-up runs), split into the time spent in NumPy's
+    ``matmul`` (the GEMMs) and the rest, as a Markdown table, the largest rest first."""
+    npconv.set_threads(args.threads)
+    model, _ = _model(args)
+    feeds = _feeds(model, args)
+    session = npconv.onnx.evaluator(model)
+    in_matmul = [0.0]
+    matmul = np.matmul
+
+    def timed_matmul(*a: Any, **k: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return matmul(*a, **k)
+        finally:
+            in_matmul[0] += time.perf_counter() - start
+
+    seconds: dict[int, list[tuple[float, float]]] = {}
+    kinds: dict[int, str] = {}
+    for i, node in enumerate(session.rt_nodes_):
+        seconds[i] = []
+
+        def timed(*a: Any, run: Any = node.run, i: int = i, node: Any = node, **k: Any) -> Any:
+            in_matmul[0] = 0.0
+            start = time.perf_counter()
+            out = run(*a, **k)
+            seconds[i].append((time.perf_counter() - start, in_matmul[0]))
+            if i not in kinds:
+                conv = node.op_type == "Conv"
+                kinds[i] = _kind(node, a[0], a[1]) if conv else node.op_type
+            return out
+
+        node.run = timed
+    np.matmul = timed_matmul  # as the algorithms call it: np.matmul(...)
+    try:
+        for _ in range(3 + args.repeats):
+            session.run(None, feeds)
+    finally:
+        np.matmul = matmul
+    rows: dict[str, list[float]] = {}
+    for i, times in seconds.items():
+        row = rows.setdefault(kinds[i], [0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += statistics.median(total for total, _ in times[3:])
+        row[2] += statistics.median(gemm for _, gemm in times[3:])
+    lines = ["| nodes | count | time (ms) | in GEMMs (ms) | the rest (ms) |"]
+    lines.append("| --- | ---: | ---: | ---: | ---: |")
+    for kind, (count, total, gemm) in sorted(rows.items(), key=lambda kv: kv[1][2] - kv[1][1]):
+        lines.append(
+            f"| {kind} | {count} | {total * 1e3:.2f} | {gemm * 1e3:.2f} | "
+            f"{(total - gemm) * 1e3:.2f} |"
+        )
+    total, gemm = (sum(row[j] for row in rows.values()) * 1e3 for j in (1, 2))
+    lines.append(f"| all | {len(seconds)} | {total:.1f} | {gemm:.1f} | {total - gemm:.1f} |")
+    return "\n".join(lines)
 
 
 def _layers_alone(args: argparse.Namespace) -> str:
@@ -209,9 +331,7 @@ def _layers_alone(args: argparse.Namespace) -> str:
     kinds: dict[str, list[float]] = {}
     for i, node in enumerate(convs):
         a, k = calls[i]
-        x, w = a[0], a[1]
-        stride = (getattr(node, "strides", None) or [1])[0]
-        kind = f"{w.shape[2]}x{w.shape[3]}/{stride} {w.shape[1]}->{w.shape[0]} @{x.shape[2]}"
+        kind = _kind(node, a[0], a[1])
         alone = []
         for _ in range(20):
             start = time.perf_counter()
@@ -249,6 +369,9 @@ def main() -> None:
     parser.add_argument(
         "--tune", action="store_true", help="time npconv's evaluator tuned in place too"
     )
+    parser.add_argument(
+        "--passes", action="store_true", help="time the GEMMs alone too; npconv's GEMMs and rest"
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
@@ -262,7 +385,7 @@ def main() -> None:
     gflop = _conv_gflop(model)
     del model
 
-    ours = [EVALUATORS[-1], *([TUNED] if args.tune else [])]
+    ours = [EVALUATORS[-1], *([TUNED] if args.tune else []), *([GEMMS] if args.passes else [])]
     runs: dict[str, Any] = {}
     pairs: dict[str, list[float]] = {name: [] for name in ours}  # onnxruntime's time / its
     for r in range(args.rounds):  # one after the other, each in a fresh process of its own
@@ -287,9 +410,9 @@ def main() -> None:
     print("| evaluator | time (s) | fastest-slowest run (s) | max abs diff / max abs |")
     print("| --- | ---: | ---: | ---: |")
     for name, run in runs.items():
-        rel = float(np.abs(run["output"] - expected).max()) / scale
+        rel = "-" if name == GEMMS else f"{np.abs(run['output'] - expected).max() / scale:.1e}"
         spread = f"{min(run['times']):.3f}-{max(run['times']):.3f}"
-        print(f"| {name} | {times[name]:.3f} | {spread} | {rel:.1e} |")
+        print(f"| {name} | {times[name]:.3f} | {spread} | {rel} |")
     npconv_time = times[EVALUATORS[-1]]
     print(
         f"\nonnxruntime's time / npconv.onnx.evaluator's: {times['onnxruntime'] / npconv_time:.2f}x"
@@ -306,22 +429,11 @@ def main() -> None:
         if run["profile"] is not None:
             print(f"Time per node type, {name} (mean of {args.repeats} runs):\n")
             print(run["profile"], "\n")
-
-
-def _conv_gflop(model: onnx.ModelProto) -> float:
-    """GFLOP (2 x multiply-accumulates) of the model's Conv nodes, from inferred shapes."""
-    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    shapes = {
-        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-        for v in (*inferred.graph.value_info, *inferred.graph.output)
-    }
-    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
-    total = 0
-    for node in model.graph.node:
-        if node.op_type == "Conv":
-            _, cg, *kernel = shapes[node.input[1]]
-            total += 2 * int(np.prod(shapes[node.output[0]])) * cg * int(np.prod(kernel))
-    return total / 1e9
+    if args.passes:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            table = pool.submit(_passes, args).result()
+        print(f"npconv's time per node kind, in GEMMs and the rest (medians of {args.repeats}):\n")
+        print(table)
 
 
 if __name__ == "__main__":
