@@ -934,34 +934,33 @@ def test_relu_matches_the_reference(rng, dtype, shape):
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 3, 4, 5), (1, 256, 14, 14)])
-def test_add_and_relu_over_a_fresh_sum_match_the_reference(rng, dtype, shape):
-    """An Add of two Conv results (fresh arrays, read by it alone) writes the sum, and
-    the Relu fused into it, over one of them (one compiled pass where numba is
+@pytest.mark.parametrize("op, inputs", [("Add", "xz"), ("Sum", "xz"), ("Sum", "xzv")])
+def test_add_and_relu_over_a_fresh_sum_match_the_reference(rng, dtype, shape, op, inputs):
+    """An Add or Sum of Conv results (fresh arrays, read by it alone) writes the sum, and
+    the Relu fused into it, over one of them (of two, one compiled pass where numba is
     installed): the reference's values, NaN where NaN, and the graph's inputs untouched."""
-    x, z = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
-    x.flat[:4] = [np.nan, -np.inf, np.inf, 1]  # NaN, -inf (-> 0), and inf - inf below
-    z.flat[:4] = [1, 1, -np.inf, np.nan]
+    feeds = {name: rng.standard_normal(shape).astype(dtype) for name in inputs}
+    feeds["x"].flat[:4] = [np.nan, -np.inf, np.inf, 1]  # NaN, -inf (-> 0), and inf - inf
+    feeds["z"].flat[:4] = [1, 1, -np.inf, np.nan]
     eye = np.eye(shape[1], dtype=dtype).reshape(shape[1], shape[1], 1, 1)  # y = x exactly
-    nodes = [
-        helper.make_node("Conv", ["x", "w"], ["a"]),
-        helper.make_node("Conv", ["z", "w"], ["b"]),
-        helper.make_node("Add", ["a", "b"], ["s"]),
-        helper.make_node("Relu", ["s"], ["r"]),
-    ]
+    nodes = [helper.make_node("Conv", [name, "w"], [f"c{name}"]) for name in inputs]
+    nodes.append(helper.make_node(op, [f"c{name}" for name in inputs], ["s"]))
+    nodes.append(helper.make_node("Relu", ["s"], ["r"]))
     tt = tensor_type(dtype)
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info(n, tt, shape) for n in "xz"],
+        nodes, "g", [helper.make_tensor_value_info(n, tt, shape) for n in inputs],
         [helper.make_tensor_value_info("r", tt, None)], [onnx.numpy_helper.from_array(eye, "w")],
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-    before = x.copy(), z.copy()
+    before = {name: value.copy() for name, value in feeds.items()}
     sess = npconv.onnx.evaluator(model)
-    add = [op for op in sess.rt_nodes_ if op.onnx_node.op_type == "Add"]
-    assert add[0].relu and add[0].overwrite  # the fused Relu, over an input
-    (ours,) = sess.run(None, {"x": x, "z": z})
-    (theirs,) = ReferenceEvaluator(model).run(None, {"x": x, "z": z})
-    np.testing.assert_array_equal(x, before[0])
-    np.testing.assert_array_equal(z, before[1])
+    (summed,) = [node for node in sess.rt_nodes_ if node.onnx_node.op_type == op]
+    assert summed.relu and summed.overwrite  # the fused Relu, over an input
+    assert "Relu" not in [node.onnx_node.op_type for node in sess.rt_nodes_]
+    (ours,) = sess.run(None, feeds)
+    (theirs,) = ReferenceEvaluator(model).run(None, feeds)
+    for name, value in feeds.items():
+        np.testing.assert_array_equal(value, before[name])
     assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
     np.testing.assert_array_equal(ours, theirs)  # NaN where NaN
     assert np.isnan(ours.flat[[0, 2, 3]]).all() and ours.flat[1] == 0
@@ -1076,7 +1075,7 @@ def test_sum_and_batch_norm_overwrite_only_private_values(rng):
         helper.make_node("Conv", ["x", "w"], ["d"], pads=[1] * 4),
         helper.make_node("Sum", ["n", "d", "x"], ["t"]),  # over n or d, x broadcast in
         helper.make_node("Sum", ["t", "t"], ["u"]),  # t read twice: a fresh array
-        helper.make_node("Relu", ["u"], ["y"]),  # over u
+        helper.make_node("Relu", ["u"], ["y"]),  # over u, or fused into the Sum
     ]
     f32 = onnx.TensorProto.FLOAT
     graph = helper.make_graph(
@@ -1085,9 +1084,15 @@ def test_sum_and_batch_norm_overwrite_only_private_values(rng):
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
     model.ir_version = IR_VERSION
-    sess = npconv.onnx.evaluator(model)
-    planned = {op.onnx_node.output[0]: op.overwrite for op in sess._overwriting}
+    unfused = npconv.onnx.evaluator(model, fuse=False)
+    planned = {op.onnx_node.output[0]: op.overwrite for op in unfused._overwriting}
     assert planned == {"n": True, "t": (0, 1), "y": True}
+    sess = npconv.onnx.evaluator(model)  # the Relu applied by the Sum, to its fresh sum
+    planned = {op.onnx_node.output[0]: op.overwrite for op in sess._overwriting}
+    assert planned == {"n": True, "t": (0, 1)}
+    (last,) = [op for op in sess.rt_nodes_ if op.onnx_node.output[0] == "y"]
+    assert last.onnx_node.op_type == "Sum" and last.relu
+    assert_close(unfused.run(None, {"x": x, "w": w})[0], sess.run(None, {"x": x, "w": w})[0])
     ours, theirs, reference = run_all(model, {"x": x, "w": w})
     assert_close(ours, theirs)
     assert_close(ours, reference)

@@ -53,9 +53,9 @@ class Evaluator(ReferenceEvaluator):
     ``Conv`` of constant weights writes and only it reads is folded into that
     convolution's weight and bias, as onnxruntime does when it loads a model: one pass
     over the activation instead of three, the results within float rounding of the
-    unfolded nodes'.  A ``Relu`` whose input only a ``Conv`` or an ``Add`` writes and
-    only it reads is applied by that node to its fresh result: one node fewer, the same
-    values.
+    unfolded nodes'.  A ``Relu`` whose input only a ``Conv``, an ``Add`` or a ``Sum``
+    writes and only it reads is applied by that node to its fresh result: one node
+    fewer, the same values.
 
     With ``reuse_buffers`` (the default), ``Relu``, ``BatchNormalization``, ``Add`` and
     ``Sum`` write their result over an input that only they read, when that input is
@@ -389,15 +389,15 @@ def _fold_batch_norms(ops: list[Any], constants: dict[str, Any], outputs: list[s
 
 
 def _fuse_relus(ops: list[Any], outputs: list[str]) -> list[Any]:
-    """``ops`` with each Relu applied by the Conv or Add that writes its input.
+    """``ops`` with each Relu applied by the Conv, Add or Sum that writes its input.
 
     A Relu fuses when its input is read by it alone (not a graph output) and written by
-    one of npconv's ``Conv`` or ``Add`` nodes: that node becomes a copy of it that
-    writes the Relu's output, with ``relu`` set, and the Relu goes.
+    one of npconv's ``Conv``, ``Add`` or ``Sum`` nodes: that node becomes a copy of it
+    that writes the Relu's output, with ``relu`` set, and the Relu goes.
     """
 
     def fuse(op: Any, source: Any) -> Any:
-        if not isinstance(op, Relu) or not isinstance(source, (Conv, Add)):
+        if not isinstance(op, Relu) or not isinstance(source, (Conv, Add, Sum)):
             return None
         replacement = _writing(source, op.onnx_node.output[0])
         replacement.relu = True

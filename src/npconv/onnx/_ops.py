@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -534,6 +535,21 @@ def _add_relu(y, x):
         y[i] = 0 if v < 0 else v  # NaN < 0 is false: NaN stays
 
 
+def _summed(
+    op: Add | Sum, args: tuple[Any, ...], reference: Callable[..., Any]
+) -> tuple[np.ndarray]:
+    """The sum of ``args`` for ``op`` (:class:`Add` or :class:`Sum`): over one of its
+    ``overwrite`` inputs where one can hold it, else by onnx's ``reference``; then its
+    ``relu``, written over the fresh sum."""
+    y = _sum_in_place(args, op.overwrite, op.relu)
+    if y is None:
+        (y,) = reference(*args)
+        if op.relu:
+            y = np.asarray(y)  # a fresh sum
+            y = _relu(y, out=y if y.flags.writeable else None)
+    return (y,)
+
+
 class Add(_Direct, op_add.Add):
     """ONNX ``Add`` with NumPy broadcasting.
 
@@ -546,23 +562,18 @@ class Add(_Direct, op_add.Add):
     relu = False
 
     def _run(self, a, b):  # type: ignore[no-untyped-def]
-        y = _sum_in_place((a, b), self.overwrite, self.relu)
-        if y is None:
-            (y,) = super()._run(a, b)
-            if self.relu:
-                y = np.asarray(y)  # a fresh sum
-                y = _relu(y, out=y if y.flags.writeable else None)
-        return (y,)
+        return _summed(self, (a, b), super()._run)
 
 
 class Sum(_Direct, op_sum.Sum):
-    """ONNX ``Sum`` of its inputs with NumPy broadcasting; ``overwrite`` as for :class:`Add`."""
+    """ONNX ``Sum`` of its inputs with NumPy broadcasting; ``overwrite`` and ``relu`` as
+    for :class:`Add` (Caffe2's ResNet-50 export adds its residuals by ``Sum``)."""
 
     overwrite: tuple[int, ...] = ()
+    relu = False
 
     def _run(self, *args):  # type: ignore[no-untyped-def]
-        y = _sum_in_place(args, self.overwrite)
-        return super()._run(*args) if y is None else (y,)
+        return _summed(self, args, super()._run)
 
 
 def scale_and_shift(

@@ -78,8 +78,9 @@ def profile(
     -------
     Profile
         ``seconds`` and ``counts`` per node type (``op_type``, prefixed by its domain
-        outside the default one; "Conv+Relu" and "Add+Relu" where the evaluator fused a
-        ``Relu`` into the node before it) and the graph ``outputs`` of the last run.
+        outside the default one; "Conv+Relu", "Add+Relu" and "Sum+Relu" where the
+        evaluator fused a ``Relu`` into the node before it) and the graph ``outputs`` of
+        the last run.
 
     Raises
     ------
