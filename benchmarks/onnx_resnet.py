@@ -248,7 +248,8 @@ def _kind(node: Any, x: np.ndarray, w: np.ndarray) -> str:
 def _passes(args: argparse.Namespace) -> str:
     """In a fresh process: npconv's time per node kind in the network (median over
     ``args.repeats`` runs after three warm-up runs), split into the time spent in NumPy's
-    ``matmul`` (the GEMMs) and the rest, as a Markdown table, the largest rest first."""
+    ``matmul`` (the GEMMs; summed over the threads that call it, where an algorithm shares
+    its GEMMs out) and the rest, as a Markdown table, the largest rest first."""
     npconv.set_threads(args.threads)
     model, _ = _model(args)
     feeds = _feeds(model, args)
