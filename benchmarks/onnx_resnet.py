@@ -54,6 +54,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import npconv.onnx
+from npconv.onnx._profile import _timed
 
 #: Bottleneck blocks per stage of ResNet-50, and each stage's inner width.
 STAGES = ((3, 64), (4, 128), (6, 256), (3, 512))
@@ -245,6 +246,24 @@ def _kind(node: Any, x: np.ndarray, w: np.ndarray) -> str:
     return f"{w.shape[2]}x{w.shape[3]}/{stride} {w.shape[1]}->{w.shape[0]} @{x.shape[2]}"
 
 
+def _kind_table(
+    first: str, columns: tuple[str, str, str], rows: dict[str, list[float]], sign: str = ""
+) -> str:
+    """A Markdown table of ``rows`` (kind: ``[nodes, a, b]``, seconds): ``a``, ``b`` and
+    ``a - b`` in ms (``sign`` "+" to sign the difference), the largest difference first,
+    then their sums."""
+    lines = [f"| {first} | count | " + " | ".join(f"{c} (ms)" for c in columns) + " |"]
+    lines.append("| --- | ---: | ---: | ---: | ---: |")
+    for kind, (count, a, b) in sorted(rows.items(), key=lambda kv: kv[1][2] - kv[1][1]):
+        lines.append(
+            f"| {kind} | {count} | {a * 1e3:.2f} | {b * 1e3:.2f} | {(a - b) * 1e3:{sign}.2f} |"
+        )
+    a, b = (sum(row[j] for row in rows.values()) * 1e3 for j in (1, 2))
+    count = sum(int(row[0]) for row in rows.values())
+    lines.append(f"| all | {count} | {a:.1f} | {b:.1f} | {a - b:{sign}.1f} |")
+    return "\n".join(lines)
+
+
 def _passes(args: argparse.Namespace) -> str:
     """In a fresh process: npconv's time per node kind in the network (median over
     ``args.repeats`` runs after three warm-up runs), split into the time spent in NumPy's
@@ -254,15 +273,8 @@ def _passes(args: argparse.Namespace) -> str:
     model, _ = _model(args)
     feeds = _feeds(model, args)
     session = npconv.onnx.evaluator(model)
-    in_matmul = [0.0]
+    in_matmul: dict[str, float] = {"gemm": 0.0}
     matmul = np.matmul
-
-    def timed_matmul(*a: Any, **k: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return matmul(*a, **k)
-        finally:
-            in_matmul[0] += time.perf_counter() - start
 
     seconds: dict[int, list[tuple[float, float]]] = {}
     kinds: dict[int, str] = {}
@@ -270,17 +282,17 @@ def _passes(args: argparse.Namespace) -> str:
         seconds[i] = []
 
         def timed(*a: Any, run: Any = node.run, i: int = i, node: Any = node, **k: Any) -> Any:
-            in_matmul[0] = 0.0
+            in_matmul["gemm"] = 0.0
             start = time.perf_counter()
             out = run(*a, **k)
-            seconds[i].append((time.perf_counter() - start, in_matmul[0]))
+            seconds[i].append((time.perf_counter() - start, in_matmul["gemm"]))
             if i not in kinds:
                 conv = node.op_type == "Conv"
                 kinds[i] = _kind(node, a[0], a[1]) if conv else node.op_type
             return out
 
         node.run = timed
-    np.matmul = timed_matmul  # as the algorithms call it: np.matmul(...)
+    np.matmul = _timed(matmul, "gemm", in_matmul)  # as the algorithms call it: np.matmul(...)
     try:
         for _ in range(3 + args.repeats):
             session.run(None, feeds)
@@ -292,16 +304,7 @@ def _passes(args: argparse.Namespace) -> str:
         row[0] += 1
         row[1] += statistics.median(total for total, _ in times[3:])
         row[2] += statistics.median(gemm for _, gemm in times[3:])
-    lines = ["| nodes | count | time (ms) | in GEMMs (ms) | the rest (ms) |"]
-    lines.append("| --- | ---: | ---: | ---: | ---: |")
-    for kind, (count, total, gemm) in sorted(rows.items(), key=lambda kv: kv[1][2] - kv[1][1]):
-        lines.append(
-            f"| {kind} | {count} | {total * 1e3:.2f} | {gemm * 1e3:.2f} | "
-            f"{(total - gemm) * 1e3:.2f} |"
-        )
-    total, gemm = (sum(row[j] for row in rows.values()) * 1e3 for j in (1, 2))
-    lines.append(f"| all | {len(seconds)} | {total:.1f} | {gemm:.1f} | {total - gemm:.1f} |")
-    return "\n".join(lines)
+    return _kind_table("nodes", ("time", "in GEMMs", "the rest"), rows)
 
 
 def _layers_alone(args: argparse.Namespace) -> str:
@@ -342,14 +345,8 @@ def _layers_alone(args: argparse.Namespace) -> str:
         row[0] += 1
         row[1] += statistics.median(seconds[i][3:])
         row[2] += statistics.median(alone[5:])
-    lines = ["| Conv nodes | count | in the network (ms) | alone (ms) | difference (ms) |"]
-    lines.append("| --- | ---: | ---: | ---: | ---: |")
-    for kind, (count, net, alone) in sorted(kinds.items(), key=lambda kv: kv[1][2] - kv[1][1]):
-        times = f"{net * 1e3:.2f} | {alone * 1e3:.2f} | {(net - alone) * 1e3:+.2f}"
-        lines.append(f"| {kind} | {count} | {times} |")
-    net, alone = (sum(row[j] for row in kinds.values()) * 1e3 for j in (1, 2))
-    lines.append(f"| all | {len(convs)} | {net:.1f} | {alone:.1f} | {net - alone:+.1f} |")
-    return "\n".join(lines)
+    columns = ("in the network", "alone", "difference")
+    return _kind_table("Conv nodes", columns, kinds, sign="+")
 
 
 def main() -> None:
